@@ -56,3 +56,30 @@ double testutil_rel_l2(const float *a, const float *b, size_t n)
     }
     return sqrt(num) / (sqrt(den) + 1e-30);
 }
+
+#include <netcdf.h>
+
+float *testutil_golden_load(const char *file, const char *var, size_t *n, int *ndim, size_t *shape)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/golden/%s", SMOECAST_SOURCE_DIR, file);
+    int nc, vid, nd, dims[8];
+    if (nc_open(path, NC_NOWRITE, &nc) != NC_NOERR) fail_msg("cannot open golden file %s", path);
+    if (nc_inq_varid(nc, var, &vid) != NC_NOERR) fail_msg("%s: no variable '%s'", path, var);
+    nc_inq_varndims(nc, vid, &nd);
+    if (nd > 8) fail_msg("%s: %s has more than 8 dims", path, var);
+    nc_inq_vardimid(nc, vid, dims);
+    size_t total = 1;
+    for (int d = 0; d < nd; d++) {
+        size_t len;
+        nc_inq_dimlen(nc, dims[d], &len);
+        if (shape) shape[d] = len;
+        total *= len;
+    }
+    float *buf = malloc((total ? total : 1) * sizeof *buf);
+    if (nc_get_var_float(nc, vid, buf) != NC_NOERR) fail_msg("%s: cannot read %s", path, var);
+    nc_close(nc);
+    if (n) *n = total;
+    if (ndim) *ndim = nd;
+    return buf;
+}

@@ -20,3 +20,8 @@ const char *testutil_tmpdir(const char *name, char *buf, size_t len);
 double testutil_rel_l2(const float *a, const float *b, size_t n);
 
 #endif
+
+/* Golden files are NetCDF (tests/golden/<file>.nc, written by scripts/make_golden*.py).
+ * Loads variable `var` as float (malloc'd, caller frees); fails the test if absent.
+ * *n receives the number of elements; shape may be NULL or receive up to 8 dims (*ndim). */
+float *testutil_golden_load(const char *file, const char *var, size_t *n, int *ndim, size_t *shape);
