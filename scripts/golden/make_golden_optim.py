@@ -63,6 +63,7 @@ CONFIGS = {
     "sgddamp": dict(kind="sgd", lr=0.1, momentum=0.8, dampening=0.3, nesterov=False, weight_decay=0.0),
     "sgdplain": dict(kind="sgd", lr=0.1, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=1e-2),
     "adam": dict(kind="adam", lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2),
+    "adameps": dict(kind="adam", lr=1e-2, betas=(0.8, 0.99), eps=0.1, weight_decay=0.0),
     "adamw": dict(kind="adamw", lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1),
 }
 
@@ -147,7 +148,7 @@ def golden_schedule():
     w.put("cosine_lr", lr_sequence(seq, opt, 20))
     # ReduceLROnPlateau on a metric sequence with improvements, plateaus and sub-threshold gains
     metrics = np.array([1.0, 0.9, 0.8, 0.8, 0.79995, 0.8, 0.7, 0.7, 0.71, 0.72, 0.6999, 0.69,
-                        0.689, 0.688, 0.687, 0.686, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,
+                        0.686, 0.688, 0.687, 0.686, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,
                         0.5, 0.5, 0.5, 0.5, 0.5])
     w.put("plateau_metric", metrics)
     for tag, mode in (("plateau_rel", "rel"), ("plateau_abs", "abs")):
