@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Elementwise loops over tensors at least this long use the OpenMP team (static schedule:
+ * every element is computed the same way whatever the thread count). */
+#define OPTIM_PAR_MIN 32768
+
 optim_config optim_default_config(optim_kind kind)
 {
     optim_config c;
@@ -126,13 +130,15 @@ static void sgd_tensor(const optim *o, float *p, const float *g, float *buf, siz
 {
     const optim_config *c = &o->cfg;
     const float lr = (float)c->lr, mom = (float)c->momentum, damp = (float)(1.0 - c->dampening);
+    const int nesterov = c->nesterov;
+#pragma omp parallel for schedule(static) if (n >= OPTIM_PAR_MIN)
     for (size_t k = 0; k < n; k++) {
         float d = g[k];
         if (wd != 0.0f) d += wd * p[k];
         if (buf) {
             float b = first ? d : mom * buf[k] + damp * d;
             buf[k] = b;
-            d = c->nesterov ? d + mom * b : b;
+            d = nesterov ? d + mom * b : b;
         }
         p[k] -= lr * d;
     }
@@ -144,6 +150,7 @@ static void adam_tensor(const optim *o, float *p, const float *g, float *m, floa
     const float b1 = (float)o->cfg.beta1, b2 = (float)o->cfg.beta2;
     const float a1 = (float)(1.0 - o->cfg.beta1), a2 = (float)(1.0 - o->cfg.beta2);
     const float eps = (float)o->cfg.eps;
+#pragma omp parallel for schedule(static) if (n >= OPTIM_PAR_MIN)
     for (size_t k = 0; k < n; k++) {
         float pk = p[k];
         float gk = g[k];

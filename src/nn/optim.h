@@ -12,8 +12,10 @@
  * get no weight decay (a torch param group with weight_decay = 0).
  *
  * Each step is one flat loop per tensor over the store's buffers. Per-element arithmetic is in
- * float with double-precision step scalars (as torch does for float32 tensors); it is
- * deterministic and independent of the thread count (elementwise only).
+ * float with double-precision step scalars (as torch does for float32 tensors). Tensors of
+ * 32768+ elements are updated by the OpenMP team (static schedule); the update is purely
+ * elementwise, so results are bit-identical for any thread count. The gradient norm is a
+ * serial double-precision sum (also thread-count independent).
  *
  * State for checkpoints: `m` (SGD momentum buffer or Adam first moment) and `v` (Adam second
  * moment; NULL for SGD) hold param_store_size() floats at the store's offsets; `step` counts

@@ -7,6 +7,7 @@
 #include "nn/params.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +315,73 @@ static void test_config_errors(void **state)
     param_store_free(s);
 }
 
+/* A tensor big enough for the OpenMP path: 1 and 2 threads give identical bits, and the
+ * result follows the Adam / SGD formulas (double-precision reference, 2 steps). */
+static void big_case(optim_kind kind, float **out, int threads)
+{
+    enum { BIG = 100003 };
+    param_store *s = param_store_create();
+    int shp[1] = {BIG};
+    assert_int_equal(param_store_declare(s, "big", 1, shp, PARAM_DEFAULT), 0);
+    assert_int_equal(param_store_finalize(s), SM_OK);
+    optim_config c = optim_default_config(kind);
+    c.lr = 0.01;
+    c.weight_decay = 0.1;
+    c.momentum = kind == OPTIM_SGD ? 0.9 : 0.0;
+    optim *o;
+    assert_int_equal(optim_create(&o, s, &c), SM_OK);
+    float *p = param_data(s, 0), *g = param_grad(s, 0);
+    for (int k = 0; k < BIG; k++) p[k] = (float)sin(0.001 * k);
+    omp_set_num_threads(threads);
+    double *ref = malloc(BIG * sizeof *ref), *m = calloc(BIG, sizeof *m), *v = calloc(BIG, sizeof *v);
+    for (int k = 0; k < BIG; k++) ref[k] = p[k];
+    for (int step = 1; step <= 2; step++) {
+        for (int k = 0; k < BIG; k++) g[k] = (float)cos(0.003 * k * step);
+        optim_step(o);
+        for (int k = 0; k < BIG; k++) {
+            double gk = g[k];
+            if (kind == OPTIM_SGD) {
+                gk += 0.1 * ref[k];
+                m[k] = step == 1 ? gk : 0.9 * m[k] + gk;
+                ref[k] -= 0.01 * m[k];
+                continue;
+            }
+            if (kind == OPTIM_ADAM) gk += 0.1 * ref[k];
+            else ref[k] *= 1 - 0.01 * 0.1;
+            m[k] = 0.9 * m[k] + 0.1 * gk;
+            v[k] = 0.999 * v[k] + 0.001 * gk * gk;
+            double mh = m[k] / (1 - pow(0.9, step)), vh = v[k] / (1 - pow(0.999, step));
+            ref[k] -= 0.01 * mh / (sqrt(vh) + 1e-8);
+        }
+    }
+    omp_set_num_threads(2);
+    float *rf = malloc(BIG * sizeof *rf);
+    for (int k = 0; k < BIG; k++) rf[k] = (float)ref[k];
+    assert_close_vec(p, rf, BIG, optim_kind_name(kind));
+    *out = malloc(BIG * sizeof **out);
+    memcpy(*out, p, BIG * sizeof **out);
+    free(rf);
+    free(ref);
+    free(m);
+    free(v);
+    optim_free(o);
+    param_store_free(s);
+}
+
+static void test_large_tensor_threads(void **state)
+{
+    (void)state;
+    const optim_kind kinds[3] = {OPTIM_SGD, OPTIM_ADAM, OPTIM_ADAMW};
+    for (int i = 0; i < 3; i++) {
+        float *one, *two;
+        big_case(kinds[i], &one, 1);
+        big_case(kinds[i], &two, 2);
+        assert_memory_equal(one, two, 100003 * sizeof(float));
+        free(one);
+        free(two);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_exact_resume),
         cmocka_unit_test(test_decay_flags),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_large_tensor_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
