@@ -4,7 +4,9 @@
 
 #include "core/log.h"
 #include "nn/optim.h"
+#include "nn/loss.h"
 #include "nn/params.h"
+#include "nn/schedule.h"
 
 #include <math.h>
 #include <omp.h>
@@ -315,6 +317,76 @@ static void test_config_errors(void **state)
     param_store_free(s);
 }
 
+/* A whole (tiny) training run against torch: linear model, NaN-masked MSE, clip_grad_norm_,
+ * AdamW with decay on W only, StepLR(5, 0.5), 20 steps (tests/golden/optim_train.nc). */
+static void test_training_run_matches_torch(void **state)
+{
+    (void)state;
+    enum { NS = 16, NI = 3, NO = 2, STEPS = 20 };
+    size_t n;
+    float *X = testutil_golden_load("optim_train.nc", "X", &n, NULL, NULL);
+    assert_int_equal(n, NS * NI);
+    float *Y = testutil_golden_load("optim_train.nc", "Y", &n, NULL, NULL);
+    float *W0 = testutil_golden_load("optim_train.nc", "W_init", NULL, NULL, NULL);
+    float *b0 = testutil_golden_load("optim_train.nc", "b_init", NULL, NULL, NULL);
+    float *tl = testutil_golden_load("optim_train.nc", "loss", &n, NULL, NULL);
+    assert_int_equal(n, STEPS);
+    float *tn = testutil_golden_load("optim_train.nc", "grad_norm", NULL, NULL, NULL);
+    float *Wf = testutil_golden_load("optim_train.nc", "W_final", NULL, NULL, NULL);
+    float *bf = testutil_golden_load("optim_train.nc", "b_final", NULL, NULL, NULL);
+
+    param_store *s = param_store_create();
+    int wsh[2] = {NO, NI}, bsh[1] = {NO};
+    int iw = param_store_declare(s, "fc.weight", 2, wsh, PARAM_DEFAULT);
+    int ib = param_store_declare(s, "fc.bias", 1, bsh, PARAM_NO_DECAY);
+    assert_int_equal(param_store_finalize(s), SM_OK);
+    float *W = param_data(s, iw), *b = param_data(s, ib), *dW = param_grad(s, iw), *db = param_grad(s, ib);
+    memcpy(W, W0, sizeof(float) * NO * NI);
+    memcpy(b, b0, sizeof(float) * NO);
+    optim_config oc = optim_default_config(OPTIM_ADAMW);
+    oc.lr = 0.2;
+    oc.weight_decay = 0.05;
+    optim *o;
+    assert_int_equal(optim_create(&o, s, &oc), SM_OK);
+    lr_schedule_config sc = lr_schedule_default_config(LR_STEP, 0.2);
+    sc.step_size = 5;
+    sc.gamma = 0.5;
+    lr_schedule sch;
+    assert_int_equal(lr_schedule_init(&sch, &sc), SM_OK);
+
+    float pred[NS * NO], dpred[NS * NO];
+    for (int step = 0; step < STEPS; step++) {
+        param_store_zero_grad(s);
+        for (int i = 0; i < NS; i++)
+            for (int j = 0; j < NO; j++) {
+                double acc = b[j];
+                for (int k = 0; k < NI; k++) acc += (double)X[i * NI + k] * W[j * NI + k];
+                pred[i * NO + j] = (float)acc;
+            }
+        double loss = loss_mse_masked_forward(pred, Y, NS * NO);
+        memset(dpred, 0, sizeof dpred);
+        loss_mse_masked_backward(dpred, pred, Y, NS * NO, 1.0);
+        for (int i = 0; i < NS; i++)
+            for (int j = 0; j < NO; j++) {
+                db[j] += dpred[i * NO + j];
+                for (int k = 0; k < NI; k++) dW[j * NI + k] += dpred[i * NO + j] * X[i * NI + k];
+            }
+        double norm = optim_clip_grad_norm(s, 1.0);
+        optim_set_lr(o, lr_schedule_lr(&sch));
+        optim_step(o);
+        lr_schedule_step(&sch, NAN);
+        if (!(fabs(loss - tl[step]) <= 1e-4 * tl[step]))
+            fail_msg("step %d: loss %.7g, torch %.7g", step, loss, (double)tl[step]);
+        if (!(fabs(norm - tn[step]) <= 1e-4 * tn[step]))
+            fail_msg("step %d: grad norm %.7g, torch %.7g", step, norm, (double)tn[step]);
+    }
+    assert_close_vec(W, Wf, NO * NI, "final W");
+    assert_close_vec(b, bf, NO, "final b");
+    optim_free(o);
+    param_store_free(s);
+    free(X); free(Y); free(W0); free(b0); free(tl); free(tn); free(Wf); free(bf);
+}
+
 /* A tensor big enough for the OpenMP path: 1 and 2 threads give identical bits, and the
  * result follows the Adam / SGD formulas (double-precision reference, 2 steps). */
 static void big_case(optim_kind kind, float **out, int threads)
@@ -397,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_decay_flags),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_large_tensor_threads),
+        cmocka_unit_test(test_training_run_matches_torch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
