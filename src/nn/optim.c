@@ -43,6 +43,22 @@ const char *optim_kind_name(optim_kind kind)
     return (unsigned)kind < 3 ? kind_names[kind] : "unknown";
 }
 
+int optim_config_from_training(const training_config *t, optim_config *out)
+{
+    optim_kind kind = OPTIM_ADAM;
+    int st = optim_kind_from_name(t->optimizer, &kind);
+    if (st) return sm_fail_keep(st, "training.optimizer: '%s' unknown", t->optimizer);
+    optim_config c = optim_default_config(kind);
+    c.lr = t->lr;
+    c.weight_decay = t->weight_decay;
+    c.momentum = kind == OPTIM_SGD ? t->momentum : 0.0;
+    c.beta1 = t->beta1;
+    c.beta2 = t->beta2;
+    c.eps = t->eps;
+    *out = c;
+    return SM_OK;
+}
+
 static int check_config(const optim_config *c)
 {
     if ((unsigned)c->kind > OPTIM_ADAMW)

@@ -24,6 +24,7 @@
 #ifndef SMOECAST_NN_OPTIM_H
 #define SMOECAST_NN_OPTIM_H
 
+#include "core/config.h"
 #include "nn/params.h"
 
 #include <stdint.h>
@@ -54,6 +55,11 @@ optim_config optim_default_config(optim_kind kind);
 /* Name "sgd" / "adam" / "adamw" -> kind; SM_OK or SM_ERR_USAGE. */
 int optim_kind_from_name(const char *name, optim_kind *kind);
 const char *optim_kind_name(optim_kind kind);
+
+/* From the `training` config section: optimizer (sgd|adam|adamw), lr, weight_decay (L2 for
+ * sgd/adam, decoupled for adamw), momentum (sgd only), beta1, beta2, eps; nesterov and
+ * dampening 0. SM_OK or SM_ERR_USAGE (unknown optimizer name). */
+int optim_config_from_training(const training_config *t, optim_config *out);
 
 /* Validates the config (torch's checks) and allocates zeroed state for a finalized store.
  * SM_OK, SM_ERR_USAGE or SM_ERR_NUMERIC (out of memory); *out is NULL on error. */

@@ -42,6 +42,25 @@ const char *lr_kind_name(lr_kind kind)
     return (unsigned)kind < 4 ? lr_names[kind] : "unknown";
 }
 
+int lr_schedule_config_from_training(const training_config *t, lr_schedule_config *out)
+{
+    lr_kind kind = LR_CONSTANT;
+    int st = lr_kind_from_name(t->lr_scheduler, &kind);
+    if (st) return sm_fail_keep(st, "training.lr_scheduler: '%s' unknown", t->lr_scheduler);
+    lr_schedule_config c = lr_schedule_default_config(kind, t->lr);
+    c.unit = LR_UNIT_EPOCH;
+    c.step_size = t->step_size;
+    c.gamma = t->gamma;
+    c.warmup = t->warmup_epochs;
+    c.total = t->epochs;
+    c.warmup_start_factor = 1.0 / (double)(t->warmup_epochs + 1);
+    c.min_lr = 0.0;
+    c.factor = t->plateau_factor;
+    c.patience = t->plateau_patience;
+    *out = c;
+    return SM_OK;
+}
+
 static int check(const lr_schedule_config *c)
 {
     if ((unsigned)c->kind > LR_PLATEAU)
@@ -58,8 +77,8 @@ static int check(const lr_schedule_config *c)
         if (c->step_size < 1)
             return sm_fail(SM_ERR_USAGE, "lr schedule step: step_size %lld must be >= 1",
                            (long long)c->step_size);
-        if (!(c->gamma > 0) || !isfinite(c->gamma))
-            return sm_fail(SM_ERR_USAGE, "lr schedule step: gamma %g must be > 0", c->gamma);
+        if (!(c->gamma >= 0) || !isfinite(c->gamma))
+            return sm_fail(SM_ERR_USAGE, "lr schedule step: gamma %g must be >= 0", c->gamma);
         break;
     case LR_COSINE:
         if (c->warmup < 0 || c->total <= c->warmup)
@@ -75,8 +94,8 @@ static int check(const lr_schedule_config *c)
     case LR_PLATEAU:
         if (c->unit != LR_UNIT_EPOCH)
             return sm_fail(SM_ERR_USAGE, "lr schedule plateau: unit must be epoch");
-        if (!(c->factor > 0 && c->factor < 1))
-            return sm_fail(SM_ERR_USAGE, "lr schedule plateau: factor %g must be in (0, 1)",
+        if (!(c->factor >= 0 && c->factor < 1))
+            return sm_fail(SM_ERR_USAGE, "lr schedule plateau: factor %g must be in [0, 1)",
                            c->factor);
         if (c->patience < 0 || c->cooldown < 0)
             return sm_fail(SM_ERR_USAGE, "lr schedule plateau: patience %d and cooldown %d must "

@@ -25,6 +25,8 @@
 #ifndef SMOECAST_NN_SCHEDULE_H
 #define SMOECAST_NN_SCHEDULE_H
 
+#include "core/config.h"
+
 #include <stdint.h>
 
 typedef enum { LR_CONSTANT = 0, LR_STEP = 1, LR_COSINE = 2, LR_PLATEAU = 3 } lr_kind;
@@ -42,7 +44,7 @@ typedef struct {
     double warmup_start_factor;     /* f0 in [0, 1] */
     double min_lr;                  /* LR_COSINE floor and LR_PLATEAU min_lr */
     /* LR_PLATEAU */
-    double factor;                  /* in (0, 1) */
+    double factor;                  /* in [0, 1) */
     int patience, cooldown;
     double threshold;
     int threshold_abs;              /* 0: relative (torch default), 1: absolute */
@@ -64,6 +66,12 @@ lr_schedule_config lr_schedule_default_config(lr_kind kind, double base_lr);
 /* Name "constant" / "step" / "cosine" / "plateau" -> kind; SM_OK or SM_ERR_USAGE. */
 int lr_kind_from_name(const char *name, lr_kind *kind);
 const char *lr_kind_name(lr_kind kind);
+
+/* From the `training` config section (all per epoch): lr_scheduler, lr, step_size, gamma;
+ * cosine: warmup = warmup_epochs, total = epochs, warmup_start_factor = 1/(warmup + 1) (so the
+ * warm-up lrs are base * (t + 1)/(warmup + 1), never 0), min_lr 0; plateau: plateau_factor,
+ * plateau_patience, threshold 1e-4 (rel), cooldown 0, min_lr 0. SM_OK or SM_ERR_USAGE. */
+int lr_schedule_config_from_training(const training_config *t, lr_schedule_config *out);
 
 /* Validate the config and start at t = 0. SM_OK or SM_ERR_USAGE (with the field named). */
 int lr_schedule_init(lr_schedule *s, const lr_schedule_config *cfg);

@@ -2,6 +2,7 @@
  * (tests/golden/optim_steps.nc, scripts/golden/make_golden_optim.py), flags, exact resume. */
 #include "testutil.h"
 
+#include "core/config.h"
 #include "core/log.h"
 #include "nn/optim.h"
 #include "nn/loss.h"
@@ -454,6 +455,27 @@ static void test_large_tensor_threads(void **state)
     }
 }
 
+static void test_from_training_config(void **state)
+{
+    (void)state;
+    sm_config *cfg;
+    assert_int_equal(config_load(NULL, 0, NULL, &cfg), SM_OK);
+    optim_config c;
+    assert_int_equal(optim_config_from_training(&cfg->training, &c), SM_OK);
+    assert_int_equal(c.kind, OPTIM_ADAM);
+    assert_true(c.lr == cfg->training.lr && c.beta2 == cfg->training.beta2 && c.momentum == 0.0);
+    config_free(cfg);
+    char *ov[3] = {"training.optimizer=sgd", "training.momentum=0.8", "training.weight_decay=0.01"};
+    assert_int_equal(config_load(NULL, 3, ov, &cfg), SM_OK);
+    assert_int_equal(optim_config_from_training(&cfg->training, &c), SM_OK);
+    assert_int_equal(c.kind, OPTIM_SGD);
+    assert_true(c.momentum == 0.8 && c.weight_decay == 0.01 && c.nesterov == 0);
+    strcpy(cfg->training.optimizer, "lion");
+    assert_int_equal(optim_config_from_training(&cfg->training, &c), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "lion"));
+    config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_large_tensor_threads),
         cmocka_unit_test(test_training_run_matches_torch),
+        cmocka_unit_test(test_from_training_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

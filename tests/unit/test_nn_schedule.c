@@ -2,6 +2,7 @@
  * early stopping. Hyper-parameters repeat scripts/golden/make_golden_optim.py. */
 #include "testutil.h"
 
+#include "core/config.h"
 #include "core/log.h"
 #include "nn/schedule.h"
 
@@ -195,6 +196,38 @@ static void test_early_stop(void **state)
     assert_int_equal(early_stop_init(&es, 3, -1.0), SM_ERR_USAGE);
 }
 
+static void test_from_training_config(void **state)
+{
+    (void)state;
+    sm_config *cfg;
+    assert_int_equal(config_load(NULL, 0, NULL, &cfg), SM_OK);
+    lr_schedule_config c;
+    assert_int_equal(lr_schedule_config_from_training(&cfg->training, &c), SM_OK);
+    assert_int_equal(c.kind, LR_PLATEAU);
+    assert_int_equal(c.unit, LR_UNIT_EPOCH);
+    assert_true(c.factor == cfg->training.plateau_factor);
+    assert_int_equal(c.patience, cfg->training.plateau_patience);
+    lr_schedule s;
+    assert_int_equal(lr_schedule_init(&s, &c), SM_OK);
+    config_free(cfg);
+
+    char *ov[4] = {"training.lr_scheduler=cosine", "training.warmup_epochs=3", "training.epochs=11",
+                   "training.lr=0.4"};
+    assert_int_equal(config_load(NULL, 4, ov, &cfg), SM_OK);
+    assert_int_equal(lr_schedule_config_from_training(&cfg->training, &c), SM_OK);
+    assert_int_equal(lr_schedule_init(&s, &c), SM_OK);
+    for (int t = 0; t < 3; t++) {
+        assert_true(fabs(lr_schedule_lr(&s) - 0.4 * (t + 1) / 4.0) < 1e-15);
+        lr_schedule_step(&s, NAN);
+    }
+    assert_true(fabs(lr_schedule_lr(&s) - 0.4) < 1e-15);
+    for (int t = 3; t < 11; t++) lr_schedule_step(&s, NAN);
+    assert_true(lr_schedule_lr(&s) == 0.0);
+    strcpy(cfg->training.lr_scheduler, "onecycle");
+    assert_int_equal(lr_schedule_config_from_training(&cfg->training, &c), SM_ERR_USAGE);
+    config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_constant_and_restore),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_early_stop),
+        cmocka_unit_test(test_from_training_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
