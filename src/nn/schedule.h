@@ -60,8 +60,9 @@ typedef struct {
     int cooldown_counter;
 } lr_schedule;
 
-/* Defaults: constant, per step, gamma 0.1, factor 0.1, patience 10, threshold 1e-4 (torch),
- * warmup_start_factor 0, everything else 0. */
+/* Defaults (torch's): unit per step (LR_PLATEAU: per epoch), gamma 0.1, factor 0.1,
+ * patience 10, threshold 1e-4 relative; warmup_start_factor 0, everything else 0 (LR_STEP
+ * needs step_size, LR_COSINE total set by the caller). */
 lr_schedule_config lr_schedule_default_config(lr_kind kind, double base_lr);
 /* Name "constant" / "step" / "cosine" / "plateau" -> kind; SM_OK or SM_ERR_USAGE. */
 int lr_kind_from_name(const char *name, lr_kind *kind);
