@@ -20,9 +20,6 @@ typedef struct {
 size_t moe_param_set(moe_param_info *info, const char *name, size_t offset, int ndim,
                      int d0, int d1, int d2, int d3);
 
-/* Pad modes (identical values to pad_mode in nn/conv2d.h). */
-enum { MOE_PAD_ZERO = 0, MOE_PAD_PERIODIC_LON = 1, MOE_PAD_REPLICATE = 2 };
-
 /* Threads used by the MoE kernels' parallel loops (capped: per-thread gradient copies live in
  * the workspace, sized for this many). */
 #define MOE_MAX_THREADS 16

@@ -12,7 +12,7 @@
 void smoe_shape_defaults(smoe_shape *s)
 {
     s->kernel = 3;
-    s->pad = MOE_PAD_ZERO;
+    s->pad = PAD_ZERO;
     s->gate = SMOE_GATE_LATENT;
     s->weighted = 1;
     s->softmax = 0;
@@ -34,13 +34,20 @@ int smoe_check(const smoe_shape *s)
                        s->k, s->n_experts);
     if (s->kernel < 1 || s->kernel % 2 == 0)
         return sm_fail(SM_ERR_USAGE, "smoe: kernel %d must be odd and >= 1", s->kernel);
-    if (s->pad < MOE_PAD_ZERO || s->pad > MOE_PAD_REPLICATE)
+    if (s->pad < PAD_ZERO || s->pad > PAD_REPLICATE)
         return sm_fail(SM_ERR_USAGE, "smoe: unknown pad mode %d", s->pad);
     if (s->gate < SMOE_GATE_LATENT || s->gate > SMOE_GATE_CONV1X1)
         return sm_fail(SM_ERR_USAGE, "model.moe.gate: unknown SMoE gate %d", (int)s->gate);
     if (!(s->rc_quantile >= 0.0f && s->rc_quantile <= 1.0f))
         return sm_fail(SM_ERR_USAGE, "model.moe.rc_loss.quantile: %g not in [0, 1]",
                        (double)s->rc_quantile);
+    if (s->gate != SMOE_GATE_LATENT) {
+        conv2d_shape gs = {s->batch, s->c_in, s->h, s->w, s->n_experts,
+                           s->gate == SMOE_GATE_CONV1X1 ? 1 : 3, 1, s->pad, 0};
+        if (!conv2d_shape_valid(&gs))
+            return sm_fail(SM_ERR_USAGE, "model.moe.gate: conv gate unsupported for a %dx%d grid",
+                           s->h, s->w);
+    }
     if (!(s->rc_error_scale > 0.0f))
         return sm_fail(SM_ERR_USAGE, "smoe: rc_error_scale %g must be > 0", (double)s->rc_error_scale);
     return SM_OK;
@@ -54,12 +61,11 @@ static smoe_expert_shape expert_shape(const smoe_shape *s)
     return e;
 }
 
-/* A conv gate is a dense C_in -> N convolution: the expert kernel with every expert selected. */
-static smoe_expert_shape gate_shape(const smoe_shape *s)
+/* A conv gate is a dense C_in -> N convolution without bias (nn/conv2d). */
+static conv2d_shape gate_shape(const smoe_shape *s)
 {
-    smoe_expert_shape e = {s->batch, s->c_in, s->h, s->w, s->n_experts, s->n_experts,
-                           gate_kernel(s), s->pad};
-    return e;
+    conv2d_shape c = {s->batch, s->c_in, s->h, s->w, s->n_experts, gate_kernel(s), 1, s->pad, 0};
+    return c;
 }
 
 int smoe_params(const smoe_shape *s, moe_param_info info[2])
@@ -123,9 +129,10 @@ smoe_state_view smoe_state(const smoe_shape *s, float *state)
 
 size_t smoe_workspace_floats(const smoe_shape *s)
 {
-    smoe_expert_shape es = expert_shape(s), gs = gate_shape(s);
+    smoe_expert_shape es = expert_shape(s);
+    conv2d_shape gs = gate_shape(s);
     size_t conv = smoe_expert_workspace_floats(&es);
-    size_t g = smoe_expert_workspace_floats(&gs);
+    size_t g = s->gate == SMOE_GATE_LATENT ? 0 : conv2d_workspace_floats(&gs);
     if (g > conv) conv = g;
     size_t hw = (size_t)s->h * s->w;
     /* conv scratch, d_esel, e_s, quantile scratch, qb, d_raw, labels */
@@ -146,8 +153,8 @@ void smoe_forward(const smoe_shape *s, float *out, const float *in, const float 
         for (int b = 0; b < B; b++)
             memcpy(v.gate_raw + (size_t)b * nhw, params + info[1].offset, nhw * sizeof(float));
     } else {
-        smoe_expert_shape gs = gate_shape(s);
-        smoe_expert_forward(&gs, v.gate_raw, NULL, in, params + info[1].offset, workspace);
+        conv2d_shape gs = gate_shape(s);
+        conv2d_forward(&gs, v.gate_raw, in, params + info[1].offset, NULL, workspace);
     }
     /* 2. noise, 3. softmax */
     memcpy(v.gate_noisy, v.gate_raw, bnhw(s) * sizeof(float));
@@ -216,9 +223,10 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
     moe_param_info info[2];
     smoe_params(s, info);
     smoe_state_view v = smoe_state(s, state);
-    smoe_expert_shape es = expert_shape(s), gs = gate_shape(s);
+    smoe_expert_shape es = expert_shape(s);
+    conv2d_shape gs = gate_shape(s);
     size_t conv = smoe_expert_workspace_floats(&es);
-    size_t g = smoe_expert_workspace_floats(&gs);
+    size_t g = s->gate == SMOE_GATE_LATENT ? 0 : conv2d_workspace_floats(&gs);
     if (g > conv) conv = g;
     float *d_esel = workspace + conv;
     float *e_s = d_esel + bkhw(s);
@@ -298,7 +306,7 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
             for (size_t i = 0; i < nhw; i++) dg[i] += src[i];
         }
     } else {
-        smoe_expert_backward(&gs, d_in, d_params + info[1].offset, d_raw, NULL, in,
-                             params + info[1].offset, workspace);
+        conv2d_backward(&gs, d_in, d_params + info[1].offset, NULL, d_raw, in,
+                        params + info[1].offset, workspace);
     }
 }

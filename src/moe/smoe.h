@@ -27,6 +27,7 @@
 
 #include "core/rng.h"
 #include "moe/moe_param.h"
+#include "nn/conv2d.h"
 
 typedef enum { SMOE_GATE_LATENT = 0, SMOE_GATE_CONV = 1, SMOE_GATE_CONV1X1 = 2 } smoe_gate_type;
 
@@ -34,7 +35,7 @@ typedef struct {
     int batch, c_in, h, w;
     int n_experts, k;        /* N experts, k <= N selected per pixel (= output channels) */
     int kernel;              /* expert filter size, odd (3) */
-    int pad;                 /* MOE_PAD_* == pad_mode: periodic_lon for global grids, else zero */
+    pad_mode pad;            /* PAD_PERIODIC_LON for global grids, PAD_ZERO otherwise */
     smoe_gate_type gate;
     int weighted;            /* 1: y = R * E (reference default); 0: y = E */
     int softmax;             /* softmax over the N experts before top-k (not renormalised) */

@@ -32,14 +32,14 @@ static int pad_src(const smoe_expert_shape *s, int hp, int wp, int *sh, int *sw)
 {
     int P = s->kernel / 2;
     int h = hp - P, w = wp - P;
-    if (s->pad == MOE_PAD_REPLICATE) {
+    if (s->pad == PAD_REPLICATE) {
         if (h < 0) h = 0;
         if (h >= s->h) h = s->h - 1;
         if (w < 0) w = 0;
         if (w >= s->w) w = s->w - 1;
     } else {
         if (h < 0 || h >= s->h) return -1;
-        if (s->pad == MOE_PAD_PERIODIC_LON) {
+        if (s->pad == PAD_PERIODIC_LON) {
             w = ((w % s->w) + s->w) % s->w;
         } else if (w < 0 || w >= s->w) {
             return -1;

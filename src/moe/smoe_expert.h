@@ -13,11 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nn/conv2d.h"
+
 typedef struct {
     int batch, c_in, h, w;
     int n_experts, k;   /* experts, selected per pixel */
     int kernel;         /* odd filter size (3 in the paper) */
-    int pad;            /* MOE_PAD_* (== pad_mode of nn/conv2d.h) */
+    pad_mode pad;
 } smoe_expert_shape;
 
 size_t smoe_expert_workspace_floats(const smoe_expert_shape *s);

@@ -105,7 +105,7 @@ static smoe_shape small_shape(int gate, int weighted, int k, int pad)
     smoe_shape_defaults(&s);
     s.gate = (smoe_gate_type)gate;
     s.weighted = weighted;
-    s.pad = pad;
+    s.pad = (pad_mode)pad;
     return s;
 }
 
@@ -152,10 +152,10 @@ static void test_fd_conv_gates_weighted(void **st)
 static void test_fd_softmax_before_topk(void **st)
 {
     (void)st;
-    smoe_shape s = small_shape(SMOE_GATE_LATENT, 1, 2, MOE_PAD_PERIODIC_LON);
+    smoe_shape s = small_shape(SMOE_GATE_LATENT, 1, 2, PAD_PERIODIC_LON);
     s.softmax = 1;
     check_all_fd(&s, 1, 77);
-    s = small_shape(SMOE_GATE_CONV, 1, 1, MOE_PAD_ZERO);
+    s = small_shape(SMOE_GATE_CONV, 1, 1, PAD_ZERO);
     s.softmax = 1;
     check_all_fd(&s, 1, 78);
 }
@@ -166,7 +166,7 @@ static void test_unweighted_straight_through(void **st)
 {
     (void)st;
     for (int k = 1; k <= 3; k++) {
-        smoe_shape s = small_shape(SMOE_GATE_LATENT, 0, k, MOE_PAD_ZERO);
+        smoe_shape s = small_shape(SMOE_GATE_LATENT, 0, k, PAD_ZERO);
         check_all_fd(&s, 0, 90 + k);
         fixture f;
         fx_init(&f, &s, 95 + k);
@@ -224,7 +224,7 @@ static void test_sparse_matches_dense(void **st)
 static void test_topk_ties_lower_index(void **st)
 {
     (void)st;
-    smoe_shape s = small_shape(SMOE_GATE_LATENT, 1, 2, MOE_PAD_ZERO);
+    smoe_shape s = small_shape(SMOE_GATE_LATENT, 1, 2, PAD_ZERO);
     fixture f;
     fx_init(&f, &s, 5);
     moe_param_info info[2];
@@ -246,7 +246,7 @@ static void test_rc_gate_gets_only_rc_gradient(void **st)
 {
     (void)st;
     for (int weighted = 0; weighted <= 1; weighted++) {
-        smoe_shape s = small_shape(SMOE_GATE_LATENT, weighted, 1, MOE_PAD_ZERO);
+        smoe_shape s = small_shape(SMOE_GATE_LATENT, weighted, 1, PAD_ZERO);
         s.n_experts = 3;
         s.rc_loss = 1;
         s.rc_quantile = 0.3f;
@@ -278,7 +278,7 @@ static void test_rc_gate_gets_only_rc_gradient(void **st)
 static void test_damping(void **st)
 {
     (void)st;
-    smoe_shape s = small_shape(SMOE_GATE_CONV, 0, 2, MOE_PAD_ZERO);
+    smoe_shape s = small_shape(SMOE_GATE_CONV, 0, 2, PAD_ZERO);
     s.damping = 1;
     s.damping_factor = 0.25f;
     s.rc_quantile = 0.5f;
@@ -317,7 +317,7 @@ static void test_damping(void **st)
 static void test_backward_accumulates(void **st)
 {
     (void)st;
-    smoe_shape s = small_shape(SMOE_GATE_CONV, 1, 2, MOE_PAD_PERIODIC_LON);
+    smoe_shape s = small_shape(SMOE_GATE_CONV, 1, 2, PAD_PERIODIC_LON);
     fixture f;
     fx_init(&f, &s, 400);
     fx_backward(&f);
@@ -334,7 +334,7 @@ static void test_backward_accumulates(void **st)
 static void test_noise_and_init(void **st)
 {
     (void)st;
-    smoe_shape s = small_shape(SMOE_GATE_LATENT, 1, 1, MOE_PAD_ZERO);
+    smoe_shape s = small_shape(SMOE_GATE_LATENT, 1, 1, PAD_ZERO);
     s.n_experts = 3; s.h = 20; s.w = 20; s.noise = 1;
     fixture f;
     fx_init(&f, &s, 500);
