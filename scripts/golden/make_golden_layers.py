@@ -61,7 +61,13 @@ def conv_cases():
              ("replicate_k5_s2",   2, 2, 9, 10, 2, 5, 2, "replicate", True),
              ("zero_k1_s1",        2, 5, 4, 6, 3, 1, 1, "zero", True),
              ("periodic_k1_s2",    2, 3, 5, 6, 2, 1, 2, "periodic", False),
-             ("periodic_k7_s1",    1, 2, 6, 8, 2, 7, 1, "periodic", True)]
+             ("periodic_k7_s1",    1, 2, 6, 8, 2, 7, 1, "periodic", True),
+             # c_in >= 8 at stride 1: the shifted-GEMM path
+             ("shift_zero_k3",     2, 8, 5, 7, 3, 3, 1, "zero", True),
+             ("shift_periodic_k5", 3, 8, 6, 9, 2, 5, 1, "periodic", True),
+             ("shift_replicate_k3", 2, 9, 4, 6, 3, 3, 1, "replicate", False),
+             ("shift_periodic_k7", 1, 8, 4, 5, 2, 7, 1, "periodic", True),
+             ("shift_replicate_k5", 2, 8, 3, 4, 2, 5, 1, "replicate", True)]
     for name, B, ci, H, W, co, k, s, pad, bias in cases:
         x = f32(torch.randn(B, ci, H, W))
         wt = f32(torch.randn(co, ci, k, k) / (ci * k * k) ** 0.5)

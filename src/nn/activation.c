@@ -1,5 +1,6 @@
 /* Elementwise activation functions and their derivatives. */
 #include "nn/activation.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -43,28 +44,28 @@ void activation_forward(act_kind kind, float alpha, size_t n, float *out, const 
         if (out != in) memcpy(out, in, n * sizeof *out);
         break;
     case ACT_RELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
         break;
     case ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) out[i] = in[i] > 0.0f ? in[i] : alpha * in[i];
         break;
     case ACT_ELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) out[i] = in[i] > 0.0f ? in[i] : alpha * expm1f(in[i]);
         break;
     case ACT_GELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++)
             out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * (float)INV_SQRT2));
         break;
     case ACT_TANH:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) out[i] = tanhf(in[i]);
         break;
     case ACT_SIGMOID:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) out[i] = 1.0f / (1.0f + expf(-in[i]));
         break;
     }
@@ -76,24 +77,24 @@ void activation_backward(act_kind kind, float alpha, size_t n, float *d_in, cons
     const long long nn = (long long)n;
     switch (kind) {
     case ACT_IDENTITY:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) d_in[i] += d_out[i];
         break;
     case ACT_RELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) d_in[i] += in[i] > 0.0f ? d_out[i] : 0.0f;
         break;
     case ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) d_in[i] += in[i] > 0.0f ? d_out[i] : alpha * d_out[i];
         break;
     case ACT_ELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++)
             d_in[i] += in[i] > 0.0f ? d_out[i] : d_out[i] * alpha * expf(in[i]);
         break;
     case ACT_GELU:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) {
             float x = in[i];
             float cdf = 0.5f * (1.0f + erff(x * (float)INV_SQRT2));
@@ -102,11 +103,11 @@ void activation_backward(act_kind kind, float alpha, size_t n, float *d_in, cons
         }
         break;
     case ACT_TANH:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) d_in[i] += d_out[i] * (1.0f - out[i] * out[i]);
         break;
     case ACT_SIGMOID:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) d_in[i] += d_out[i] * out[i] * (1.0f - out[i]);
         break;
     }

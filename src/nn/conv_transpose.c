@@ -1,5 +1,6 @@
 /* conv_transpose: the adjoint of conv2d's im2col mapping, with OpenBLAS sgemm. */
 #include "nn/conv_transpose.h"
+#include "nn/nn_internal.h"
 
 #include "nn/conv2d.h"
 
@@ -40,7 +41,7 @@ void conv_transpose_forward(const conv_transpose_shape *s, float *out, const flo
         float *o = out + (size_t)b * s->c_out * ohw;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, okk, hw, s->c_in, 1.0f, weight, okk,
                     x, hw, 0.0f, workspace, hw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)s->c_out * ohw >= NN_PAR_MIN)
         for (int co = 0; co < s->c_out; co++) {
             float bv = bias ? bias[co] : 0.0f;
             float *oc = o + (size_t)co * ohw;
@@ -59,7 +60,7 @@ void conv_transpose_backward(const conv_transpose_shape *s, float *d_in, float *
     const int hw = s->h * s->w, okk = s->c_out * k * k;
     const size_t ohw = (size_t)oh * ow;
     if (d_bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c_out * ohw >= NN_PAR_MIN)
         for (int co = 0; co < s->c_out; co++) {
             double acc = 0.0;
             for (int b = 0; b < s->batch; b++) {

@@ -1,5 +1,6 @@
 /* Dense layer on OpenBLAS sgemm. */
 #include "nn/dense.h"
+#include "nn/nn_internal.h"
 
 #include <cblas.h>
 #include <stddef.h>
@@ -9,7 +10,7 @@ void dense_forward(const dense_shape *s, float *out, const float *in, const floa
 {
     const int B = s->batch, n_in = s->in_features, n_out = s->out_features;
     if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)B * n_out >= NN_PAR_MIN)
         for (int b = 0; b < B; b++)
             for (int o = 0; o < n_out; o++) out[(size_t)b * n_out + o] = bias[o];
     }
@@ -27,7 +28,7 @@ void dense_backward(const dense_shape *s, float *d_in, float *d_weight, float *d
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, 1.0f, d_out, n_out, in, n_in, 1.0f,
                 d_weight, n_in);
     if (d_bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)B * n_out >= NN_PAR_MIN)
         for (int o = 0; o < n_out; o++) {
             double acc = 0.0;
             for (int b = 0; b < B; b++) acc += d_out[(size_t)b * n_out + o];

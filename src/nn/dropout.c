@@ -1,5 +1,6 @@
 /* Seeded dropout with a stored keep mask. */
 #include "nn/dropout.h"
+#include "nn/nn_internal.h"
 
 #include <string.h>
 
@@ -22,7 +23,7 @@ void dropout_forward(float p, int training, size_t n, float *out, const float *i
     for (size_t i = 0; i < n; i++) mask[i] = (uint64_t)rng_u32(rng) >= thr;
     const float sc = keep_scale(p);
     const long long nn = (long long)n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
     for (long long i = 0; i < nn; i++) out[i] = mask[i] ? in[i] * sc : 0.0f;
 }
 
@@ -31,11 +32,11 @@ void dropout_backward(float p, int training, size_t n, float *d_in, const float 
 {
     const long long nn = (long long)n;
     if (!training || p <= 0.0f) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
         for (long long i = 0; i < nn; i++) d_in[i] += d_out[i];
         return;
     }
     const float sc = keep_scale(p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
     for (long long i = 0; i < nn; i++) d_in[i] += mask[i] ? d_out[i] * sc : 0.0f;
 }

@@ -1,5 +1,6 @@
 /* BatchNorm2d and GroupNorm forward/backward. */
 #include "nn/norm.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -11,7 +12,7 @@ void batchnorm2d_forward(const norm_shape *s, float *out, const float *in, const
     const size_t hw = (size_t)s->h * s->w, cs = (size_t)s->c * hw;
     const double n = (double)s->batch * (double)hw;
     float *save_mean = save, *save_rstd = save + s->c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
     for (int c = 0; c < s->c; c++) {
         double mean, var;
         if (training) {
@@ -59,7 +60,7 @@ void batchnorm2d_backward(const norm_shape *s, float *d_in, float *d_gamma, floa
     const size_t hw = (size_t)s->h * s->w, cs = (size_t)s->c * hw;
     const double n = (double)s->batch * (double)hw;
     const float *save_mean = save, *save_rstd = save + s->c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
     for (int c = 0; c < s->c; c++) {
         const float mean = save_mean[c], rstd = save_rstd[c];
         double sum_g = 0.0, sum_gx = 0.0;
@@ -101,7 +102,7 @@ void groupnorm_forward(const norm_shape *s, int groups, float *out, const float 
     const int cg = s->c / groups, pairs = s->batch * groups;
     const size_t m = (size_t)cg * hw;
     float *save_mean = save, *save_rstd = save + pairs;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
     for (int bg = 0; bg < pairs; bg++) {
         const int g = bg % groups;
         const float *x = in + (size_t)bg * m; /* groups are contiguous channel blocks */
@@ -136,7 +137,7 @@ void groupnorm_backward(const norm_shape *s, int groups, float *d_in, float *d_g
     const size_t m = (size_t)cg * hw;
     const float *save_mean = save, *save_rstd = save + pairs;
     if (d_gamma || d_beta) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
         for (int c = 0; c < s->c; c++) {
             const int g = c / cg;
             double sg = 0.0, sgx = 0.0;
@@ -153,7 +154,7 @@ void groupnorm_backward(const norm_shape *s, int groups, float *d_in, float *d_g
         }
     }
     if (!d_in) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
     for (int bg = 0; bg < pairs; bg++) {
         const int g = bg % groups;
         const float mean = save_mean[bg], rstd = save_rstd[bg];

@@ -1,5 +1,6 @@
 /* 2x2 average and max pooling. */
 #include "nn/pool.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -10,7 +11,7 @@ int pool_out_w(const pool_shape *s) { return s->w / 2; }
 void avgpool2x2_forward(const pool_shape *s, float *out, const float *in)
 {
     const int oh = s->h / 2, ow = s->w / 2, planes = s->batch * s->c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         const float *x = in + (size_t)pl * s->h * s->w;
         float *o = out + (size_t)pl * oh * ow;
@@ -25,7 +26,7 @@ void avgpool2x2_forward(const pool_shape *s, float *out, const float *in)
 void avgpool2x2_backward(const pool_shape *s, float *d_in, const float *d_out)
 {
     const int oh = s->h / 2, ow = s->w / 2, planes = s->batch * s->c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         float *dx = d_in + (size_t)pl * s->h * s->w;
         const float *g = d_out + (size_t)pl * oh * ow;
@@ -57,7 +58,7 @@ static inline int argmax4(const float *r0, const float *r1, int j)
 void maxpool2x2_forward(const pool_shape *s, float *out, const float *in)
 {
     const int oh = s->h / 2, ow = s->w / 2, planes = s->batch * s->c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         const float *x = in + (size_t)pl * s->h * s->w;
         float *o = out + (size_t)pl * oh * ow;
@@ -74,7 +75,7 @@ void maxpool2x2_forward(const pool_shape *s, float *out, const float *in)
 void maxpool2x2_backward(const pool_shape *s, float *d_in, const float *d_out, const float *in)
 {
     const int oh = s->h / 2, ow = s->w / 2, planes = s->batch * s->c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         const float *x = in + (size_t)pl * s->h * s->w;
         float *dx = d_in + (size_t)pl * s->h * s->w;

@@ -1,19 +1,20 @@
 /* Residual add and channel concat/split. */
 #include "nn/tensor_ops.h"
+#include "nn/nn_internal.h"
 
 #include <string.h>
 
 void tensor_add_forward(size_t n, float *out, const float *a, const float *b)
 {
     const long long nn = (long long)n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
     for (long long i = 0; i < nn; i++) out[i] = a[i] + b[i];
 }
 
 static void acc(size_t n, float *dst, const float *src)
 {
     const long long nn = (long long)n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
     for (long long i = 0; i < nn; i++) dst[i] += src[i];
 }
 

@@ -1,12 +1,13 @@
 /* Nearest and bilinear (align_corners=False) x2 upsampling. */
 #include "nn/upsample.h"
+#include "nn/nn_internal.h"
 
 #include <stddef.h>
 
 void upsample_nearest2x_forward(const upsample_shape *s, float *out, const float *in)
 {
     const int planes = s->batch * s->c, w = s->w, ow = 2 * s->w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         const float *x = in + (size_t)pl * s->h * w;
         float *o = out + (size_t)pl * 4 * s->h * w;
@@ -23,7 +24,7 @@ void upsample_nearest2x_forward(const upsample_shape *s, float *out, const float
 void upsample_nearest2x_backward(const upsample_shape *s, float *d_in, const float *d_out)
 {
     const int planes = s->batch * s->c, w = s->w, ow = 2 * s->w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         float *dx = d_in + (size_t)pl * s->h * w;
         const float *g = d_out + (size_t)pl * 4 * s->h * w;
@@ -51,7 +52,7 @@ static inline void lin_src(int o, int n, int *i0, int *i1, float *l1)
 void upsample_bilinear2x_forward(const upsample_shape *s, float *out, const float *in)
 {
     const int planes = s->batch * s->c, h = s->h, w = s->w, oh = 2 * h, ow = 2 * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         const float *x = in + (size_t)pl * h * w;
         float *o = out + (size_t)pl * oh * ow;
@@ -74,7 +75,7 @@ void upsample_bilinear2x_forward(const upsample_shape *s, float *out, const floa
 void upsample_bilinear2x_backward(const upsample_shape *s, float *d_in, const float *d_out)
 {
     const int planes = s->batch * s->c, h = s->h, w = s->w, oh = 2 * h, ow = 2 * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((long long)planes * s->h * s->w >= NN_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         float *dx = d_in + (size_t)pl * h * w;
         const float *g = d_out + (size_t)pl * oh * ow;

@@ -3,6 +3,7 @@
 #include "nn_testlib.h"
 
 #include "nn/conv2d.h"
+#include "nn/threads.h"
 
 typedef struct {
     conv2d_shape s;
@@ -74,6 +75,11 @@ static void test_golden(void **state)
         {"zero_k1_s1", {2, 5, 4, 6, 3, 1, 1, PAD_ZERO, 1}},
         {"periodic_k1_s2", {2, 3, 5, 6, 2, 1, 2, PAD_PERIODIC_LON, 0}},
         {"periodic_k7_s1", {1, 2, 6, 8, 2, 7, 1, PAD_PERIODIC_LON, 1}},
+        {"shift_zero_k3", {2, 8, 5, 7, 3, 3, 1, PAD_ZERO, 1}},
+        {"shift_periodic_k5", {3, 8, 6, 9, 2, 5, 1, PAD_PERIODIC_LON, 1}},
+        {"shift_replicate_k3", {2, 9, 4, 6, 3, 3, 1, PAD_REPLICATE, 0}},
+        {"shift_periodic_k7", {1, 8, 4, 5, 2, 7, 1, PAD_PERIODIC_LON, 1}},
+        {"shift_replicate_k5", {2, 8, 3, 4, 2, 5, 1, PAD_REPLICATE, 1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const conv2d_shape *s = &cases[i].s;
@@ -103,8 +109,10 @@ static void test_gradcheck(void **state)
     const int kernels[] = {1, 3, 5};
     for (int pi = 0; pi < 3; pi++) {
         for (int ki = 0; ki < 3; ki++) {
-            for (int st = 1; st <= 2; st++) {
-                conv2d_shape s = {2, 2, 5 + st, 7, 3, kernels[ki], st, pads[pi], (ki + st) % 2};
+            for (int st = 0; st <= 2; st++) {
+                /* st == 0: stride 1 with 8 input channels (shifted-GEMM path) */
+                int cin = st == 0 ? 8 : 2;
+                conv2d_shape s = {2, cin, 5 + st, 7, 3, kernels[ki], st ? st : 1, pads[pi], (ki + st) % 2};
                 conv_ctx c;
                 ctx_init(&c, s, &r);
                 float *gx = nt_alloc(in_n(&s)), *gw = nt_alloc(w_n(&s)), *gb = nt_alloc(3);
@@ -183,6 +191,10 @@ static void test_direct_reference(void **state)
         {1, 2, 66, 40, 3, 3, 2, PAD_ZERO, 1},
         {3, 4, 9, 11, 5, 1, 1, PAD_ZERO, 1},
         {2, 3, 40, 30, 2, 1, 1, PAD_PERIODIC_LON, 0},
+        {3, 8, 12, 20, 5, 5, 1, PAD_PERIODIC_LON, 1},
+        {3, 10, 9, 11, 4, 3, 1, PAD_REPLICATE, 0},
+        {1, 16, 8, 9, 3, 3, 1, PAD_ZERO, 1},
+        {5, 8, 6, 4, 2, 7, 1, PAD_REPLICATE, 1},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const conv2d_shape *s = &shapes[i];
@@ -218,6 +230,47 @@ static void test_direct_reference(void **state)
     }
 }
 
+/* Bit-identical results for a fixed thread count; 1 and 2 threads agree closely. */
+static void test_threads_deterministic(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 13, 1);
+    const conv2d_shape shapes[] = {
+        {4, 8, 10, 12, 6, 5, 1, PAD_PERIODIC_LON, 1},
+        {6, 3, 30, 40, 8, 3, 2, PAD_ZERO, 1},
+        {4, 32, 24, 32, 16, 1, 1, PAD_ZERO, 1},
+        {2, 4, 40, 40, 8, 5, 1, PAD_REPLICATE, 0},
+    };
+    int old = nn_get_threads();
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const conv2d_shape *s = &shapes[i];
+        size_t ni = in_n(s), no = out_n(s), nw = w_n(s);
+        float *x = nt_alloc(ni), *w = nt_alloc(nw), *b = nt_alloc((size_t)s->c_out), *gy = nt_alloc(no);
+        nt_fill(x, ni, &r); nt_fill(w, nw, &r); nt_fill(b, (size_t)s->c_out, &r); nt_fill(gy, no, &r);
+        float *y[3], *gx[3], *gw[3];
+        const int threads[3] = {2, 2, 1};
+        for (int run = 0; run < 3; run++) {
+            nn_set_threads(threads[run]);
+            float *ws = nt_alloc(conv2d_workspace_floats(s));
+            y[run] = nt_alloc(no); gx[run] = nt_alloc(ni); gw[run] = nt_alloc(nw);
+            float gb[16] = {0};
+            conv2d_forward(s, y[run], x, w, b, ws);
+            conv2d_backward(s, gx[run], gw[run], gb, gy, x, w, ws);
+            free(ws);
+        }
+        assert_memory_equal(y[0], y[1], no * sizeof(float));
+        assert_memory_equal(gx[0], gx[1], ni * sizeof(float));
+        assert_memory_equal(gw[0], gw[1], nw * sizeof(float));
+        assert_true(testutil_rel_l2(y[2], y[0], no) < 1e-6);
+        assert_true(testutil_rel_l2(gx[2], gx[0], ni) < 1e-6);
+        assert_true(testutil_rel_l2(gw[2], gw[0], nw) < 1e-6);
+        for (int run = 0; run < 3; run++) { free(y[run]); free(gx[run]); free(gw[run]); }
+        free(x); free(w); free(b); free(gy);
+    }
+    nn_set_threads(old);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_direct_reference),
+        cmocka_unit_test(test_threads_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
