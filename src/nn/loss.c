@@ -1,4 +1,9 @@
-/* Losses (MSE, lat-weighted MSE, MAE, Gaussian CRPS, NaN-masked variants) and ensemble CRPS. */
+/* Losses (MSE, lat-weighted MSE, MAE, Gaussian CRPS, NaN-masked variants) and ensemble CRPS.
+ *
+ * Parallelism and determinism: a sum over points is split into at most LOSS_BLOCKS blocks
+ * whose boundaries depend only on the number of points; the blocks are summed (in double) by
+ * the OpenMP team and the block sums are added in block order by one thread. Results are
+ * therefore bit-identical for any thread count. Gradients are elementwise loops. */
 #include "nn/loss.h"
 
 #include <math.h>
@@ -9,6 +14,10 @@
 #define INV_SQRT_2 0.70710678118654752440
 #define PI_OVER_180 0.017453292519943295769
 
+#define LOSS_BLOCKS 256
+#define LOSS_MIN_BLOCK 4096
+#define LOSS_PAR_MIN 32768   /* elementwise loops shorter than this stay serial */
+
 void loss_lat_weights(float *w, const double *lat_deg, int h)
 {
     double sum = 0.0;
@@ -17,55 +26,34 @@ void loss_lat_weights(float *w, const double *lat_deg, int h)
     for (int i = 0; i < h; i++) w[i] = (float)(cos(lat_deg[i] * PI_OVER_180) / mean);
 }
 
-/* ---- MSE / MAE ------------------------------------------------------------------------- */
+/* ---- deterministic blocked reduction ----------------------------------------------------- */
 
-double loss_mse_forward(const float *pred, const float *target, size_t n)
+typedef struct {
+    double sum;     /* sum of the loss terms */
+    double weight;  /* number (or weight) of the points that entered `sum` */
+} acc_t;
+
+typedef void (*block_fn)(size_t lo, size_t hi, const void *ctx, acc_t *acc);
+
+static acc_t block_reduce(size_t n, block_fn fn, const void *ctx)
 {
-    if (n == 0) return 0.0;
-    double s = 0.0;
-    for (size_t k = 0; k < n; k++) {
-        double d = (double)pred[k] - target[k];
-        s += d * d;
+    acc_t total = {0.0, 0.0};
+    if (n == 0) return total;
+    size_t len = (n + LOSS_BLOCKS - 1) / LOSS_BLOCKS;
+    if (len < LOSS_MIN_BLOCK) len = LOSS_MIN_BLOCK;
+    long nb = (long)((n + len - 1) / len);
+    acc_t part[LOSS_BLOCKS];
+#pragma omp parallel for schedule(static) if (nb > 1)
+    for (long b = 0; b < nb; b++) {
+        size_t lo = (size_t)b * len, hi = lo + len < n ? lo + len : n;
+        part[b].sum = part[b].weight = 0.0;
+        fn(lo, hi, ctx, &part[b]);
     }
-    return s / (double)n;
-}
-
-void loss_mse_backward(float *dpred, const float *pred, const float *target, size_t n,
-                       double scale)
-{
-    if (n == 0) return;
-    double c = 2.0 * scale / (double)n;
-    for (size_t k = 0; k < n; k++) dpred[k] += (float)(c * ((double)pred[k] - target[k]));
-}
-
-static size_t count_valid(const float *target, size_t n)
-{
-    size_t v = 0;
-    for (size_t k = 0; k < n; k++) v += !isnan(target[k]);
-    return v;
-}
-
-double loss_mse_masked_forward(const float *pred, const float *target, size_t n)
-{
-    double s = 0.0;
-    size_t v = 0;
-    for (size_t k = 0; k < n; k++) {
-        if (isnan(target[k])) continue;
-        double d = (double)pred[k] - target[k];
-        s += d * d;
-        v++;
+    for (long b = 0; b < nb; b++) {
+        total.sum += part[b].sum;
+        total.weight += part[b].weight;
     }
-    return v ? s / (double)v : 0.0;
-}
-
-void loss_mse_masked_backward(float *dpred, const float *pred, const float *target, size_t n,
-                              double scale)
-{
-    size_t v = count_valid(target, n);
-    if (v == 0) return;
-    double c = 2.0 * scale / (double)v;
-    for (size_t k = 0; k < n; k++)
-        if (!isnan(target[k])) dpred[k] += (float)(c * ((double)pred[k] - target[k]));
+    return total;
 }
 
 static double sign_of(double d)
@@ -73,134 +61,228 @@ static double sign_of(double d)
     return (double)((d > 0) - (d < 0));
 }
 
+/* ---- MSE / MAE --------------------------------------------------------------------------- */
+
+typedef struct {
+    const float *pred, *target;
+    int masked;
+} pt_ctx;
+
+static void mse_block(size_t lo, size_t hi, const void *vc, acc_t *a)
+{
+    const pt_ctx *c = vc;
+    double s = 0.0;
+    size_t v = 0;
+    for (size_t k = lo; k < hi; k++) {
+        if (c->masked && isnan(c->target[k])) continue;
+        double d = (double)c->pred[k] - c->target[k];
+        s += d * d;
+        v++;
+    }
+    a->sum = s;
+    a->weight = (double)v;
+}
+
+static void mae_block(size_t lo, size_t hi, const void *vc, acc_t *a)
+{
+    const pt_ctx *c = vc;
+    double s = 0.0;
+    size_t v = 0;
+    for (size_t k = lo; k < hi; k++) {
+        if (c->masked && isnan(c->target[k])) continue;
+        s += fabs((double)c->pred[k] - c->target[k]);
+        v++;
+    }
+    a->sum = s;
+    a->weight = (double)v;
+}
+
+static void count_block(size_t lo, size_t hi, const void *vc, acc_t *a)
+{
+    const float *t = vc;
+    size_t v = 0;
+    for (size_t k = lo; k < hi; k++) v += !isnan(t[k]);
+    a->weight = (double)v;
+}
+
+static double count_valid(const float *target, size_t n)
+{
+    return block_reduce(n, count_block, target).weight;
+}
+
+static double mean_of(acc_t a)
+{
+    return a.weight > 0 ? a.sum / a.weight : 0.0;
+}
+
+double loss_mse_forward(const float *pred, const float *target, size_t n)
+{
+    pt_ctx c = {pred, target, 0};
+    return mean_of(block_reduce(n, mse_block, &c));
+}
+
+double loss_mse_masked_forward(const float *pred, const float *target, size_t n)
+{
+    pt_ctx c = {pred, target, 1};
+    return mean_of(block_reduce(n, mse_block, &c));
+}
+
 double loss_mae_forward(const float *pred, const float *target, size_t n)
 {
-    if (n == 0) return 0.0;
-    double s = 0.0;
-    for (size_t k = 0; k < n; k++) s += fabs((double)pred[k] - target[k]);
-    return s / (double)n;
+    pt_ctx c = {pred, target, 0};
+    return mean_of(block_reduce(n, mae_block, &c));
+}
+
+double loss_mae_masked_forward(const float *pred, const float *target, size_t n)
+{
+    pt_ctx c = {pred, target, 1};
+    return mean_of(block_reduce(n, mae_block, &c));
+}
+
+static void mse_grad(float *dpred, const float *pred, const float *target, size_t n,
+                     double scale, int masked)
+{
+    double v = masked ? count_valid(target, n) : (double)n;
+    if (!(v > 0)) return;
+    double c = 2.0 * scale / v;
+#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN)
+    for (size_t k = 0; k < n; k++) {
+        if (masked && isnan(target[k])) continue;
+        dpred[k] += (float)(c * ((double)pred[k] - target[k]));
+    }
+}
+
+static void mae_grad(float *dpred, const float *pred, const float *target, size_t n,
+                     double scale, int masked)
+{
+    double v = masked ? count_valid(target, n) : (double)n;
+    if (!(v > 0)) return;
+    double c = scale / v;
+#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN)
+    for (size_t k = 0; k < n; k++) {
+        if (masked && isnan(target[k])) continue;
+        double d = (double)pred[k] - target[k];
+        dpred[k] += (float)(c * (isnan(d) ? d : sign_of(d)));
+    }
+}
+
+void loss_mse_backward(float *dpred, const float *pred, const float *target, size_t n,
+                       double scale)
+{
+    mse_grad(dpred, pred, target, n, scale, 0);
+}
+
+void loss_mse_masked_backward(float *dpred, const float *pred, const float *target, size_t n,
+                              double scale)
+{
+    mse_grad(dpred, pred, target, n, scale, 1);
 }
 
 void loss_mae_backward(float *dpred, const float *pred, const float *target, size_t n,
                        double scale)
 {
-    if (n == 0) return;
-    double c = scale / (double)n;
-    for (size_t k = 0; k < n; k++) {
-        double d = (double)pred[k] - target[k];
-        dpred[k] += (float)(c * (isnan(d) ? d : sign_of(d)));
-    }
-}
-
-double loss_mae_masked_forward(const float *pred, const float *target, size_t n)
-{
-    double s = 0.0;
-    size_t v = 0;
-    for (size_t k = 0; k < n; k++) {
-        if (isnan(target[k])) continue;
-        s += fabs((double)pred[k] - target[k]);
-        v++;
-    }
-    return v ? s / (double)v : 0.0;
+    mae_grad(dpred, pred, target, n, scale, 0);
 }
 
 void loss_mae_masked_backward(float *dpred, const float *pred, const float *target, size_t n,
                               double scale)
 {
-    size_t v = count_valid(target, n);
-    if (v == 0) return;
-    double c = scale / (double)v;
-    for (size_t k = 0; k < n; k++) {
-        if (isnan(target[k])) continue;
-        double d = (double)pred[k] - target[k];
-        dpred[k] += (float)(c * (isnan(d) ? d : sign_of(d)));
-    }
+    mae_grad(dpred, pred, target, n, scale, 1);
 }
 
-/* ---- latitude-weighted MSE ------------------------------------------------------------- */
+/* ---- latitude-weighted MSE (blocks of rows) ---------------------------------------------- */
+
+typedef struct {
+    const float *pred, *target, *wlat;
+    int h, w, masked;
+} lat_ctx;
+
+/* lo/hi index rows r = c * h + i of the (nc, h, w) tensors. weight = sum of point weights. */
+static void lat_block(size_t lo, size_t hi, const void *vc, acc_t *a)
+{
+    const lat_ctx *c = vc;
+    double s = 0.0, ws = 0.0;
+    for (size_t r = lo; r < hi; r++) {
+        size_t base = r * (size_t)c->w;
+        double wi = c->wlat[r % (size_t)c->h], row = 0.0;
+        size_t v = 0;
+        for (int j = 0; j < c->w; j++) {
+            if (c->masked && isnan(c->target[base + j])) continue;
+            double d = (double)c->pred[base + j] - c->target[base + j];
+            row += d * d;
+            v++;
+        }
+        s += wi * row;
+        ws += wi * (double)v;
+    }
+    a->sum = s;
+    a->weight = ws;
+}
 
 double loss_mse_lat_forward(const float *pred, const float *target, int nc, int h, int w,
                             const float *wlat)
 {
+    lat_ctx c = {pred, target, wlat, h, w, 0};
     size_t n = (size_t)nc * h * w;
     if (n == 0) return 0.0;
-    double s = 0.0;
-    for (int c = 0; c < nc; c++)
-        for (int i = 0; i < h; i++) {
-            size_t base = ((size_t)c * h + i) * w;
-            double row = 0.0;
-            for (int j = 0; j < w; j++) {
-                double d = (double)pred[base + j] - target[base + j];
-                row += d * d;
-            }
-            s += wlat[i] * row;
-        }
-    return s / (double)n;
-}
-
-void loss_mse_lat_backward(float *dpred, const float *pred, const float *target, int nc, int h,
-                           int w, const float *wlat, double scale)
-{
-    size_t n = (size_t)nc * h * w;
-    if (n == 0) return;
-    for (int c = 0; c < nc; c++)
-        for (int i = 0; i < h; i++) {
-            size_t base = ((size_t)c * h + i) * w;
-            double coef = 2.0 * scale * wlat[i] / (double)n;
-            for (int j = 0; j < w; j++)
-                dpred[base + j] += (float)(coef * ((double)pred[base + j] - target[base + j]));
-        }
-}
-
-static double valid_weight_sum(const float *target, int nc, int h, int w, const float *wlat)
-{
-    double ws = 0.0;
-    for (int c = 0; c < nc; c++)
-        for (int i = 0; i < h; i++) {
-            size_t base = ((size_t)c * h + i) * w;
-            size_t v = 0;
-            for (int j = 0; j < w; j++) v += !isnan(target[base + j]);
-            ws += (double)wlat[i] * (double)v;
-        }
-    return ws;
+    return block_reduce((size_t)nc * h, lat_block, &c).sum / (double)n;
 }
 
 double loss_mse_lat_masked_forward(const float *pred, const float *target, int nc, int h, int w,
                                    const float *wlat)
 {
-    double s = 0.0;
-    for (int c = 0; c < nc; c++)
-        for (int i = 0; i < h; i++) {
-            size_t base = ((size_t)c * h + i) * w;
-            double row = 0.0;
-            for (int j = 0; j < w; j++) {
-                if (isnan(target[base + j])) continue;
-                double d = (double)pred[base + j] - target[base + j];
-                row += d * d;
-            }
-            s += wlat[i] * row;
+    lat_ctx c = {pred, target, wlat, h, w, 1};
+    return mean_of(block_reduce((size_t)nc * h, lat_block, &c));
+}
+
+static void lat_wcount_block(size_t lo, size_t hi, const void *vc, acc_t *a)
+{
+    const lat_ctx *c = vc;
+    double ws = 0.0;
+    for (size_t r = lo; r < hi; r++) {
+        size_t base = r * (size_t)c->w, v = 0;
+        for (int j = 0; j < c->w; j++) v += !isnan(c->target[base + j]);
+        ws += (double)c->wlat[r % (size_t)c->h] * (double)v;
+    }
+    a->weight = ws;
+}
+
+static void lat_grad(float *dpred, const float *pred, const float *target, int nc, int h,
+                     int w, const float *wlat, double scale, int masked)
+{
+    size_t rows = (size_t)nc * h;
+    double denom;
+    if (masked) {
+        lat_ctx c = {pred, target, wlat, h, w, 1};
+        denom = block_reduce(rows, lat_wcount_block, &c).weight;
+    } else {
+        denom = (double)rows * w;
+    }
+    if (!(denom > 0)) return;
+#pragma omp parallel for schedule(static) if (rows * (size_t)w >= LOSS_PAR_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        size_t base = r * (size_t)w;
+        double coef = 2.0 * scale * wlat[r % (size_t)h] / denom;
+        for (int j = 0; j < w; j++) {
+            if (masked && isnan(target[base + j])) continue;
+            dpred[base + j] += (float)(coef * ((double)pred[base + j] - target[base + j]));
         }
-    double ws = valid_weight_sum(target, nc, h, w, wlat);
-    return ws > 0 ? s / ws : 0.0;
+    }
+}
+
+void loss_mse_lat_backward(float *dpred, const float *pred, const float *target, int nc, int h,
+                           int w, const float *wlat, double scale)
+{
+    lat_grad(dpred, pred, target, nc, h, w, wlat, scale, 0);
 }
 
 void loss_mse_lat_masked_backward(float *dpred, const float *pred, const float *target, int nc,
                                   int h, int w, const float *wlat, double scale)
 {
-    double ws = valid_weight_sum(target, nc, h, w, wlat);
-    if (!(ws > 0)) return;
-    for (int c = 0; c < nc; c++)
-        for (int i = 0; i < h; i++) {
-            size_t base = ((size_t)c * h + i) * w;
-            double coef = 2.0 * scale * wlat[i] / ws;
-            for (int j = 0; j < w; j++) {
-                if (isnan(target[base + j])) continue;
-                dpred[base + j] += (float)(coef * ((double)pred[base + j] - target[base + j]));
-            }
-        }
+    lat_grad(dpred, pred, target, nc, h, w, wlat, scale, 1);
 }
 
-/* ---- Gaussian CRPS ---------------------------------------------------------------------- */
+/* ---- Gaussian CRPS ------------------------------------------------------------------------ */
 
 double loss_crps_gauss_point(double mu, double sigma, double y, double *dmu, double *dsigma)
 {
@@ -223,26 +305,32 @@ double loss_crps_gauss_point(double mu, double sigma, double y, double *dmu, dou
     return sigma * (z * (2.0 * Phi - 1.0) + 2.0 * phi - INV_SQRT_PI);
 }
 
-static double crps_gauss_sum(const float *mu, const float *sigma, const float *y, size_t n,
-                             int masked, size_t *nvalid)
+typedef struct {
+    const float *mu, *sigma, *y;
+    int masked;
+} crps_ctx;
+
+static void crps_block(size_t lo, size_t hi, const void *vc, acc_t *a)
 {
+    const crps_ctx *c = vc;
     double s = 0.0;
     size_t v = 0;
-    for (size_t k = 0; k < n; k++) {
-        if (masked && isnan(y[k])) continue;
-        s += loss_crps_gauss_point(mu[k], sigma[k], y[k], NULL, NULL);
+    for (size_t k = lo; k < hi; k++) {
+        if (c->masked && isnan(c->y[k])) continue;
+        s += loss_crps_gauss_point(c->mu[k], c->sigma[k], c->y[k], NULL, NULL);
         v++;
     }
-    *nvalid = v;
-    return s;
+    a->sum = s;
+    a->weight = (double)v;
 }
 
 static void crps_gauss_grad(float *dmu, float *dsigma, const float *mu, const float *sigma,
                             const float *y, size_t n, double scale, int masked)
 {
-    size_t v = masked ? count_valid(y, n) : n;
-    if (v == 0) return;
-    double c = scale / (double)v;
+    double v = masked ? count_valid(y, n) : (double)n;
+    if (!(v > 0)) return;
+    double c = scale / v;
+#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN / 8)
     for (size_t k = 0; k < n; k++) {
         if (masked && isnan(y[k])) continue;
         double gm, gs;
@@ -254,9 +342,8 @@ static void crps_gauss_grad(float *dmu, float *dsigma, const float *mu, const fl
 
 double loss_crps_gauss_forward(const float *mu, const float *sigma, const float *y, size_t n)
 {
-    size_t v;
-    double s = crps_gauss_sum(mu, sigma, y, n, 0, &v);
-    return v ? s / (double)v : 0.0;
+    crps_ctx c = {mu, sigma, y, 0};
+    return mean_of(block_reduce(n, crps_block, &c));
 }
 
 void loss_crps_gauss_backward(float *dmu, float *dsigma, const float *mu, const float *sigma,
@@ -268,9 +355,8 @@ void loss_crps_gauss_backward(float *dmu, float *dsigma, const float *mu, const 
 double loss_crps_gauss_masked_forward(const float *mu, const float *sigma, const float *y,
                                       size_t n)
 {
-    size_t v;
-    double s = crps_gauss_sum(mu, sigma, y, n, 1, &v);
-    return v ? s / (double)v : 0.0;
+    crps_ctx c = {mu, sigma, y, 1};
+    return mean_of(block_reduce(n, crps_block, &c));
 }
 
 void loss_crps_gauss_masked_backward(float *dmu, float *dsigma, const float *mu,
@@ -279,65 +365,100 @@ void loss_crps_gauss_masked_backward(float *dmu, float *dsigma, const float *mu,
     crps_gauss_grad(dmu, dsigma, mu, sigma, y, n, scale, 1);
 }
 
-/* ---- ENS-10 head + CRPS ---------------------------------------------------------------- */
+/* ---- ENS-10 head + CRPS ------------------------------------------------------------------ */
 
-static double crps_head(float *dout, const float *out, const float *m_ens, const float *s_ens,
-                        const float *y, int nb, int hw, float *mu_out, float *sigma_out,
-                        double scale, int masked)
+typedef struct {
+    const float *out, *m_ens, *s_ens, *y;
+    float *mu_out, *sigma_out;
+    size_t hw;
+    int masked;
+} head_ctx;
+
+static void head_point(const head_ctx *c, size_t k, double *mu, double *sigma)
 {
-    size_t n = (size_t)nb * hw;
-    size_t v = masked ? count_valid(y, n) : n;
-    double c = v ? scale / (double)v : 0.0;
+    size_t b = k / c->hw, p = k % c->hw;
+    const float *o0 = c->out + b * 2 * c->hw;
+    double se = c->s_ens[k];
+    *mu = (double)o0[p] * se + c->m_ens[k];
+    *sigma = exp((double)o0[c->hw + p]) * se;
+}
+
+static void head_block(size_t lo, size_t hi, const void *vc, acc_t *a)
+{
+    const head_ctx *c = vc;
     double s = 0.0;
-    for (int b = 0; b < nb; b++) {
-        const float *o0 = out + (size_t)b * 2 * hw, *o1 = o0 + hw;
-        for (int p = 0; p < hw; p++) {
-            size_t k = (size_t)b * hw + p;
-            double se = s_ens[k];
-            double mu = (double)o0[p] * se + m_ens[k];
-            double sigma = exp((double)o1[p]) * se;
-            if (mu_out) mu_out[k] = (float)mu;
-            if (sigma_out) sigma_out[k] = (float)sigma;
-            if (masked && isnan(y[k])) continue;
-            double gm, gs;
-            s += loss_crps_gauss_point(mu, sigma, y[k], &gm, &gs);
-            if (dout) {
-                float *d0 = dout + (size_t)b * 2 * hw, *d1 = d0 + hw;
-                d0[p] += (float)(c * gm * se);
-                d1[p] += (float)(c * gs * sigma);
-            }
-        }
+    size_t v = 0;
+    for (size_t k = lo; k < hi; k++) {
+        double mu, sigma;
+        head_point(c, k, &mu, &sigma);
+        if (c->mu_out) c->mu_out[k] = (float)mu;
+        if (c->sigma_out) c->sigma_out[k] = (float)sigma;
+        if (c->masked && isnan(c->y[k])) continue;
+        s += loss_crps_gauss_point(mu, sigma, c->y[k], NULL, NULL);
+        v++;
     }
-    return v ? s / (double)v : 0.0;
+    a->sum = s;
+    a->weight = (double)v;
+}
+
+static double head_forward(const float *out, const float *m_ens, const float *s_ens,
+                           const float *y, int nb, int hw, float *mu_out, float *sigma_out,
+                           int masked)
+{
+    if (nb <= 0 || hw <= 0) return 0.0;
+    head_ctx c = {out, m_ens, s_ens, y, mu_out, sigma_out, (size_t)hw, masked};
+    return mean_of(block_reduce((size_t)nb * hw, head_block, &c));
+}
+
+static void head_backward(float *dout, const float *out, const float *m_ens, const float *s_ens,
+                          const float *y, int nb, int hw, double scale, int masked)
+{
+    if (nb <= 0 || hw <= 0) return;
+    size_t n = (size_t)nb * hw;
+    double v = masked ? count_valid(y, n) : (double)n;
+    if (!(v > 0)) return;
+    double c = scale / v;
+    head_ctx hc = {out, m_ens, s_ens, y, NULL, NULL, (size_t)hw, masked};
+#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN / 8)
+    for (size_t k = 0; k < n; k++) {
+        if (masked && isnan(y[k])) continue;
+        double mu, sigma, gm, gs;
+        head_point(&hc, k, &mu, &sigma);
+        loss_crps_gauss_point(mu, sigma, y[k], &gm, &gs);
+        size_t b = k / (size_t)hw, p = k % (size_t)hw;
+        float *d0 = dout + b * 2 * (size_t)hw;
+        d0[p] += (float)(c * gm * s_ens[k]);
+        d0[hw + p] += (float)(c * gs * sigma);
+    }
 }
 
 double loss_crps_head_forward(const float *out, const float *m_ens, const float *s_ens,
                               const float *y, int nb, int hw, float *mu_out, float *sigma_out)
 {
-    return crps_head(NULL, out, m_ens, s_ens, y, nb, hw, mu_out, sigma_out, 0.0, 0);
+    return head_forward(out, m_ens, s_ens, y, nb, hw, mu_out, sigma_out, 0);
 }
 
 void loss_crps_head_backward(float *dout, const float *out, const float *m_ens,
                              const float *s_ens, const float *y, int nb, int hw, double scale)
 {
-    crps_head(dout, out, m_ens, s_ens, y, nb, hw, NULL, NULL, scale, 0);
+    head_backward(dout, out, m_ens, s_ens, y, nb, hw, scale, 0);
 }
 
 double loss_crps_head_masked_forward(const float *out, const float *m_ens, const float *s_ens,
                                      const float *y, int nb, int hw, float *mu_out,
                                      float *sigma_out)
 {
-    return crps_head(NULL, out, m_ens, s_ens, y, nb, hw, mu_out, sigma_out, 0.0, 1);
+    return head_forward(out, m_ens, s_ens, y, nb, hw, mu_out, sigma_out, 1);
 }
 
 void loss_crps_head_masked_backward(float *dout, const float *out, const float *m_ens,
                                     const float *s_ens, const float *y, int nb, int hw,
                                     double scale)
 {
-    crps_head(dout, out, m_ens, s_ens, y, nb, hw, NULL, NULL, scale, 1);
+    head_backward(dout, out, m_ens, s_ens, y, nb, hw, scale, 1);
 }
 
-/* ---- ensemble CRPS ---------------------------------------------------------------------- */
+/* ---- ensemble CRPS ------------------------------------------------------------------------ */
 
 #define CRPS_SORT_MAX 256
 
@@ -381,16 +502,31 @@ double loss_crps_ensemble_point(const float *x, size_t stride, int m, double y, 
     return skill / md - spread / denom;
 }
 
+typedef struct {
+    const float *ens, *y;
+    size_t n;
+    int m, fair;
+} ens_ctx;
+
+static void ens_block(size_t lo, size_t hi, const void *vc, acc_t *a)
+{
+    const ens_ctx *c = vc;
+    double s = 0.0;
+    size_t v = 0;
+    for (size_t k = lo; k < hi; k++) {
+        if (isnan(c->y[k])) continue;
+        s += loss_crps_ensemble_point(c->ens + k, c->n, c->m, c->y[k], c->fair);
+        v++;
+    }
+    a->sum = s;
+    a->weight = (double)v;
+}
+
 double loss_crps_ensemble_mean(const float *ens, int m, size_t n, const float *y, int fair,
                                size_t *nvalid)
 {
-    double s = 0.0;
-    size_t v = 0;
-    for (size_t k = 0; k < n; k++) {
-        if (isnan(y[k])) continue;
-        s += loss_crps_ensemble_point(ens + k, n, m, y[k], fair);
-        v++;
-    }
-    if (nvalid) *nvalid = v;
-    return v ? s / (double)v : 0.0;
+    ens_ctx c = {ens, y, n, m, fair};
+    acc_t a = block_reduce(n, ens_block, &c);
+    if (nvalid) *nvalid = (size_t)a.weight;
+    return mean_of(a);
 }

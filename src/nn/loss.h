@@ -18,7 +18,11 @@
  * valid points only (the lat-weighted one divides by the sum of the valid points' weights, so
  * with normalised weights and no NaN it equals the unmasked loss); skipped points receive no
  * gradient. With no valid point the loss is 0 and nothing is accumulated. NaN in predictions
- * is not masked: it propagates so the trainer's NaN guard sees it. */
+ * is not masked: it propagates so the trainer's NaN guard sees it.
+ *
+ * Threads: sums use fixed blocks (boundaries depend only on the size) reduced by the OpenMP
+ * team and combined in block order, gradients are elementwise: every result is bit-identical
+ * for any thread count. No allocation. */
 #ifndef SMOECAST_NN_LOSS_H
 #define SMOECAST_NN_LOSS_H
 

@@ -6,6 +6,7 @@
 #include "nn/loss.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -455,6 +456,82 @@ static void test_golden_torch(void **state)
     free(pred); free(target); free(tnan); free(wlat_ref); free(latf); free(d); free(d2);
 }
 
+/* Large inputs take the blocked OpenMP path: identical bits for 1 and 2 threads, and the same
+ * values as a plain serial double loop. */
+typedef struct {
+    double v[8];
+    float *g;
+} big_result;
+
+static void big_losses(int threads, const float *p, const float *t, const float *sg,
+                       const float *out, int nb, int hw, const float *wl, int h, int w,
+                       size_t n, big_result *r)
+{
+    omp_set_num_threads(threads);
+    r->g = calloc(6 * n, sizeof *r->g);
+    int nc = (int)(n / ((size_t)h * w));
+    r->v[0] = loss_mse_forward(p, t, n);
+    r->v[1] = loss_mae_masked_forward(p, t, n);
+    r->v[2] = loss_mse_lat_masked_forward(p, t, nc, h, w, wl);
+    r->v[3] = loss_crps_gauss_masked_forward(p, sg, t, n);
+    r->v[4] = loss_crps_head_masked_forward(out, p, sg, t, nb, hw, NULL, NULL);
+    r->v[5] = loss_mse_lat_forward(p, t, nc, h, w, wl);
+    loss_mse_backward(r->g, p, t, n, 1.0);
+    loss_mae_masked_backward(r->g + n, p, t, n, 1.0);
+    loss_mse_lat_masked_backward(r->g + 2 * n, p, t, nc, h, w, wl, 1.0);
+    loss_crps_gauss_masked_backward(r->g + 3 * n, r->g + 4 * n, p, sg, t, n, 1.0);
+    loss_crps_head_masked_backward(r->g + 4 * n, out, p, sg, t, nb, hw, 1.0);
+    omp_set_num_threads(2);
+}
+
+static void test_large_threads(void **state)
+{
+    (void)state;
+    enum { H = 60, W = 120, NC = 12 };
+    size_t n = (size_t)NC * H * W;
+    rng_t r;
+    rng_seed(&r, 99, 2);
+    float *p = malloc(n * sizeof *p), *t = malloc(n * sizeof *t), *sg = malloc(n * sizeof *sg);
+    float *out = malloc(2 * n * sizeof *out), wl[H];
+    double lat[H];
+    fill_normal(p, n, &r, 1.0, 0.0);
+    fill_normal(t, n, &r, 1.0, 0.0);
+    fill_normal(out, 2 * n, &r, 0.5, 0.0);
+    for (size_t k = 0; k < n; k++) {
+        sg[k] = (float)exp(0.3 * rng_normal(&r));
+        if (k % 7 == 3) t[k] = NAN;
+    }
+    for (int i = 0; i < H; i++) lat[i] = -88.5 + 3.0 * i;
+    loss_lat_weights(wl, lat, H);
+    big_result a, b;
+    big_losses(1, p, t, sg, out, NC, H * W, wl, H, W, n, &a);
+    big_losses(2, p, t, sg, out, NC, H * W, wl, H, W, n, &b);
+    assert_memory_equal(a.v, b.v, 6 * sizeof(double));
+    assert_memory_equal(a.g, b.g, 6 * n * sizeof(float));
+    /* serial reference */
+    double s = 0, sw = 0, sm = 0, vm = 0, sc = 0;
+    for (size_t k = 0; k < n; k++) {
+        double d = (double)p[k] - t[k];
+        if (isnan(t[k])) continue;
+        double wi = wl[(k / W) % H];
+        s += wi * d * d;
+        sw += wi;
+        sm += fabs(d);
+        sc += loss_crps_gauss_point(p[k], sg[k], t[k], NULL, NULL);
+        vm++;
+    }
+    assert_close_scalar(a.v[1], sm / vm, 1e-12, "mae masked big");
+    assert_close_scalar(a.v[2], s / sw, 1e-12, "lat masked big");
+    assert_close_scalar(a.v[3], sc / vm, 1e-12, "crps masked big");
+    assert_true(isnan(a.v[0]) && isnan(a.v[5])); /* unmasked losses see the NaN targets */
+    free(a.g);
+    free(b.g);
+    free(p);
+    free(t);
+    free(sg);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_crps_gauss_against_integral),
         cmocka_unit_test(test_crps_ensemble),
         cmocka_unit_test(test_golden_torch),
+        cmocka_unit_test(test_large_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
