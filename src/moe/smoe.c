@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "moe/moe_balance.h"
 #include "moe/rc_loss.h"
 #include "moe/smoe_expert.h"
 
@@ -309,4 +310,25 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
         conv2d_backward(&gs, d_in, d_params + info[1].offset, NULL, d_raw, in,
                         params + info[1].offset, workspace);
     }
+}
+
+double smoe_aux_losses(const smoe_shape *s, float *state, const smoe_aux_weights *w,
+                       float *d_gate, double values[3])
+{
+    smoe_state_view v = smoe_state(s, state);
+    moe_layout l = {s->batch, s->n_experts, (size_t)s->h * s->w};
+    double li = 0, ll = 0, la = 0;
+    if (w->importance != 0) li = moe_importance_cv2(&l, v.gate_raw, d_gate, w->importance);
+    if (w->load != 0)
+        ll = moe_load_cv2(&l, s->k, v.gate_raw, v.gate_noisy, NULL, 1.0f / s->n_experts, d_gate,
+                          NULL, w->load);
+    if (w->agreement != 0)
+        la = smoe_spatial_agreement(s->batch, s->n_experts, l.inner, v.gate_raw, d_gate,
+                                    w->agreement);
+    if (values) {
+        values[0] = li;
+        values[1] = ll;
+        values[2] = la;
+    }
+    return w->importance * li + w->load * ll + w->agreement * la;
 }

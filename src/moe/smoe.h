@@ -86,4 +86,16 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
                    const float *d_gate_extra, const float *in, const float *params, float *state,
                    float *workspace);
 
+/* Auxiliary losses of the reference (all off by default), from the state after smoe_forward:
+ * importance CV^2 of each expert's summed R, load CV^2 (noisy top-k with noise sd 1/N, on R and
+ * R + noise), spatial agreement (sum over experts of the mean over pixels of the std over the
+ * batch of R). values[3] (nullable) receives the unweighted losses; d_gate (B, N, H, W) receives
+ * (+=) the weighted gradient w.r.t. R: pass it to smoe_backward as d_gate_extra.
+ * Returns the weighted sum. */
+typedef struct {
+    float importance, load, agreement;
+} smoe_aux_weights;
+double smoe_aux_losses(const smoe_shape *s, float *state, const smoe_aux_weights *w,
+                       float *d_gate, double values[3]);
+
 #endif

@@ -359,6 +359,49 @@ static void test_noise_and_init(void **st)
     fx_free(&f);
 }
 
+/* Auxiliary losses reach the gate parameters through d_gate_extra (FD on a conv gate). */
+static void test_aux_losses_through_gate(void **st)
+{
+    (void)st;
+    smoe_shape s = small_shape(SMOE_GATE_CONV, 1, 2, PAD_ZERO);
+    s.noise = 1;
+    fixture f;
+    fx_init(&f, &s, 600);
+    smoe_aux_weights aw = {0.7f, 0.2f, 0.3f};
+    moe_param_info info[2];
+    smoe_params(&s, info);
+    size_t nr = (size_t)s.batch * s.n_experts * s.h * s.w;
+    float *dg = calloc(nr, sizeof(float)), *zero = calloc(f.ny, sizeof(float));
+    rng_t nr0;
+    rng_seed(&nr0, 9, 9);
+    smoe_forward(&s, f.y, f.x, f.params, f.state, f.ws, &nr0);
+    double vals[3];
+    smoe_aux_losses(&s, f.state, &aw, dg, vals);
+    assert_true(vals[0] > 0 && vals[1] > 0 && vals[2] > 0);
+    smoe_backward(&s, f.dx, f.dp, zero, dg, f.x, f.params, f.state, f.ws);
+    for (size_t i = 0; i < info[0].count; i++) assert_float_equal(f.dp[i], 0, 0);
+    const float eps = 1e-3f;
+    double num = 0, den = 0;
+    for (size_t i = info[1].offset; i < f.np; i++) {
+        float keep = f.params[i];
+        double l[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            f.params[i] = keep + (sgn ? -eps : eps);
+            rng_seed(&nr0, 9, 9);
+            smoe_forward(&s, f.y, f.x, f.params, f.state, f.ws, &nr0);
+            l[sgn] = smoe_aux_losses(&s, f.state, &aw, NULL, NULL);
+        }
+        f.params[i] = keep;
+        double fd = (l[0] - l[1]) / (2 * eps);
+        num += (fd - f.dp[i]) * (fd - f.dp[i]);
+        den += fd * fd;
+    }
+    if (!(sqrt(num) <= 1e-2 * sqrt(den))) fail_msg("aux FD %.3g vs %.3g", sqrt(num), sqrt(den));
+    free(dg);
+    free(zero);
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_damping),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_noise_and_init),
+        cmocka_unit_test(test_aux_losses_through_gate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
