@@ -151,3 +151,8 @@ double io_lon0_canonical(double lon0, int n, double dlon)
     if (lon0 + (n - 1) * dlon >= 360.0 - 1e-9 && lon0 >= 180.0) return lon0 - 360.0;
     return lon0;
 }
+
+int io_geometry_row_is_global(const src_geometry *g, int row)
+{
+    return fabs(g->row_len[row] * g->dlon[row] - 360.0) < 1e-6;
+}

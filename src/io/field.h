@@ -59,6 +59,9 @@ void io_geometry_free(src_geometry *g);
 /* Same rows, latitudes, lengths, first longitudes (mod 360) and spacings within 1e-6 degrees. */
 int io_geometry_same(const src_geometry *a, const src_geometry *b);
 
+/* 1 when row `row` spans the full circle (n * dlon == 360 within 1e-6). */
+int io_geometry_row_is_global(const src_geometry *g, int row);
+
 /* Canonical longitude of the first point of a regular row: unchanged unless the row runs past
  * 360 degrees east, in which case it is shifted by -360 so the axis increases monotonically
  * across the 0 meridian (350 .. 379 becomes -10 .. 19). */
