@@ -84,7 +84,8 @@ static int wlist_push(wlist *l, int64_t col, double w)
     return 0;
 }
 
-/* A small list of (source index, weight) for one target point, duplicates merged. */
+/* A small list of (source index, weight) for one target point; pt_finish sorts it by source
+ * index and merges duplicates (a wrapped row, a pole row mean next to the same row). */
 typedef struct {
     int n, cap;
     int64_t *idx;
@@ -94,11 +95,6 @@ typedef struct {
 static int pt_add(pt_list *p, int64_t idx, double w)
 {
     if (w == 0.0) return 0;
-    for (int k = 0; k < p->n; k++)
-        if (p->idx[k] == idx) {
-            p->w[k] += w;
-            return 0;
-        }
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 16;
         int64_t *i2 = realloc(p->idx, (size_t)cap * sizeof *i2);
@@ -113,6 +109,68 @@ static int pt_add(pt_list *p, int64_t idx, double w)
     p->w[p->n] = w;
     p->n++;
     return 0;
+}
+
+static void pt_sort(int64_t *idx, double *w, int n)
+{
+    if (n < 24) { /* insertion sort: the usual 1-16 entries */
+        for (int a = 1; a < n; a++) {
+            int64_t ki = idx[a];
+            double kw = w[a];
+            int b = a - 1;
+            while (b >= 0 && idx[b] > ki) {
+                idx[b + 1] = idx[b];
+                w[b + 1] = w[b];
+                b--;
+            }
+            idx[b + 1] = ki;
+            w[b + 1] = kw;
+        }
+        return;
+    }
+    /* heapsort for long lists (conservative coarsening, pole means): O(n log n), in place */
+    for (int start = n / 2 - 1, end = n;;) {
+        int root;
+        if (start >= 0) root = start--;
+        else {
+            if (--end <= 0) break;
+            int64_t ti = idx[0];
+            idx[0] = idx[end];
+            idx[end] = ti;
+            double tw = w[0];
+            w[0] = w[end];
+            w[end] = tw;
+            root = 0;
+        }
+        for (;;) {
+            int child = 2 * root + 1;
+            if (child >= end) break;
+            if (child + 1 < end && idx[child + 1] > idx[child]) child++;
+            if (idx[root] >= idx[child]) break;
+            int64_t ti = idx[root];
+            idx[root] = idx[child];
+            idx[child] = ti;
+            double tw = w[root];
+            w[root] = w[child];
+            w[child] = tw;
+            root = child;
+        }
+    }
+}
+
+static void pt_finish(pt_list *p)
+{
+    pt_sort(p->idx, p->w, p->n);
+    int m = 0;
+    for (int k = 0; k < p->n; k++) {
+        if (m > 0 && p->idx[m - 1] == p->idx[k]) p->w[m - 1] += p->w[k];
+        else {
+            p->idx[m] = p->idx[k];
+            p->w[m] = p->w[k];
+            m++;
+        }
+    }
+    p->n = m;
 }
 
 /* ---- source rows sorted by latitude ------------------------------------------------------- */
@@ -361,6 +419,81 @@ static void row_overlap(const src_geometry *g, int j, double a, double b, double
 
 /* ---- driver ------------------------------------------------------------------------------- */
 
+/* What every target row needs, shared read-only between threads. */
+typedef struct {
+    const src_geometry *src;
+    const grid *dst;
+    regrid_method method;
+    rows_t rows;
+    double *tedge;  /* conservative: ascending target latitude edges (nlat + 1) */
+    double *tlon_e; /* conservative: target longitude edges (nlon + 1) */
+    double *sedge;  /* conservative: ascending source row edges (nrows + 1) */
+} plan_t;
+
+/* Weights of target row jt into `out` (appended) and the count of each point into cnt[nlon]. */
+static int plan_row(const plan_t *pl, int jt, pt_list *p, wlist *out, int64_t *cnt)
+{
+    const grid *dst = pl->dst;
+    int oom = 0, nl = dst->nlon;
+    int k0 = 0, tn = dst->nlat, sn = pl->rows.n;
+    double s = 0, nth = 0;
+    if (pl->method == REGRID_CONSERVATIVE) {
+        /* target row jt (north -> south) is ascending index tn-1-jt; source rows overlapping it */
+        s = pl->tedge[tn - 1 - jt];
+        nth = pl->tedge[tn - jt];
+        while (k0 < sn && pl->sedge[k0 + 1] <= s) k0++;
+    }
+    for (int it = 0; it < nl; it++) {
+        p->n = 0;
+        if (pl->method == REGRID_BILINEAR) {
+            bilinear_point(&pl->rows, dst->lat[jt], dst->lon[it], p, &oom);
+        } else if (pl->method == REGRID_NEAREST) {
+            nearest_point(&pl->rows, dst->lat[jt], dst->lon[it], p, &oom);
+        } else {
+            for (int k = k0; k < sn && pl->sedge[k] < nth; k++) {
+                double ls = fmax(s, pl->sedge[k]), ln = fmin(nth, pl->sedge[k + 1]);
+                if (!(ln > ls)) continue;
+                double dsin = sin(ln * DEG2RAD) - sin(ls * DEG2RAD);
+                row_overlap(pl->src, pl->rows.row[k], pl->tlon_e[it], pl->tlon_e[it + 1], dsin, p, &oom);
+            }
+        }
+        if (oom) return -1;
+        pt_finish(p);
+        int64_t c = 0;
+        for (int k = 0; k < p->n; k++) {
+            if (p->w[k] == 0.0) continue;
+            if (wlist_push(out, p->idx[k], p->w[k])) return -1;
+            c++;
+        }
+        cnt[it] = c;
+    }
+    return 0;
+}
+
+static int plan_edges(plan_t *pl)
+{
+    const grid *dst = pl->dst;
+    int tn = dst->nlat, sn = pl->rows.n, nl = dst->nlon;
+    pl->tedge = malloc(((size_t)tn + 1) * sizeof *pl->tedge);
+    pl->tlon_e = malloc(((size_t)nl + 1) * sizeof *pl->tlon_e);
+    pl->sedge = malloc(((size_t)sn + 1) * sizeof *pl->sedge);
+    double *tlat_asc = malloc((size_t)tn * sizeof *tlat_asc);
+    if (!pl->tedge || !pl->tlon_e || !pl->sedge || !tlat_asc) {
+        free(tlat_asc);
+        return -1;
+    }
+    for (int j = 0; j < tn; j++) tlat_asc[j] = dst->lat[tn - 1 - j];
+    double tfall = nl > 1 ? 0.5 * (dst->lon[1] - dst->lon[0]) : 0.5;
+    lat_edges(tlat_asc, tn, 0, 0, tfall, pl->tedge);
+    free(tlat_asc);
+    lat_edges(pl->rows.lat, sn, pl->rows.south_global, pl->rows.north_global, 0.5 * pl->src->dlon[pl->rows.row[0]],
+              pl->sedge);
+    for (int i = 1; i < nl; i++) pl->tlon_e[i] = 0.5 * (dst->lon[i - 1] + dst->lon[i]);
+    pl->tlon_e[0] = nl > 1 ? dst->lon[0] - 0.5 * (dst->lon[1] - dst->lon[0]) : dst->lon[0] - 0.5;
+    pl->tlon_e[nl] = nl > 1 ? dst->lon[nl - 1] + 0.5 * (dst->lon[nl - 1] - dst->lon[nl - 2]) : dst->lon[0] + 0.5;
+    return 0;
+}
+
 int regrid_weights_create(const src_geometry *src, const grid *dst, regrid_method method, regrid_weights **out)
 {
     if (!out) return sm_fail(SM_ERR_USAGE, "regrid_weights_create: NULL output");
@@ -375,84 +508,50 @@ int regrid_weights_create(const src_geometry *src, const grid *dst, regrid_metho
     if (nsrc <= 0 || nsrc > INT32_MAX)
         return sm_fail(SM_ERR_IO, "regrid: source grid has %lld points (supported: 1 .. %d)", (long long)nsrc,
                        INT32_MAX);
-    regrid_weights *w = calloc(1, sizeof *w);
-    rows_t rows = {0};
-    wlist all = {0};
-    pt_list p = {0};
-    double *tedge = NULL, *tlon_e = NULL, *sedge = NULL;
-    int st = SM_OK, oom = 0;
+    int st = SM_OK;
     int64_t ndst = (int64_t)dst->nlat * dst->nlon;
-    if (!w || rows_init(src, &rows)) goto nomem;
+    plan_t pl = {.src = src, .dst = dst, .method = method};
+    wlist *rowl = NULL;
+    regrid_weights *w = calloc(1, sizeof *w);
+    if (!w || rows_init(src, &pl.rows)) goto nomem;
+    if (method == REGRID_CONSERVATIVE && plan_edges(&pl)) goto nomem;
     w->method = method;
     w->nsrc = nsrc;
     w->ndst = ndst;
-    w->ptr = malloc(((size_t)ndst + 1) * sizeof *w->ptr);
-    if (!w->ptr) goto nomem;
-    w->ptr[0] = 0;
+    w->ptr = calloc((size_t)ndst + 1, sizeof *w->ptr);
+    rowl = calloc((size_t)dst->nlat, sizeof *rowl);
+    if (!w->ptr || !rowl) goto nomem;
 
-    if (method == REGRID_CONSERVATIVE) {
-        int tn = dst->nlat, sn = rows.n;
-        tedge = malloc(((size_t)tn + 1) * sizeof *tedge);
-        tlon_e = malloc(((size_t)dst->nlon + 1) * sizeof *tlon_e);
-        sedge = malloc(((size_t)sn + 1) * sizeof *sedge);
-        double *tlat_asc = malloc((size_t)tn * sizeof *tlat_asc);
-        if (!tedge || !tlon_e || !sedge || !tlat_asc) {
-            free(tlat_asc);
-            goto nomem;
-        }
-        for (int j = 0; j < tn; j++) tlat_asc[j] = dst->lat[tn - 1 - j];
-        double tfall = dst->nlon > 1 ? 0.5 * (dst->lon[1] - dst->lon[0]) : 0.5;
-        lat_edges(tlat_asc, tn, 0, 0, tfall, tedge);
-        free(tlat_asc);
-        lat_edges(rows.lat, sn, rows.south_global, rows.north_global, 0.5 * src->dlon[rows.row[0]], sedge);
-        int nl = dst->nlon;
-        for (int i = 1; i < nl; i++) tlon_e[i] = 0.5 * (dst->lon[i - 1] + dst->lon[i]);
-        tlon_e[0] = nl > 1 ? dst->lon[0] - 0.5 * (dst->lon[1] - dst->lon[0]) : dst->lon[0] - 0.5;
-        tlon_e[nl] = nl > 1 ? dst->lon[nl - 1] + 0.5 * (dst->lon[nl - 1] - dst->lon[nl - 2]) : dst->lon[0] + 0.5;
-        for (int jt = 0; jt < tn; jt++) {
-            /* target row jt (north -> south) is ascending index tn-1-jt */
-            double s = tedge[tn - 1 - jt], nth = tedge[tn - jt];
-            /* source rows whose band overlaps [s, nth] */
-            int k0 = 0;
-            while (k0 < sn && sedge[k0 + 1] <= s) k0++;
-            for (int it = 0; it < nl; it++) {
-                p.n = 0;
-                for (int k = k0; k < sn && sedge[k] < nth; k++) {
-                    double ls = fmax(s, sedge[k]), ln = fmin(nth, sedge[k + 1]);
-                    if (!(ln > ls)) continue;
-                    double dsin = sin(ln * DEG2RAD) - sin(ls * DEG2RAD);
-                    row_overlap(src, rows.row[k], tlon_e[it], tlon_e[it + 1], dsin, &p, &oom);
-                }
-                if (oom) goto nomem;
-                for (int k = 0; k < p.n; k++)
-                    if (wlist_push(&all, p.idx[k], p.w[k])) goto nomem;
-                w->ptr[(int64_t)jt * nl + it + 1] = all.n;
-            }
-        }
-    } else {
-        for (int jt = 0; jt < dst->nlat; jt++) {
-            for (int it = 0; it < dst->nlon; it++) {
-                p.n = 0;
-                if (method == REGRID_BILINEAR) bilinear_point(&rows, dst->lat[jt], dst->lon[it], &p, &oom);
-                else nearest_point(&rows, dst->lat[jt], dst->lon[it], &p, &oom);
-                if (oom) goto nomem;
-                for (int k = 0; k < p.n; k++)
-                    if (p.w[k] != 0.0 && wlist_push(&all, p.idx[k], p.w[k])) goto nomem;
-                w->ptr[(int64_t)jt * dst->nlon + it + 1] = all.n;
-            }
-        }
+    /* target rows in parallel, each into its own list; then concatenated in order */
+    int failed = 0;
+#pragma omp parallel if (ndst > 4096) reduction(| : failed)
+    {
+        pt_list p = {0};
+#pragma omp for schedule(dynamic, 1)
+        for (int jt = 0; jt < dst->nlat; jt++)
+            if (!failed && plan_row(&pl, jt, &p, &rowl[jt], w->ptr + (int64_t)jt * dst->nlon + 1)) failed = 1;
+        free(p.idx);
+        free(p.w);
     }
-    if (all.n == 0) {
+    if (failed) goto nomem;
+    for (int64_t t = 0; t < ndst; t++) w->ptr[t + 1] += w->ptr[t];
+    int64_t nnz = w->ptr[ndst];
+    if (nnz == 0) {
         st = sm_fail(SM_ERR_IO, "regrid: target grid '%s' (lat %g..%g, lon %g..%g) lies entirely outside the "
                      "source domain (%s, lat %g..%g); choose a grid inside the data or --grid native",
                      dst->name, dst->lat[dst->nlat - 1], dst->lat[0], dst->lon[0], dst->lon[dst->nlon - 1],
-                     src->grid_type, rows.lat[0], rows.lat[rows.n - 1]);
+                     src->grid_type, pl.rows.lat[0], pl.rows.lat[pl.rows.n - 1]);
         goto done;
     }
-    w->col = all.col;
-    w->w = all.w;
-    all.col = NULL;
-    all.w = NULL;
+    w->col = malloc((size_t)nnz * sizeof *w->col);
+    w->w = malloc((size_t)nnz * sizeof *w->w);
+    if (!w->col || !w->w) goto nomem;
+    for (int jt = 0; jt < dst->nlat; jt++) {
+        int64_t at = w->ptr[(int64_t)jt * dst->nlon];
+        if (rowl[jt].n == 0) continue;
+        memcpy(w->col + at, rowl[jt].col, (size_t)rowl[jt].n * sizeof *w->col);
+        memcpy(w->w + at, rowl[jt].w, (size_t)rowl[jt].n * sizeof *w->w);
+    }
     *out = w;
     w = NULL;
     goto done;
@@ -460,14 +559,16 @@ nomem:
     st = sm_fail(SM_ERR_NUMERIC, "regrid: out of memory computing %s weights onto grid '%s'",
                  regrid_method_name(method), dst->name);
 done:
-    free(p.idx);
-    free(p.w);
-    free(all.col);
-    free(all.w);
-    free(tedge);
-    free(tlon_e);
-    free(sedge);
-    rows_free(&rows);
+    if (rowl)
+        for (int jt = 0; jt < dst->nlat; jt++) {
+            free(rowl[jt].col);
+            free(rowl[jt].w);
+        }
+    free(rowl);
+    free(pl.tedge);
+    free(pl.tlon_e);
+    free(pl.sedge);
+    rows_free(&pl.rows);
     regrid_weights_free(w);
     return st;
 }
