@@ -1,7 +1,8 @@
 /* Regridding against CDO (Debian's cdo, a test reference only) on the shared sample files:
  *  - ERA5 UK 2 m temperature (GRIB1 regular_ll, 744 fields) onto uk050: remapbil and remapcon,
  *    1e-4 relative on interior points, every field;
- *  - ERA-Interim z/u at 500 hPa (NetCDF, lon -180..179.25) onto wb5625: remapbil;
+ *  - ERA-Interim z/u at 500 hPa (NetCDF, lon -180..179.25) onto wb5625: remapbil and remapcon;
+ *  - the 1 deg land-sea mask (latitude ascending) onto wb5625: nearest against remapnn;
  *  - reduced Gaussian N48 10 m u wind onto wb5625 against `cdo -remapbil -setgridtype,regular`
  *    within 1 % of the field's range.
  * Source values are read here with ecCodes / netCDF-C directly; CDO's output is read back with
@@ -372,12 +373,11 @@ static void write_slice(const char *path, const src_geometry *g, const double *v
     assert_int_equal(nc_close(nc), NC_NOERR);
 }
 
-static void test_eraint_wb5625(void **state)
+static void eraint_wb5625(regrid_method method, const char *cdo_op, double tol)
 {
-    (void)state;
     char buf[1024], dir[512], cmd[4096], gridtxt[600], in[600], out[600];
     const char *path = need_data("xarray-data__eraint_uvz.nc", buf, sizeof buf);
-    testutil_tmpdir("eraint", dir, sizeof dir);
+    testutil_tmpdir(cdo_op, dir, sizeof dir);
     grid *g = load("wb5625");
     snprintf(gridtxt, sizeof gridtxt, "%s/wb5625.txt", dir);
     write_cdo_grid(g, gridtxt);
@@ -388,11 +388,11 @@ static void test_eraint_wb5625(void **state)
         snprintf(in, sizeof in, "%s/%s.nc", dir, vars[k]);
         snprintf(out, sizeof out, "%s/%s_cdo.nc", dir, vars[k]);
         write_slice(in, s, v);
-        snprintf(cmd, sizeof cmd, "cdo -s -f nc remapbil,%s '%s' '%s'", gridtxt, in, out);
+        snprintf(cmd, sizeof cmd, "cdo -s -f nc %s,%s '%s' '%s'", cdo_op, gridtxt, in, out);
         run(cmd);
         cdo_out c = read_cdo(out);
         regrid_weights *w = NULL;
-        assert_int_equal(regrid_weights_create(s, g, REGRID_BILINEAR, &w), SM_OK);
+        assert_int_equal(regrid_weights_create(s, g, method, &w), SM_OK);
         float *o = malloc((size_t)g->nlat * g->nlon * sizeof *o);
         regrid_apply(w, v, o);
         double lo = INFINITY, hi = -INFINITY;
@@ -402,16 +402,107 @@ static void test_eraint_wb5625(void **state)
         }
         int ncmp = 0;
         double maxd = compare(g, o, &c, 0, 0, &ncmp);
-        print_message("eraint %s500 -> wb5625 bilinear vs cdo remapbil: %d points, max difference %.3g "
-                      "(%.3g of the range)\n", vars[k], ncmp, maxd, maxd / (hi - lo));
+        print_message("eraint %s500 -> wb5625 %s vs cdo %s: %d points, max difference %.3g (%.3g of the range)\n",
+                      vars[k], regrid_method_name(method), cdo_op, ncmp, maxd, maxd / (hi - lo));
         assert_int_equal(ncmp, 32 * 64);
-        assert_true(maxd < 1e-4 * (hi - lo));
+        assert_true(maxd < tol * (hi - lo));
         free(o);
         regrid_weights_free(w);
         free_cdo(&c);
         free(v);
         geometry_free(s);
     }
+    grid_free(g);
+}
+
+static void test_eraint_wb5625_bilinear(void **state)
+{
+    (void)state;
+    eraint_wb5625(REGRID_BILINEAR, "remapbil", 1e-4);
+}
+
+/* Global conservative remapping, including the pole rows (90, -90) and the seam at -180. */
+static void test_eraint_wb5625_conservative(void **state)
+{
+    (void)state;
+    eraint_wb5625(REGRID_CONSERVATIVE, "remapcon", 1e-4);
+}
+
+/* Land-sea categories (int8, latitude ascending -89.5 .. 89.5, lon 0.5 .. 359.5) onto wb5625
+ * with nearest neighbour against `cdo remapnn`: no target is equidistant from two sources, so
+ * the categories must agree everywhere. */
+static void test_landsea_nearest(void **state)
+{
+    (void)state;
+    char buf[1024], dir[512], cmd[4096], gridtxt[600], out[600];
+    const char *path = need_data("geocat-datafiles__landsea.nc", buf, sizeof buf);
+    testutil_tmpdir("remapnn", dir, sizeof dir);
+    grid *g = load("wb5625");
+    snprintf(gridtxt, sizeof gridtxt, "%s/wb5625.txt", dir);
+    snprintf(out, sizeof out, "%s/cdo.nc", dir);
+    write_cdo_grid(g, gridtxt);
+    snprintf(cmd, sizeof cmd, "cdo -s -f nc remapnn,%s '%s' '%s'", gridtxt, path, out);
+    run(cmd);
+    cdo_out c = read_cdo(out);
+    int nc, vid, latid, lonid, dims[2];
+    assert_int_equal(nc_open(path, NC_NOWRITE, &nc), NC_NOERR);
+    assert_int_equal(nc_inq_varid(nc, "LSMASK", &vid), NC_NOERR);
+    assert_int_equal(nc_inq_varid(nc, "lat", &latid), NC_NOERR);
+    assert_int_equal(nc_inq_varid(nc, "lon", &lonid), NC_NOERR);
+    nc_inq_vardimid(nc, vid, dims);
+    size_t nlat, nlon;
+    nc_inq_dimlen(nc, dims[0], &nlat);
+    nc_inq_dimlen(nc, dims[1], &nlon);
+    double *lat = malloc(nlat * sizeof *lat), *lon = malloc(nlon * sizeof *lon), *v = malloc(nlat * nlon * sizeof *v);
+    nc_get_var_double(nc, latid, lat);
+    nc_get_var_double(nc, lonid, lon);
+    assert_int_equal(nc_get_var_double(nc, vid, v), NC_NOERR);
+    nc_close(nc);
+    assert_true(lat[1] > lat[0]); /* ascending: the quirk this file carries */
+    src_geometry *s = NULL;
+    assert_int_equal(geometry_create_regular((int)nlat, lat, (int)nlon, lon[0], lon[1] - lon[0], &s), SM_OK);
+    regrid_weights *w = NULL;
+    assert_int_equal(regrid_weights_create(s, g, REGRID_NEAREST, &w), SM_OK);
+    float *o = malloc((size_t)g->nlat * g->nlon * sizeof *o);
+    regrid_apply(w, v, o);
+    /* targets at multiples of 45 E lie exactly halfway between two source columns (ties): there
+     * ours must be one of the two candidates; everywhere else it must equal CDO's choice */
+    int ncmp = 0, nties = 0, ndiff = 0, cats[5] = {0};
+    for (int j = 0; j < g->nlat; j++) {
+        int jc = find_coord(c.lat, c.nlat, g->lat[j], 0);
+        assert_true(jc >= 0);
+        int js = (int)floor(g->lat[j] - lat[0] + 0.5); /* nearest source row (1 deg, no ties) */
+        for (int i = 0; i < g->nlon; i++) {
+            int ic = find_coord(c.lon, c.nlon, g->lon[i], 1);
+            assert_true(ic >= 0);
+            float a = o[j * g->nlon + i], b = c.val[(size_t)jc * c.nlon + ic];
+            assert_true(a == floorf(a) && a >= 0 && a <= 4);
+            cats[(int)a]++;
+            double u = (g->lon[i] - lon[0]) / (lon[1] - lon[0]);
+            u -= 360.0 * floor(u / 360.0);
+            if (fabs(u - floor(u) - 0.5) < 1e-9) {
+                int i0 = (int)floor(u) % (int)nlon, i1 = (i0 + 1) % (int)nlon;
+                assert_true(a == (float)v[(size_t)js * nlon + i0] || a == (float)v[(size_t)js * nlon + i1]);
+                nties++;
+                ndiff += a != b;
+                continue;
+            }
+            if (a != b) fail_msg("(%g, %g): ours %g, cdo %g", g->lat[j], g->lon[i], a, b);
+            ncmp++;
+        }
+    }
+    print_message("landsea -> wb5625 nearest vs cdo remapnn: %d points identical, %d ties (%d resolved to the other "
+                  "candidate); categories %d %d %d %d %d\n", ncmp, nties, ndiff, cats[0], cats[1], cats[2], cats[3],
+                  cats[4]);
+    assert_int_equal(ncmp + nties, 32 * 64);
+    assert_true(cats[0] > 0 && cats[1] > 0);
+    free(o);
+    regrid_weights_free(w);
+    geometry_free(s);
+    free(lat);
+    free(lon);
+    free(v);
+    free_cdo(&c);
     grid_free(g);
 }
 
@@ -460,7 +551,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_era5_uk_bilinear),
         cmocka_unit_test(test_era5_uk_conservative),
-        cmocka_unit_test(test_eraint_wb5625),
+        cmocka_unit_test(test_eraint_wb5625_bilinear),
+        cmocka_unit_test(test_eraint_wb5625_conservative),
+        cmocka_unit_test(test_landsea_nearest),
         cmocka_unit_test(test_reduced_gg_wb5625),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
