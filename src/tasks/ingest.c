@@ -3,6 +3,8 @@
 #include "core/log.h"
 #include "core/outfile.h"
 #include "data/dataset.h"
+#include "grid/grid.h"
+#include "grid/regrid.h"
 #include "io/cf_time.h"
 #include "io/field.h"
 #include "io/grib_reader.h"
@@ -14,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define MAX_WEIGHTS 16
 
 typedef struct {
     int file;
@@ -60,6 +64,13 @@ typedef struct {
     int nlat, nlon;
     double *lat, *lon;
     int flip_rows;   /* native: source rows south -> north */
+    grid *target;    /* NULL for --grid native */
+    regrid_method method;
+    /* weights, computed once per (source geometry, method) */
+    src_geometry *wgeom[MAX_WEIGHTS];
+    regrid_method wmethod[MAX_WEIGHTS];
+    regrid_weights *weights[MAX_WEIGHTS];
+    int nweights;
     /* decode state */
     unsigned char *written;
     float *fbuf, *fcheck;
@@ -331,10 +342,53 @@ static int build_native_grid(ingest_ctx *c)
     return SM_OK;
 }
 
-/* Source values (canonical rows) -> output field. */
-static void to_output(const ingest_ctx *c, const src_geometry *g, const double *v, float *out)
+static int build_target_grid(ingest_ctx *c)
 {
-    (void)g;
+    grid *g = c->target;
+    c->nlat = g->nlat;
+    c->nlon = g->nlon;
+    c->lat = malloc((size_t)c->nlat * sizeof *c->lat);
+    c->lon = malloc((size_t)c->nlon * sizeof *c->lon);
+    if (!c->lat || !c->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    memcpy(c->lat, g->lat, (size_t)c->nlat * sizeof *c->lat);
+    memcpy(c->lon, g->lon, (size_t)c->nlon * sizeof *c->lon);
+    return SM_OK;
+}
+
+/* The weights for fields on geometry `g` with `method`, computed on first use. */
+static int get_weights(ingest_ctx *c, const src_geometry *g, regrid_method method, const char *path, int msg, const regrid_weights **out)
+{
+    for (int k = 0; k < c->nweights; k++)
+        if (c->wmethod[k] == method && io_geometry_same(c->wgeom[k], g)) {
+            *out = c->weights[k];
+            return SM_OK;
+        }
+    if (c->nweights == MAX_WEIGHTS) {
+        /* many different source grids: recycle the oldest slot */
+        io_geometry_free(c->wgeom[0]);
+        regrid_weights_free(c->weights[0]);
+        memmove(c->wgeom, c->wgeom + 1, (MAX_WEIGHTS - 1) * sizeof *c->wgeom);
+        memmove(c->wmethod, c->wmethod + 1, (MAX_WEIGHTS - 1) * sizeof *c->wmethod);
+        memmove(c->weights, c->weights + 1, (MAX_WEIGHTS - 1) * sizeof *c->weights);
+        c->nweights--;
+    }
+    int k = c->nweights;
+    int st = copy_geometry(g, &c->wgeom[k]);
+    if (st) return st;
+    st = regrid_weights_create(g, c->target, method, &c->weights[k]);
+    if (st) {
+        io_geometry_free(c->wgeom[k]);
+        return sm_fail(st, "%s: message %d: %s", path, msg, sm_last_error());
+    }
+    c->wmethod[k] = method;
+    c->nweights++;
+    *out = c->weights[k];
+    return SM_OK;
+}
+
+/* Source values (canonical rows) -> output field (native: row order only). */
+static void to_output(const ingest_ctx *c, const double *v, float *out)
+{
     int nlat = c->nlat, nlon = c->nlon;
     for (int j = 0; j < nlat; j++) {
         const double *row = v + (size_t)(c->flip_rows ? nlat - 1 - j : j) * nlon;
@@ -364,12 +418,18 @@ static int put_field(ingest_ctx *c, const entry *e, const src_geometry *g, const
                        e->msg, s->sel.out_name);
     }
     double t0 = now_seconds();
-    to_output(c, g, v, c->fbuf);
+    int st;
+    if (c->target) {
+        const regrid_weights *w = NULL;
+        if ((st = get_weights(c, g, s->categorical ? REGRID_NEAREST : c->method, path, e->msg, &w))) return st;
+        regrid_apply(w, v, c->fbuf);
+    } else {
+        to_output(c, v, c->fbuf);
+    }
     double t1 = now_seconds();
     c->rep->seconds_decode += t1 - t0;
     int tt = s->is_static ? 0 : e->t;
     size_t slot = ((size_t)e->sel * (size_t)c->ntimes + (size_t)tt) * (size_t)(c->nmembers ? c->nmembers : 1) + (size_t)e->m;
-    int st;
     size_t n = (size_t)c->nlat * (size_t)c->nlon;
     if (c->written[slot]) {
         if ((st = dataset_writer_get(c->w, e->sel, tt, e->m, c->fcheck))) return st;
@@ -551,6 +611,11 @@ static void ctx_free(ingest_ctx *c)
     free(c->written);
     free(c->fbuf);
     free(c->fcheck);
+    for (int k = 0; k < c->nweights; k++) {
+        io_geometry_free(c->wgeom[k]);
+        regrid_weights_free(c->weights[k]);
+    }
+    grid_free(c->target);
     if (c->w) dataset_writer_abort(c->w);
 }
 
@@ -561,21 +626,24 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
     if (opt->n_variables < 1) return sm_fail(SM_ERR_USAGE, "ingest: no variables selected (use --var NAME[:LEVEL])");
     if (!opt->output || !*opt->output) return sm_fail(SM_ERR_USAGE, "ingest: no output file (use --out FILE)");
     if (!opt->grid || !*opt->grid) return sm_fail(SM_ERR_USAGE, "ingest: no target grid (use --grid NAME or --grid native)");
-    if (opt->method && strcmp(opt->method, "bilinear") && strcmp(opt->method, "conservative") && strcmp(opt->method, "nearest"))
+    regrid_method method = REGRID_BILINEAR;
+    if (opt->method && regrid_method_parse(opt->method, &method) != SM_OK)
         return sm_fail(SM_ERR_USAGE, "ingest: unknown method '%s' (bilinear, conservative, nearest)", opt->method);
-    if (strcmp(opt->grid, "native") != 0)
-        return sm_fail(SM_ERR_IO, "grid '%s': regridding onto a target grid is not available in this build; use --grid native", opt->grid);
 
     ingest_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ingest_ctx *c = &ctx;
     c->opt = opt;
     c->rep = rep;
+    c->method = method;
     int st = SM_OK;
+    if (strcmp(opt->grid, "native") != 0) {
+        if ((st = grid_load(opt->grid, &c->target))) return st;
+    }
     /* fail early on an unwritable output directory */
     {
         outfile probe;
-        if ((st = outfile_begin(&probe, opt->output))) return st;
+        if ((st = outfile_begin(&probe, opt->output))) goto done;
         outfile_abort(&probe);
     }
     c->nsel = opt->n_variables;
@@ -619,7 +687,7 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
         goto done;
     }
     if ((st = build_axes(c))) goto done;
-    if ((st = build_native_grid(c))) goto done;
+    if ((st = c->target ? build_target_grid(c) : build_native_grid(c))) goto done;
 
     /* ---- dataset ---- */
     dataset_var_info *vi = calloc((size_t)c->nsel, sizeof *vi);
@@ -646,8 +714,8 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
     }
     dataset_layout L;
     memset(&L, 0, sizeof L);
-    L.is_latlon = 1;
-    snprintf(L.grid_name, sizeof L.grid_name, "%s", opt->grid);
+    L.is_latlon = c->target ? c->target->kind == GRID_LATLON : 1;
+    snprintf(L.grid_name, sizeof L.grid_name, "%s", c->target ? c->target->name : "native");
     L.nlat = c->nlat;
     L.nlon = c->nlon;
     L.lat = c->lat;
