@@ -238,9 +238,9 @@ static int build_geometry(grib_reader *r)
                 free(lat);
                 return sm_fail(SM_ERR_IO, "%s: message %d: cannot read the Gaussian latitudes", r->path, r->msg);
             }
-            /* distinctLatitudes are ascending; rows follow the scanning direction */
-            int north_first = lat1 > lat2;
-            for (long j = 0; j < nj; j++) lat[j] = north_first ? dl[nj - 1 - j] : dl[j];
+            /* rows follow the scanning direction, whatever order distinctLatitudes come in */
+            int north_first = lat1 > lat2, dl_desc = dl[0] > dl[nj - 1];
+            for (long j = 0; j < nj; j++) lat[j] = north_first == dl_desc ? dl[j] : dl[nj - 1 - j];
             free(dl);
         } else {
             for (long j = 0; j < nj; j++) lat[j] = nj > 1 ? lat1 + (lat2 - lat1) * (double)j / (double)(nj - 1) : lat1;
@@ -286,7 +286,7 @@ static int build_geometry(grib_reader *r)
         }
         int north_first = lat1 > lat2;
         for (size_t j = 0; j < npl; j++) {
-            if (glat) lat[j] = north_first ? glat[npl - 1 - j] : glat[j];
+            if (glat) lat[j] = north_first == (glat[0] > glat[npl - 1]) ? glat[j] : glat[npl - 1 - j];
             else lat[j] = npl > 1 ? lat1 + (lat2 - lat1) * (double)j / (double)(npl - 1) : lat1;
             len[j] = (int)pl[j];
             l0[j] = lon1;
