@@ -579,7 +579,9 @@ void regrid_apply(const regrid_weights *w, const double *src, float *dst)
     const int32_t *col = w->col;
     const double *wt = w->w;
     int64_t n = w->ndst;
-#pragma omp parallel for schedule(static) if (ptr[n] > 200000)
+    /* threads only for very large matrices: a mat-vec of a few 10^5 weights takes well under a
+     * millisecond, less than waking a team on a busy machine */
+#pragma omp parallel for schedule(static) if (ptr[n] > (1 << 22))
     for (int64_t t = 0; t < n; t++) {
         double s = 0, ws = 0;
         for (int64_t k = ptr[t]; k < ptr[t + 1]; k++) {

@@ -222,6 +222,16 @@ static void test_geometry(void **state)
     assert_int_equal(geometry_create_regular(3, lat, 10, 0.0, 1.0, &a), SM_OK);
     assert_false(geometry_row_is_global(a, 0));
     geometry_free(a);
+    /* GRIB1 millidegree rounding: 2560 points from 0 to 359.859 are a global row, snapped to 360/n */
+    assert_int_equal(geometry_create_regular(3, lat, 2560, 0.0, 359.859 / 2559, &a), SM_OK);
+    assert_true(geometry_row_is_global(a, 0));
+    assert_true(a->dlon[0] == 360.0 / 2560);
+    geometry_free(a);
+    /* one column short of the circle stays a limited-area row */
+    assert_int_equal(geometry_create_regular(3, lat, 359, 0.0, 1.0, &a), SM_OK);
+    assert_false(geometry_row_is_global(a, 0));
+    assert_true(a->dlon[0] == 1.0);
+    geometry_free(a);
     double badlat[3] = {10, 20, 0};
     assert_int_not_equal(geometry_create_regular(3, badlat, 10, 0.0, 1.0, &a), SM_OK);
     assert_null(a);
