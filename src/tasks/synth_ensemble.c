@@ -24,7 +24,7 @@ static const double ens_damp[SYNTH_NVARS][6] = {
 static const double ens_err[SYNTH_NVARS][6] = {
     {0.15, 0.35, 0.30, 0.15, 0.40, 0.30}, {0.20, 0.35, 0.30, 0.30, 0.45, 0.40}, {0.15, 0.30, 0.30, 0.40, 0.50, 0.50}};
 /* Member spread as a fraction of the error sd (under-dispersion), per region. */
-static const double ens_spread[6] = {0.60, 0.50, 0.45, 0.50, 0.40, 0.35};
+static const double ens_spread[6] = {0.80, 0.70, 0.65, 0.70, 0.60, 0.55};
 /* t2m cold-air bias: + kappa S max(0, -t850' / S_t850), per region (land only). */
 static const double ens_cold[6] = {0.0, 0.0, 0.0, 0.30, 0.60, 0.40};
 /* Predictability modulation: sigma_t = sigma_e S exp(PRED zeta - PRED^2 / 2). */

@@ -98,6 +98,10 @@ int synth_nc_create(synth_nc *nc, const char *path, const char *title)
     if ((st = synth_nc_att_text(nc, NC_GLOBAL, "institution", "smoecast synthetic data (no real observations)")))
         return st;
     if ((st = synth_nc_att_text(nc, NC_GLOBAL, "source", "smoecast " SMOECAST_VERSION " synth"))) return st;
+    if ((st = synth_nc_att_text(nc, NC_GLOBAL, "history",
+                                "written by smoecast synth (no timestamp, so that a seed always gives the same "
+                                "file; seed and options are in the global attributes)")))
+        return st;
     if ((st = synth_nc_att_text(nc, NC_GLOBAL, "references", "docs/synthetic.md"))) return st;
     return SM_OK;
 }
