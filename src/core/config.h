@@ -42,6 +42,7 @@ typedef struct {
     char step[CFG_STR];
     int history;
     char normalisation[CFG_STR];
+    int tendency;
 } data_config;
 
 typedef struct {
