@@ -180,7 +180,7 @@ int model_add_conv(sm_model *m, const char *name, int in, int c_out, int kernel,
                    pad_mode pad, int bias, init_mode init)
 {
     if (!check_slot(m, in, "conv")) return -1;
-    const slot *x = &m->slots[in];
+    const slot xs = m->slots[in], *x = &xs; /* copy: new_layer may move slots */
     conv2d_shape cs = {1, x->c, x->h, x->w, c_out, kernel, stride, pad, bias};
     if (!conv2d_shape_valid(&cs)) {
         m->error = sm_fail(SM_ERR_USAGE,
@@ -207,7 +207,7 @@ int model_add_conv_transpose(sm_model *m, const char *name, int in, int c_out, i
                              int stride, int bias, init_mode init)
 {
     if (!check_slot(m, in, "conv_transpose")) return -1;
-    const slot *x = &m->slots[in];
+    const slot xs = m->slots[in], *x = &xs; /* copy: new_layer may move slots */
     conv_transpose_shape cs = {1, x->c, x->h, x->w, c_out, kernel, stride, 0, 0, bias};
     if (!conv_transpose_shape_valid(&cs)) {
         m->error = sm_fail(SM_ERR_USAGE, "model: conv_transpose %s: unsupported shape",
