@@ -180,7 +180,9 @@ typedef struct {
     int n;
     int *row;      /* row index in the geometry, by ascending latitude */
     double *lat;   /* ascending row latitudes */
-    int south_global, north_global; /* outermost rows encircle the pole */
+    /* the outermost row is global and no further than one row spacing from its pole: the source
+     * covers the polar cap (a latitude band that is global in longitude does not) */
+    int south_global, north_global;
 } rows_t;
 
 static int rows_init(const src_geometry *g, rows_t *r)
@@ -195,8 +197,10 @@ static int rows_init(const src_geometry *g, rows_t *r)
         r->row[k] = asc ? k : r->n - 1 - k;
         r->lat[k] = g->lat[r->row[k]];
     }
-    r->south_global = geometry_row_is_global(g, r->row[0]);
-    r->north_global = geometry_row_is_global(g, r->row[r->n - 1]);
+    int n = r->n;
+    double sp_s = n > 1 ? r->lat[1] - r->lat[0] : 0, sp_n = n > 1 ? r->lat[n - 1] - r->lat[n - 2] : 0;
+    r->south_global = geometry_row_is_global(g, r->row[0]) && r->lat[0] + 90.0 <= sp_s + 1e-9;
+    r->north_global = geometry_row_is_global(g, r->row[n - 1]) && 90.0 - r->lat[n - 1] <= sp_n + 1e-9;
     return 0;
 }
 

@@ -286,6 +286,37 @@ static void test_periodic_wrap(void **state)
     geometry_free(s);
 }
 
+/* A latitude band that is global in longitude (30 S .. 30 N) does not cover the polar caps. */
+static void test_global_band(void **state)
+{
+    (void)state;
+    double lat[61];
+    for (int j = 0; j < 61; j++) lat[j] = 30.0 - j;
+    src_geometry *s = NULL;
+    assert_int_equal(geometry_create_regular(61, lat, 360, 0.0, 1.0, &s), SM_OK);
+    assert_true(geometry_row_is_global(s, 0));
+    double *v = sample(s, f_smooth);
+    grid *g = load("wb5625");
+    float *o = malloc((size_t)g->nlat * g->nlon * sizeof *o);
+    for (int m = 0; m < 3; m++) {
+        regrid_weights *w = weights(s, g, (regrid_method)m);
+        regrid_apply(w, v, o);
+        /* conservative: cells overlapping the band (edges at +-30.5) average over the covered part */
+        double lim = m == REGRID_CONSERVATIVE ? 30.5 + 2.8125 : m == REGRID_NEAREST ? 30.5 : 30.0;
+        for (int j = 0; j < g->nlat; j++)
+            for (int i = 0; i < g->nlon; i++) {
+                int inside = fabs(g->lat[j]) < lim;
+                if (inside == isnan(o[j * g->nlon + i]))
+                    fail_msg("%s (%g, %g): %g", regrid_method_name(m), g->lat[j], g->lon[i], o[j * g->nlon + i]);
+            }
+        regrid_weights_free(w);
+    }
+    free(o);
+    grid_free(g);
+    free(v);
+    geometry_free(s);
+}
+
 static double cos_mean(const float *f, const grid *g)
 {
     double s = 0, ws = 0;
@@ -534,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_bilinear_linear_field),
         cmocka_unit_test(test_zero_meridian),
         cmocka_unit_test(test_periodic_wrap),
+        cmocka_unit_test(test_global_band),
         cmocka_unit_test(test_conservative_mean),
         cmocka_unit_test(test_nan_handling),
         cmocka_unit_test(test_reduced_grid),
