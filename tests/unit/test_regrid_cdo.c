@@ -3,6 +3,7 @@
  *    1e-4 relative on interior points, every field;
  *  - ERA-Interim z/u at 500 hPa (NetCDF, lon -180..179.25) onto wb5625: remapbil and remapcon;
  *  - the 1 deg land-sea mask (latitude ascending) onto wb5625: nearest against remapnn;
+ *  - a 0.1 deg field crossing the 0 meridian (lon0 350 E) onto an offset grid: remapbil, remapcon;
  *  - reduced Gaussian N48 10 m u wind onto wb5625 against `cdo -remapbil -setgridtype,regular`
  *    within 1 % of the field's range.
  * Source values are read here with ecCodes / netCDF-C directly; CDO's output is read back with
@@ -546,6 +547,63 @@ static void test_reduced_gg_wb5625(void **state)
     grid_free(g);
 }
 
+/* A field crossing the 0 meridian (alternate-scanning 2t, lon 350 -> 19 at 0.1 deg, decoded by
+ * `cdo copy`), given to us with lon0 = 350 E, onto a grid in -180..180 convention whose points
+ * fall between the source's: remapbil and remapcon, interior points. */
+static void test_zero_meridian_cdo(void **state)
+{
+    (void)state;
+    char buf[1024], dir[512], cmd[4096], gridtxt[600], nc_in[600], out[600];
+    const char *path = need_data("cfgrib__alternate-scanning.grib", buf, sizeof buf);
+    testutil_tmpdir("meridian", dir, sizeof dir);
+    snprintf(nc_in, sizeof nc_in, "%s/src.nc", dir);
+    snprintf(cmd, sizeof cmd, "cdo -s -f nc copy '%s' '%s'", path, nc_in);
+    run(cmd);
+    cdo_out src = read_cdo(nc_in);
+    assert_int_equal(src.ntime, 1);
+    assert_true(src.lon[0] < 0 && src.lon[src.nlon - 1] > 0); /* crosses the 0 meridian */
+    double v_lon0 = src.lon[0] + 360.0;                       /* 350 E */
+    src_geometry *s = NULL;
+    assert_int_equal(geometry_create_regular(src.nlat, src.lat, src.nlon, v_lon0, src.lon[1] - src.lon[0], &s), SM_OK);
+    double *v = malloc((size_t)src.nlat * src.nlon * sizeof *v);
+    for (int k = 0; k < src.nlat * src.nlon; k++) v[k] = src.val[k];
+    double lat[31], lon[45];
+    for (int j = 0; j < 31; j++) lat[j] = 50.8 - 0.55 * j;
+    for (int i = 0; i < 45; i++) lon[i] = -9.9 + 0.65 * i;
+    grid *g = NULL;
+    assert_int_equal(grid_create_latlon("meridian", 31, lat, 45, lon, &g), SM_OK);
+    snprintf(gridtxt, sizeof gridtxt, "%s/grid.txt", dir);
+    write_cdo_grid(g, gridtxt);
+    const char *ops[2] = {"remapbil", "remapcon"};
+    const regrid_method methods[2] = {REGRID_BILINEAR, REGRID_CONSERVATIVE};
+    float *o = malloc((size_t)g->nlat * g->nlon * sizeof *o);
+    for (int m = 0; m < 2; m++) {
+        snprintf(out, sizeof out, "%s/%s.nc", dir, ops[m]);
+        snprintf(cmd, sizeof cmd, "cdo -s -f nc %s,%s '%s' '%s'", ops[m], gridtxt, nc_in, out);
+        run(cmd);
+        cdo_out c = read_cdo(out);
+        regrid_weights *w = NULL;
+        assert_int_equal(regrid_weights_create(s, g, methods[m], &w), SM_OK);
+        regrid_apply(w, v, o);
+        int ncmp = 0;
+        double maxd = compare(g, o, &c, 0, 1, &ncmp), scale = 0;
+        for (int k = 0; k < g->nlat * g->nlon; k++)
+            if (!isnan(o[k])) scale = fmax(scale, fabs(o[k]));
+        print_message("alternate-scanning 2t (lon0 350 E) -> 0.55 x 0.65 deg grid from -9.9 E, %s vs cdo %s: %d "
+                      "interior points, max relative difference %.3g\n", regrid_method_name(methods[m]), ops[m], ncmp,
+                      maxd / scale);
+        assert_int_equal(ncmp, 29 * 43);
+        assert_true(maxd < 1e-4 * scale);
+        regrid_weights_free(w);
+        free_cdo(&c);
+    }
+    free(o);
+    free(v);
+    grid_free(g);
+    geometry_free(s);
+    free_cdo(&src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -554,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_eraint_wb5625_bilinear),
         cmocka_unit_test(test_eraint_wb5625_conservative),
         cmocka_unit_test(test_landsea_nearest),
+        cmocka_unit_test(test_zero_meridian_cdo),
         cmocka_unit_test(test_reduced_gg_wb5625),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
