@@ -172,6 +172,7 @@ static void test_grid_path_and_bad_definitions(void **state)
          "> 0"},
         {"type: latlon\nlat: {first: 0, last: x, increment: 5}\nlon: {first: 0, last: 1, increment: 1}\n",
          "must be a number"},
+        {"type: latlon\nlat: [unclosed\n", ".yaml:"}, /* not YAML: file and line */
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         snprintf(path, sizeof path, "%s/bad%zu.yaml", dir, k);
