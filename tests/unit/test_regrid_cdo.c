@@ -5,7 +5,8 @@
  *  - the 1 deg land-sea mask (latitude ascending) onto wb5625: nearest against remapnn;
  *  - a 0.1 deg field crossing the 0 meridian (lon0 350 E) onto an offset grid: remapbil, remapcon;
  *  - reduced Gaussian N48 10 m u wind onto wb5625 against `cdo -remapbil -setgridtype,regular`
- *    within 1 % of the field's range.
+ *    within 1 % of the field's range; its regular version (`setgridtype,regular`) onto wb5625
+ *    against remapcon.
  * Source values are read here with ecCodes / netCDF-C directly; CDO's output is read back with
  * netCDF-C and compared point by point by coordinates. Skips when cdo or the data is missing. */
 #include "testutil.h"
@@ -604,6 +605,54 @@ static void test_zero_meridian_cdo(void **state)
     free_cdo(&src);
 }
 
+/* A regular Gaussian grid (the N48 field made regular by `cdo setgridtype,regular`: unequally
+ * spaced latitudes, outermost rows 88.57 deg, polar) onto wb5625 with remapcon, all points. */
+static void test_regular_gg_conservative(void **state)
+{
+    (void)state;
+    char buf[1024], dir[512], cmd[4096], gridtxt[600], nc_in[600], out[600];
+    const char *path = need_data("cfgrib__reduced_gg.grib", buf, sizeof buf);
+    testutil_tmpdir("regular_gg", dir, sizeof dir);
+    snprintf(nc_in, sizeof nc_in, "%s/src.nc", dir);
+    snprintf(cmd, sizeof cmd, "cdo -s -f nc setgridtype,regular '%s' '%s'", path, nc_in);
+    run(cmd);
+    cdo_out src = read_cdo(nc_in);
+    assert_int_equal(src.nlat, 96);
+    assert_int_equal(src.nlon, 192);
+    src_geometry *s = NULL;
+    assert_int_equal(geometry_create_regular(src.nlat, src.lat, src.nlon, src.lon[0], src.lon[1] - src.lon[0], &s), SM_OK);
+    double *v = malloc((size_t)src.nlat * src.nlon * sizeof *v), lo = INFINITY, hi = -INFINITY;
+    for (int k = 0; k < src.nlat * src.nlon; k++) {
+        v[k] = src.val[k];
+        lo = fmin(lo, v[k]);
+        hi = fmax(hi, v[k]);
+    }
+    grid *g = load("wb5625");
+    snprintf(gridtxt, sizeof gridtxt, "%s/wb5625.txt", dir);
+    write_cdo_grid(g, gridtxt);
+    snprintf(out, sizeof out, "%s/con.nc", dir);
+    snprintf(cmd, sizeof cmd, "cdo -s -f nc remapcon,%s '%s' '%s'", gridtxt, nc_in, out);
+    run(cmd);
+    cdo_out c = read_cdo(out);
+    regrid_weights *w = NULL;
+    assert_int_equal(regrid_weights_create(s, g, REGRID_CONSERVATIVE, &w), SM_OK);
+    float *o = malloc((size_t)g->nlat * g->nlon * sizeof *o);
+    regrid_apply(w, v, o);
+    int ncmp = 0;
+    double maxd = compare(g, o, &c, 0, 0, &ncmp);
+    print_message("regular_gg N48 -> wb5625 conservative vs cdo remapcon: %d points, max difference %.3g (%.3g of "
+                  "the range)\n", ncmp, maxd, maxd / (hi - lo));
+    assert_int_equal(ncmp, 32 * 64);
+    assert_true(maxd < 1e-4 * (hi - lo));
+    free(o);
+    regrid_weights_free(w);
+    free_cdo(&c);
+    grid_free(g);
+    free(v);
+    geometry_free(s);
+    free_cdo(&src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_landsea_nearest),
         cmocka_unit_test(test_zero_meridian_cdo),
         cmocka_unit_test(test_reduced_gg_wb5625),
+        cmocka_unit_test(test_regular_gg_conservative),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
