@@ -1,6 +1,6 @@
 /* Regridding against CDO (Debian's cdo, a test reference only) on the shared sample files:
- *  - ERA5 UK 2 m temperature (GRIB1 regular_ll, 744 fields) onto uk050: remapbil and remapcon,
- *    1e-4 relative on interior points, every field;
+ *  - ERA5 UK 2 m temperature (GRIB1 regular_ll, every 4th of its 744 fields) onto uk050:
+ *    remapbil and remapcon, 1e-4 relative on interior points;
  *  - ERA-Interim z/u at 500 hPa (NetCDF, lon -180..179.25) onto wb5625: remapbil and remapcon;
  *  - the 1 deg land-sea mask (latitude ascending) onto wb5625: nearest against remapnn;
  *  - a 0.1 deg field crossing the 0 meridian (lon0 350 E) onto an offset grid: remapbil, remapcon;
@@ -23,7 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int have_cdo(void) { return system("cdo --version >/dev/null 2>&1") == 0; }
+static int have_cdo(void)
+{
+    static int known = -1;
+    if (known < 0) known = system("cdo --version >/dev/null 2>&1") == 0;
+    return known;
+}
 
 static const char *need_data(const char *name, char *buf, size_t len)
 {
@@ -225,15 +230,21 @@ static src_geometry *grib_geometry(codes_handle *h)
     return g;
 }
 
-static grib_fields read_grib(const char *path)
+/* Messages 0, stride, 2 * stride, ... of a GRIB file (all of them with stride 1). */
+static grib_fields read_grib(const char *path, int stride)
 {
     grib_fields r = {0};
+    int msg = 0;
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     int err = 0;
     codes_handle *h;
     size_t cap = 0;
     while ((h = codes_handle_new_from_file(NULL, f, PRODUCT_GRIB, &err))) {
+        if (msg++ % stride != 0) {
+            codes_handle_delete(h);
+            continue;
+        }
         if (!r.geom) r.geom = grib_geometry(h);
         size_t n = (size_t)geometry_npoints(r.geom), got = n;
         if ((size_t)r.nfields + 1 > cap) {
@@ -261,11 +272,12 @@ static void era5_uk(regrid_method method, const char *cdo_op)
     snprintf(gridtxt, sizeof gridtxt, "%s/uk050.txt", dir);
     snprintf(out, sizeof out, "%s/cdo.nc", dir);
     write_cdo_grid(g, gridtxt);
-    snprintf(cmd, sizeof cmd, "cdo -s -f nc %s,%s '%s' '%s'", cdo_op, gridtxt, path, out);
+    /* every 4th of the 744 hourly fields (keeps the test fast under the sanitizers) */
+    snprintf(cmd, sizeof cmd, "cdo -s -f nc %s,%s -seltimestep,1/744/4 '%s' '%s'", cdo_op, gridtxt, path, out);
     run(cmd);
     cdo_out c = read_cdo(out);
-    grib_fields src = read_grib(path);
-    assert_int_equal(src.nfields, 744);
+    grib_fields src = read_grib(path, 4);
+    assert_int_equal(src.nfields, 186);
     assert_int_equal(c.ntime, src.nfields);
     regrid_weights *w = NULL;
     assert_int_equal(regrid_weights_create(src.geom, g, method, &w), SM_OK);
@@ -283,7 +295,7 @@ static void era5_uk(regrid_method method, const char *cdo_op)
     }
     print_message("ERA5 UK -> uk050 %s vs cdo %s: %d interior points, max relative difference %.3g\n",
                   regrid_method_name(method), cdo_op, ncmp, maxrel);
-    assert_int_equal(ncmp, 744 * 15 * 23);
+    assert_int_equal(ncmp, 186 * 15 * 23);
     assert_true(maxrel < 1e-4);
     free(o);
     regrid_weights_free(w);
@@ -521,7 +533,7 @@ static void test_reduced_gg_wb5625(void **state)
     snprintf(cmd, sizeof cmd, "cdo -s -f nc remapbil,%s -setgridtype,regular '%s' '%s'", gridtxt, path, out);
     run(cmd);
     cdo_out c = read_cdo(out);
-    grib_fields src = read_grib(path);
+    grib_fields src = read_grib(path, 1);
     assert_int_equal(src.nfields, 1);
     assert_false(src.geom->is_regular);
     assert_int_equal(geometry_npoints(src.geom), 13280);
