@@ -135,7 +135,9 @@ static void test_grid_path_and_bad_definitions(void **state)
     snprintf(path, sizeof path, "%s/tiny.yaml", dir);
     write_file(path, "name: tiny\ntype: latlon\nlat: {first: -10, last: 10, increment: 5}\n"
                      "lon: {first: 350, last: 370, increment: 10}\n");
-    setenv("SMOECAST_GRID_PATH", dir, 1);
+    char gp[1100];
+    snprintf(gp, sizeof gp, "/nonexistent/grids:%s", dir); /* a colon-separated list, searched in order */
+    setenv("SMOECAST_GRID_PATH", gp, 1);
     grid *g = NULL;
     int st = grid_load("tiny", &g);
     if (st) fail_msg("%s", sm_last_error());
@@ -170,6 +172,7 @@ static void test_grid_path_and_bad_definitions(void **state)
          "> 0"},
         {"type: latlon\nlat: {first: 0, last: x, increment: 5}\nlon: {first: 0, last: 1, increment: 1}\n",
          "must be a number"},
+        {"type: latlon\nlat: [unclosed\n", ".yaml:"}, /* not YAML: file and line */
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         snprintf(path, sizeof path, "%s/bad%zu.yaml", dir, k);
