@@ -579,6 +579,65 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
     return SM_OK;
 }
 
+int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, const float *const *prog_hist, float *input)
+{
+    const dataset *ds = cache->ds;
+    size_t np = (size_t)L->h * L->w;
+    sample_fields F;
+    memset(&F, 0, sizeof F);
+    F.t0 = t0;
+    F.t1 = t0 + L->step_hours;
+    for (int k = 0; k < L->history * L->n_prog; k++) F.prog_hist[k] = prog_hist[k];
+    int64_t t1 = find_time(ds, F.t1);
+    for (int i = 0; i < L->n_forc; i++) {
+        if (L->forc_kind[i] != FORCING_FIELD) continue;
+        int v = L->forc_var[i];
+        if (!ds->vars[v].is_static && t1 < 0) {
+            char when[64];
+            cf_calendar cal;
+            calendar_of(ds, &cal);
+            cf_format_hours(F.t1, cal, when, sizeof when);
+            return sm_fail(SM_ERR_IO, "%s: forcing %s is needed at %s, which is not in the dataset", ds->path, ds->vars[v].name, when);
+        }
+        const float *f = sample_cache_get(cache, v, ds->vars[v].is_static ? 0 : (int)t1);
+        if (!f || check_finite(ds, v, ds->vars[v].is_static ? 0 : (int)t1, f, np)) return SM_ERR_IO;
+        F.forc[i] = f;
+    }
+    float *in = input;
+    for (int h = 0; h < L->history; h++)
+        for (int i = 0; i < L->n_prog; i++, in += np) normalise_into(&L->stats, stat_prog(L, i), F.prog_hist[h * L->n_prog + i], in, np);
+    fill_forcings(L, ds->calendar, &F, in);
+    return SM_OK;
+}
+
+int samples_prognostic_history(const sample_layout *L, sample_cache *cache, int64_t init, const float **prog_hist)
+{
+    sample_fields F;
+    int st = gather(L, cache, init, 0, &F);
+    if (st) return st;
+    for (int k = 0; k < L->history * L->n_prog; k++) prog_hist[k] = F.prog_hist[k];
+    return SM_OK;
+}
+
+void samples_variable_lists(const sample_layout *L, const dataset *ds, char *inputs, size_t in_len, char *outputs, size_t out_len)
+{
+    inputs[0] = outputs[0] = '\0';
+    for (int i = 0; i < L->n_prog + L->n_diag; i++) {
+        int v = i < L->n_prog ? L->prog_var[i] : L->diag_var[i - L->n_prog];
+        if (i) strncat(outputs, ",", out_len - strlen(outputs) - 1);
+        strncat(outputs, ds->vars[v].name, out_len - strlen(outputs) - 1);
+        if (i >= L->n_prog) continue;
+        if (i) strncat(inputs, ",", in_len - strlen(inputs) - 1);
+        strncat(inputs, ds->vars[v].name, in_len - strlen(inputs) - 1);
+    }
+    for (int i = 0; i < L->n_forc; i++) {
+        const char *name = L->forc_kind[i] == FORCING_FIELD ? ds->vars[L->forc_var[i]].name
+                           : L->forc_kind[i] == FORCING_HOUR_OF_DAY ? "hour_of_day" : "day_of_year";
+        if (inputs[0]) strncat(inputs, ",", in_len - strlen(inputs) - 1);
+        strncat(inputs, name, in_len - strlen(inputs) - 1);
+    }
+}
+
 void samples_denormalise(const sample_layout *L, const float *output, const float *state0, float *physical)
 {
     size_t np = (size_t)L->h * L->w;

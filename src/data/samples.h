@@ -19,6 +19,7 @@
 #include "core/config.h"
 #include "data/dataset.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define SAMPLES_MAX_VARS 32
@@ -87,6 +88,18 @@ const float *sample_cache_get(sample_cache *c, int var, int t);
  * initialisation time indices `inits`. SM_ERR_IO on read errors or NaN inputs. */
 int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t *inits, int n, float *input,
                      float *target);
+
+/* One input (C_in, H, W) at initialisation time t0 (hours) from raw prognostic fields given as
+ * pointers prog_hist[h * n_prog + i] (history h, variable i), e.g. the previous step of an
+ * autoregressive forecast; forcings come from the dataset at t0 + step. */
+int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, const float *const *prog_hist, float *input);
+
+/* Raw prognostic fields of the history of an initialisation time index (checked for NaN). */
+int samples_prognostic_history(const sample_layout *L, sample_cache *cache, int64_t init, const float **prog_hist);
+
+/* Comma-separated input variables (prognostic then forcing names) and output variables
+ * (prognostic then diagnostic), as stored in checkpoints and checked when they are loaded. */
+void samples_variable_lists(const sample_layout *L, const dataset *ds, char *inputs, size_t in_len, char *outputs, size_t out_len);
 
 /* Hour-of-day / day-of-year phase features at `hours` in the dataset calendar. */
 void samples_time_features(double hours, const char *calendar, double *hour_phase, double *doy_phase);

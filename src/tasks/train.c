@@ -88,20 +88,11 @@ static int make_dir(const char *path)
     return SM_OK;
 }
 
-static int grid_from_dataset(const dataset *ds, grid **out)
+int train_grid_from_dataset(const dataset *ds, grid **out)
 {
     const char *name = ds->grid_name[0] ? ds->grid_name : "native";
     if (ds->is_latlon) return grid_create_latlon(name, ds->nlat, ds->lat, ds->nlon, ds->lon, out);
     return grid_create_xy(name, ds->nlat, ds->lat, ds->nlon, ds->lon, out);
-}
-
-static void join_names(const dataset *ds, const int *vars, int n, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (i) strncat(buf, ",", len - strlen(buf) - 1);
-        strncat(buf, ds->vars[vars[i]].name, len - strlen(buf) - 1);
-    }
 }
 
 /* Normalisation statistics <-> checkpoint arrays ("mean", "std", "tend_std"). */
@@ -124,7 +115,6 @@ static void stats_to_arrays(const sample_layout *L, ckpt_array arrays[3])
     arrays[2].data = (float *)S->tend_std;
 }
 
-int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const char *path);
 int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const char *path)
 {
     norm_stats *S = &L->stats;
@@ -211,27 +201,13 @@ static int trainer_setup(trainer *T, const sm_config *cfg, int resume, ckpt_stat
                        cfg->data.grid);
     if ((st = samples_layout_init(&T->L, &cfg->data, T->ds))) return st;
     if ((st = samples_splits(&T->L, &cfg->data, T->ds, &T->train, &T->val, &T->test))) return st;
-    if ((st = grid_from_dataset(T->ds, &T->g))) return st;
+    if ((st = train_grid_from_dataset(T->ds, &T->g))) return st;
     if ((st = sample_cache_create(T->ds, &T->cache))) return st;
     log_info("dataset %s: %d x %d grid, %d times; samples train %lld, validation %lld, test %lld; step %gh",
              cfg->data.dataset, T->ds->nlat, T->ds->nlon, T->ds->ntimes, (long long)T->train.n, (long long)T->val.n,
              (long long)T->test.n, T->L.step_hours);
 
-    join_names(T->ds, T->L.prog_var, T->L.n_prog, T->input_vars, sizeof T->input_vars);
-    T->output_vars[0] = '\0';
-    snprintf(T->output_vars, sizeof T->output_vars, "%s", T->input_vars);
-    if (T->L.n_diag) {
-        char diag[512];
-        join_names(T->ds, T->L.diag_var, T->L.n_diag, diag, sizeof diag);
-        if (T->output_vars[0]) strncat(T->output_vars, ",", sizeof T->output_vars - strlen(T->output_vars) - 1);
-        strncat(T->output_vars, diag, sizeof T->output_vars - strlen(T->output_vars) - 1);
-    }
-    for (int i = 0; i < T->L.n_forc; i++) {
-        const char *name = T->L.forc_kind[i] == FORCING_FIELD ? T->ds->vars[T->L.forc_var[i]].name
-                           : T->L.forc_kind[i] == FORCING_HOUR_OF_DAY ? "hour_of_day" : "day_of_year";
-        strncat(T->input_vars, T->input_vars[0] ? "," : "", sizeof T->input_vars - strlen(T->input_vars) - 1);
-        strncat(T->input_vars, name, sizeof T->input_vars - strlen(T->input_vars) - 1);
-    }
+    samples_variable_lists(&T->L, T->ds, T->input_vars, sizeof T->input_vars, T->output_vars, sizeof T->output_vars);
 
     T->batch = cfg->training.batch_size;
     if (T->batch > T->train.n) T->batch = (int)T->train.n;

@@ -23,6 +23,14 @@ typedef struct {
  * kept), SM_ERR_INTERRUPTED after SIGINT (last.nc then holds the interrupted state). */
 int train_run(const sm_config *cfg, int resume, train_result *result);
 
+/* Helpers shared with forecasting: the grid of a dataset, and normalisation statistics restored
+ * from a loaded checkpoint state (arrays "mean", "std", "tend_std"). */
+#include "data/samples.h"
+#include "grid/grid.h"
+#include "model/checkpoint.h"
+int train_grid_from_dataset(const dataset *ds, grid **out);
+int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const char *path);
+
 /* RNG streams of the training engine (core/rng.h: one stream per purpose). */
 #define TRAIN_RNG_STREAM_SHUFFLE 21u
 #define TRAIN_RNG_STREAM_DROPOUT 22u
