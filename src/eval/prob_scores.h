@@ -37,6 +37,11 @@ int eval_rank(const float *x, size_t stride, int m, double y, rng_t *rng);
 /* Linear-interpolation quantile (numpy's default) of n values (sorted in place, no NaN). */
 double eval_quantile_sorted(const double *sorted, int n, double p);
 
+/* Per-point CRPS of n points (for EECRPS and maps): mu, sigma, y, crps (n); ens (m, n). */
+void eval_crps_gauss_field(const float *mu, const float *sigma, const float *y, size_t n,
+                           float *crps);
+void eval_crps_ens_field(const float *ens, int m, const float *y, size_t n, int fair, float *crps);
+
 /* ---- accumulated scores over fields ------------------------------------------------------ */
 typedef struct {
     int ensemble;          /* 0: Gaussian (mu, sigma), 1: m-member ensemble */
@@ -82,13 +87,17 @@ int eval_efi_clim_quantiles(const float *clim, int nc, size_t npts, float *q);
  * F_ens(q) = (#members < q + 0.5 #members == q) / m. q[k * qstride], members x[i * stride].
  * NaN if a quantile or member is NaN. */
 double eval_efi_point(const float *x, size_t stride, int m, const float *q, size_t qstride);
+/* EFI of a Gaussian forecast N(mu, sigma^2): F_ens replaced by Phi((q - mu) / sigma). */
+double eval_efi_gauss_point(double mu, double sigma, const float *q, size_t qstride);
 /* EFI of every point: ens (m, npts), q (EVAL_EFI_NQ, npts) -> efi (npts). */
 void eval_efi_field(const float *ens, int m, const float *q, size_t npts, float *efi);
 /* |EFI| of an ensemble entirely beyond the climate (all F = 0 or all 1): with the 19-point
  * sum this is (2/pi) 0.05 sum_k sqrt(p_k / (1 - p_k)) = 0.7915..., not 1 (the continuous
  * integral's limit). */
 double eval_efi_max(void);
-/* EECRPS = mean of |EFI| * CRPS over the points where both are finite; *nvalid nullable. */
+/* EECRPS = mean of |EFI| * CRPS over the points where both are finite; *nvalid nullable.
+ * ENS-10 convention: the EFI is that of the raw ensemble against the model climate, the same
+ * weights for every method, so the EECRPS of different methods are comparable. */
 double eval_eecrps(const float *efi, const float *crps, size_t n, size_t *nvalid);
 
 #endif

@@ -42,7 +42,10 @@ static void test_golden_gauss(void **state)
     size_t hw = (size_t)h * w;
     double wl[64];
     for (int i = 0; i < h; i++) wl[i] = wf[i];
+    float *cfield = malloc(n * sizeof *cfield);
+    eval_crps_gauss_field(mu, sg, y, n, cfield);
     for (size_t k = 0; k < n; k++) {
+        assert_close(cfield[k], cp[k], 1e-5, "crps field");
         assert_close(eval_crps_gauss(mu[k], sg[k], y[k], NULL, NULL), cp[k], 1e-5, "crps point");
         assert_close(eval_pit_gauss(mu[k], sg[k], y[k]), pit[k], 1e-5, "pit");
     }
@@ -60,6 +63,7 @@ static void test_golden_gauss(void **state)
     assert_true(isnan(r.crps_fair));
     for (size_t b = 0; b < nb; b++) assert_close(acc.hist[b], ph[b], 0, "pit histogram");
     eval_prob_free(&acc);
+    free(cfield);
     free(y); free(mu); free(sg); free(wf); free(cp); free(pit); free(ph); free(ge);
 }
 
@@ -92,6 +96,14 @@ static void test_golden_ensemble(void **state)
             assert_close(eval_crps_ens(x, hw, m, y[t * hw + p], 0), ce[t * hw + p], 1e-5, "crps ens");
             assert_close(eval_crps_ens(x, hw, m, y[t * hw + p], 1), cf[t * hw + p], 1e-5, "crps fair");
         }
+    float *cfield = malloc(hw * sizeof *cfield);
+    for (int t = 0; t < nf; t++)
+        for (int fair = 0; fair < 2; fair++) {
+            eval_crps_ens_field(ens + (size_t)t * m * hw, m, y + t * hw, hw, fair, cfield);
+            for (size_t p = 0; p < hw; p++)
+                assert_close(cfield[p], (fair ? cf : ce)[t * hw + p], 1e-5, "crps ens field");
+        }
+    free(cfield);
     eval_prob_acc acc;
     rng_t rng;
     rng_seed(&rng, 7, 3);
@@ -349,6 +361,21 @@ static void test_efi(void **state)
     mean = 0.0;
     for (int p = 0; p < NP; p++) mean += efi[p] / NP;
     assert_true(mean > 0.25 && mean < emax);
+    /* Gaussian EFI: N(280, 9) follows the climate (~0), agrees with a large ensemble drawn
+     * from the same Gaussian, and reaches +-EFI max far in the tails */
+    for (int p = 0; p < 5; p++) {
+        double g0 = eval_efi_gauss_point(280.0, 3.0, q + p, NP);
+        if (fabs(g0) > 0.02) fail_msg("Gaussian EFI of the climate = %g", g0);
+        double g1 = eval_efi_gauss_point(283.0, 2.0, q + p, NP);
+        enum { MB = 20000 };
+        float *big = malloc(MB * sizeof *big);
+        for (int i = 0; i < MB; i++) big[i] = (float)(283.0 + 2.0 * rng_normal(&rng));
+        assert_close(g1, eval_efi_point(big, 1, MB, q + p, NP), 0.01, "Gaussian vs ensemble EFI");
+        free(big);
+        assert_close(eval_efi_gauss_point(330.0, 1.0, q + p, NP), emax, 1e-9, "Gaussian warm extreme");
+        assert_close(eval_efi_gauss_point(230.0, 0.0, q + p, NP), -emax, 1e-12, "sigma 0 cold extreme");
+    }
+    assert_true(isnan(eval_efi_gauss_point(NAN, 1.0, q, NP)));
     /* a NaN quantile or member gives no EFI; EECRPS skips those points */
     q[3 * NP + 0] = NAN;
     ens[1 * NP + 1] = NAN;
