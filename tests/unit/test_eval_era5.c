@@ -108,6 +108,20 @@ static void test_protocol(void **state)
     eval_clim *c;
     assert_int_equal(eval_clim_fit(e.times, e.data, ntrain, NJ, NI, &o, &c), SM_OK);
     assert_int_equal(c->n_hours, 24);
+    /* a day-of-year climatology whose +-30 day window covers all 21 training days is the
+     * hour-of-day climatology for every test date (docs/scores.md) */
+    eval_clim_opts od = {.by_doy = 1, .window_days = 30, .by_hour = 1};
+    eval_clim *cd;
+    assert_int_equal(eval_clim_fit(e.times, e.data, ntrain, NJ, NI, &od, &cd), SM_OK);
+    {
+        float a[HW], b[HW];
+        for (int t = ntrain; t < NT; t++) {
+            eval_clim_at(c, e.times[t], a);
+            eval_clim_at(cd, e.times[t], b);
+            for (int p = 0; p < HW; p++) assert_true(fabs(a[p] - b[p]) <= 1e-4);
+        }
+    }
+    eval_clim_free(cd);
     const int leads[2] = {6, 24};
     const double want_pers[2] = {2.77, 1.57}, want_ratio[2] = {0.69, 1.26};
     double t0 = eval_time_make(2019, 3, 25, 0, 0);
