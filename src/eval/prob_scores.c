@@ -147,8 +147,17 @@ void eval_prob_free(eval_prob_acc *acc)
     acc->hist = NULL;
 }
 
+static void add_eecrps(eval_prob_acc *acc, const float *efi, size_t k, double wi, double c, double cf)
+{
+    if (!efi || !isfinite(efi[k])) return;
+    double a = fabs((double)efi[k]);
+    acc->sw_efi += wi;
+    acc->sw_eecrps += wi * a * c;
+    acc->sw_eecrps_fair += wi * a * cf;
+}
+
 void eval_prob_add_gauss(eval_prob_acc *acc, const float *mu, const float *sigma, const float *y,
-                         int h, int w, const double *wlat, const uint8_t *mask)
+                         int h, int w, const double *wlat, const uint8_t *mask, const float *efi)
 {
     for (int i = 0; i < h; i++) {
         double wi = wlat ? wlat[i] : 1.0;
@@ -168,12 +177,13 @@ void eval_prob_add_gauss(eval_prob_acc *acc, const float *mu, const float *sigma
             if (b >= acc->nbins) b = acc->nbins - 1;
             if (b < 0) b = 0;
             acc->hist[b] += 1.0;
+            add_eecrps(acc, efi, k, wi, c, NAN);
         }
     }
 }
 
 int eval_prob_add_ens(eval_prob_acc *acc, const float *ens, const float *y, int h, int w,
-                      const double *wlat, const uint8_t *mask, rng_t *rng)
+                      const double *wlat, const uint8_t *mask, rng_t *rng, const float *efi)
 {
     size_t hw = (size_t)h * w;
     int m = acc->m;
@@ -213,6 +223,7 @@ int eval_prob_add_ens(eval_prob_acc *acc, const float *ens, const float *y, int 
             acc->sw_cover += (yk >= q10 && yk <= q90) ? wi : 0.0;
             acc->n_points += 1.0;
             acc->hist[eval_rank(ens + k, hw, m, yk, rng)] += 1.0;
+            add_eecrps(acc, efi, k, wi, c, cf);
         }
     }
     free(buf);
@@ -241,6 +252,9 @@ void eval_prob_finish(const eval_prob_acc *acc, eval_prob_result *out)
     double corr = acc->ensemble ? sqrt((acc->m + 1.0) / acc->m) : 1.0;
     out->ssr = out->ssr_uncorrected * corr;
     out->coverage80 = ok ? acc->sw_cover / acc->sw : NAN;
+    int oke = acc->sw_efi > 0.0;
+    out->eecrps = oke ? acc->sw_eecrps / acc->sw_efi : NAN;
+    out->eecrps_fair = oke && acc->ensemble ? acc->sw_eecrps_fair / acc->sw_efi : NAN;
     out->n_points = acc->n_points;
 }
 

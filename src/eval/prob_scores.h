@@ -49,6 +49,7 @@ typedef struct {
     int nbins;             /* histogram bins: PIT bins (Gaussian) or m + 1 ranks (ensemble) */
     double *hist;          /* nbins counts (unweighted) */
     double sw, sw_crps, sw_crps_fair, sw_se, sw_var, sw_cover, n_points;
+    double sw_efi, sw_eecrps, sw_eecrps_fair;   /* over points with a finite EFI */
 } eval_prob_acc;
 
 typedef struct {
@@ -59,6 +60,8 @@ typedef struct {
     double ssr;            /* spread-skill ratio; ensembles: sqrt((m+1)/m) spread / rmse */
     double ssr_uncorrected;/* spread / rmse */
     double coverage80;     /* fraction of obs inside the central 80 % interval */
+    double eecrps;         /* weighted mean |EFI| * CRPS over points with an EFI (NaN if none) */
+    double eecrps_fair;    /* the same with the fair ensemble CRPS (NaN for Gaussian) */
     double n_points;
 } eval_prob_result;
 
@@ -67,13 +70,14 @@ typedef struct {
 int eval_prob_init_gauss(eval_prob_acc *acc, int n_pit_bins);
 int eval_prob_init_ens(eval_prob_acc *acc, int m);
 void eval_prob_free(eval_prob_acc *acc);
-/* One field: mu, sigma, y (H x W). */
+/* One field: mu, sigma, y (H x W). efi (H x W, nullable): the EFI of the raw ensemble at the
+ * same points and date, for EECRPS (points with a NaN EFI are left out of EECRPS only). */
 void eval_prob_add_gauss(eval_prob_acc *acc, const float *mu, const float *sigma, const float *y,
-                         int h, int w, const double *wlat, const uint8_t *mask);
-/* One field: ens (m, H, W) member-major, y (H x W); rng breaks rank ties.
+                         int h, int w, const double *wlat, const uint8_t *mask, const float *efi);
+/* One field: ens (m, H, W) member-major, y (H x W); rng breaks rank ties; efi as above.
  * SM_ERR_NUMERIC when out of memory. */
 int eval_prob_add_ens(eval_prob_acc *acc, const float *ens, const float *y, int h, int w,
-                       const double *wlat, const uint8_t *mask, rng_t *rng);
+                      const double *wlat, const uint8_t *mask, rng_t *rng, const float *efi);
 void eval_prob_finish(const eval_prob_acc *acc, eval_prob_result *out);
 
 /* ---- extreme forecast index -------------------------------------------------------------- */

@@ -100,7 +100,7 @@ static void test_eda_crps(void **state)
                 for (int p = 0; p < HW; p++) m_fair += crps[p] / HW;
                 eval_prob_acc acc;
                 assert_int_equal(eval_prob_init_ens(&acc, NM - 1), SM_OK);
-                assert_int_equal(eval_prob_add_ens(&acc, members, y, NLAT, NLON, wlat, NULL, &rng), SM_OK);
+                assert_int_equal(eval_prob_add_ens(&acc, members, y, NLAT, NLON, wlat, NULL, &rng, NULL), SM_OK);
                 eval_prob_result r;
                 eval_prob_finish(&acc, &r);
                 eval_prob_free(&acc);

@@ -52,7 +52,7 @@ static void test_golden_gauss(void **state)
     eval_prob_acc acc;
     assert_int_equal(eval_prob_init_gauss(&acc, (int)nb), SM_OK);
     for (int t = 0; t < nf; t++)
-        eval_prob_add_gauss(&acc, mu + t * hw, sg + t * hw, y + t * hw, h, w, wl, NULL);
+        eval_prob_add_gauss(&acc, mu + t * hw, sg + t * hw, y + t * hw, h, w, wl, NULL, NULL);
     eval_prob_result r;
     eval_prob_finish(&acc, &r);
     assert_close(r.crps, ge[0], 1e-5, "mean crps");
@@ -111,7 +111,7 @@ static void test_golden_ensemble(void **state)
     assert_int_equal(acc.nbins, m + 1);
     for (int t = 0; t < nf; t++)
         assert_int_equal(eval_prob_add_ens(&acc, ens + (size_t)t * m * hw, y + t * hw, h, w, wl,
-                                           NULL, &rng), SM_OK);
+                                           NULL, &rng, NULL), SM_OK);
     eval_prob_result r;
     eval_prob_finish(&acc, &r);
     assert_close(r.crps, ee[0], 1e-5, "mean crps");
@@ -136,6 +136,32 @@ static void test_golden_ensemble(void **state)
     size_t nv;
     assert_close(eval_eecrps(efi, crps, hw, &nv), eec[0], 1e-5, "eecrps");
     assert_int_equal(nv, hw);
+    /* the accumulators give the same EECRPS (unweighted) and skip points without an EFI */
+    eval_prob_acc ea;
+    assert_int_equal(eval_prob_init_ens(&ea, m), SM_OK);
+    assert_int_equal(eval_prob_add_ens(&ea, ens, y, h, w, NULL, NULL, &rng, efi), SM_OK);
+    eval_prob_finish(&ea, &r);
+    assert_close(r.eecrps, eec[0], 1e-5, "accumulated eecrps");
+    assert_true(r.eecrps_fair < r.eecrps);
+    eval_prob_free(&ea);
+    efi[0] = NAN;
+    assert_int_equal(eval_prob_init_gauss(&ea, 10), SM_OK);
+    float *mu_ = malloc(hw * sizeof *mu_), *sg_ = malloc(hw * sizeof *sg_);
+    double want = 0.0;
+    for (size_t p = 0; p < hw; p++) {
+        mu_[p] = y[p] + 0.5f;
+        sg_[p] = 1.0f;
+        if (p > 0) want += fabs(efi[p]) * eval_crps_gauss(mu_[p], 1.0, y[p], NULL, NULL) / (double)(hw - 1);
+    }
+    eval_prob_add_gauss(&ea, mu_, sg_, y, h, w, NULL, NULL, efi);
+    eval_prob_finish(&ea, &r);
+    assert_close(r.eecrps, want, 1e-9, "Gaussian eecrps");
+    assert_true(isnan(r.eecrps_fair) && r.n_points == (double)hw);
+    eval_prob_add_gauss(&ea, mu_, sg_, y, h, w, NULL, NULL, NULL); /* no EFI: EECRPS unchanged */
+    eval_prob_finish(&ea, &r);
+    assert_close(r.eecrps, want, 1e-9, "Gaussian eecrps without efi");
+    eval_prob_free(&ea);
+    free(mu_); free(sg_);
     free(q); free(efi); free(crps);
     free(ens); free(y); free(wf); free(ce); free(cf); free(rh); free(ee); free(clim); free(cq);
     free(efi_ref); free(eec);
@@ -255,8 +281,8 @@ static void test_reliable_forecast(void **state)
             y[p] = (float)(mu[p] + sg[p] * rng_normal(&rng));
             for (int k = 0; k < M; k++) ens[k * hw + p] = (float)(mu[p] + sg[p] * rng_normal(&rng));
         }
-        eval_prob_add_ens(&ea, ens, y, H, W, NULL, NULL, &tie);
-        eval_prob_add_gauss(&ga, mu, sg, y, H, W, NULL, NULL);
+        eval_prob_add_ens(&ea, ens, y, H, W, NULL, NULL, &tie, NULL);
+        eval_prob_add_gauss(&ga, mu, sg, y, H, W, NULL, NULL, NULL);
     }
     eval_prob_result re, rg;
     eval_prob_finish(&ea, &re);
@@ -302,7 +328,7 @@ static void test_rank_ties_and_nan(void **state)
     float y[2] = {0.5f, 1.0f};
     eval_prob_acc acc;
     assert_int_equal(eval_prob_init_ens(&acc, 2), SM_OK);
-    assert_int_equal(eval_prob_add_ens(&acc, ens, y, 1, 2, NULL, NULL, &rng), SM_OK);
+    assert_int_equal(eval_prob_add_ens(&acc, ens, y, 1, 2, NULL, NULL, &rng, NULL), SM_OK);
     eval_prob_result r;
     eval_prob_finish(&acc, &r);
     assert_true(r.n_points == 1.0);
@@ -313,14 +339,14 @@ static void test_rank_ties_and_nan(void **state)
     assert_int_equal(eval_prob_init_gauss(&acc, 0), SM_ERR_USAGE);
     float mu[2] = {0.0f, 0.0f}, sg[2] = {1.0f, NAN}, yy[2] = {0.0f, 0.0f};
     assert_int_equal(eval_prob_init_gauss(&acc, 4), SM_OK);
-    eval_prob_add_gauss(&acc, mu, sg, yy, 1, 2, NULL, NULL);
+    eval_prob_add_gauss(&acc, mu, sg, yy, 1, 2, NULL, NULL, NULL);
     eval_prob_finish(&acc, &r);
     assert_true(r.n_points == 1.0);
     eval_prob_free(&acc);
     eval_prob_result empty;
     assert_int_equal(eval_prob_init_gauss(&acc, 4), SM_OK);
     eval_prob_finish(&acc, &empty);
-    assert_true(isnan(empty.crps) && isnan(empty.ssr));
+    assert_true(isnan(empty.crps) && isnan(empty.ssr) && isnan(empty.eecrps));
     eval_prob_free(&acc);
 }
 
