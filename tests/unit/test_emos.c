@@ -7,6 +7,7 @@
 #include "post/emos.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +127,24 @@ static void test_recover_per_point(void **state)
          * and ~2 % for d, so 10 % (5 % for a, b) keeps this seeded test far from chance */
         check_rel(fit[p].c, truth[p].c, 0.10, "c (point)");
         check_rel(fit[p].d, truth[p].d, 0.10, "d (point)");
+    }
+    /* the result does not depend on the number of threads */
+    {
+        enum { TS = 3000 };
+        emos_coef one[NPT], two[NPT];
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        assert_int_equal(emos_fit_points(m, v, y, TS, NPT, NULL, one, NULL, NULL), SM_OK);
+        omp_set_num_threads(2);
+        assert_int_equal(emos_fit_points(m, v, y, TS, NPT, NULL, two, NULL, NULL), SM_OK);
+        omp_set_num_threads(saved);
+        for (int p = 0; p < NPT - 1; p++) assert_true(memcmp(&one[p], &two[p], sizeof one[p]) == 0);
+    }
+    /* the global fit over (T, npts) arrays is emos_fit on all T * npts samples */
+    {
+        emos_coef g;
+        assert_int_equal(emos_fit(m, v, y, (size_t)T * NPT, 1, NULL, &g, NULL), SM_OK);
+        assert_true(isfinite(g.a) && g.c > 0 && g.d > 0);
     }
     /* per-point apply uses each point's coefficients */
     float mu[NPT], sg[NPT];
