@@ -258,6 +258,28 @@ void eval_prob_finish(const eval_prob_acc *acc, eval_prob_result *out)
     out->n_points = acc->n_points;
 }
 
+static const char *const k_pm[EVAL_PM_COUNT] = {"crps", "crps_fair", "rmse", "spread", "ssr",
+                                                 "ssr_uncorrected", "coverage80", "eecrps",
+                                                 "eecrps_fair"};
+
+const char *eval_prob_metric_name(eval_prob_metric m)
+{
+    return (m >= 0 && m < EVAL_PM_COUNT) ? k_pm[m] : "unknown";
+}
+
+void eval_prob_result_values(const eval_prob_result *r, double *out)
+{
+    out[EVAL_PM_CRPS] = r->crps;
+    out[EVAL_PM_CRPS_FAIR] = r->crps_fair;
+    out[EVAL_PM_RMSE] = r->rmse;
+    out[EVAL_PM_SPREAD] = r->spread;
+    out[EVAL_PM_SSR] = r->ssr;
+    out[EVAL_PM_SSR_UNCORRECTED] = r->ssr_uncorrected;
+    out[EVAL_PM_COVERAGE80] = r->coverage80;
+    out[EVAL_PM_EECRPS] = r->eecrps;
+    out[EVAL_PM_EECRPS_FAIR] = r->eecrps_fair;
+}
+
 /* ---- EFI --------------------------------------------------------------------------------- */
 
 int eval_efi_clim_quantiles(const float *clim, int nc, size_t npts, float *q)

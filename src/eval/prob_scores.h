@@ -65,6 +65,18 @@ typedef struct {
     double n_points;
 } eval_prob_result;
 
+/* Metric order and names for the scores NetCDF `metric` axis (probabilistic output). */
+typedef enum {
+    EVAL_PM_CRPS = 0, EVAL_PM_CRPS_FAIR, EVAL_PM_RMSE, EVAL_PM_SPREAD, EVAL_PM_SSR,
+    EVAL_PM_SSR_UNCORRECTED, EVAL_PM_COVERAGE80, EVAL_PM_EECRPS, EVAL_PM_EECRPS_FAIR,
+    EVAL_PM_COUNT
+} eval_prob_metric;
+/* "crps", "crps_fair", "rmse", "spread", "ssr", "ssr_uncorrected", "coverage80", "eecrps",
+ * "eecrps_fair" */
+const char *eval_prob_metric_name(eval_prob_metric m);
+/* The result's values in eval_prob_metric order (out[EVAL_PM_COUNT]). */
+void eval_prob_result_values(const eval_prob_result *r, double *out);
+
 /* Gaussian accumulator with n_pit_bins PIT bins, or ensemble accumulator for m members
  * (m + 1 rank bins). SM_ERR_USAGE for bad sizes, SM_ERR_NUMERIC when out of memory. */
 int eval_prob_init_gauss(eval_prob_acc *acc, int n_pit_bins);

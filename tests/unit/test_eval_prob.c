@@ -115,6 +115,11 @@ static void test_golden_ensemble(void **state)
     assert_close(r.spread, ee[3], 1e-5, "spread");
     assert_close(r.ssr, ee[4], 1e-5, "ssr");
     assert_close(r.coverage80, ee[5], 1e-6, "coverage");
+    double vals[EVAL_PM_COUNT];
+    eval_prob_result_values(&r, vals);
+    assert_true(vals[EVAL_PM_CRPS] == r.crps && vals[EVAL_PM_SSR] == r.ssr && isnan(vals[EVAL_PM_EECRPS]));
+    assert_string_equal(eval_prob_metric_name(EVAL_PM_COVERAGE80), "coverage80");
+    assert_string_equal(eval_prob_metric_name(EVAL_PM_EECRPS_FAIR), "eecrps_fair");
     for (int b = 0; b <= m; b++) assert_close(acc.hist[b], rh[b], 0, "rank histogram");
     eval_prob_free(&acc);
     /* EFI: climate quantiles, EFI of the first forecast's ensemble, EECRPS */
