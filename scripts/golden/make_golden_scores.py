@@ -2,7 +2,8 @@
 """Golden files for the score tests (tests/unit/test_eval_*.c): small random cases and their
 scores computed independently with numpy/scipy straight from the formulas in docs/scores.md.
 
-Run: /usr/bin/python3 scripts/golden/make_golden_scores.py  (writes tests/golden/scores_*.nc)
+Run: /usr/bin/python3 scripts/golden/make_golden_scores.py  (writes tests/golden/scores_*.nc;
+scores_eda.nc needs ../shared/data or SMOECAST_SHARED_DATA)
 Inputs are stored as float32 (what the C code reads); references are computed in float64 from
 those float32 values and stored as float64.
 """
@@ -237,12 +238,53 @@ def make_baselines(rng):
                                   "alpha_point": alpha_point})
 
 
+def crps_members(x, y, fair):
+    """x (m, ...) members, y (...) -> per-point CRPS, brute force over member pairs."""
+    m = x.shape[0]
+    skill = np.abs(x - y[None]).mean(axis=0)
+    pair = np.abs(x[:, None] - x[None, :]).sum(axis=(0, 1))
+    return skill - pair / (2.0 * m * (m - 1) if fair else 2.0 * m * m)
+
+
+def make_eda():
+    """Ensemble CRPS of the 9 perturbed ERA5 EDA members (number 1-9) against the control
+    (number 0) as a stand-in verification, for t and z at 850 and 500 hPa and the 4 times."""
+    shared = os.environ.get("SMOECAST_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+    path = os.path.join(shared, "cfgrib__era5-levels-members.grib")
+    if not os.path.exists(path):
+        print("skipping scores_eda.nc:", path, "is absent (set SMOECAST_SHARED_DATA)")
+        return
+    import xarray as xr
+    ds = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+    lat = ds.latitude.values.astype(np.float64)
+    w = np.cos(np.deg2rad(lat))
+    w = w / w.mean()
+    W2 = np.broadcast_to(w[:, None], (len(lat), ds.sizes["longitude"]))
+    out = {}
+    for name in ("crps", "crps_fair", "crps_w", "crps_fair_w"):
+        out[name] = np.zeros((2, 2, ds.sizes["time"]))
+    for iv, var in enumerate(("t", "z")):
+        for il, lev in enumerate((850.0, 500.0)):
+            for it in range(ds.sizes["time"]):
+                f = ds[var].sel(isobaricInhPa=lev).isel(time=it).values.astype(np.float64)  # (number, lat, lon)
+                y, x = f[0], f[1:]
+                for fair, (a, b) in ((0, ("crps", "crps_w")), (1, ("crps_fair", "crps_fair_w"))):
+                    c = crps_members(x, y, fair)
+                    out[a][iv, il, it] = c.mean()
+                    out[b][iv, il, it] = (W2 * c).sum() / W2.sum()
+                    if var == "t" and lev == 850.0 and it == 0 and fair == 0:
+                        out["crps_point_t850_t0"] = c
+    out["lat"] = lat
+    write("scores_eda.nc", out)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(20261123)
     make_det(rng)
     make_prob(rng)
     make_baselines(rng)
+    make_eda()
 
 
 if __name__ == "__main__":

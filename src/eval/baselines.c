@@ -99,6 +99,7 @@ int eval_persistence(const double *times, const float *data, int T, int h, int w
 /* ---- climatology ------------------------------------------------------------------------- */
 
 #define NDOY 366
+#define CLIM_BLOCK ((size_t)4096) /* points per block in eval_clim_fit */
 
 /* Window sum of prefix array P (NDOY + 1 entries) centred on day d with radius r. */
 static double window_sum(const double *P, int d, int r)
@@ -151,8 +152,10 @@ int eval_clim_fit(const double *times, const float *data, int T, int h, int w,
     }
     size_t hw = (size_t)h * w;
     c->mean = malloc((size_t)c->n_doy * c->n_hours * hw * sizeof *c->mean);
-    double *S = malloc(hw * (NDOY + 1) * sizeof *S);
-    double *C = malloc(hw * (NDOY + 1) * sizeof *C);
+    /* per-day sums and counts for a block of points (bounded memory on large grids) */
+    size_t pb = hw < CLIM_BLOCK ? hw : CLIM_BLOCK;
+    double *S = malloc(pb * (NDOY + 1) * sizeof *S);
+    double *C = malloc(pb * (NDOY + 1) * sizeof *C);
     int *tdoy = malloc((size_t)T * sizeof *tdoy), *thour = malloc((size_t)T * sizeof *thour);
     if (!c->mean || !S || !C || !tdoy || !thour) {
         int nh = c->n_hours;
@@ -165,38 +168,41 @@ int eval_clim_fit(const double *times, const float *data, int T, int h, int w,
         tdoy[t] = opts->by_doy ? eval_clim_doy(times[t]) - 1 : 0;
         thour[t] = eval_hour_of_day(times[t]);
     }
-    for (int s = 0; s < c->n_hours; s++) {
-        memset(S, 0, hw * (NDOY + 1) * sizeof *S);
-        memset(C, 0, hw * (NDOY + 1) * sizeof *C);
-        for (int t = 0; t < T; t++) {
-            if (opts->by_hour && thour[t] != c->hours[s]) continue;
-            const float *x = data + (size_t)t * hw;
-            for (size_t p = 0; p < hw; p++) {
-                if (isnan(x[p])) continue;
-                S[p * (NDOY + 1) + tdoy[t] + 1] += x[p];
-                C[p * (NDOY + 1) + tdoy[t] + 1] += 1.0;
-            }
-        }
-        for (size_t p = 0; p < hw; p++) {
-            double *Sp = S + p * (NDOY + 1), *Cp = C + p * (NDOY + 1);
-            for (int d = 0; d < NDOY; d++) {
-                Sp[d + 1] += Sp[d];
-                Cp[d + 1] += Cp[d];
-            }
-            for (int d = 0; d < c->n_doy; d++) {
-                float *dst = c->mean + ((size_t)d * c->n_hours + s) * hw + p;
-                if (!opts->by_doy) {
-                    *dst = Cp[NDOY] > 0 ? (float)(Sp[NDOY] / Cp[NDOY]) : NAN;
-                    continue;
+    for (size_t p0 = 0; p0 < hw; p0 += pb) {
+        size_t np = hw - p0 < pb ? hw - p0 : pb;
+        for (int s = 0; s < c->n_hours; s++) {
+            memset(S, 0, np * (NDOY + 1) * sizeof *S);
+            memset(C, 0, np * (NDOY + 1) * sizeof *C);
+            for (int t = 0; t < T; t++) {
+                if (opts->by_hour && thour[t] != c->hours[s]) continue;
+                const float *x = data + (size_t)t * hw + p0;
+                for (size_t q = 0; q < np; q++) {
+                    if (isnan(x[q])) continue;
+                    S[q * (NDOY + 1) + tdoy[t] + 1] += x[q];
+                    C[q * (NDOY + 1) + tdoy[t] + 1] += 1.0;
                 }
-                if (Cp[NDOY] <= 0) {
-                    *dst = NAN;
-                    continue;
+            }
+            for (size_t q = 0; q < np; q++) {
+                double *Sp = S + q * (NDOY + 1), *Cp = C + q * (NDOY + 1);
+                for (int d = 0; d < NDOY; d++) {
+                    Sp[d + 1] += Sp[d];
+                    Cp[d + 1] += Cp[d];
                 }
-                int r = opts->window_days;
-                double cnt;
-                while ((cnt = window_sum(Cp, d, r)) <= 0) r++;
-                *dst = (float)(window_sum(Sp, d, r) / cnt);
+                for (int d = 0; d < c->n_doy; d++) {
+                    float *dst = c->mean + ((size_t)d * c->n_hours + s) * hw + p0 + q;
+                    if (!opts->by_doy) {
+                        *dst = Cp[NDOY] > 0 ? (float)(Sp[NDOY] / Cp[NDOY]) : NAN;
+                        continue;
+                    }
+                    if (Cp[NDOY] <= 0) {
+                        *dst = NAN;
+                        continue;
+                    }
+                    int r = opts->window_days;
+                    double cnt;
+                    while ((cnt = window_sum(Cp, d, r)) <= 0) r++;
+                    *dst = (float)(window_sum(Sp, d, r) / cnt);
+                }
             }
         }
     }

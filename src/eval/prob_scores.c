@@ -43,6 +43,14 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* sum_{i,l} |x_i - x_l| of sorted values */
+static double pair_sum_sorted(const double *s, int m)
+{
+    double r = 0.0;
+    for (int i = 0; i < m; i++) r += (2.0 * i - (m - 1)) * s[i];
+    return 2.0 * r;
+}
+
 double eval_crps_ens(const float *x, size_t stride, int m, double y, int fair)
 {
     if (m < 1 || isnan(y) || (fair && m < 2)) return NAN;
@@ -60,8 +68,7 @@ double eval_crps_ens(const float *x, size_t stride, int m, double y, int fair)
         }
         qsort(buf, (size_t)m, sizeof *buf, cmp_double);
         /* sorted: sum_{i,l} |x_i - x_l| = 2 sum_i (2 i - (m - 1)) x_(i) */
-        for (int i = 0; i < m; i++) spread += (2.0 * i - (m - 1)) * buf[i];
-        spread *= 2.0;
+        spread = pair_sum_sorted(buf, m);
         if (buf != stack) free(buf);
     } else { /* no memory for the sort: O(m^2) pairs */
         for (int i = 0; i < m; i++) {
@@ -140,8 +147,17 @@ void eval_prob_free(eval_prob_acc *acc)
     acc->hist = NULL;
 }
 
+static void add_eecrps(eval_prob_acc *acc, const float *efi, size_t k, double wi, double c, double cf)
+{
+    if (!efi || !isfinite(efi[k])) return;
+    double a = fabs((double)efi[k]);
+    acc->sw_efi += wi;
+    acc->sw_eecrps += wi * a * c;
+    acc->sw_eecrps_fair += wi * a * cf;
+}
+
 void eval_prob_add_gauss(eval_prob_acc *acc, const float *mu, const float *sigma, const float *y,
-                         int h, int w, const double *wlat, const uint8_t *mask)
+                         int h, int w, const double *wlat, const uint8_t *mask, const float *efi)
 {
     for (int i = 0; i < h; i++) {
         double wi = wlat ? wlat[i] : 1.0;
@@ -161,46 +177,68 @@ void eval_prob_add_gauss(eval_prob_acc *acc, const float *mu, const float *sigma
             if (b >= acc->nbins) b = acc->nbins - 1;
             if (b < 0) b = 0;
             acc->hist[b] += 1.0;
+            add_eecrps(acc, efi, k, wi, c, NAN);
         }
     }
 }
 
 int eval_prob_add_ens(eval_prob_acc *acc, const float *ens, const float *y, int h, int w,
-                       const double *wlat, const uint8_t *mask, rng_t *rng)
+                      const double *wlat, const uint8_t *mask, rng_t *rng, const float *efi)
 {
     size_t hw = (size_t)h * w;
     int m = acc->m;
     double *buf = malloc((size_t)m * sizeof *buf);
     if (!buf) return sm_fail(SM_ERR_NUMERIC, "ensemble scores: out of memory");
+    const double md = (double)m;
     for (int i = 0; i < h; i++) {
         double wi = wlat ? wlat[i] : 1.0;
         for (int j = 0; j < w; j++) {
             size_t k = (size_t)i * w + j;
             if (mask && !mask[k]) continue;
-            double c = eval_crps_ens(ens + k, hw, m, y[k], 0);
-            if (isnan(c)) continue;
-            double cf = eval_crps_ens(ens + k, hw, m, y[k], 1);
-            double mean = 0.0;
-            for (int e = 0; e < m; e++) mean += (buf[e] = ens[(size_t)e * hw + k]);
-            mean /= m;
+            if (isnan(y[k])) continue;
+            double yk = y[k], mean = 0.0, skill = 0.0;
+            int bad = 0;
+            for (int e = 0; e < m; e++) {
+                buf[e] = ens[(size_t)e * hw + k];
+                bad |= isnan(buf[e]);
+                mean += buf[e];
+                skill += fabs(buf[e] - yk);
+            }
+            if (bad) continue;
+            mean /= md;
             double var = 0.0;
             for (int e = 0; e < m; e++) var += (buf[e] - mean) * (buf[e] - mean);
-            var /= (m - 1);
+            var /= (md - 1.0);
             qsort(buf, (size_t)m, sizeof *buf, cmp_double);
+            double pairs = pair_sum_sorted(buf, m);
+            double c = skill / md - pairs / (2.0 * md * md);
+            double cf = skill / md - pairs / (2.0 * md * (md - 1.0));
             double q10 = eval_quantile_sorted(buf, m, 0.1), q90 = eval_quantile_sorted(buf, m, 0.9);
-            double d = mean - y[k];
+            double d = mean - yk;
             acc->sw += wi;
             acc->sw_crps += wi * c;
             acc->sw_crps_fair += wi * cf;
             acc->sw_se += wi * d * d;
             acc->sw_var += wi * var;
-            acc->sw_cover += (y[k] >= q10 && y[k] <= q90) ? wi : 0.0;
+            acc->sw_cover += (yk >= q10 && yk <= q90) ? wi : 0.0;
             acc->n_points += 1.0;
-            acc->hist[eval_rank(ens + k, hw, m, y[k], rng)] += 1.0;
+            acc->hist[eval_rank(ens + k, hw, m, yk, rng)] += 1.0;
+            add_eecrps(acc, efi, k, wi, c, cf);
         }
     }
     free(buf);
     return SM_OK;
+}
+
+void eval_crps_gauss_field(const float *mu, const float *sigma, const float *y, size_t n,
+                           float *crps)
+{
+    for (size_t k = 0; k < n; k++) crps[k] = (float)eval_crps_gauss(mu[k], sigma[k], y[k], NULL, NULL);
+}
+
+void eval_crps_ens_field(const float *ens, int m, const float *y, size_t n, int fair, float *crps)
+{
+    for (size_t k = 0; k < n; k++) crps[k] = (float)eval_crps_ens(ens + k, n, m, y[k], fair);
 }
 
 void eval_prob_finish(const eval_prob_acc *acc, eval_prob_result *out)
@@ -214,7 +252,32 @@ void eval_prob_finish(const eval_prob_acc *acc, eval_prob_result *out)
     double corr = acc->ensemble ? sqrt((acc->m + 1.0) / acc->m) : 1.0;
     out->ssr = out->ssr_uncorrected * corr;
     out->coverage80 = ok ? acc->sw_cover / acc->sw : NAN;
+    int oke = acc->sw_efi > 0.0;
+    out->eecrps = oke ? acc->sw_eecrps / acc->sw_efi : NAN;
+    out->eecrps_fair = oke && acc->ensemble ? acc->sw_eecrps_fair / acc->sw_efi : NAN;
     out->n_points = acc->n_points;
+}
+
+static const char *const k_pm[EVAL_PM_COUNT] = {"crps", "crps_fair", "rmse", "spread", "ssr",
+                                                 "ssr_uncorrected", "coverage80", "eecrps",
+                                                 "eecrps_fair"};
+
+const char *eval_prob_metric_name(eval_prob_metric m)
+{
+    return (m >= 0 && m < EVAL_PM_COUNT) ? k_pm[m] : "unknown";
+}
+
+void eval_prob_result_values(const eval_prob_result *r, double *out)
+{
+    out[EVAL_PM_CRPS] = r->crps;
+    out[EVAL_PM_CRPS_FAIR] = r->crps_fair;
+    out[EVAL_PM_RMSE] = r->rmse;
+    out[EVAL_PM_SPREAD] = r->spread;
+    out[EVAL_PM_SSR] = r->ssr;
+    out[EVAL_PM_SSR_UNCORRECTED] = r->ssr_uncorrected;
+    out[EVAL_PM_COVERAGE80] = r->coverage80;
+    out[EVAL_PM_EECRPS] = r->eecrps;
+    out[EVAL_PM_EECRPS_FAIR] = r->eecrps_fair;
 }
 
 /* ---- EFI --------------------------------------------------------------------------------- */
@@ -253,6 +316,20 @@ double eval_efi_point(const float *x, size_t stride, int m, const float *q, size
         }
         double p = (k + 1) / 20.0;
         s += (p - below / m) / sqrt(p * (1.0 - p));
+    }
+    return (2.0 / PI_D) * s * 0.05;
+}
+
+double eval_efi_gauss_point(double mu, double sigma, const float *q, size_t qstride)
+{
+    if (isnan(mu) || isnan(sigma) || sigma < 0) return NAN;
+    double s = 0.0;
+    for (int k = 0; k < EVAL_EFI_NQ; k++) {
+        double qk = q[(size_t)k * qstride];
+        if (isnan(qk)) return NAN;
+        double F = sigma > 0 ? eval_norm_cdf((qk - mu) / sigma) : (qk > mu ? 1.0 : (qk < mu ? 0.0 : 0.5));
+        double p = (k + 1) / 20.0;
+        s += (p - F) / sqrt(p * (1.0 - p));
     }
     return (2.0 / PI_D) * s * 0.05;
 }

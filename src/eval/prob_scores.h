@@ -37,6 +37,11 @@ int eval_rank(const float *x, size_t stride, int m, double y, rng_t *rng);
 /* Linear-interpolation quantile (numpy's default) of n values (sorted in place, no NaN). */
 double eval_quantile_sorted(const double *sorted, int n, double p);
 
+/* Per-point CRPS of n points (for EECRPS and maps): mu, sigma, y, crps (n); ens (m, n). */
+void eval_crps_gauss_field(const float *mu, const float *sigma, const float *y, size_t n,
+                           float *crps);
+void eval_crps_ens_field(const float *ens, int m, const float *y, size_t n, int fair, float *crps);
+
 /* ---- accumulated scores over fields ------------------------------------------------------ */
 typedef struct {
     int ensemble;          /* 0: Gaussian (mu, sigma), 1: m-member ensemble */
@@ -44,6 +49,7 @@ typedef struct {
     int nbins;             /* histogram bins: PIT bins (Gaussian) or m + 1 ranks (ensemble) */
     double *hist;          /* nbins counts (unweighted) */
     double sw, sw_crps, sw_crps_fair, sw_se, sw_var, sw_cover, n_points;
+    double sw_efi, sw_eecrps, sw_eecrps_fair;   /* over points with a finite EFI */
 } eval_prob_acc;
 
 typedef struct {
@@ -54,21 +60,36 @@ typedef struct {
     double ssr;            /* spread-skill ratio; ensembles: sqrt((m+1)/m) spread / rmse */
     double ssr_uncorrected;/* spread / rmse */
     double coverage80;     /* fraction of obs inside the central 80 % interval */
+    double eecrps;         /* weighted mean |EFI| * CRPS over points with an EFI (NaN if none) */
+    double eecrps_fair;    /* the same with the fair ensemble CRPS (NaN for Gaussian) */
     double n_points;
 } eval_prob_result;
+
+/* Metric order and names for the scores NetCDF `metric` axis (probabilistic output). */
+typedef enum {
+    EVAL_PM_CRPS = 0, EVAL_PM_CRPS_FAIR, EVAL_PM_RMSE, EVAL_PM_SPREAD, EVAL_PM_SSR,
+    EVAL_PM_SSR_UNCORRECTED, EVAL_PM_COVERAGE80, EVAL_PM_EECRPS, EVAL_PM_EECRPS_FAIR,
+    EVAL_PM_COUNT
+} eval_prob_metric;
+/* "crps", "crps_fair", "rmse", "spread", "ssr", "ssr_uncorrected", "coverage80", "eecrps",
+ * "eecrps_fair" */
+const char *eval_prob_metric_name(eval_prob_metric m);
+/* The result's values in eval_prob_metric order (out[EVAL_PM_COUNT]). */
+void eval_prob_result_values(const eval_prob_result *r, double *out);
 
 /* Gaussian accumulator with n_pit_bins PIT bins, or ensemble accumulator for m members
  * (m + 1 rank bins). SM_ERR_USAGE for bad sizes, SM_ERR_NUMERIC when out of memory. */
 int eval_prob_init_gauss(eval_prob_acc *acc, int n_pit_bins);
 int eval_prob_init_ens(eval_prob_acc *acc, int m);
 void eval_prob_free(eval_prob_acc *acc);
-/* One field: mu, sigma, y (H x W). */
+/* One field: mu, sigma, y (H x W). efi (H x W, nullable): the EFI of the raw ensemble at the
+ * same points and date, for EECRPS (points with a NaN EFI are left out of EECRPS only). */
 void eval_prob_add_gauss(eval_prob_acc *acc, const float *mu, const float *sigma, const float *y,
-                         int h, int w, const double *wlat, const uint8_t *mask);
-/* One field: ens (m, H, W) member-major, y (H x W); rng breaks rank ties.
+                         int h, int w, const double *wlat, const uint8_t *mask, const float *efi);
+/* One field: ens (m, H, W) member-major, y (H x W); rng breaks rank ties; efi as above.
  * SM_ERR_NUMERIC when out of memory. */
 int eval_prob_add_ens(eval_prob_acc *acc, const float *ens, const float *y, int h, int w,
-                       const double *wlat, const uint8_t *mask, rng_t *rng);
+                      const double *wlat, const uint8_t *mask, rng_t *rng, const float *efi);
 void eval_prob_finish(const eval_prob_acc *acc, eval_prob_result *out);
 
 /* ---- extreme forecast index -------------------------------------------------------------- */
@@ -82,13 +103,17 @@ int eval_efi_clim_quantiles(const float *clim, int nc, size_t npts, float *q);
  * F_ens(q) = (#members < q + 0.5 #members == q) / m. q[k * qstride], members x[i * stride].
  * NaN if a quantile or member is NaN. */
 double eval_efi_point(const float *x, size_t stride, int m, const float *q, size_t qstride);
+/* EFI of a Gaussian forecast N(mu, sigma^2): F_ens replaced by Phi((q - mu) / sigma). */
+double eval_efi_gauss_point(double mu, double sigma, const float *q, size_t qstride);
 /* EFI of every point: ens (m, npts), q (EVAL_EFI_NQ, npts) -> efi (npts). */
 void eval_efi_field(const float *ens, int m, const float *q, size_t npts, float *efi);
 /* |EFI| of an ensemble entirely beyond the climate (all F = 0 or all 1): with the 19-point
  * sum this is (2/pi) 0.05 sum_k sqrt(p_k / (1 - p_k)) = 0.7915..., not 1 (the continuous
  * integral's limit). */
 double eval_efi_max(void);
-/* EECRPS = mean of |EFI| * CRPS over the points where both are finite; *nvalid nullable. */
+/* EECRPS = mean of |EFI| * CRPS over the points where both are finite; *nvalid nullable.
+ * ENS-10 convention: the EFI is that of the raw ensemble against the model climate, the same
+ * weights for every method, so the EECRPS of different methods are comparable. */
 double eval_eecrps(const float *efi, const float *crps, size_t n, size_t *nvalid);
 
 #endif

@@ -11,7 +11,8 @@
  * A sample with m, v or y NaN (or v < 0) is skipped.
  *
  * Layout for the per-point fit and apply: (T, npts) arrays, time major (point p of time t
- * at [t * npts + p]). Coefficient files are written by the post-processing command. */
+ * at [t * npts + p]); the global fit of such arrays is emos_fit(m, v, y, T * npts, 1, ...).
+ * Coefficient files are written by the post-processing command. */
 #ifndef SMOECAST_POST_EMOS_H
 #define SMOECAST_POST_EMOS_H
 

@@ -149,6 +149,40 @@ static void test_clim_widening_and_hour_only(void **state)
     assert_null(c);
 }
 
+static void test_clim_large_grid_blocks(void **state)
+{
+    (void)state;
+    /* more points than one processing block (4096): every point equals its own 1-point fit */
+    enum { T = 40, H = 50, W = 100, NPT = H * W };
+    double times[T];
+    float *x = malloc((size_t)T * NPT * sizeof *x);
+    rng_t rng;
+    rng_seed(&rng, 17, 0);
+    for (int t = 0; t < T; t++) {
+        times[t] = eval_time_make(2014, 12, 20, 0, 0) + 12.0 * t;
+        for (int p = 0; p < NPT; p++) x[(size_t)t * NPT + p] = (float)(p * 0.01 + rng_normal(&rng));
+    }
+    x[(size_t)3 * NPT + 4500] = NAN;
+    eval_clim_opts o = {.by_doy = 1, .window_days = 3, .by_hour = 1};
+    eval_clim *big, *one;
+    assert_int_equal(eval_clim_fit(times, x, T, H, W, &o, &big), SM_OK);
+    float *fb = malloc(NPT * sizeof *fb), series[T], v;
+    const int pts[5] = {0, 4095, 4096, 4500, NPT - 1};
+    for (int k = 0; k < 5; k++) {
+        for (int t = 0; t < T; t++) series[t] = x[(size_t)t * NPT + pts[k]];
+        assert_int_equal(eval_clim_fit(times, series, T, 1, 1, &o, &one), SM_OK);
+        for (double q = times[0] - 48.0; q < times[T - 1] + 48.0; q += 12.0) {
+            eval_clim_at(big, q, fb);
+            eval_clim_at(one, q, &v);
+            assert_true(fb[pts[k]] == v);
+        }
+        eval_clim_free(one);
+    }
+    eval_clim_free(big);
+    free(fb);
+    free(x);
+}
+
 static void test_persistence(void **state)
 {
     (void)state;
@@ -220,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_calendar),
         cmocka_unit_test(test_golden_climatology_and_damped),
         cmocka_unit_test(test_clim_widening_and_hour_only),
+        cmocka_unit_test(test_clim_large_grid_blocks),
         cmocka_unit_test(test_persistence),
         cmocka_unit_test(test_damped_ar1),
     };

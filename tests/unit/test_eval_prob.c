@@ -11,12 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__has_include)
-#if __has_include("nn/loss.h")
 #include "nn/loss.h"
-#define HAVE_NN_LOSS 1
-#endif
-#endif
 
 static void assert_close(double a, double b, double tol, const char *what)
 {
@@ -42,14 +37,17 @@ static void test_golden_gauss(void **state)
     size_t hw = (size_t)h * w;
     double wl[64];
     for (int i = 0; i < h; i++) wl[i] = wf[i];
+    float *cfield = malloc(n * sizeof *cfield);
+    eval_crps_gauss_field(mu, sg, y, n, cfield);
     for (size_t k = 0; k < n; k++) {
+        assert_close(cfield[k], cp[k], 1e-5, "crps field");
         assert_close(eval_crps_gauss(mu[k], sg[k], y[k], NULL, NULL), cp[k], 1e-5, "crps point");
         assert_close(eval_pit_gauss(mu[k], sg[k], y[k]), pit[k], 1e-5, "pit");
     }
     eval_prob_acc acc;
     assert_int_equal(eval_prob_init_gauss(&acc, (int)nb), SM_OK);
     for (int t = 0; t < nf; t++)
-        eval_prob_add_gauss(&acc, mu + t * hw, sg + t * hw, y + t * hw, h, w, wl, NULL);
+        eval_prob_add_gauss(&acc, mu + t * hw, sg + t * hw, y + t * hw, h, w, wl, NULL, NULL);
     eval_prob_result r;
     eval_prob_finish(&acc, &r);
     assert_close(r.crps, ge[0], 1e-5, "mean crps");
@@ -60,6 +58,7 @@ static void test_golden_gauss(void **state)
     assert_true(isnan(r.crps_fair));
     for (size_t b = 0; b < nb; b++) assert_close(acc.hist[b], ph[b], 0, "pit histogram");
     eval_prob_free(&acc);
+    free(cfield);
     free(y); free(mu); free(sg); free(wf); free(cp); free(pit); free(ph); free(ge);
 }
 
@@ -92,6 +91,14 @@ static void test_golden_ensemble(void **state)
             assert_close(eval_crps_ens(x, hw, m, y[t * hw + p], 0), ce[t * hw + p], 1e-5, "crps ens");
             assert_close(eval_crps_ens(x, hw, m, y[t * hw + p], 1), cf[t * hw + p], 1e-5, "crps fair");
         }
+    float *cfield = malloc(hw * sizeof *cfield);
+    for (int t = 0; t < nf; t++)
+        for (int fair = 0; fair < 2; fair++) {
+            eval_crps_ens_field(ens + (size_t)t * m * hw, m, y + t * hw, hw, fair, cfield);
+            for (size_t p = 0; p < hw; p++)
+                assert_close(cfield[p], (fair ? cf : ce)[t * hw + p], 1e-5, "crps ens field");
+        }
+    free(cfield);
     eval_prob_acc acc;
     rng_t rng;
     rng_seed(&rng, 7, 3);
@@ -99,7 +106,7 @@ static void test_golden_ensemble(void **state)
     assert_int_equal(acc.nbins, m + 1);
     for (int t = 0; t < nf; t++)
         assert_int_equal(eval_prob_add_ens(&acc, ens + (size_t)t * m * hw, y + t * hw, h, w, wl,
-                                           NULL, &rng), SM_OK);
+                                           NULL, &rng, NULL), SM_OK);
     eval_prob_result r;
     eval_prob_finish(&acc, &r);
     assert_close(r.crps, ee[0], 1e-5, "mean crps");
@@ -108,6 +115,11 @@ static void test_golden_ensemble(void **state)
     assert_close(r.spread, ee[3], 1e-5, "spread");
     assert_close(r.ssr, ee[4], 1e-5, "ssr");
     assert_close(r.coverage80, ee[5], 1e-6, "coverage");
+    double vals[EVAL_PM_COUNT];
+    eval_prob_result_values(&r, vals);
+    assert_true(vals[EVAL_PM_CRPS] == r.crps && vals[EVAL_PM_SSR] == r.ssr && isnan(vals[EVAL_PM_EECRPS]));
+    assert_string_equal(eval_prob_metric_name(EVAL_PM_COVERAGE80), "coverage80");
+    assert_string_equal(eval_prob_metric_name(EVAL_PM_EECRPS_FAIR), "eecrps_fair");
     for (int b = 0; b <= m; b++) assert_close(acc.hist[b], rh[b], 0, "rank histogram");
     eval_prob_free(&acc);
     /* EFI: climate quantiles, EFI of the first forecast's ensemble, EECRPS */
@@ -124,6 +136,32 @@ static void test_golden_ensemble(void **state)
     size_t nv;
     assert_close(eval_eecrps(efi, crps, hw, &nv), eec[0], 1e-5, "eecrps");
     assert_int_equal(nv, hw);
+    /* the accumulators give the same EECRPS (unweighted) and skip points without an EFI */
+    eval_prob_acc ea;
+    assert_int_equal(eval_prob_init_ens(&ea, m), SM_OK);
+    assert_int_equal(eval_prob_add_ens(&ea, ens, y, h, w, NULL, NULL, &rng, efi), SM_OK);
+    eval_prob_finish(&ea, &r);
+    assert_close(r.eecrps, eec[0], 1e-5, "accumulated eecrps");
+    assert_true(r.eecrps_fair < r.eecrps);
+    eval_prob_free(&ea);
+    efi[0] = NAN;
+    assert_int_equal(eval_prob_init_gauss(&ea, 10), SM_OK);
+    float *mu_ = malloc(hw * sizeof *mu_), *sg_ = malloc(hw * sizeof *sg_);
+    double want = 0.0;
+    for (size_t p = 0; p < hw; p++) {
+        mu_[p] = y[p] + 0.5f;
+        sg_[p] = 1.0f;
+        if (p > 0) want += fabs(efi[p]) * eval_crps_gauss(mu_[p], 1.0, y[p], NULL, NULL) / (double)(hw - 1);
+    }
+    eval_prob_add_gauss(&ea, mu_, sg_, y, h, w, NULL, NULL, efi);
+    eval_prob_finish(&ea, &r);
+    assert_close(r.eecrps, want, 1e-9, "Gaussian eecrps");
+    assert_true(isnan(r.eecrps_fair) && r.n_points == (double)hw);
+    eval_prob_add_gauss(&ea, mu_, sg_, y, h, w, NULL, NULL, NULL); /* no EFI: EECRPS unchanged */
+    eval_prob_finish(&ea, &r);
+    assert_close(r.eecrps, want, 1e-9, "Gaussian eecrps without efi");
+    eval_prob_free(&ea);
+    free(mu_); free(sg_);
     free(q); free(efi); free(crps);
     free(ens); free(y); free(wf); free(ce); free(cf); free(rh); free(ee); free(clim); free(cq);
     free(efi_ref); free(eec);
@@ -170,14 +208,22 @@ static void test_gauss_crps_integral_and_grad(void **state)
     assert_true(isnan(eval_crps_gauss(NAN, 1.0, 0.0, NULL, NULL)));
     /* CRPS of N(0,1) at its mean: (sqrt(2) - 1) / sqrt(pi) */
     assert_close(eval_crps_gauss(0, 1, 0, NULL, NULL), (sqrt(2.0) - 1.0) / sqrt(3.141592653589793), 1e-14, "at mean");
-#ifdef HAVE_NN_LOSS
-    /* the training loss (nn/loss.h) and this scoring version agree */
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        double a = eval_crps_gauss(cases[c][0], cases[c][1], cases[c][2], NULL, NULL);
-        double b = loss_crps_gauss_point(cases[c][0], cases[c][1], cases[c][2], NULL, NULL);
-        assert_close(a, b, 1e-14, "eval vs loss CRPS");
+    /* the training loss (nn/loss.h) and this scoring version agree, gradients included */
+    rng_t r;
+    rng_seed(&r, 77, 0);
+    float ens[64];
+    for (int k = 0; k < 2000; k++) {
+        double mu = 5 * rng_normal(&r), s = k % 50 == 0 ? 0.0 : 3 * rng_uniform(&r), y = 5 * rng_normal(&r);
+        double da, dsa, db, dsb;
+        double a = eval_crps_gauss(mu, s, y, &da, &dsa);
+        double b = loss_crps_gauss_point(mu, s, y, &db, &dsb);
+        assert_true(a == b && da == db && dsa == dsb);
+        int m = 2 + k % 60;
+        for (int i = 0; i < m; i++) ens[i] = (float)rng_normal(&r);
+        for (int fair = 0; fair < 2; fair++)
+            assert_close(eval_crps_ens(ens, 1, m, y, fair), loss_crps_ensemble_point(ens, 1, m, y, fair),
+                         1e-14, "eval vs loss ensemble CRPS");
     }
-#endif
 }
 
 static double crps_brute(const float *x, int m, double y, int fair)
@@ -243,8 +289,8 @@ static void test_reliable_forecast(void **state)
             y[p] = (float)(mu[p] + sg[p] * rng_normal(&rng));
             for (int k = 0; k < M; k++) ens[k * hw + p] = (float)(mu[p] + sg[p] * rng_normal(&rng));
         }
-        eval_prob_add_ens(&ea, ens, y, H, W, NULL, NULL, &tie);
-        eval_prob_add_gauss(&ga, mu, sg, y, H, W, NULL, NULL);
+        eval_prob_add_ens(&ea, ens, y, H, W, NULL, NULL, &tie, NULL);
+        eval_prob_add_gauss(&ga, mu, sg, y, H, W, NULL, NULL, NULL);
     }
     eval_prob_result re, rg;
     eval_prob_finish(&ea, &re);
@@ -290,7 +336,7 @@ static void test_rank_ties_and_nan(void **state)
     float y[2] = {0.5f, 1.0f};
     eval_prob_acc acc;
     assert_int_equal(eval_prob_init_ens(&acc, 2), SM_OK);
-    assert_int_equal(eval_prob_add_ens(&acc, ens, y, 1, 2, NULL, NULL, &rng), SM_OK);
+    assert_int_equal(eval_prob_add_ens(&acc, ens, y, 1, 2, NULL, NULL, &rng, NULL), SM_OK);
     eval_prob_result r;
     eval_prob_finish(&acc, &r);
     assert_true(r.n_points == 1.0);
@@ -301,14 +347,14 @@ static void test_rank_ties_and_nan(void **state)
     assert_int_equal(eval_prob_init_gauss(&acc, 0), SM_ERR_USAGE);
     float mu[2] = {0.0f, 0.0f}, sg[2] = {1.0f, NAN}, yy[2] = {0.0f, 0.0f};
     assert_int_equal(eval_prob_init_gauss(&acc, 4), SM_OK);
-    eval_prob_add_gauss(&acc, mu, sg, yy, 1, 2, NULL, NULL);
+    eval_prob_add_gauss(&acc, mu, sg, yy, 1, 2, NULL, NULL, NULL);
     eval_prob_finish(&acc, &r);
     assert_true(r.n_points == 1.0);
     eval_prob_free(&acc);
     eval_prob_result empty;
     assert_int_equal(eval_prob_init_gauss(&acc, 4), SM_OK);
     eval_prob_finish(&acc, &empty);
-    assert_true(isnan(empty.crps) && isnan(empty.ssr));
+    assert_true(isnan(empty.crps) && isnan(empty.ssr) && isnan(empty.eecrps));
     eval_prob_free(&acc);
 }
 
@@ -349,6 +395,21 @@ static void test_efi(void **state)
     mean = 0.0;
     for (int p = 0; p < NP; p++) mean += efi[p] / NP;
     assert_true(mean > 0.25 && mean < emax);
+    /* Gaussian EFI: N(280, 9) follows the climate (~0), agrees with a large ensemble drawn
+     * from the same Gaussian, and reaches +-EFI max far in the tails */
+    for (int p = 0; p < 5; p++) {
+        double g0 = eval_efi_gauss_point(280.0, 3.0, q + p, NP);
+        if (fabs(g0) > 0.02) fail_msg("Gaussian EFI of the climate = %g", g0);
+        double g1 = eval_efi_gauss_point(283.0, 2.0, q + p, NP);
+        enum { MB = 20000 };
+        float *big = malloc(MB * sizeof *big);
+        for (int i = 0; i < MB; i++) big[i] = (float)(283.0 + 2.0 * rng_normal(&rng));
+        assert_close(g1, eval_efi_point(big, 1, MB, q + p, NP), 0.01, "Gaussian vs ensemble EFI");
+        free(big);
+        assert_close(eval_efi_gauss_point(330.0, 1.0, q + p, NP), emax, 1e-9, "Gaussian warm extreme");
+        assert_close(eval_efi_gauss_point(230.0, 0.0, q + p, NP), -emax, 1e-12, "sigma 0 cold extreme");
+    }
+    assert_true(isnan(eval_efi_gauss_point(NAN, 1.0, q, NP)));
     /* a NaN quantile or member gives no EFI; EECRPS skips those points */
     q[3 * NP + 0] = NAN;
     ens[1 * NP + 1] = NAN;
