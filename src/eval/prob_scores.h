@@ -34,7 +34,7 @@ double eval_pit_gauss(double mu, double sigma, double y);
 /* Rank of y among m members, 0..m: #members < y, plus a uniform draw in 0..#members == y
  * (ties broken at random with `rng`). -1 if anything is NaN. */
 int eval_rank(const float *x, size_t stride, int m, double y, rng_t *rng);
-/* Linear-interpolation quantile (numpy's default) of n values (sorted in place, no NaN). */
+/* Quantile p of n values sorted ascending (no NaN), linear interpolation (numpy default). */
 double eval_quantile_sorted(const double *sorted, int n, double p);
 
 /* Per-point CRPS of n points (for EECRPS and maps): mu, sigma, y, crps (n); ens (m, n). */
