@@ -282,7 +282,9 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
     if ((st = config_load_text(yaml, o->checkpoint, 0, NULL, &cfg))) goto done;
     if ((st = dataset_open(o->dataset, &ds))) goto done;
     if ((st = samples_layout_init(&L, &cfg->data, ds))) {
-        sm_fail(st, "%s does not fit checkpoint %s: %s", o->dataset, o->checkpoint, sm_last_error());
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sm_last_error());
+        sm_fail(st, "dataset does not fit checkpoint %s: %s", o->checkpoint, why);
         goto done;
     }
     if ((st = forecast_parse_leads(o->leads, leads, FORECAST_MAX_LEADS, &n_leads))) goto done;
