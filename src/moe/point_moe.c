@@ -67,6 +67,8 @@ int pmoe_check(const pmoe_shape *s)
     if (s->batch < 1 || s->c_in < 1 || s->h < 1 || s->w < 1 || s->c_out < 1 || s->hidden < 1)
         return sm_fail(SM_ERR_USAGE, "point moe: batch %d, c_in %d, %dx%d, c_out %d, hidden %d must be >= 1",
                        s->batch, s->c_in, s->h, s->w, s->c_out, s->hidden);
+    if (s->attn_hidden < 0)
+        return sm_fail(SM_ERR_USAGE, "model.moe.attention.hidden: %d must be >= 1", s->attn_hidden);
     if (s->gate < PMOE_SOFTMAX_TOPK || s->gate > PMOE_ATTENTION)
         return sm_fail(SM_ERR_USAGE, "model.moe.gate: unknown point gate %d", (int)s->gate);
     conv2d_shape c = conv1(s);
