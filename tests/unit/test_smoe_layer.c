@@ -217,6 +217,15 @@ static void test_sparse_matches_dense(void **st)
                         assert_true(rp >= r);
                     }
                 }
+        /* idx == NULL: every expert at every pixel (k = N), equal to the dense reference */
+        smoe_expert_shape all = es;
+        all.k = s.n_experts;
+        float *sp = malloc((size_t)s.batch * s.n_experts * hw * sizeof(float));
+        float *ws = malloc(smoe_expert_workspace_floats(&all) * sizeof(float));
+        smoe_expert_forward(&all, sp, NULL, f.x, f.params, ws);
+        assert_true(testutil_rel_l2(sp, dense, (size_t)s.batch * s.n_experts * hw) < 1e-5);
+        free(sp);
+        free(ws);
         free(dense);
         fx_free(&f);
     }
