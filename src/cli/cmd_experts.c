@@ -48,11 +48,8 @@ int cmd_experts(int argc, char **argv)
         {0, 0, 0, 0}};
     experts_opts o;
     memset(&o, 0, sizeof o);
-    char history[2048] = "";
-    for (int i = 0; i < argc; i++) {
-        strncat(history, i ? " " : "smoecast ", sizeof history - strlen(history) - 1);
-        strncat(history, argv[i], sizeof history - strlen(history) - 1);
-    }
+    char history[2048];
+    cli_history(argc, argv, history, sizeof history);
     o.history = history;
     int opt;
     opterr = 0;
