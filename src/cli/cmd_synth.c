@@ -41,9 +41,11 @@ static void synth_usage(FILE *out)
             "toy-atmosphere and ensemble:\n"
             "      --years N        years of data (default 3)\n"
             "      --start-year Y   first year (default 2000)\n"
+            "      --days N         only the first N days from --start-year (overrides --years)\n"
             "ensemble:\n"
             "      --members M      ensemble members (default 10; number 0 is the control)\n"
-            "      --clim-years N   model-climate (reforecast) years before --start-year (default 2)\n"
+            "      --clim-years N   model-climate (reforecast) years before --start-year (default 2):\n"
+            "                       the same calendar window in each earlier year\n"
             "      --emos-truth     truth drawn from N(a + b*mean, c + d*var) with known coefficients\n"
             "                       (global attributes emos_<var>_a .. _d of ensemble_truth.nc)\n"
             "\n"
@@ -80,7 +82,7 @@ static int ensure_dir(const char *dir)
 }
 
 enum { OPT_RUNS_TRAIN = 1000, OPT_RUNS_VAL, OPT_RUNS_TEST, OPT_STEPS, OPT_SIZE, OPT_YEARS, OPT_START_YEAR,
-       OPT_MEMBERS, OPT_CLIM_YEARS, OPT_EMOS_TRUTH };
+       OPT_MEMBERS, OPT_CLIM_YEARS, OPT_EMOS_TRUTH, OPT_DAYS };
 
 int cmd_synth(int argc, char **argv)
 {
@@ -95,6 +97,7 @@ int cmd_synth(int argc, char **argv)
         {"size", required_argument, NULL, OPT_SIZE},
         {"years", required_argument, NULL, OPT_YEARS},
         {"start-year", required_argument, NULL, OPT_START_YEAR},
+        {"days", required_argument, NULL, OPT_DAYS},
         {"members", required_argument, NULL, OPT_MEMBERS},
         {"clim-years", required_argument, NULL, OPT_CLIM_YEARS},
         {"emos-truth", no_argument, NULL, OPT_EMOS_TRUTH},
@@ -129,6 +132,7 @@ int cmd_synth(int argc, char **argv)
         case OPT_STEPS: if ((st = parse_int("--steps", optarg, 1, 100000, &v))) return st; heat.steps = (int)v; break;
         case OPT_SIZE: if ((st = parse_int("--size", optarg, 4, 4096, &v))) return st; heat.ny = heat.nx = (int)v; break;
         case OPT_YEARS: if ((st = parse_int("--years", optarg, 1, 200, &v))) return st; ens.atmos.years = (int)v; break;
+        case OPT_DAYS: if ((st = parse_int("--days", optarg, 1, 100000, &v))) return st; ens.atmos.days = (int)v; break;
         case OPT_START_YEAR: if ((st = parse_int("--start-year", optarg, 1900, 2200, &v))) return st; ens.atmos.start_year = (int)v; break;
         case OPT_MEMBERS: if ((st = parse_int("--members", optarg, 2, 1000, &v))) return st; ens.members = (int)v; break;
         case OPT_CLIM_YEARS: if ((st = parse_int("--clim-years", optarg, 0, 100, &v))) return st; ens.clim_years = (int)v; break;
