@@ -112,7 +112,8 @@ void synth_ens_emos_coefficients(int v, double coef[4]);
  * time (init + lead) is also before h1. Returns the count; `out` may be NULL to count only. */
 int synth_ens_inits(int64_t h0, int64_t h1, int lead_hours, int64_t *out);
 /* The forecast period [h0, h1) of the options (start_year-01-01 for `years` years or `days` days)
- * and the model-climate inits: the same calendar window in each of the clim_years years before. */
+ * and the model-climate inits: every Monday/Thursday of the clim_years years before start_year,
+ * or with days < 365 only those in the same calendar window (first `days` days) of each year. */
 void synth_ens_period(const synth_ens_opts *o, int64_t *h0, int64_t *h1);
 int synth_ens_climate_inits(const synth_ens_opts *o, int64_t *out);
 /* Members (layout [var][member][pt]) of the forecast initialised at `init_hours` from the truth

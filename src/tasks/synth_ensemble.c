@@ -70,14 +70,16 @@ void synth_ens_period(const synth_ens_opts *o, int64_t *h0, int64_t *h1)
 
 int synth_ens_climate_inits(const synth_ens_opts *o, int64_t *out)
 {
+    int64_t lim = synth_hours_from_civil(o->atmos.start_year, 1, 1, 0);
+    if (o->clim_years <= 0) return 0;
+    if (o->atmos.days <= 0 || o->atmos.days >= 365) /* whole years: everything before the forecasts */
+        return synth_ens_inits(synth_hours_from_civil(o->atmos.start_year - o->clim_years, 1, 1, 0), lim,
+                               o->lead_hours, out);
     int n = 0;
     for (int y = o->clim_years; y >= 1; y--) {
         int64_t h0 = synth_hours_from_civil(o->atmos.start_year - y, 1, 1, 0);
-        int64_t h1 = o->atmos.days > 0 ? h0 + (int64_t)o->atmos.days * 24
-                                       : synth_hours_from_civil(o->atmos.start_year - y + o->atmos.years, 1, 1, 0);
-        int64_t lim = synth_hours_from_civil(o->atmos.start_year, 1, 1, 0);
-        if (h1 > lim) h1 = lim; /* past forecasts only */
-        n += synth_ens_inits(h0, h1, o->lead_hours, out ? out + n : NULL);
+        int64_t h1 = h0 + (int64_t)o->atmos.days * 24;
+        n += synth_ens_inits(h0, h1 < lim ? h1 : lim, o->lead_hours, out ? out + n : NULL);
     }
     return n;
 }
@@ -234,9 +236,9 @@ static int ens_file_open(ens_file *f, const synth_ens_opts *o, const synth_atmos
     if ((st = synth_nc_att_text(nc, NC_GLOBAL, "atmosphere", buf))) return st;
     if ((st = synth_nc_att_text(nc, NC_GLOBAL, "model_climate",
                                 "ensemble_climate.nc: the same forecast system initialised on the same weekdays "
-                                "(Monday, Thursday 00Z) in the same calendar window of each of the clim_years years "
-                                "before; for the EFI use the forecasts whose initialisation is within 15 days of the "
-                                "same day of year")))
+                                "(Monday, Thursday 00Z) in the clim_years years before the forecasts (with --days: "
+                                "the same calendar window of each of those years); for the EFI use the forecasts "
+                                "whose initialisation is within 15 days of the same day of year")))
         return st;
     if (o->emos_truth) {
         if ((st = synth_nc_att_text(nc, NC_GLOBAL, "emos_model",

@@ -47,6 +47,17 @@ static void test_inits(void **state)
         if (k) assert_true(t[k] > t[k - 1]);
     }
     free(t);
+    /* whole years: the clim_years years before, each init once */
+    o.atmos.days = 0;
+    o.atmos.years = 3;
+    o.clim_years = 2;
+    nc = synth_ens_climate_inits(&o, NULL);
+    t = malloc(sizeof(int64_t) * nc);
+    synth_ens_climate_inits(&o, t);
+    assert_int_equal(nc, synth_ens_inits(synth_hours_from_civil(1998, 1, 1, 0), synth_hours_from_civil(2000, 1, 1, 0), 48, NULL));
+    for (int k = 1; k < nc; k++) assert_true(t[k] > t[k - 1]);
+    assert_true(t[nc - 1] + 48 < synth_hours_from_civil(2000, 1, 1, 0));
+    free(t);
 }
 
 /* Members and truth for every init of one year, accumulated as the statistics each test needs:
