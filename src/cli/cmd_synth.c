@@ -111,9 +111,11 @@ int cmd_synth(int argc, char **argv)
     long v = 0;
     int st = SM_OK, c;
     unsigned long long seed = 0;
+    unsigned given = 0; /* bit (c - OPT_RUNS_TRAIN) for every data-set-specific option */
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":o:s:h", longopts, NULL)) != -1) {
+        if (c >= OPT_RUNS_TRAIN && c <= OPT_DAYS) given |= 1u << (c - OPT_RUNS_TRAIN);
         switch (c) {
         case 'o': out = optarg; break;
         case 's': {
@@ -148,6 +150,22 @@ int cmd_synth(int argc, char **argv)
     int which = !strcmp(name, "heat") ? 0 : !strcmp(name, "toy-atmosphere") ? 1 : !strcmp(name, "ensemble") ? 2 : -1;
     if (which < 0)
         return sm_fail(SM_ERR_USAGE, "synth: unknown data set '%s' (choose heat, toy-atmosphere or ensemble)", name);
+    /* options that do not apply to the chosen data set are an error, not silently ignored */
+    unsigned heat_opts = (1u << (OPT_RUNS_TRAIN - OPT_RUNS_TRAIN)) | (1u << (OPT_RUNS_VAL - OPT_RUNS_TRAIN)) |
+                         (1u << (OPT_RUNS_TEST - OPT_RUNS_TRAIN)) | (1u << (OPT_STEPS - OPT_RUNS_TRAIN)) |
+                         (1u << (OPT_SIZE - OPT_RUNS_TRAIN));
+    unsigned atmos_opts = (1u << (OPT_YEARS - OPT_RUNS_TRAIN)) | (1u << (OPT_START_YEAR - OPT_RUNS_TRAIN)) |
+                          (1u << (OPT_DAYS - OPT_RUNS_TRAIN));
+    unsigned ens_opts = atmos_opts | (1u << (OPT_MEMBERS - OPT_RUNS_TRAIN)) | (1u << (OPT_CLIM_YEARS - OPT_RUNS_TRAIN)) |
+                        (1u << (OPT_EMOS_TRUTH - OPT_RUNS_TRAIN));
+    unsigned allowed = which == 0 ? heat_opts : which == 1 ? atmos_opts : ens_opts;
+    if (given & ~allowed) {
+        for (int i = 0; longopts[i].name; i++)
+            if (longopts[i].val >= OPT_RUNS_TRAIN && longopts[i].val <= OPT_DAYS &&
+                (given & ~allowed & (1u << (longopts[i].val - OPT_RUNS_TRAIN))))
+                return sm_fail(SM_ERR_USAGE, "synth: --%s does not apply to the %s data set (see 'smoecast synth --help')",
+                               longopts[i].name, name);
+    }
     if (!out) return sm_fail(SM_ERR_USAGE, "synth: --out DIR is required");
     if (ens.clim_years > 0 && ens.atmos.start_year - ens.clim_years < 1900)
         return sm_fail(SM_ERR_USAGE, "synth: --start-year minus --clim-years must be >= 1900");

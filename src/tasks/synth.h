@@ -44,7 +44,7 @@ typedef struct {
 void synth_heat_defaults(synth_heat_opts *o);
 /* Region map (ny * nx, values 0..nregions-1): one random seed cell per region, then every free
  * cell repeatedly takes the region of a random already-assigned 4-neighbour until full. */
-void synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region);
+int synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region);
 /* One explicit step: out = (1 - 4 d_c) u_c + d_c (u_n + u_s + u_w + u_e), d_c the centre cell's
  * diffusivity, zero outside the grid. */
 void synth_heat_step(const float *u, float *out, const float *diff, int ny, int nx);
@@ -118,7 +118,7 @@ void synth_ens_period(const synth_ens_opts *o, int64_t *h0, int64_t *h1);
 int synth_ens_climate_inits(const synth_ens_opts *o, int64_t *out);
 /* Members (layout [var][member][pt]) of the forecast initialised at `init_hours` from the truth
  * fields at its valid time (layout [var][pt]; `a` supplies the climatology); docs/synthetic.md. */
-void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
+int synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
                        float *members);
 /* EMOS-variant truth from members (layout [var][member][pt]) -> truth [var][pt]. */
 void synth_ens_emos_truth(const synth_ens_opts *o, int64_t init_hours, const float *members, float *truth);

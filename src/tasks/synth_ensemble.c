@@ -84,7 +84,7 @@ int synth_ens_climate_inits(const synth_ens_opts *o, int64_t *out)
     return n;
 }
 
-void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
+int synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
                        float *members)
 {
     int M = o->members;
@@ -92,7 +92,7 @@ void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t in
     rng_t rng;
     rng_seed(&rng, o->atmos.seed, (uint64_t)SYNTH_STREAM_ENS_INIT + (uint64_t)(init_hours / SYNTH_DT_HOURS));
     double *clim = malloc(sizeof(double) * SYNTH_NPTS * 5);
-    if (!clim) return;
+    if (!clim) return sm_fail(SM_ERR_NUMERIC, "synth ensemble: out of memory");
     double *zeta = clim + SYNTH_NPTS, *eta = zeta + SYNTH_NPTS, *eps = eta + SYNTH_NPTS, *tmp = eps + SYNTH_NPTS;
     const float *lsm = synth_atmos_lsm(a);
     const double *lat = synth_atmos_lat(a);
@@ -125,6 +125,7 @@ void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t in
         }
     }
     free(clim);
+    return SM_OK;
 }
 
 void synth_ens_emos_truth(const synth_ens_opts *o, int64_t init_hours, const float *members, float *truth)
@@ -375,7 +376,7 @@ int synth_ens_write(const synth_ens_opts *o, const char *dir)
         int64_t valid = inits[k] + o->lead_hours;
         while (synth_atmos_hours(a) < valid) synth_atmos_advance(a);
         synth_atmos_fields(a, truth);
-        synth_ens_members(o, a, inits[k], truth, members);
+        if ((st = synth_ens_members(o, a, inits[k], truth, members))) goto done;
         if (k < nclim) {
             if ((st = ens_file_put(&cl, k, inits[k], valid, members))) goto done;
         } else {

@@ -31,6 +31,9 @@ expect_status 1 "$BIN" synth toy-atmosphere --out "$T/x" --years 0
 expect_status 1 "$BIN" synth ensemble --out "$T/x" --members 1
 expect_status 1 "$BIN" synth heat --out "$T/x" --runs-train
 expect_status 1 "$BIN" synth heat toy-atmosphere --out "$T/x"
+expect_status 1 "$BIN" synth toy-atmosphere --out "$T/x" --runs-train 3
+grep -q -- "--runs-train does not apply to the toy-atmosphere" "$T/err" || fail "inapplicable option not named"
+expect_status 1 "$BIN" synth heat --out "$T/x" --emos-truth
 [ ! -e "$T/x" ] || fail "a failed argument check created the output directory"
 
 # unwritable output -> 2

@@ -102,7 +102,7 @@ static int collect(void **state)
     for (int k = 0; k < ni; k++) {
         while (synth_atmos_hours(a) < inits[k] + 48) synth_atmos_advance(a);
         synth_atmos_fields(a, truth);
-        synth_ens_members(&o, a, inits[k], truth, mem);
+        if (synth_ens_members(&o, a, inits[k], truth, mem)) return -1;
         synth_ens_emos_truth(&o, inits[k], mem, et);
         for (int v = 0; v < SYNTH_NVARS; v++)
             for (int p = 0; p < SYNTH_NPTS; p++) {
