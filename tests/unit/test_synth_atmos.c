@@ -62,13 +62,13 @@ static void test_mask_and_regions(void **state)
     synth_atmos_free(a);
 }
 
-/* One year of fields: ranges, land/sea contrast, persistence < climatology. */
+/* 240 days of fields (January to August): ranges, land/sea contrast, persistence < climatology. */
 static void test_statistics(void **state)
 {
     (void)state;
     synth_atmos_opts o;
     synth_atmos_defaults(&o);
-    o.years = 1;
+    o.days = 240;
     o.seed = 2;
     synth_atmos *a;
     assert_int_equal(synth_atmos_create(&o, &a), 0);

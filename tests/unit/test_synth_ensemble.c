@@ -60,7 +60,7 @@ static void test_inits(void **state)
     free(t);
 }
 
-/* Members and truth for every init of one year, accumulated as the statistics each test needs:
+/* Members and truth for every init of 240 days, accumulated as the statistics each test needs:
  * [0] against the toy-atmosphere truth, [1] against the EMOS-variant truth of the same members. */
 typedef struct {
     double sq_err[SYNTH_NVARS], var[SYNTH_NVARS];
@@ -78,7 +78,7 @@ static int collect(void **state)
     memset(g_stats, 0, sizeof g_stats);
     synth_ens_opts o;
     synth_ens_defaults(&o);
-    o.atmos.years = 1;
+    o.atmos.days = 240; /* 68 forecasts x 2048 points */
     o.atmos.seed = 21;
     o.emos_truth = 1;
     int64_t h0, h1;
