@@ -185,16 +185,18 @@ int cmd_synth(int argc, char **argv)
     if (st) return st;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    char period[64];
+    if (ens.atmos.days > 0) snprintf(period, sizeof period, "%d days from %d", ens.atmos.days, ens.atmos.start_year);
+    else snprintf(period, sizeof period, "%d years from %d", ens.atmos.years, ens.atmos.start_year);
     if (which == 0)
         log_info("wrote %s/heat.nc (%d+%d+%d runs, %d steps, seed %llu) in %.1f s", out, heat.runs_train,
                  heat.runs_val, heat.runs_test, heat.steps, seed, secs);
     else if (which == 1)
-        log_info("wrote %s/toy-atmosphere.nc and %s/toy-atmosphere.grib2 (%d years from %d, seed %llu) in %.1f s", out,
-                 out, ens.atmos.years, ens.atmos.start_year, seed, secs);
+        log_info("wrote %s/toy-atmosphere.nc and %s/toy-atmosphere.grib2 (%s, seed %llu) in %.1f s", out, out, period,
+                 seed, secs);
     else
-        log_info("wrote %s/ensemble{,_truth,_climate}.{nc,grib2} (%d members, %d years from %d, %d climate years%s, "
-                 "seed %llu) in %.1f s",
-                 out, ens.members, ens.atmos.years, ens.atmos.start_year, ens.clim_years,
+        log_info("wrote %s/ensemble{,_truth%s}.{nc,grib2} (%d members, %s, %d climate years%s, seed %llu) in %.1f s", out,
+                 ens.clim_years > 0 ? ",_climate" : "", ens.members, period, ens.clim_years,
                  ens.emos_truth ? ", EMOS truth" : "", seed, secs);
     return SM_OK;
 }

@@ -316,7 +316,7 @@ int synth_atmos_write(const synth_atmos_opts *o, const char *dir)
     int d_time = -1, v_time;
     TRY(synth_nc_def_time(&nc, "time", "time", nt, &d_time, &v_time));
     int dims3[3] = {d_time, ll.dim_lat, ll.dim_lon}, dims2[2] = {ll.dim_lat, ll.dim_lon};
-    size_t chunks[3] = {8, SYNTH_NLAT, SYNTH_NLON};
+    size_t chunks[3] = {nt < 8 ? (size_t)nt : 8, SYNTH_NLAT, SYNTH_NLON};
     int v_field[SYNTH_NVARS], v_lsm, v_region;
     for (int v = 0; v < SYNTH_NVARS; v++)
         TRY(synth_nc_def_field(&nc, atmos_fields[v], 3, dims3, chunks, 1, NULL, &v_field[v]));

@@ -86,6 +86,10 @@ if command -v cdo >/dev/null; then
     done
 fi
 
+# very short periods (fewer times than a chunk)
+expect_status 0 "$BIN" synth toy-atmosphere --out "$T/short" --days 1
+expect_status 1 "$BIN" synth ensemble --out "$T/short" --days 2
+
 # ensemble (30 days, 3 members, no climate)
 expect_status 0 "$BIN" synth ensemble --out "$T/e" --days 30 --clim-years 0 --members 3 --emos-truth
 for f in ensemble.nc ensemble.grib2 ensemble_truth.nc ensemble_truth.grib2; do
