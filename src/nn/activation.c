@@ -44,7 +44,7 @@ static inline void exp_parts(float x, float *em1, float *e)
 {
     const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float xc = x > 0.0f ? 0.0f : x;
-    xc = xc < -87.0f ? -87.0f : xc;
+    xc = xc >= -87.0f ? xc : -87.0f; /* also maps NaN to -87: the conversion below stays defined */
     float nf = (xc * 1.44269504088896341f + magic) - magic;
     float r = xc - nf * 0.693145751953125f - nf * 1.42860682030941723212e-6f;
     float p = r + r * r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
@@ -54,6 +54,8 @@ static inline void exp_parts(float x, float *em1, float *e)
     float m1 = sc.f * p + (sc.f - 1.0f), ee = sc.f * p + sc.f;
     m1 = x < -87.0f ? -1.0f : m1;
     ee = x < -87.0f ? 0.0f : ee;
+    m1 = x != x ? x : m1; /* NaN propagates */
+    ee = x != x ? x : ee;
     *em1 = x > 0.0f ? 0.0f : m1;
     *e = x > 0.0f ? 1.0f : ee;
 }
