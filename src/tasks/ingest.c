@@ -41,6 +41,7 @@ typedef struct {
     src_geometry *geom;    /* geometry of the first field */
     char geom_file[512];
     int geom_msg;
+    char absent[600];      /* why a NetCDF input did not have it */
 } selvar;
 
 typedef struct {
@@ -191,6 +192,7 @@ static int index_netcdf(ingest_ctx *c, int f, int *found_any)
         if (st) {
             /* a variable absent from this file may come from another input */
             if (strstr(sm_last_error(), ": not in the file")) {
+                snprintf(c->sv[k].absent, sizeof c->sv[k].absent, "%s", sm_last_error());
                 sm_clear_error();
                 st = SM_OK;
             }
@@ -670,6 +672,7 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
 
     /* ---- pass 1: index ---- */
     int nc_found_any = 0;
+    double t_index = now_seconds();
     for (int f = 0; f < opt->n_inputs; f++) {
         const char *path = opt->inputs[f];
         char hex[65];
@@ -681,11 +684,16 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
     }
     for (int k = 0; k < c->nsel; k++) {
         if (c->sv[k].n_entries > 0) continue;
+        if (c->sv[k].absent[0] && opt->n_inputs == 1) {
+            st = sm_fail(SM_ERR_IO, "%s", c->sv[k].absent);
+            goto done;
+        }
         st = sm_fail(SM_ERR_IO, "variable %s: no field matches %s%s%s in %s%s", c->sv[k].sel.out_name,
                      c->sv[k].sel.param_id ? "paramId " : "shortName/variable ", c->sv[k].sel.select,
                      c->sv[k].sel.has_level ? " at the requested level" : "", opt->inputs[0], opt->n_inputs > 1 ? " (or the other inputs)" : "");
         goto done;
     }
+    rep->seconds_index = now_seconds() - t_index;
     if ((st = build_axes(c))) goto done;
     if ((st = c->target ? build_target_grid(c) : build_native_grid(c))) goto done;
 

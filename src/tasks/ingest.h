@@ -27,6 +27,7 @@ typedef struct {
     int n_duplicates;    /* exact duplicates dropped */
     int n_skipped;       /* broken messages / missing fields skipped with --skip-bad */
     int n_empty_slots;   /* (variable, time, member) slots without data (left NaN) */
+    double seconds_index;   /* pass 1: hashing the inputs and reading metadata */
     double seconds_decode;  /* decode + select + regrid */
     double seconds_write;   /* compressed NetCDF write */
 } ingest_report;
