@@ -93,6 +93,7 @@ static ynode *parse_children(tree_parser *p, ynode *node, yaml_event_type_t end_
             return node;
         }
         char *key = NULL;
+        int key_line = 0;
         if (node->kind == YNODE_MAP) {
             if (ev.type != YAML_SCALAR_EVENT) {
                 parse_error(p, (int)ev.start_mark.line + 1, "mapping keys must be plain scalars");
@@ -101,6 +102,7 @@ static ynode *parse_children(tree_parser *p, ynode *node, yaml_event_type_t end_
             }
             key = strdup((const char *)ev.data.scalar.value);
             int line = (int)ev.start_mark.line + 1;
+            key_line = line;
             yaml_event_delete(&ev);
             if (yaml_tree_get(node, key)) {
                 char msg[300];
@@ -117,6 +119,7 @@ static ynode *parse_children(tree_parser *p, ynode *node, yaml_event_type_t end_
         ynode *child = parse_node(p, &ev, key);
         free(key);
         if (!child) goto fail;
+        if (key_line) child->line = key_line; /* messages point at the key, not its value */
         yaml_tree_append(node, child);
     }
 fail:
@@ -186,35 +189,30 @@ fail:
     return NULL;
 }
 
-ynode *yaml_tree_load_string(const char *text, const char *name)
+int yaml_tree_load_string(const char *text, const char *name, ynode **out)
 {
     tree_parser p = {.name = name};
-    if (!yaml_parser_initialize(&p.parser)) {
-        sm_fail(SM_ERR_NUMERIC, "%s: cannot initialise the YAML parser", name);
-        return NULL;
-    }
+    *out = NULL;
+    if (!yaml_parser_initialize(&p.parser)) return sm_fail(SM_ERR_NUMERIC, "%s: cannot initialise the YAML parser", name);
     yaml_parser_set_input_string(&p.parser, (const unsigned char *)text, strlen(text));
-    ynode *root = parse_document(&p);
+    *out = parse_document(&p);
     yaml_parser_delete(&p.parser);
-    return root;
+    return *out ? SM_OK : SM_ERR_USAGE;
 }
 
-ynode *yaml_tree_load_file(const char *path)
+int yaml_tree_load_file(const char *path, ynode **out)
 {
+    *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        sm_fail(SM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    if (!f) return sm_fail(SM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     tree_parser p = {.name = path};
     if (!yaml_parser_initialize(&p.parser)) {
         fclose(f);
-        sm_fail(SM_ERR_NUMERIC, "%s: cannot initialise the YAML parser", path);
-        return NULL;
+        return sm_fail(SM_ERR_NUMERIC, "%s: cannot initialise the YAML parser", path);
     }
     yaml_parser_set_input_file(&p.parser, f);
-    ynode *root = parse_document(&p);
+    *out = parse_document(&p);
     yaml_parser_delete(&p.parser);
     fclose(f);
-    return root;
+    return *out ? SM_OK : SM_ERR_USAGE;
 }

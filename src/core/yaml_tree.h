@@ -17,10 +17,10 @@ typedef struct ynode {
     size_t n_items;
 } ynode;
 
-/* Parse a file / a string. On failure returns NULL and sets sm_fail(SM_ERR_USAGE or SM_ERR_IO)
- * with "name:line: message". An empty document yields an empty map. */
-ynode *yaml_tree_load_file(const char *path);
-ynode *yaml_tree_load_string(const char *text, const char *name);
+/* Parse a file / a string into *out. Returns SM_OK, SM_ERR_IO (cannot read) or SM_ERR_USAGE
+ * (invalid YAML) with "name:line: message". An empty document yields an empty map. */
+int yaml_tree_load_file(const char *path, ynode **out);
+int yaml_tree_load_string(const char *text, const char *name, ynode **out);
 void yaml_tree_free(ynode *node);
 
 ynode *yaml_tree_get(const ynode *map, const char *key); /* direct child of a map, or NULL */

@@ -1,0 +1,35 @@
+# Shared helpers for the shell tests (sourced). Environment comes from tests/CMakeLists.txt.
+set -u
+BIN=${SMOECAST_BIN:?SMOECAST_BIN not set}
+SRC=${SMOECAST_SOURCE_DIR:?}
+SHARED=${SMOECAST_SHARED_DATA:-$SRC/../shared/data}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/smoecast-test.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+FAILS=0
+
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+ok() { echo "ok: $*"; }
+
+# skip_or_fail WHY: exit 77 (skip) normally, but fail under CI=true.
+skip_or_fail() {
+  if [ "${CI:-}" = "true" ]; then echo "FAIL (CI=true forbids skipping): $*"; exit 1; fi
+  echo "SKIP: $*"; exit 77
+}
+need_shared() { [ -r "$SHARED/$1" ] || skip_or_fail "shared data $1 missing"; }
+need_tool() { command -v "$1" >/dev/null 2>&1 || skip_or_fail "tool $1 missing"; }
+
+# expect_exit CODE PATTERN -- CMD...: runs CMD, checks its exit code and that stderr+stdout match PATTERN.
+expect_exit() {
+  local code=$1 pattern=$2; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$code" ]; then fail "'$*' exited $rc, expected $code; output: $out"; return; fi
+  if ! grep -qE -- "$pattern" <<<"$out"; then fail "'$*' output lacks /$pattern/: $out"; return; fi
+  ok "'$*' -> $rc"
+}
+
+finish() {
+  echo "$FAILS failed"
+  [ "$FAILS" -eq 0 ]
+  exit $?
+}
