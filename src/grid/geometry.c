@@ -70,8 +70,11 @@ int geometry_create_rows(int nrows, const double *lat, const int *row_len, const
         g->row_len[j] = row_len[j];
         g->lon0[j] = lon0[j];
         g->dlon[j] = dlon[j];
+        /* a row covering the circle up to rounding (GRIB1 millidegrees) is made exactly global */
+        double gap = fabs(row_len[j] * dlon[j] - 360.0);
+        if (gap > 0 && gap < 0.1 * dlon[j]) g->dlon[j] = 360.0 / row_len[j];
         g->row_start[j + 1] = g->row_start[j] + row_len[j];
-        if (row_len[j] != row_len[0] || lon0[j] != lon0[0] || dlon[j] != dlon[0]) g->is_regular = 0;
+        if (row_len[j] != row_len[0] || lon0[j] != lon0[0] || g->dlon[j] != g->dlon[0]) g->is_regular = 0;
     }
     snprintf(g->grid_type, sizeof g->grid_type, "%s", g->is_regular ? "regular_ll" : "reduced");
     *out = g;

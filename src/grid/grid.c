@@ -341,9 +341,10 @@ static void list_available(char dirs[][1024], int ndirs, char *buf, size_t len)
 
 static int load_file(const char *path, const char *fallback_name, grid **out)
 {
-    ynode *root = yaml_tree_load_file(path);
-    if (!root) return sm_fail_keep(SM_ERR_IO, "%s: cannot read grid definition", path);
-    int st = grid_from_tree(path, root, fallback_name, out);
+    ynode *root = NULL;
+    int st = yaml_tree_load_file(path, &root);
+    if (st) return sm_fail_keep(st, "%s: cannot read grid definition", path);
+    st = grid_from_tree(path, root, fallback_name, out);
     yaml_tree_free(root);
     return st;
 }

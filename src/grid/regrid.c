@@ -180,7 +180,9 @@ typedef struct {
     int n;
     int *row;      /* row index in the geometry, by ascending latitude */
     double *lat;   /* ascending row latitudes */
-    int south_global, north_global; /* outermost rows encircle the pole */
+    /* the outermost row is global and no further than one row spacing from its pole: the source
+     * covers the polar cap (a latitude band that is global in longitude does not) */
+    int south_global, north_global;
 } rows_t;
 
 static int rows_init(const src_geometry *g, rows_t *r)
@@ -195,8 +197,10 @@ static int rows_init(const src_geometry *g, rows_t *r)
         r->row[k] = asc ? k : r->n - 1 - k;
         r->lat[k] = g->lat[r->row[k]];
     }
-    r->south_global = geometry_row_is_global(g, r->row[0]);
-    r->north_global = geometry_row_is_global(g, r->row[r->n - 1]);
+    int n = r->n;
+    double sp_s = n > 1 ? r->lat[1] - r->lat[0] : 0, sp_n = n > 1 ? r->lat[n - 1] - r->lat[n - 2] : 0;
+    r->south_global = geometry_row_is_global(g, r->row[0]) && r->lat[0] + 90.0 <= sp_s + 1e-9;
+    r->north_global = geometry_row_is_global(g, r->row[n - 1]) && 90.0 - r->lat[n - 1] <= sp_n + 1e-9;
     return 0;
 }
 
@@ -271,7 +275,7 @@ static int row_linear(const src_geometry *g, int j, double lam, double scale, pt
     return 1;
 }
 
-/* Every point of a (global, pole-encircling) row, equally weighted: the pole value. */
+/* Every point of a polar row, equally weighted: the pole value. */
 static void row_mean(const src_geometry *g, int j, double scale, pt_list *p, int *oom)
 {
     int n = g->row_len[j];
@@ -288,7 +292,7 @@ static int bilinear_point(const rows_t *r, double phi, double lam, pt_list *p, i
         return row_linear(g, r->row[0], lam, 1.0, p, oom);
     }
     if (phi < r->lat[0] - LAT_TOL) {
-        /* south of the southernmost row: interpolate towards the pole if that row encircles it */
+        /* south of the southernmost row: interpolate towards the pole if that row is polar */
         if (!r->south_global || r->lat[0] <= -90.0) return 0;
         double t = (r->lat[0] - phi) / (r->lat[0] + 90.0);
         if (t > 1) t = 1;
@@ -310,11 +314,10 @@ static int bilinear_point(const rows_t *r, double phi, double lam, pt_list *p, i
     double t = (phi - r->lat[k]) / (r->lat[k + 1] - r->lat[k]);
     if (t < SNAP) t = 0;
     if (t > 1 - SNAP) t = 1;
-    pt_list tmp = *p;
-    int ok = 1;
+    int n0 = p->n, ok = 1;
     if (t < 1) ok &= row_linear(g, r->row[k], lam, 1 - t, p, oom);
     if (t > 0) ok &= row_linear(g, r->row[k + 1], lam, t, p, oom);
-    if (!ok) p->n = tmp.n; /* outside one of the bracketing rows: outside the domain */
+    if (!ok) p->n = n0; /* outside one of the bracketing rows: outside the domain */
     return ok;
 }
 
@@ -330,7 +333,7 @@ static int nearest_point(const rows_t *r, double phi, double lam, pt_list *p, in
 {
     const src_geometry *g = r->g;
     int n = r->n;
-    /* domain in latitude: half a row spacing beyond the outer rows, or the pole if they encircle it */
+    /* domain in latitude: half a row spacing beyond the outer rows, or the pole beyond a polar row */
     double hs = n > 1 ? (r->lat[1] - r->lat[0]) / 2 : g->dlon[r->row[0]] / 2;
     double hn = n > 1 ? (r->lat[n - 1] - r->lat[n - 2]) / 2 : hs;
     double south = r->south_global ? -90.0 : r->lat[0] - hs;
@@ -579,7 +582,9 @@ void regrid_apply(const regrid_weights *w, const double *src, float *dst)
     const int32_t *col = w->col;
     const double *wt = w->w;
     int64_t n = w->ndst;
-#pragma omp parallel for schedule(static) if (ptr[n] > 200000)
+    /* threads only for very large matrices: a mat-vec of a few 10^5 weights takes well under a
+     * millisecond, less than waking a team on a busy machine */
+#pragma omp parallel for schedule(static) if (ptr[n] > (1 << 22))
     for (int64_t t = 0; t < n; t++) {
         double s = 0, ws = 0;
         for (int64_t k = ptr[t]; k < ptr[t + 1]; k++) {

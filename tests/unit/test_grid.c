@@ -135,7 +135,9 @@ static void test_grid_path_and_bad_definitions(void **state)
     snprintf(path, sizeof path, "%s/tiny.yaml", dir);
     write_file(path, "name: tiny\ntype: latlon\nlat: {first: -10, last: 10, increment: 5}\n"
                      "lon: {first: 350, last: 370, increment: 10}\n");
-    setenv("SMOECAST_GRID_PATH", dir, 1);
+    char gp[1100];
+    snprintf(gp, sizeof gp, "/nonexistent/grids:%s", dir); /* a colon-separated list, searched in order */
+    setenv("SMOECAST_GRID_PATH", gp, 1);
     grid *g = NULL;
     int st = grid_load("tiny", &g);
     if (st) fail_msg("%s", sm_last_error());
@@ -170,6 +172,7 @@ static void test_grid_path_and_bad_definitions(void **state)
          "> 0"},
         {"type: latlon\nlat: {first: 0, last: x, increment: 5}\nlon: {first: 0, last: 1, increment: 1}\n",
          "must be a number"},
+        {"type: latlon\nlat: [unclosed\n", ".yaml:"}, /* not YAML: file and line */
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         snprintf(path, sizeof path, "%s/bad%zu.yaml", dir, k);
@@ -221,6 +224,16 @@ static void test_geometry(void **state)
     geometry_free(c);
     assert_int_equal(geometry_create_regular(3, lat, 10, 0.0, 1.0, &a), SM_OK);
     assert_false(geometry_row_is_global(a, 0));
+    geometry_free(a);
+    /* GRIB1 millidegree rounding: 2560 points from 0 to 359.859 are a global row, snapped to 360/n */
+    assert_int_equal(geometry_create_regular(3, lat, 2560, 0.0, 359.859 / 2559, &a), SM_OK);
+    assert_true(geometry_row_is_global(a, 0));
+    assert_true(a->dlon[0] == 360.0 / 2560);
+    geometry_free(a);
+    /* one column short of the circle stays a limited-area row */
+    assert_int_equal(geometry_create_regular(3, lat, 359, 0.0, 1.0, &a), SM_OK);
+    assert_false(geometry_row_is_global(a, 0));
+    assert_true(a->dlon[0] == 1.0);
     geometry_free(a);
     double badlat[3] = {10, 20, 0};
     assert_int_not_equal(geometry_create_regular(3, badlat, 10, 0.0, 1.0, &a), SM_OK);

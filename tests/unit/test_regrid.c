@@ -286,6 +286,37 @@ static void test_periodic_wrap(void **state)
     geometry_free(s);
 }
 
+/* A latitude band that is global in longitude (30 S .. 30 N) does not cover the polar caps. */
+static void test_global_band(void **state)
+{
+    (void)state;
+    double lat[61];
+    for (int j = 0; j < 61; j++) lat[j] = 30.0 - j;
+    src_geometry *s = NULL;
+    assert_int_equal(geometry_create_regular(61, lat, 360, 0.0, 1.0, &s), SM_OK);
+    assert_true(geometry_row_is_global(s, 0));
+    double *v = sample(s, f_smooth);
+    grid *g = load("wb5625");
+    float *o = malloc((size_t)g->nlat * g->nlon * sizeof *o);
+    for (int m = 0; m < 3; m++) {
+        regrid_weights *w = weights(s, g, (regrid_method)m);
+        regrid_apply(w, v, o);
+        /* conservative: cells overlapping the band (edges at +-30.5) average over the covered part */
+        double lim = m == REGRID_CONSERVATIVE ? 30.5 + 2.8125 : m == REGRID_NEAREST ? 30.5 : 30.0;
+        for (int j = 0; j < g->nlat; j++)
+            for (int i = 0; i < g->nlon; i++) {
+                int inside = fabs(g->lat[j]) < lim;
+                if (inside == isnan(o[j * g->nlon + i]))
+                    fail_msg("%s (%g, %g): %g", regrid_method_name(m), g->lat[j], g->lon[i], o[j * g->nlon + i]);
+            }
+        regrid_weights_free(w);
+    }
+    free(o);
+    grid_free(g);
+    free(v);
+    geometry_free(s);
+}
+
 static double cos_mean(const float *f, const grid *g)
 {
     double s = 0, ws = 0;
@@ -454,11 +485,28 @@ static void test_reduced_grid(void **state)
         for (int i = 0; i < g->nlon; i++) maxerr = fmax(maxerr, fabs(o[j * g->nlon + i] - f_smooth(g->lat[j], g->lon[i])));
     assert_true(maxerr < 0.5); /* field range 30 K, grid spacing about 1.9 deg and coarser near the poles */
     regrid_weights_free(w);
-    /* conservative from a reduced grid keeps a constant and the global integral's sign */
+    /* conservative from a reduced grid keeps a constant ... */
     w = weights(s, g, REGRID_CONSERVATIVE);
     for (int64_t k = 0; k < geometry_npoints(s); k++) v[k] = -2.5;
     regrid_apply(w, v, o);
     for (int k = 0; k < g->nlat * g->nlon; k++) assert_true(fabsf(o[k] + 2.5f) < 1e-6f);
+    /* ... and the area integral: source cells are the rows' latitude bands (edges halfway between
+     * rows, the outer ones at the poles) split into row_len equal sectors */
+    free(v);
+    v = sample(s, f_rough);
+    regrid_apply(w, v, o);
+    double src_int = 0, dst_int = 0;
+    for (int j = 0; j < s->nrows; j++) {
+        double n_edge = j == 0 ? 90.0 : 0.5 * (s->lat[j - 1] + s->lat[j]);
+        double s_edge = j == s->nrows - 1 ? -90.0 : 0.5 * (s->lat[j] + s->lat[j + 1]);
+        double area = (sin(n_edge * D2R) - sin(s_edge * D2R)) * 2 * PI / s->row_len[j];
+        for (int i = 0; i < s->row_len[j]; i++) src_int += area * v[s->row_start[j] + i];
+    }
+    for (int j = 0; j < g->nlat; j++) {
+        double area = (sin((g->lat[j] + 2.8125) * D2R) - sin((g->lat[j] - 2.8125) * D2R)) * 2 * PI / g->nlon;
+        for (int i = 0; i < g->nlon; i++) dst_int += area * o[j * g->nlon + i];
+    }
+    if (fabs(dst_int - src_int) > 1e-6 * 4 * PI) fail_msg("integral %.9g vs %.9g", dst_int, src_int);
     regrid_weights_free(w);
     free(v);
     free(o);
@@ -534,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_bilinear_linear_field),
         cmocka_unit_test(test_zero_meridian),
         cmocka_unit_test(test_periodic_wrap),
+        cmocka_unit_test(test_global_band),
         cmocka_unit_test(test_conservative_mean),
         cmocka_unit_test(test_nan_handling),
         cmocka_unit_test(test_reduced_grid),
