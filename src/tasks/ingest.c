@@ -699,7 +699,7 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
 
     /* ---- dataset ---- */
     dataset_var_info *vi = calloc((size_t)c->nsel, sizeof *vi);
-    char *yaml = ingest_options_yaml(opt);
+    char *yaml = opt->config_text ? strdup(opt->config_text) : ingest_options_yaml(opt);
     if (!vi || !yaml) {
         free(vi);
         free(yaml);

@@ -18,6 +18,7 @@ typedef struct {
     int skip_bad;                    /* log and skip broken messages / all-missing fields */
     const char *output;
     const char *history;             /* command line for the history attribute, may be NULL */
+    const char *config_text;         /* resolved config (YAML) to store; NULL: these options as YAML */
 } ingest_options;
 
 typedef struct {
