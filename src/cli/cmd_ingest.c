@@ -149,8 +149,7 @@ int cmd_ingest(int argc, char **argv)
     if (st == SM_OK) {
         log_info("%s: %d fields, %d times, %d members, %d variables (%d duplicates dropped, %d skipped)", o.output, rep.n_fields,
                  rep.n_times, rep.n_members, nvars, rep.n_duplicates, rep.n_skipped);
-        log_debug("ingest: %.3f s indexing, %.3f s decode+select+regrid, %.3f s compressed write", rep.seconds_index,
-                  rep.seconds_decode, rep.seconds_write);
+        log_debug("ingest: %.3f s read+select+decode+regrid, %.3f s compressed write", rep.seconds_decode, rep.seconds_write);
     }
 done:
     free(cfg_yaml);
