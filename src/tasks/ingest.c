@@ -605,14 +605,17 @@ static int write_dataset(ingest_ctx *c)
                 return sm_fail(SM_ERR_IO, "%s: message %d: variable %s at %s%s: conflicting duplicate of %s message %d (same time and "
                                           "member, different values)",
                                c->opt->inputs[e->file], e->msg, s->sel.out_name, when, mem, c->opt->inputs[first->file], first->msg);
-            log_warn("%s: message %d: variable %s at %s%s: exact duplicate of %s message %d dropped", c->opt->inputs[e->file], e->msg,
-                     s->sel.out_name, when, mem, c->opt->inputs[first->file], first->msg);
+            if (c->rep->n_duplicates < 3)
+                log_warn("%s: message %d: variable %s at %s%s: exact duplicate of %s message %d dropped", c->opt->inputs[e->file],
+                         e->msg, s->sel.out_name, when, mem, c->opt->inputs[first->file], first->msg);
             c->rep->n_duplicates++;
             continue;
         }
         if ((st = dataset_writer_put(c->w, e->sel, tt, e->m, c->fbuf))) return st;
         c->rep->n_fields++;
     }
+    if (c->rep->n_duplicates > 3)
+        log_warn("%d exact duplicate fields dropped in total (only the first 3 are listed)", c->rep->n_duplicates);
     return SM_OK;
 }
 
