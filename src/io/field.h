@@ -31,6 +31,7 @@ typedef struct {
     char calendar[32];        /* standard, proleptic_gregorian, noleap, 360_day, ... */
     char packing[48];         /* GRIB packingType or NetCDF storage type ("int16 packed", ...) */
     int bits_per_value;       /* GRIB bitsPerValue, 0 otherwise */
+    int edition;              /* GRIB edition (1, 2), 0 for NetCDF */
     int64_t npoints;          /* values in the field */
 } field_meta;
 

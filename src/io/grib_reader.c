@@ -241,6 +241,7 @@ int grib_reader_next(grib_reader *r, field_meta *m, int *done)
     snprintf(m->calendar, sizeof m->calendar, "proleptic_gregorian");
     get_string(h, "packingType", m->packing, sizeof m->packing);
     m->bits_per_value = (int)get_long(h, "bitsPerValue", 0);
+    m->edition = (int)get_long(h, "editionNumber", 0);
     size_t n = 0;
     if (codes_get_size(h, "values", &n) != 0)
         return sm_fail(SM_ERR_IO, "%s: message %d: field has no values", r->path, r->msg);

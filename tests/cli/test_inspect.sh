@@ -24,11 +24,11 @@ expect() {
     echo "ok   $f"
 }
 
-expect xarray-data__era5-2mt-2019-03-uk.grib "744 fields" "regular_ll 49 x 33" "lat 58 -> 50 (north -> south)" "lon -10 -> 2" \
+expect xarray-data__era5-2mt-2019-03-uk.grib "GRIB1, 744 fields" "regular_ll 49 x 33" "lat 58 -> 50 (north -> south)" "lon -10 -> 2" \
     "2019-03-01T00:00 .. 2019-03-31T23:00, 744 times, step 1 h" "167 *2t *K" "members     none"
 expect cfgrib__era5-levels-members.grib "160 fields" "members     10 (number 0 .. 9)" "129 *z " "130 *t " "500..850 (2)" "step 12 h"
 expect geocat-datafiles__z_tigge_c_egrr_20061028120000_0000_pt_glob_prod.grib2 "288 x 216" "south -> north" "members     24" "pv"
-expect pygrib__gfs.grb "344 fields" "144 x 73" "complex_spatial_differencing" "156 *gh *gpm" "forecast    periods 72 .. 72 h" "more fields"
+expect pygrib__gfs.grb "GRIB2, 344 fields" "144 x 73" "complex_spatial_differencing" "156 *gh *gpm" "forecast    periods 72 .. 72 h" "more fields"
 expect cfgrib__alternate-scanning.grib "291 x 171" "lon -10 -> 19"
 expect cfgrib__scanning_mode_64.grib "lat -90 -> 90 (south -> north)" "skt"
 expect cfgrib__fields_with_missing_values.grib "2 fields" "66.24%"
