@@ -42,4 +42,27 @@ then echo "ingest_compare: reduced_gg onto wb5625: 2048 finite points"; else
     echo "FAIL reduced_gg onto wb5625"; cat "$W/err"; fails=$((fails + 1))
 fi
 
+
+# end to end through ingest: ERA5 UK onto uk050 against CDO's remapbil and remapcon (first 24 hours,
+# interior points, 1e-4 relative)
+if command -v cdo >/dev/null; then
+    printf 'gridtype = lonlat\nxsize = 25\nysize = 17\nxfirst = -10\nxinc = 0.5\nyfirst = 58\nyinc = -0.5\n' > "$W/uk050.txt"
+    for m in bil con; do
+        method=bilinear; [ $m = con ] && method=conservative
+        if cdo -s -f nc remap$m,"$W/uk050.txt" -seltimestep,1/24 "$DATA/xarray-data__era5-2mt-2019-03-uk.grib" "$W/cdo_$m.nc" &&
+            "$BIN" -q ingest --grid uk050 --method $method --var 2t --out "$W/ours_$m.nc" "$DATA/xarray-data__era5-2mt-2019-03-uk.grib" &&
+            $PY - "$W/cdo_$m.nc" "$W/ours_$m.nc" $m <<'PY'
+import sys, netCDF4, numpy as np
+c, o = netCDF4.Dataset(sys.argv[1]), netCDF4.Dataset(sys.argv[2])
+cv = [v for v in c.variables if c[v].ndim == 3][0]
+a, b = np.asarray(c[cv][:24], float), np.asarray(o["2t"][:24], float)
+assert (np.asarray(c["lat"][:]) == np.asarray(o["latitude"][:])).all(), "latitudes differ"
+i = (slice(None), slice(1, -1), slice(1, -1))
+rel = np.nanmax(np.abs(a[i] - b[i]) / np.abs(a[i]))
+assert rel < 1e-4, rel
+print(f"ingest onto uk050 vs cdo remap{sys.argv[3]}: 24 fields, interior max relative difference {rel:.2e}")
+PY
+        then :; else echo "FAIL uk050 vs cdo remap$m"; fails=$((fails + 1)); fi
+    done
+fi
 finish
