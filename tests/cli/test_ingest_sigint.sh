@@ -14,7 +14,13 @@ mkdir "$W/out"
 for i in $(seq 20); do cat "$DATA/xarray-data__era5-2mt-2019-03-uk.grib"; done > "$W/big.grib"
 "$BIN" ingest --grid native --var 2t --out "$W/out/ds.nc" "$W/big.grib" 2>"$W/err" &
 pid=$!
-sleep 0.5
+# wait until smoecast has installed its SIGINT handler (background jobs start with SIGINT ignored,
+# so an early signal would be lost): bit 2 of SigCgt in /proc/PID/status
+for _ in $(seq 600); do
+    cgt=$(awk '/^SigCgt:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    [ -n "$cgt" ] && [ $((0x$cgt & 2)) -ne 0 ] && break
+    sleep 0.05
+done
 kill -INT $pid
 wait $pid
 rc=$?
