@@ -196,6 +196,38 @@ static int find_time(const ingest_ctx *c, double v)
 
 static int build_axes(ingest_ctx *c)
 {
+    /* a variable given at one single time while others have several (a land-sea mask or
+     * orography retrieved once) is an invariant: stored as a static field */
+    double *t_first = malloc((size_t)c->nsel * sizeof *t_first);
+    int *multi = calloc((size_t)c->nsel, sizeof *multi), *timed = calloc((size_t)c->nsel, sizeof *timed);
+    if (!t_first || !multi || !timed) {
+        free(t_first);
+        free(multi);
+        free(timed);
+        return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    }
+    int any_multi = 0;
+    for (size_t i = 0; i < c->ne; i++) {
+        const entry *e = &c->e[i];
+        if (!e->has_time) continue;
+        if (!timed[e->sel]) {
+            timed[e->sel] = 1;
+            t_first[e->sel] = e->valid;
+        } else if (fabs(e->valid - t_first[e->sel]) >= 0.5 / 3600.0) {
+            multi[e->sel] = 1;
+            any_multi = 1;
+        }
+    }
+    for (int k = 0; k < c->nsel && any_multi; k++) {
+        if (!timed[k] || multi[k]) continue;
+        log_info("variable %s: given at a single time while other variables have several; stored as a static field",
+                 c->sv[k].sel.out_name);
+        for (size_t i = 0; i < c->ne; i++)
+            if (c->e[i].sel == k) c->e[i].has_time = 0;
+    }
+    free(t_first);
+    free(multi);
+    free(timed);
     /* times: sorted unique valid times of the time-dependent entries */
     size_t nt = 0;
     for (size_t i = 0; i < c->ne; i++) nt += c->e[i].has_time;

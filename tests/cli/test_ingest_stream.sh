@@ -2,7 +2,7 @@
 # Streaming ingest: peak RSS stays under 100 MB and does not grow with the number of messages
 # (the ERA5 UK file and ten concatenated copies of it); the copies' exact duplicates are dropped
 # with a warning; a conflicting duplicate is an error naming both messages; messages in reverse
-# order give the same, time-sorted dataset.
+# order give the same, time-sorted dataset; a field given at one time only is stored as static.
 set -u
 BIN=${SMOECAST_BIN:?}
 DATA=${SMOECAST_SHARED_DATA:-}
@@ -65,6 +65,17 @@ grep -q "mod.grib: message 349: variable 2t at 2019-03-15T12:00: conflicting dup
     { fail "conflicting duplicate message"; cat "$W/errc"; }
 [ ! -e "$W/conf.nc" ] || fail "output left after a conflicting duplicate"
 ls -A "$W" | grep -q "^\.conf" && fail "temporary files left behind"
+
+# a field given once (a land-sea mask retrieved at one time) beside a time series is static
+grib_copy -w count=1 "$UK" "$W/first.grib"
+grib_set -s paramId=172 "$W/first.grib" "$W/lsm.grib"
+if "$BIN" ingest --grid native --var 2t --var lsm --categorical lsm --out "$W/inv.nc" "$UK" "$W/lsm.grib" 2>"$W/erri" &&
+    grep -q "variable lsm: given at a single time" "$W/erri" &&
+    /usr/bin/python3 -c "
+import sys, netCDF4
+d = netCDF4.Dataset(sys.argv[1])
+assert d['lsm'].dimensions == ('latitude', 'longitude') and len(d['time']) == 744
+" "$W/inv.nc"; then echo "single-time lsm stored as a static field"; else fail "single-time field not static"; cat "$W/erri"; fi
 
 [ $fails -eq 0 ] || { echo "$fails failures"; exit 1; }
 echo "streaming ingest: bounded memory, duplicates and ordering handled"
