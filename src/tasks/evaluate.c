@@ -725,6 +725,42 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+typedef struct {
+    double init, lead;
+    int file;
+} fc_key;
+
+static int cmp_key(const void *a, const void *b)
+{
+    const fc_key *x = a, *y = b;
+    if (x->init != y->init) return x->init < y->init ? -1 : 1;
+    if (x->lead != y->lead) return x->lead < y->lead ? -1 : 1;
+    return (x->file > y->file) - (x->file < y->file);
+}
+
+/* The same (initialisation, lead) twice, e.g. overlapping files, would be scored twice. */
+static int check_duplicates(const fc_file *files, int n)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += files[i].nrec;
+    fc_key *k = malloc(sizeof *k * (total ? total : 1));
+    if (!k) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    size_t c = 0;
+    for (int i = 0; i < n; i++)
+        for (size_t r = 0; r < files[i].nrec; r++) k[c++] = (fc_key){files[i].init[r], files[i].lead[r], i};
+    qsort(k, total, sizeof *k, cmp_key);
+    int st = SM_OK;
+    for (size_t j = 1; j < total && !st; j++)
+        if (fabs(k[j].init - k[j - 1].init) < 1e-6 && fabs(k[j].lead - k[j - 1].lead) < 1e-6) {
+            char when[64];
+            fmt_time(k[j].init, "proleptic_gregorian", when, sizeof when);
+            st = sm_fail(SM_ERR_USAGE, "forecast initialised %s with lead %gh appears twice (%s and %s); give each forecast once",
+                         when, k[j].lead, files[k[j - 1].file].path, files[k[j].file].path);
+        }
+    free(k);
+    return st;
+}
+
 int evaluate_run(const evaluate_opts *o, evaluate_result *result)
 {
     memset(result, 0, sizeof *result);
@@ -849,6 +885,7 @@ int evaluate_run(const evaluate_opts *o, evaluate_result *result)
         goto done;
     }
     qsort(T.leads, (size_t)T.n_lead, sizeof(double), cmp_double);
+    if ((st = check_duplicates(files, o->n_forecasts))) goto done;
 
     /* truth */
     if ((st = dataset_open(o->truth, &truth))) goto done;
