@@ -208,7 +208,8 @@ static int fc_open(const char *path, double lead_override, fc_file *f)
         free(fp);
         return st;
     }
-    if (nc_inq_dimid(f->ncid, "time", &dt) != NC_NOERR)
+    /* One time axis: `time` (valid time), or forecast_reference_time with a single lead. */
+    if (nc_inq_dimid(f->ncid, "time", &dt) != NC_NOERR && nc_inq_dimid(f->ncid, "forecast_reference_time", &dt) != NC_NOERR)
         return sm_fail(SM_ERR_IO, "%s: no time axis: expected dimensions (forecast_reference_time, forecast_period) or time", path);
     f->layout = 1;
     f->dim_t0 = dt;
@@ -689,11 +690,18 @@ static void print_table(const ev_table *T, const int *src_ids)
                         if (src_ids[k] != EVAL_SRC_PERSISTENCE) printf(" %11.3f", SCORE(T, k, EVAL_M_RMSE, v, l, r) / p);
                     printf("\n");
                 }
-                printf("model: %6s %13s %9s %11s %11s\n", "lead", "rmse_mean_fc", "acc", "bias", "mae");
+                printf("model: %6s %13s %11s %11s %9s", "lead", "rmse_mean_fc", "bias", "mae", "acc");
+                for (int k = 1; k < T->n_src; k++)
+                    if (src_ids[k] != EVAL_SRC_CLIMATOLOGY)
+                        printf(" %9s", src_ids[k] == EVAL_SRC_PERSISTENCE ? "acc_pers" : "acc_damp");
+                printf("\n");
                 for (int l = 0; l < T->n_lead; l++) {
                     fmt_lead(T->leads[l], lb, sizeof lb);
-                    printf("       %6s %13.5g %9.4f %11.4g %11.5g\n", lb, SCORE(T, 0, EVAL_M_RMSE_MEAN_FC, v, l, r),
-                           SCORE(T, 0, EVAL_M_ACC, v, l, r), SCORE(T, 0, EVAL_M_BIAS, v, l, r), SCORE(T, 0, EVAL_M_MAE, v, l, r));
+                    printf("       %6s %13.5g %11.4g %11.5g %9.4f", lb, SCORE(T, 0, EVAL_M_RMSE_MEAN_FC, v, l, r),
+                           SCORE(T, 0, EVAL_M_BIAS, v, l, r), SCORE(T, 0, EVAL_M_MAE, v, l, r), SCORE(T, 0, EVAL_M_ACC, v, l, r));
+                    for (int k = 1; k < T->n_src; k++)
+                        if (src_ids[k] != EVAL_SRC_CLIMATOLOGY) printf(" %9.4f", SCORE(T, k, EVAL_M_ACC, v, l, r));
+                    printf("\n");
                 }
             } else {
                 printf("%6s %5s", "lead", "n");
@@ -769,7 +777,8 @@ int evaluate_run(const evaluate_opts *o, evaluate_result *result)
     int n_open = 0;
     dataset *truth = NULL, *cds = NULL, *rds = NULL;
     float *series = NULL, *field = NULL, *lsm = NULL, *obs = NULL, *mean = NULL, *efi = NULL, *sigma = NULL, *rawens = NULL;
-    double *wlat = NULL, *det_out = NULL;
+    double *wlat = NULL, *det_out = NULL, *sel_times = NULL;
+    int *sel = NULL, n_sel = 0;
     uint8_t *masks = NULL;
     eval_session *sess = NULL;
     eval_prob_acc *pacc = NULL;
@@ -1053,14 +1062,47 @@ int evaluate_run(const evaluate_opts *o, evaluate_result *result)
         tr.clim.by_doy = (b - a) >= 90 * 24.0;
         tr.clim.window_days = tr.clim.by_doy ? EV_CLIM_WINDOW_DAYS : 0;
         char s0[64], s1[64];
-        fmt_time(a, truth->calendar, s0, sizeof s0);
-        fmt_time(b, truth->calendar, s1, sizeof s1);
+        fmt_time(t0 < -1e299 ? truth->times[0] : t0, truth->calendar, s0, sizeof s0);
+        fmt_time(t1, truth->calendar, s1, sizeof s1);
         snprintf(train_text, sizeof train_text, "%s/%s (from %.150s)", s0, s1, srcdesc);
         snprintf(clim_text, sizeof clim_text, "%s",
                  tr.clim.by_doy ? "per day of year (+-15 day window) and hour of day, training period only"
                                 : "per hour of day, training period only (training period shorter than 90 days)");
         log_info("training period for the baselines: %s; climatology %s", train_text, clim_text);
-        series = malloc(sizeof(float) * np * (size_t)truth->ntimes);
+        /* Only the truth times the scores need: the training period and every initialisation
+         * and valid time of the forecasts (a 40-year truth is not read in full). */
+        sel = malloc(sizeof(int) * (size_t)truth->ntimes);
+        sel_times = malloc(sizeof(double) * (size_t)truth->ntimes);
+        uint8_t *need = calloc((size_t)truth->ntimes, 1);
+        if (!sel || !sel_times || !need) {
+            free(need);
+            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+            goto done;
+        }
+        int n_train = 0;
+        for (int t = 0; t < truth->ntimes; t++) {
+            need[t] = truth->times[t] >= t0 - 1e-3 && truth->times[t] <= t1 + 1e-3;
+            n_train += need[t];
+        }
+        if (n_train == 0) {
+            free(need);
+            st = sm_fail(SM_ERR_USAGE, "the truth %s has no time in the training period %s; the climatology and damped "
+                         "persistence need it (pass --train-period, or a truth that covers the training period)", o->truth, train_text);
+            goto done;
+        }
+        for (int i = 0; i < o->n_forecasts; i++)
+            for (size_t r = 0; r < files[i].nrec; r++) {
+                int ki = dataset_find_time(truth, files[i].init[r]), kv = dataset_find_time(truth, files[i].init[r] + files[i].lead[r]);
+                if (ki >= 0) need[ki] = 1;
+                if (kv >= 0) need[kv] = 1;
+            }
+        for (int t = 0; t < truth->ntimes; t++)
+            if (need[t]) {
+                sel_times[n_sel] = truth->times[t];
+                sel[n_sel++] = t;
+            }
+        free(need);
+        series = malloc(sizeof(float) * np * (size_t)(n_sel ? n_sel : 1));
         det_out = malloc(sizeof(double) * (size_t)EVAL_SRC_COUNT * T.n_lead * T.n_reg * EVAL_M_COUNT);
         if (!series || !det_out) {
             st = sm_fail(SM_ERR_NUMERIC, "out of memory");
@@ -1069,11 +1111,11 @@ int evaluate_run(const evaluate_opts *o, evaluate_result *result)
         eval_region regs[EVAL_REGION_COUNT];
         memcpy(regs, T.regions, sizeof regs);
         for (int v = 0; v < T.n_var && !st; v++) {
-            for (int t = 0; t < truth->ntimes && !st; t++) st = dataset_read(truth, tvar[v], t, 0, series + (size_t)t * np);
+            for (int t = 0; t < n_sel && !st; t++) st = dataset_read(truth, tvar[v], sel[t], 0, series + (size_t)t * np);
             if (st) goto done;
-            tr.times = truth->times;
+            tr.times = sel_times;
             tr.data = series;
-            tr.T = truth->ntimes;
+            tr.T = n_sel;
             tr.h = truth->nlat;
             tr.w = truth->nlon;
             tr.lat = truth->is_latlon ? truth->lat : NULL;
@@ -1284,6 +1326,8 @@ done:
     if (cds) dataset_close(cds);
     if (rds) dataset_close(rds);
     free(series);
+    free(sel);
+    free(sel_times);
     free(field);
     free(lsm);
     free(obs);

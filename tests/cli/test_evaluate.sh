@@ -140,6 +140,8 @@ import netCDF4, numpy as np
 a = netCDF4.Dataset('pers_scores.nc')['score'][:, :, :, :, 0]; b = netCDF4.Dataset('tp.nc')['score'][:]
 assert np.array_equal(a, b, equal_nan=True)" && ok "--train-period = the checkpoint's period" || fail "--train-period scores differ"
 expect_exit 1 "lead 6h appears twice \(fc.nc and fs_20001120T0000.nc\)" -- "$BIN" evaluate --forecast fc.nc,fs_20001120T0000.nc --truth ds.nc
+expect_exit 1 "has no time in the training period 1990-01-01T00:00/1990-12-31T00:00" -- "$BIN" evaluate --forecast fc.nc --truth ds.nc --train-period 1990-01-01/1990-12-31
+expect_exit 1 "--train-period expects START/END" -- "$BIN" evaluate --forecast fc.nc --truth ds.nc --train-period 2000-01-01
 expect_exit 2 "missing.nc" -- "$BIN" evaluate --forecast missing.nc --truth ds.nc
 expect_exit 1 "--truth is required" -- "$BIN" evaluate --forecast fc.nc
 ls .*.tmp.* >/dev/null 2>&1 && fail "temporary files left" || ok "no temporary files"
