@@ -673,20 +673,20 @@ static void print_table(const ev_table *T, const int *src_ids)
             if (T->mode == MODE_DET) {
                 printf("RMSE (headline: time mean before the root)\n%6s %5s %11s", "lead", "n", "model");
                 for (int k = 1; k < T->n_src; k++) printf(" %18s", T->src_names[k]);
-                printf(" %11s", "model/pers");
-                for (int k = 1; k < T->n_src; k++)
-                    if (src_ids[k] != EVAL_SRC_PERSISTENCE) printf(" %11s", src_ids[k] == EVAL_SRC_CLIMATOLOGY ? "clim/pers" : "damped/pers");
-                printf("\n");
-                int kp = -1;
+                int kp = -1; /* ratios to persistence only when it is scored */
                 for (int k = 0; k < T->n_src; k++)
                     if (src_ids[k] == EVAL_SRC_PERSISTENCE) kp = k;
+                if (kp >= 0) printf(" %11s", "model/pers");
+                for (int k = 1; k < T->n_src && kp >= 0; k++)
+                    if (src_ids[k] != EVAL_SRC_PERSISTENCE) printf(" %11s", src_ids[k] == EVAL_SRC_CLIMATOLOGY ? "clim/pers" : "damped/pers");
+                printf("\n");
                 for (int l = 0; l < T->n_lead; l++) {
                     fmt_lead(T->leads[l], lb, sizeof lb);
                     printf("%6s %5ld %11.5g", lb, T->n_fc[(size_t)v * T->n_lead + l], SCORE(T, 0, EVAL_M_RMSE, v, l, r));
                     for (int k = 1; k < T->n_src; k++) printf(" %18.5g", SCORE(T, k, EVAL_M_RMSE, v, l, r));
                     double p = kp >= 0 ? SCORE(T, kp, EVAL_M_RMSE, v, l, r) : NAN;
-                    printf(" %11.3f", SCORE(T, 0, EVAL_M_RMSE, v, l, r) / p);
-                    for (int k = 1; k < T->n_src; k++)
+                    if (kp >= 0) printf(" %11.3f", SCORE(T, 0, EVAL_M_RMSE, v, l, r) / p);
+                    for (int k = 1; k < T->n_src && kp >= 0; k++)
                         if (src_ids[k] != EVAL_SRC_PERSISTENCE) printf(" %11.3f", SCORE(T, k, EVAL_M_RMSE, v, l, r) / p);
                     printf("\n");
                 }

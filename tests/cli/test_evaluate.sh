@@ -124,6 +124,14 @@ $PY -c "
 import netCDF4; d = netCDF4.Dataset('late_scores.nc')
 assert (d['n_forecasts'][:] == 6).all() and d.smoecast_skipped_forecasts == 4" && ok "skipped count in scores.nc" || fail "skipped count"
 
+# --baselines selects the sources written.
+expect_exit 0 "model" -- "$BIN" evaluate --forecast fc.nc --truth ds.nc --baselines none --out none.nc
+ncdump -h none.nc | grep -q 'source = 1 ;' && ok "--baselines none: model only" || fail "--baselines none"
+expect_exit 0 "clim/pers" -- "$BIN" evaluate --forecast fc.nc --truth ds.nc --baselines climatology,persistence --out two.nc
+$PY -c "
+import netCDF4; d = netCDF4.Dataset('two.nc'); assert list(d['source'][:]) == ['model', 'persistence', 'climatology']" \
+  && ok "--baselines subset in canonical order" || fail "--baselines subset"
+
 # Bad input.
 expect_exit 1 "--baselines: unknown baseline 'persistance'" -- "$BIN" evaluate --forecast fc.nc --truth ds.nc --baselines persistance
 expect_exit 1 "--regions: unknown region 'arctic'" -- "$BIN" evaluate --forecast fc.nc --truth ds.nc --regions global,arctic
