@@ -1212,8 +1212,8 @@ int evaluate_run(const evaluate_opts *o, evaluate_result *result)
             if (cds) {
                 cc.var = dataset_find_var(cds, T.var_names[v]);
                 cc.doy = -1;
-                if (cc.var < 0 || !cds->vars[cc.var].has_members) {
-                    st = sm_fail(SM_ERR_IO, "%s: no ensemble variable %s (--climate)", o->climate, T.var_names[v]);
+                if (cc.var < 0 || cds->vars[cc.var].is_static) {
+                    st = sm_fail(SM_ERR_IO, "%s: no time-dependent variable %s (--climate)", o->climate, T.var_names[v]);
                     goto done;
                 }
                 if (rds && ((rv = dataset_find_var(rds, T.var_names[v])) < 0 || !rds->vars[rv].has_members)) {
