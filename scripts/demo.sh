@@ -12,8 +12,8 @@ rm -rf "$out" && mkdir -p "$out"
 start=$(date +%s)
 step() { echo; echo "== $*"; }
 
-step "1. synthetic data: one year of the toy atmosphere as GRIB2 and NetCDF"
-$bin synth toy-atmosphere --out "$out/data" --years 1 --seed 1
+step "1. synthetic data: 240 days of the toy atmosphere as GRIB2 and NetCDF"
+$bin synth toy-atmosphere --out "$out/data" --days 240 --seed 1
 
 step "2. ingest the GRIB2 file into a dataset (native 5.625 deg grid)"
 $bin ingest --grid native --var z:500 --var t:850 --var 2t --var lsm --categorical lsm \
@@ -22,18 +22,23 @@ $bin inspect "$out/data/toy.nc"
 
 step "3. train the SMoE CNN (latent gate in the last layer) for a few short epochs"
 $bin train -c configs/toy_forecast_smoe.yaml data.dataset="$out/data/toy.nc" output.dir="$out/run" \
-    data.train_end=2000-09-30T18 data.val_start=2000-10-01 data.val_end=2000-11-15T18 \
-    data.test_start=2000-11-16 data.test_end=2000-12-31T18 \
+    data.train_end=2000-06-30T18 data.val_start=2000-07-01 data.val_end=2000-07-31T18 \
+    data.test_start=2000-08-01 data.test_end=2000-08-27T18 \
     training.epochs=3 training.steps_per_epoch=60
 
-step "4. forecast from every 6 h of 1-3 December at +6 h and +24 h"
+step "4. forecast every 6 h of 1-20 August at +6 h and +24 h, with the expert maps"
 $bin forecast --checkpoint "$out/run/best.nc" --dataset "$out/data/toy.nc" \
-    --init 2000-12-01T00/2000-12-03T18 --lead 6h,24h --out "$out/forecast.nc"
+    --init 2000-08-01T00/2000-08-20T18 --lead 6h,24h --out "$out/forecast.nc" --write-experts
 
-if $bin evaluate --help >/dev/null 2>&1; then
-  step "5. evaluate against the truth and the baselines"
-  $bin evaluate --forecast "$out/forecast.nc" --truth "$out/data/toy.nc" \
-      --baselines persistence,climatology,damped-persistence --out "$out/scores.nc"
+step "5. evaluate against the truth and the baselines"
+$bin evaluate --forecast "$out/forecast.nc" --truth "$out/data/toy.nc" \
+    --baselines persistence,climatology,damped-persistence --out "$out/scores.nc"
+
+step "6. expert-location maps and per-expert statistics"
+$bin experts --checkpoint "$out/run/best.nc" --out "$out/experts.nc" --stats "$out/experts.csv" \
+    --forecast "$out/forecast.nc" --truth "$out/data/toy.nc"
+if $bin plot --help >/dev/null 2>&1; then
+  $bin plot "$out/experts.nc" --var expert_map --out "$out/experts.png" || true
 fi
 
 echo
