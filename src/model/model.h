@@ -31,6 +31,7 @@
 #include <stdio.h>
 
 #include "core/rng.h"
+#include "moe/point_moe.h"
 #include "moe/smoe.h"
 #include "nn/activation.h"
 #include "nn/conv2d.h"
@@ -49,6 +50,7 @@ typedef enum {
     LAYER_CONCAT,          /* channel concat of two slots (a then b) */
     LAYER_BIAS,            /* per-channel bias (after an SMoE layer) */
     LAYER_SMOE,            /* Spatial Mixture-of-Experts (moe/smoe.h) */
+    LAYER_PMOE,            /* point-gated MoE (moe/point_moe.h) */
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -86,6 +88,11 @@ int model_add_bias(sm_model *m, const char *name, int in);
  * agreement), added to the gate gradient in backward and to model_aux_loss(). */
 int model_add_smoe(sm_model *m, const char *name, int in, const smoe_shape *tmpl,
                    const smoe_aux_weights *aux);
+/* Point-gated MoE layer (gate-weighted sum of conv-block experts): `tmpl` gives c_out, experts,
+ * k, hidden, kernel, pad, gate and its options; batch/c_in/h/w come from the graph. aux
+ * (nullable): the balancing-loss weights (importance, load, switch, entropy, similarity). */
+int model_add_pmoe(sm_model *m, const char *name, int in, const pmoe_shape *tmpl,
+                   const pmoe_aux_weights *aux);
 /* Which slot is the model output (default: the last layer's). */
 int model_set_output(sm_model *m, int slot);
 
@@ -150,15 +157,23 @@ void model_summary(const sm_model *m, FILE *f);
 typedef struct {
     int layer;                 /* index in the graph */
     const char *name;          /* layer name, e.g. "conv4" */
-    layer_kind kind;           /* LAYER_SMOE */
-    smoe_shape shape;          /* with the current batch */
-    int param_expert;          /* param_store id of "<name>.expert_weight" */
-    int param_gate;            /* id of "<name>.gate_latent" or "<name>.gate_weight" */
-    /* After model_forward (arena views, (B, N, H, W) / (B, k, H, W)): */
+    layer_kind kind;           /* LAYER_SMOE or LAYER_PMOE */
+    int n_experts, k;
+    int param_first, n_params; /* the layer's param_store ids are param_first .. + n_params - 1 */
+    int param_expert;          /* id of the first expert tensor ("<name>.expert_weight" / _w1) */
+    int param_gate;            /* id of the (first) gate tensor ("<name>.gate_latent", ...) */
+    /* LAYER_SMOE: shape with the current batch, and after model_forward (arena views):
+     * gate_raw / gate_route (B, N, H, W), idx (B, k, H, W), stats SMOE_STAT_* */
+    smoe_shape shape;
     const float *gate_raw;     /* raw gate values R */
     const float *gate_route;   /* values ranked and used as weights */
     const int32_t *idx;        /* expert chosen for each output rank at each pixel */
-    const float *stats;        /* SMOE_STAT_* of the last backward */
+    /* LAYER_PMOE: shape, and after model_forward: gate weights G (B, N, H, W) (0 off the kept
+     * set) and the routing distribution for metrics (B, N, H, W); stats PMOE_STAT_* */
+    pmoe_shape pshape;
+    const float *gate_weights;
+    const float *routing_probs;
+    const float *stats;
 } model_moe_info;
 
 int model_moe_count(const sm_model *m);

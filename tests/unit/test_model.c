@@ -113,6 +113,65 @@ static void test_fd_cnn_smoe_last_rc(void **state)
     run_fd(&c);
 }
 
+static void test_fd_cnn_point_moe_softmax(void **state)
+{
+    (void)state;
+    /* noise-free softmax gate over all experts (k = N): smooth, every tensor is compared */
+    fd_case c = {9, {"model.architecture=cnn", "model.channels=[3]", "model.kernel=3",
+                     "model.moe.enabled=true", "model.moe.gate=softmax_topk", "model.moe.experts=3",
+                     "model.moe.k=3", "model.moe.noise=false", "model.moe.expert_hidden=4"},
+                 2, 2, 6, 8, 1, 2, 1, NULL, 2e-2, 1e-3f};
+    run_fd(&c);
+}
+
+static void test_fd_mlp_point_moe_laplace(void **state)
+{
+    (void)state;
+    fd_case c = {9, {"model.architecture=mlp", "model.channels=[4]", "model.moe.enabled=true",
+                     "model.moe.gate=laplace", "model.moe.experts=2", "model.moe.k=2",
+                     "model.moe.noise=false", "model.moe.expert_hidden=3", "model.activation=tanh"},
+                 2, 1, 5, 6, 0, 2, 1, NULL, 2e-2, 1e-3f};
+    run_fd(&c);
+}
+
+/* Hierarchical and attention gates with balancing losses build, run and report their aux loss. */
+static void test_point_moe_gates_run(void **state)
+{
+    (void)state;
+    const char *gates[] = {"model.moe.gate=hmoe", "model.moe.gate=attention", "model.moe.gate=softmax_topk"};
+    for (int gi = 0; gi < 3; gi++) {
+        const char *ov[] = {"model.architecture=cnn", "model.channels=[4]", "model.kernel=3",
+                            "model.moe.enabled=true", gates[gi], "model.moe.experts=4", "model.moe.k=2",
+                            "model.moe.noise=true", "model.moe.aux.importance=0.1",
+                            "model.moe.capacity_factor=1.5"};
+        int n = gi == 2 ? 10 : 9;
+        sm_model *m = mt_build(n, ov, 2, 2, 6, 8, 1, 2);
+        assert_int_equal(model_moe_count(m), 1);
+        model_moe_info info;
+        assert_int_equal(model_moe_get(m, 0, &info), SM_OK);
+        assert_int_equal(info.kind, LAYER_PMOE);
+        assert_true(info.param_gate >= 0);
+        rng_t r;
+        rng_seed(&r, 3, 1);
+        mt_fill(model_input(m), mt_in_floats(m), &r, 1.0f);
+        model_zero_grad(m);
+        assert_int_equal(model_forward(m, 1, &r), SM_OK);
+        mt_fill(model_output_grad(m), mt_out_floats(m), &r, 1.0f);
+        assert_int_equal(model_backward(m), SM_OK);
+        assert_true(model_aux_loss(m) > 0.0);
+        assert_int_equal(param_store_all_finite(model_params(m), 1, NULL), 1);
+        /* gate weights of every token sum to 1 over its kept experts */
+        assert_int_equal(model_moe_get(m, 0, &info), SM_OK);
+        size_t hw = 6 * 8;
+        for (size_t p = 0; p < hw; p++) {
+            double sum = 0.0;
+            for (int e = 0; e < info.n_experts; e++) sum += info.gate_weights[e * hw + p];
+            if (gi != 2) assert_float_equal(sum, 1.0, 1e-5); /* capacity may drop experts */
+        }
+        model_free(m);
+    }
+}
+
 static void test_moe_insertion(void **state)
 {
     (void)state;
@@ -292,6 +351,10 @@ static void test_build_errors(void **state)
     expect_build_error(4, d, 8, 8, "model.moe.k");
     const char *e[] = {"model.architecture=cnn", "model.kernel=4"};
     expect_build_error(2, e, 8, 8, "model.kernel");
+    const char *f[] = {"model.architecture=smoe_net", "model.moe.gate=laplace"};
+    expect_build_error(2, f, 8, 8, "smoe_net");
+    const char *g[] = {"model.architecture=cnn", "model.moe.enabled=true", "model.moe.aux.switch=0.1"};
+    expect_build_error(3, g, 8, 8, "point-gated");
 }
 
 /* The gradient arena shares buffers between slots that are never live together. */
@@ -319,6 +382,9 @@ int main(void)
         cmocka_unit_test(test_fd_smoe_net),
         cmocka_unit_test(test_fd_cnn_smoe_last_conv_gate),
         cmocka_unit_test(test_fd_cnn_smoe_last_rc),
+        cmocka_unit_test(test_fd_cnn_point_moe_softmax),
+        cmocka_unit_test(test_fd_mlp_point_moe_laplace),
+        cmocka_unit_test(test_point_moe_gates_run),
         cmocka_unit_test(test_moe_insertion),
         cmocka_unit_test(test_batch_change),
         cmocka_unit_test(test_smoe_cnn_trains),
