@@ -140,6 +140,30 @@ const ckpt_array *checkpoint_find_array(const ckpt_array *arrays, int n, const c
     return NULL;
 }
 
+void checkpoint_routing_arrays(const char *layer, const moe_routing_metrics *rm,
+                               float buf[CKPT_ROUTING_FLOATS], ckpt_array out[2])
+{
+    int n = rm->n_experts;
+    if (n > MOE_METRICS_MAX_EXPERTS) n = MOE_METRICS_MAX_EXPERTS;
+    if (n < 1) n = 1;
+    memset(out, 0, 2 * sizeof *out);
+    for (int e = 0; e < n; e++) buf[e] = (float)rm->load_frac[e];
+    float *sc = buf + MOE_METRICS_MAX_EXPERTS;
+    sc[0] = (float)rm->cv_importance;
+    sc[1] = (float)rm->h_s;
+    sc[2] = (float)rm->h_u;
+    sc[3] = (float)rm->mi;
+    sc[4] = (float)rm->ari;
+    snprintf(out[0].name, sizeof out[0].name, "%.40s.load_fraction", layer);
+    out[0].ndim = 1;
+    out[0].shape[0] = (size_t)n;
+    out[0].data = buf;
+    snprintf(out[1].name, sizeof out[1].name, "%.40s.routing", layer);
+    out[1].ndim = 1;
+    out[1].shape[0] = 5;
+    out[1].data = sc;
+}
+
 /* ---------------------------------------------------------------------- save ---- */
 
 static void write_arrays(ncf *f, const char *group, const ckpt_array *a, int n)

@@ -29,6 +29,7 @@
 #include "core/rng.h"
 #include "grid/grid.h"
 #include "model/model.h"
+#include "moe/routing_metrics.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 
@@ -75,6 +76,13 @@ void checkpoint_state_init(ckpt_state *st);
 void checkpoint_state_free_arrays(ckpt_state *st);
 /* Find an array by name in a loaded/filled state (NULL when absent). */
 const ckpt_array *checkpoint_find_array(const ckpt_array *arrays, int n, const char *name);
+
+/* Routing metrics of one MoE layer as two checkpoint arrays (no allocation: they point into
+ * buf): "<layer>.load_fraction" (N) and "<layer>.routing" (5: CV(importance), H_s, H_u, MI,
+ * ARI; MI and ARI are 0 without labels). Append them to ckpt_state.metrics. */
+#define CKPT_ROUTING_FLOATS (MOE_METRICS_MAX_EXPERTS + 5)
+void checkpoint_routing_arrays(const char *layer, const moe_routing_metrics *rm,
+                               float buf[CKPT_ROUTING_FLOATS], ckpt_array out[2]);
 
 /* Write `path` (temp + rename). cfg: the resolved config (its YAML and architecture are stored);
  * g: the grid (nullable for grid-free models); st nullable (parameters only). */

@@ -1145,3 +1145,28 @@ int model_moe_get(const sm_model *m, int i, model_moe_info *out)
     }
     return sm_fail(SM_ERR_USAGE, "model: MoE layer %d does not exist (the model has %d)", i, n);
 }
+
+int model_moe_routing_metrics(const sm_model *m, int i, const int32_t *labels,
+                              int labels_per_sample, moe_routing_metrics *out)
+{
+    model_moe_info info;
+    int rc = model_moe_get(m, i, &info);
+    if (rc) return rc;
+    if (!m->forwarded)
+        return sm_fail(SM_ERR_USAGE, "model: routing metrics of %s need a forward pass first", info.name);
+    const int H = m->slots[m->layers[info.layer].in0].h, W = m->slots[m->layers[info.layer].in0].w;
+    moe_layout lay = {m->batch, info.n_experts, (size_t)H * W};
+    size_t n = (size_t)m->batch * info.n_experts * H * W;
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (!p) return sm_fail(SM_ERR_NUMERIC, "model: out of memory for routing metrics");
+    if (info.kind == LAYER_SMOE)
+        moe_softmax_experts(&lay, info.gate_raw, p);
+    else
+        memcpy(p, info.routing_probs, n * sizeof(float));
+    int r = moe_routing_metrics_compute(&lay, p, labels, labels_per_sample, out);
+    free(p);
+    if (r != 0)
+        return sm_fail(SM_ERR_USAGE, "model: routing metrics of %s: more than %d experts or a negative "
+                       "label", info.name, MOE_METRICS_MAX_EXPERTS);
+    return SM_OK;
+}

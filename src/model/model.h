@@ -32,6 +32,7 @@
 
 #include "core/rng.h"
 #include "moe/point_moe.h"
+#include "moe/routing_metrics.h"
 #include "moe/smoe.h"
 #include "nn/activation.h"
 #include "nn/conv2d.h"
@@ -177,6 +178,14 @@ typedef struct {
 } model_moe_info;
 
 int model_moe_count(const sm_model *m);
+/* Routing metrics of MoE layer i from the last model_forward (moe/routing_metrics.h) over all
+ * (sample, pixel) tokens: SMoE layers use the softmax over the N raw gate values R, point-gated
+ * layers their routing distribution. labels (nullable): a class per pixel shared by all samples
+ * (labels_per_sample 0, e.g. true regions, land/sea) or per (sample, pixel) (1), for MI and
+ * ARI. Allocates a scratch buffer: call once per epoch, not inside a training step.
+ * SM_OK, SM_ERR_USAGE (no forward yet, bad layer/labels) or SM_ERR_NUMERIC (out of memory). */
+int model_moe_routing_metrics(const sm_model *m, int i, const int32_t *labels,
+                              int labels_per_sample, moe_routing_metrics *out);
 /* SM_OK or SM_ERR_USAGE (i out of range). */
 int model_moe_get(const sm_model *m, int i, model_moe_info *out);
 
