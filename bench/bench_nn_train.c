@@ -12,6 +12,7 @@
  *   nn_train.<model>.t<threads>.time_ratio  smoecast/torch step time   (target <= 0.8)
  *   nn_train.<model>.t<threads>.rss_ratio   smoecast/torch peak RSS    (target <= 1.0)
  * Run as: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_nn_train [rounds]
+ * (BENCH_PROFILE=1 also prints smoecast's per-layer times to stderr)
  * Fails (exit 1) when the PyTorch peer cannot run. */
 #define _DEFAULT_SOURCE 1 /* wait4 */
 #include <cblas.h>
@@ -97,7 +98,9 @@ static int smoecast_child(const bench_case *c, int threads, int fd)
         model_backward(m);
         optim_step(opt);
         if (s >= c->warmup && n < 64) times[n++] = now() - t0;
+        if (s + 1 == c->warmup && getenv("BENCH_PROFILE")) model_set_profile(m, 1);
     }
+    if (getenv("BENCH_PROFILE")) model_profile_print(m, stderr);
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
     double med = times[n / 2];
     if (write(fd, &med, sizeof med) != (ssize_t)sizeof med) return 1;

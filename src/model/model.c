@@ -2,6 +2,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,9 @@ struct sm_model {
     size_t ws_floats;
     int last_training;
     int forwarded;
+    int profile;                /* accumulate per-layer times */
+    double *t_fwd, *t_bwd;      /* n_layers each (allocated by model_set_profile) */
+    long n_fwd, n_bwd;
 };
 
 static size_t align_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
@@ -108,6 +112,8 @@ void model_free(sm_model *m)
     free(m->slots);
     free(m->arena);
     free(m->ws);
+    free(m->t_fwd);
+    free(m->t_bwd);
     free(m);
 }
 
@@ -768,6 +774,13 @@ float *model_output_grad(sm_model *m)
     return (m->arena && m->with_grads) ? m->arena + m->slots[out_slot(m)].grad_off : NULL;
 }
 
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static float *act(sm_model *m, int s) { return m->arena + m->slots[s].act_off; }
 static float *grad(sm_model *m, int s)
 {
@@ -789,7 +802,13 @@ int model_forward(sm_model *m, int training, rng_t *rng)
 {
     if (!m->arena) return sm_fail(SM_ERR_USAGE, "model: model_forward before model_finalize");
     const int B = m->batch;
+    double t0 = m->profile ? wall() : 0.0;
     for (int i = 0; i < m->n_layers; i++) {
+        if (m->profile) {
+            double t1 = wall();
+            if (i > 0) m->t_fwd[i - 1] += t1 - t0;
+            t0 = t1;
+        }
         layer *l = &m->layers[i];
         const slot *x = &m->slots[l->in0];
         float *in = act(m, l->in0), *out = act(m, l->out);
@@ -869,6 +888,10 @@ int model_forward(sm_model *m, int training, rng_t *rng)
         default: break;
         }
     }
+    if (m->profile) {
+        m->t_fwd[m->n_layers - 1] += wall() - t0;
+        m->n_fwd++;
+    }
     m->last_training = training;
     m->forwarded = 1;
     return SM_OK;
@@ -894,7 +917,13 @@ int model_backward(sm_model *m)
         return sm_fail(SM_ERR_USAGE, "model: model_backward needs an arena planned with gradients");
     if (!m->forwarded) return sm_fail(SM_ERR_USAGE, "model: model_backward without a forward pass");
     const int B = m->batch, training = m->last_training;
+    double t0 = m->profile ? wall() : 0.0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
+        if (m->profile) {
+            double t1 = wall();
+            if (i < m->n_layers - 1) m->t_bwd[i + 1] += t1 - t0;
+            t0 = t1;
+        }
         layer *l = &m->layers[i];
         const slot *x = &m->slots[l->in0];
         /* gradients born here (this layer is their last consumer) start at zero */
@@ -1001,7 +1030,47 @@ int model_backward(sm_model *m)
         default: break;
         }
     }
+    if (m->profile) {
+        m->t_bwd[0] += wall() - t0;
+        m->n_bwd++;
+    }
     return SM_OK;
+}
+
+int model_set_profile(sm_model *m, int on)
+{
+    if (on && !m->t_fwd) {
+        m->t_fwd = calloc((size_t)(m->n_layers ? m->n_layers : 1), sizeof(double));
+        m->t_bwd = calloc((size_t)(m->n_layers ? m->n_layers : 1), sizeof(double));
+        if (!m->t_fwd || !m->t_bwd) return sm_fail(SM_ERR_NUMERIC, "model: out of memory for the profile");
+    }
+    if (on && m->t_fwd) {
+        memset(m->t_fwd, 0, (size_t)m->n_layers * sizeof(double));
+        memset(m->t_bwd, 0, (size_t)m->n_layers * sizeof(double));
+        m->n_fwd = m->n_bwd = 0;
+    }
+    m->profile = on;
+    return SM_OK;
+}
+
+void model_profile_print(const sm_model *m, FILE *f)
+{
+    if (!m->t_fwd) return;
+    double tf = 0.0, tb = 0.0;
+    for (int i = 0; i < m->n_layers; i++) {
+        tf += m->t_fwd[i];
+        tb += m->t_bwd[i];
+    }
+    const double nf = m->n_fwd ? (double)m->n_fwd : 1.0, nb = m->n_bwd ? (double)m->n_bwd : 1.0;
+    fprintf(f, "%-4s %-24s %-15s %12s %12s %7s\n", "#", "layer", "kind", "fwd ms", "bwd ms", "share");
+    for (int i = 0; i < m->n_layers; i++) {
+        double a = 1e3 * m->t_fwd[i] / nf, b = 1e3 * m->t_bwd[i] / nb;
+        fprintf(f, "%-4d %-24s %-15s %12.3f %12.3f %6.1f%%\n", i, m->layers[i].name,
+                layer_kind_name(m->layers[i].kind), a, b,
+                100.0 * (a + b) / (1e3 * (tf / nf + tb / nb) + 1e-30));
+    }
+    fprintf(f, "total: forward %.3f ms, backward %.3f ms per pass (%ld / %ld passes)\n",
+            1e3 * tf / nf, 1e3 * tb / nb, m->n_fwd, m->n_bwd);
 }
 
 double model_aux_loss(const sm_model *m)

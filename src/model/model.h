@@ -154,6 +154,11 @@ size_t model_workspace_bytes(const sm_model *m);
  * totals and memory plan. */
 void model_summary(const sm_model *m, FILE *f);
 
+/* Per-layer wall-clock profile of the passes (off by default; turning it on resets it; the
+ * first call allocates, so call it before training). model_profile_print: mean ms per pass. */
+int model_set_profile(sm_model *m, int on);
+void model_profile_print(const sm_model *m, FILE *f);
+
 /* ---- MoE layers (expert maps, routing metrics) ---- */
 typedef struct {
     int layer;                 /* index in the graph */
