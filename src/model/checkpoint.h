@@ -99,5 +99,10 @@ int checkpoint_load(const char *path, sm_model *m, const sm_config *cfg, const g
 /* The resolved config YAML stored in a checkpoint (malloc'd; caller frees), e.g. to build the
  * model for forecasting. SM_OK or SM_ERR_IO. */
 int checkpoint_read_config(const char *path, char **yaml);
+/* The stored config parsed by config_load (with `overrides` applied on top), e.g. to build the
+ * model of a checkpoint for forecasting. Free with config_free. SM_OK, SM_ERR_IO or the
+ * config's SM_ERR_USAGE (message prefixed with the checkpoint's name). */
+int checkpoint_load_config(const char *path, int n_overrides, char *const *overrides,
+                           sm_config **out);
 
 #endif

@@ -1239,3 +1239,28 @@ int model_moe_routing_metrics(const sm_model *m, int i, const int32_t *labels,
                        "label", info.name, MOE_METRICS_MAX_EXPERTS);
     return SM_OK;
 }
+
+int model_first_nonfinite_layer(const sm_model *m)
+{
+    if (!m->arena || !m->forwarded) return -1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const slot *y = &m->slots[m->layers[i].out];
+        const float *a = m->arena + y->act_off;
+        size_t n = slot_floats(y, m->batch);
+        for (size_t e = 0; e < n; e++)
+            if (!isfinite(a[e])) return i;
+    }
+    return -1;
+}
+
+int model_param_layer(const sm_model *m, int param_id)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        const int *ids = is_moe(l) ? l->mpid : l->pid;
+        const int nid = is_moe(l) ? l->n_minfo : 4;
+        for (int t = 0; t < nid; t++)
+            if (ids[t] == param_id) return i;
+    }
+    return -1;
+}

@@ -154,6 +154,13 @@ size_t model_workspace_bytes(const sm_model *m);
  * totals and memory plan. */
 void model_summary(const sm_model *m, FILE *f);
 
+/* After model_forward: index of the first layer whose output holds a NaN/Inf, or -1 (to stop
+ * training and say where it went wrong; scans the activations, so call it when the loss is not
+ * finite). For gradients use param_store_all_finite() and model_param_layer() on the tensor. */
+int model_first_nonfinite_layer(const sm_model *m);
+/* The layer owning param_store tensor `param_id`, or -1. */
+int model_param_layer(const sm_model *m, int param_id);
+
 /* Per-layer wall-clock profile of the passes (off by default; turning it on resets it; the
  * first call allocates, so call it before training). model_profile_print: mean ms per pass. */
 int model_set_profile(sm_model *m, int on);

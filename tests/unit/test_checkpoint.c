@@ -223,6 +223,13 @@ static void test_round_trip(void **state)
     assert_int_equal(checkpoint_read_config(path, &yaml), SM_OK);
     assert_string_equal(yaml, want);
     free(yaml);
+    sm_config *back = NULL;
+    char *ovr[] = {"model.dropout=0.3"};
+    assert_int_equal(checkpoint_load_config(path, 1, ovr, &back), SM_OK);
+    assert_string_equal(back->model.architecture, "cnn");
+    assert_int_equal(back->model.channels.n, 2);
+    assert_true(back->model.dropout == 0.3);
+    config_free(back);
     free(want);
     checkpoint_state_free_arrays(&sb);
     assert_null(sb.norm);

@@ -371,6 +371,29 @@ static void test_arena_plan(void **state)
     model_free(m);
 }
 
+/* A NaN weight is traced to the first layer whose output is not finite and to its owner. */
+static void test_nonfinite_layer(void **state)
+{
+    (void)state;
+    const char *ov[] = {"model.architecture=cnn", "model.channels=[3, 3]", "model.kernel=3"};
+    sm_model *m = mt_build(3, ov, 2, 1, 4, 6, 0, 1);
+    rng_t r;
+    rng_seed(&r, 2, 1);
+    mt_fill(model_input(m), mt_in_floats(m), &r, 1.0f);
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    assert_int_equal(model_first_nonfinite_layer(m), -1);
+    param_store *ps = model_params(m);
+    int id = param_store_find(ps, "conv1.weight");
+    assert_true(id >= 0);
+    param_data(ps, id)[0] = NAN;
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    int l = model_first_nonfinite_layer(m);
+    assert_true(l >= 0);
+    assert_string_equal(model_layer_name(m, l), "conv1");
+    assert_int_equal(model_param_layer(m, id), l);
+    model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_build_errors),
         cmocka_unit_test(test_arena_plan),
+        cmocka_unit_test(test_nonfinite_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
