@@ -27,7 +27,7 @@ static void run_fd(const fd_case *c)
     mt_fill(g, nout, &r, 1.0f);
     rng_t drop;
     rng_seed(&drop, 5, 2);
-    mt_gradcheck(m, x, g, &drop, c->training, c->step > 0 ? c->step : 1e-2f, c->tol, 40, c->skip);
+    mt_gradcheck(m, x, g, &drop, c->training, c->step > 0 ? c->step : 1e-2f, c->tol, 16, c->skip);
     free(x);
     free(g);
     model_free(m);
