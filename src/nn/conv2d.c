@@ -29,12 +29,24 @@
 #include <omp.h>
 #include <string.h>
 
+/* The elementwise transform loops are compiled for AVX-512 and AVX2 as well as the baseline
+ * and picked at load time (GCC function multiversioning). They only add, subtract and move
+ * floats elementwise across tiles, so every version gives bit-identical results. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define NN_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_VEC_CLONES
+#endif
+
 /* Fold samples into one im2col GEMM until it has at least this many columns. */
 #define CONV_MIN_COLS 1024
 /* Fewer input channels than this: im2col (K = c_in*k*k) beats k*k GEMMs with K = c_in. */
 #define SHIFT_MIN_CIN 8
 /* Winograd: fold samples until a GEMM has at least this many tiles. */
 #define WINO_MIN_TILES 512
+/* Stride between the 16 transform planes of V / M: 16 floats more than the plane, so that
+ * the 16 streams written together do not all map to the same cache sets. */
+#define WINO_PLANE(rows, ld) ((size_t)(rows) * (ld) + 16)
 
 int conv2d_out_h(const conv2d_shape *s)
 {
@@ -137,8 +149,8 @@ static conv_ws conv_ws_layout(const conv2d_shape *s)
         L.o_a = 0;                                        /* padded sample / its gradient */
         L.o_t = (size_t)s->c_in * hp * wp;                /* row temporaries */
         L.o_b = L.o_t + 8 * wp;                           /* V / dV (16 x c_in x T) */
-        L.o_c = L.o_b + 16 * (size_t)s->c_in * T;         /* M / dM (16 x c_out x T) */
-        L.o_dw = L.o_c + 16 * (size_t)s->c_out * T;       /* dU (16 x c_out x c_in) */
+        L.o_c = L.o_b + 16 * WINO_PLANE(s->c_in, T);      /* M / dM (16 x c_out x T) */
+        L.o_dw = L.o_c + 16 * WINO_PLANE(s->c_out, T);    /* dU (16 x c_out x c_in) */
         L.per_thread = L.o_dw + 16 * (size_t)s->c_out * s->c_in;
         break;
     }
@@ -463,10 +475,10 @@ static void wino_weight_adjoint(const float *du, size_t plane, float *dw)
 
 /* V[xi][ch][col0 + ty*tw + tx] = (B^T d B)[xi] for every channel of one padded sample.
  * ldv = tiles per V row; tmp holds 8 * wp floats. */
-static void wino_input_transform(const float *xpad, int c, int th, int tw, int hp, int wp,
+NN_VEC_CLONES static void wino_input_transform(const float *xpad, int c, int th, int tw, int hp, int wp,
                                  float *v, size_t ldv, size_t col0, float *tmp)
 {
-    const size_t plane = (size_t)c * ldv;
+    const size_t plane = WINO_PLANE(c, ldv);
     float *R[4] = {tmp, tmp + wp, tmp + 2 * wp, tmp + 3 * wp};
     for (int ch = 0; ch < c; ch++) {
         const float *xc = xpad + (size_t)ch * hp * wp;
@@ -495,11 +507,11 @@ static void wino_input_transform(const float *xpad, int c, int th, int tw, int h
 }
 
 /* out (one sample, c_out x h x w) = A^T M A (+ bias) */
-static void wino_output_transform(const conv2d_shape *s, const float *m, size_t ldm,
+NN_VEC_CLONES static void wino_output_transform(const conv2d_shape *s, const float *m, size_t ldm,
                                   size_t col0, const float *bias, float *out_b)
 {
     const int th = wino_th(s), tw = wino_tw(s), h = s->h, w = s->w;
-    const size_t plane = (size_t)s->c_out * ldm;
+    const size_t plane = WINO_PLANE(s->c_out, ldm);
     for (int co = 0; co < s->c_out; co++) {
         const float bv = bias ? bias[co] : 0.0f;
         float *oc = out_b + (size_t)co * h * w;
@@ -528,13 +540,13 @@ static void wino_output_transform(const conv2d_shape *s, const float *m, size_t 
 }
 
 /* dM[xi][co][col0 + tile] = (A dY A^T)[xi] for one sample's output gradient.
- * tmp: 4 * (2 * tw) floats. */
-static void wino_output_adjoint(const conv2d_shape *s, const float *dy_b, float *dm, size_t ldm,
+ * tmp: 6 * tw floats. */
+NN_VEC_CLONES static void wino_output_adjoint(const conv2d_shape *s, const float *dy_b, float *dm, size_t ldm,
                                 size_t col0, float *tmp)
 {
     const int th = wino_th(s), tw = wino_tw(s), h = s->h, w = s->w;
-    const size_t plane = (size_t)s->c_out * ldm;
-    float *G0 = tmp, *G1 = tmp + 2 * tw, *Z0 = tmp + 4 * tw, *Z1 = tmp + 6 * tw;
+    const size_t plane = WINO_PLANE(s->c_out, ldm);
+    float *G0 = tmp, *G1 = tmp + 2 * tw, *Z = tmp + 4 * tw;
     for (int co = 0; co < s->c_out; co++) {
         const float *gc = dy_b + (size_t)co * h * w;
         for (int ty = 0; ty < th; ty++) {
@@ -548,18 +560,17 @@ static void wino_output_adjoint(const conv2d_shape *s, const float *dy_b, float 
             for (int i = 0; i < 4; i++) {
                 for (int x = 0; x < 2 * tw; x++) {
                     float g0 = G0[x], g1 = G1[x];
-                    Z0[x] = i == 0 ? g0 : i == 1 ? g0 + g1 : i == 2 ? g0 - g1 : -g1;
+                    Z[x] = i == 0 ? g0 : i == 1 ? g0 + g1 : i == 2 ? g0 - g1 : -g1;
                 }
                 float *d0 = D + (size_t)(i * 4) * plane, *d1 = d0 + plane, *d2 = d1 + plane, *d3 = d2 + plane;
                 for (int tx = 0; tx < tw; tx++) {
-                    float a = Z0[2 * tx], b = Z0[2 * tx + 1];
+                    float a = Z[2 * tx], b = Z[2 * tx + 1];
                     d0[tx] = a;
                     d1[tx] = a + b;
                     d2[tx] = a - b;
                     d3[tx] = -b;
                 }
             }
-            (void)Z1;
         }
     }
 }
@@ -567,15 +578,14 @@ static void wino_output_adjoint(const conv2d_shape *s, const float *dy_b, float 
 /* dxpad (c planes hp x wp, zeroed by the caller) += B dV B^T over all tiles of one sample.
  * Tiles overlap by two rows/columns; contributions are added in a fixed order.
  * tmp: 6 * tw floats. */
-static void wino_input_adjoint(const float *dv, size_t ldv, size_t col0, int c, int th, int tw,
-                               int hp, int wp, float *dxpad, float *tmp)
+NN_VEC_CLONES static void wino_input_adjoint(const float *dv, size_t ldv, size_t col0, int c, int th, int tw,
+                               size_t plane_x, int wp, float *dxpad, float *tmp)
 {
-    const size_t plane = (size_t)c * ldv;
+    const size_t plane = WINO_PLANE(c, ldv);
     float *P[4] = {tmp, tmp + tw, tmp + 2 * tw, tmp + 3 * tw};
     float *E = tmp + 4 * tw, *O = tmp + 5 * tw; /* column sums for even / odd offsets */
-    (void)hp;
     for (int ch = 0; ch < c; ch++) {
-        float *dc = dxpad + (size_t)ch * hp * wp;
+        float *dc = dxpad + (size_t)ch * plane_x;
         for (int ty = 0; ty < th; ty++) {
             const float *X = dv + (size_t)ch * ldv + col0 + (size_t)ty * tw;
             for (int i = 0; i < 4; i++) {
@@ -629,8 +639,8 @@ static void wino_forward_item(const conv2d_shape *s, int b0, int nsamp, float *o
     }
     for (int xi = 0; xi < 16; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)T, s->c_in, 1.0f,
-                    u + (size_t)xi * s->c_out * s->c_in, s->c_in, v + (size_t)xi * s->c_in * ldv,
-                    (int)ldv, 0.0f, m + (size_t)xi * s->c_out * ldv, (int)ldv);
+                    u + (size_t)xi * s->c_out * s->c_in, s->c_in, v + (size_t)xi * WINO_PLANE(s->c_in, ldv),
+                    (int)ldv, 0.0f, m + (size_t)xi * WINO_PLANE(s->c_out, ldv), (int)ldv);
     for (int j = 0; j < nsamp; j++)
         wino_output_transform(s, m, ldv, j * nt, bias, out + (size_t)(b0 + j) * s->c_out * hw);
 }
@@ -651,16 +661,16 @@ static void wino_backward_item(const conv2d_shape *s, int b0, int nsamp, float *
     }
     for (int xi = 0; xi < 16; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, s->c_in, (int)T, 1.0f,
-                    m + (size_t)xi * s->c_out * ldv, (int)ldv, v + (size_t)xi * s->c_in * ldv,
+                    m + (size_t)xi * WINO_PLANE(s->c_out, ldv), (int)ldv, v + (size_t)xi * WINO_PLANE(s->c_in, ldv),
                     (int)ldv, 1.0f, du + (size_t)xi * s->c_out * s->c_in, s->c_in);
     if (!d_in) return;
     for (int xi = 0; xi < 16; xi++) /* dV overwrites V */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->c_in, (int)T, s->c_out, 1.0f,
-                    u + (size_t)xi * s->c_out * s->c_in, s->c_in, m + (size_t)xi * s->c_out * ldv,
-                    (int)ldv, 0.0f, v + (size_t)xi * s->c_in * ldv, (int)ldv);
+                    u + (size_t)xi * s->c_out * s->c_in, s->c_in, m + (size_t)xi * WINO_PLANE(s->c_out, ldv),
+                    (int)ldv, 0.0f, v + (size_t)xi * WINO_PLANE(s->c_in, ldv), (int)ldv);
     for (int j = 0; j < nsamp; j++) {
         memset(xpad, 0, sizeof(float) * (size_t)s->c_in * hp * wp);
-        wino_input_adjoint(v, ldv, j * nt, s->c_in, th, tw, hp, wp, xpad, tmp);
+        wino_input_adjoint(v, ldv, j * nt, s->c_in, th, tw, (size_t)hp * wp, wp, xpad, tmp);
         unpad_sample_acc(xpad, s->c_in, s->h, s->w, 1, s->pad, d_in + (size_t)(b0 + j) * s->c_in * hw, hp, wp);
     }
 }
