@@ -13,7 +13,8 @@
 
 void pmoe_shape_defaults(pmoe_shape *s)
 {
-    s->hidden = 8;
+    s->hidden = 16;
+    s->attn_hidden = 16;
     s->kernel = 3;
     s->pad = PAD_ZERO;
     s->gate = PMOE_SOFTMAX_TOPK;
@@ -30,6 +31,7 @@ void pmoe_shape_defaults(pmoe_shape *s)
 }
 
 static int P_of(const pmoe_shape *s) { return s->h * s->w; }
+static int A_of(const pmoe_shape *s) { return s->attn_hidden > 0 ? s->attn_hidden : s->hidden; }
 
 static moe_gate_shape single_gate(const pmoe_shape *s)
 {
@@ -65,6 +67,8 @@ int pmoe_check(const pmoe_shape *s)
     if (s->batch < 1 || s->c_in < 1 || s->h < 1 || s->w < 1 || s->c_out < 1 || s->hidden < 1)
         return sm_fail(SM_ERR_USAGE, "point moe: batch %d, c_in %d, %dx%d, c_out %d, hidden %d must be >= 1",
                        s->batch, s->c_in, s->h, s->w, s->c_out, s->hidden);
+    if (s->attn_hidden < 0)
+        return sm_fail(SM_ERR_USAGE, "model.moe.attention.hidden: %d must be >= 1", s->attn_hidden);
     if (s->gate < PMOE_SOFTMAX_TOPK || s->gate > PMOE_ATTENTION)
         return sm_fail(SM_ERR_USAGE, "model.moe.gate: unknown point gate %d", (int)s->gate);
     conv2d_shape c = conv1(s);
@@ -135,10 +139,11 @@ int pmoe_params(const pmoe_shape *s, moe_param_info *info)
     ADD("expert_w2", 3, N, s->c_out, H, 0);
     ADD("expert_b2", 2, N, s->c_out, 0, 0);
     if (s->gate == PMOE_ATTENTION) {
-        ADD("attn_trunk_w", 2, H, s->c_in, 0, 0);
-        ADD("attn_trunk_b", 1, H, 0, 0, 0);
-        ADD("attn_wq", 2, H, H, 0, 0);
-        ADD("attn_wk", 2, H, H, 0, 0);
+        const int A = A_of(s);
+        ADD("attn_trunk_w", 2, A, s->c_in, 0, 0);
+        ADD("attn_trunk_b", 1, A, 0, 0, 0);
+        ADD("attn_wq", 2, A, A, 0, 0);
+        ADD("attn_wk", 2, A, H, 0, 0);
     } else if (s->gate == PMOE_HMOE) {
         moe_gate_shape o = outer_gate(s), i = inner_gate(s);
         off = add_gate(&o, "outer_", info, &n, off);
@@ -177,7 +182,7 @@ void pmoe_init(const pmoe_shape *s, float *params, rng_t *rng)
     ufill(params + info[2].offset, info[2].count, sqrt(3.0 / s->hidden), rng);
     if (s->gate == PMOE_ATTENTION) {
         ufill(params + info[4].offset, info[4].count, sqrt(6.0 / s->c_in), rng);
-        ufill(params + info[6].offset, info[6].count, sqrt(3.0 / s->hidden), rng);
+        ufill(params + info[6].offset, info[6].count, sqrt(3.0 / A_of(s)), rng);
         ufill(params + info[7].offset, info[7].count, sqrt(3.0 / s->hidden), rng);
     } else if (s->gate == PMOE_HMOE) {
         moe_gate_shape o = outer_gate(s), i = inner_gate(s);
@@ -206,11 +211,11 @@ static pmoe_layout lay(const pmoe_shape *s)
 {
     pmoe_layout L;
     const size_t B = (size_t)s->batch, N = (size_t)s->n_experts, P = (size_t)P_of(s),
-                 H = (size_t)s->hidden, Co = (size_t)s->c_out;
+                 H = (size_t)s->hidden, Co = (size_t)s->c_out, A = (size_t)A_of(s);
     size_t gate_state = 0, gate_ws = 0;
     L.inner_state = 0;
     if (s->gate == PMOE_ATTENTION) {
-        gate_state = 2 * B * H * P + B * N * H * P + 2 * B * N * P; /* hg, Q, K, a, kept */
+        gate_state = 2 * B * A * P + B * N * A * P + 2 * B * N * P; /* hg, Q, K, a, kept */
     } else if (s->gate == PMOE_HMOE) {
         moe_gate_shape o = outer_gate(s), i = inner_gate(s);
         L.inner_state = moe_gate_state_floats(&i);
@@ -244,9 +249,9 @@ static pmoe_layout lay(const pmoe_shape *s)
     L.w_dg1 = o; o += B * N * P;
     L.w_dg2 = o; o += B * N * P;
     L.w_gate = o; o += gate_ws;
-    L.w_dq = o; o += B * H * P;
-    L.w_dk = o; o += H * P;
-    L.w_dhg = o; o += B * H * P;
+    L.w_dq = o; o += B * A * P;
+    L.w_dk = o; o += A * P;
+    L.w_dhg = o; o += B * A * P;
     L.wtotal = o;
     return L;
 }
@@ -359,27 +364,28 @@ void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float 
         }
         memcpy(rp, G, (size_t)B * N * P * sizeof(float));
     } else {
-        float *hg = gst, *Q = hg + (size_t)B * H * P, *K = Q + (size_t)B * H * P;
-        float *a = K + (size_t)B * N * H * P, *kept = a + (size_t)B * N * P;
-        const float *wt = params + goff, *bt = wt + (size_t)H * C, *wq = bt + H, *wk = wq + (size_t)H * H;
-        const float inv = 1.0f / sqrtf((float)H);
+        const int A = A_of(s);
+        float *hg = gst, *Q = hg + (size_t)B * A * P, *K = Q + (size_t)B * A * P;
+        float *a = K + (size_t)B * N * A * P, *kept = a + (size_t)B * N * P;
+        const float *wt = params + goff, *bt = wt + (size_t)A * C, *wq = bt + A, *wk = wq + (size_t)A * A;
+        const float inv = 1.0f / sqrtf((float)A);
         for (int b = 0; b < B; b++) {
-            float *hgb = hg + (size_t)b * H * P, *Qb = Q + (size_t)b * H * P;
-            for (int d = 0; d < H; d++)
+            float *hgb = hg + (size_t)b * A * P, *Qb = Q + (size_t)b * A * P;
+            for (int d = 0; d < A; d++)
                 for (size_t p = 0; p < P; p++) hgb[(size_t)d * P + p] = bt[d];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, H, (int)P, C, 1.0f, wt, C,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, A, (int)P, C, 1.0f, wt, C,
                         in + (size_t)b * C * P, (int)P, 1.0f, hgb, (int)P);
-            for (size_t i = 0; i < (size_t)H * P; i++) hgb[i] = hgb[i] > 0 ? hgb[i] : 0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, H, (int)P, H, 1.0f, wq, H, hgb,
+            for (size_t i = 0; i < (size_t)A * P; i++) hgb[i] = hgb[i] > 0 ? hgb[i] : 0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, A, (int)P, A, 1.0f, wq, A, hgb,
                         (int)P, 0.0f, Qb, (int)P);
             for (int e = 0; e < N; e++) {
-                float *Kbe = K + ((size_t)b * N + e) * H * P;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, H, (int)P, H, 1.0f, wk, H,
+                float *Kbe = K + ((size_t)b * N + e) * A * P;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, A, (int)P, H, 1.0f, wk, H,
                             h + ((size_t)b * N + e) * H * P, (int)P, 0.0f, Kbe, (int)P);
                 float *ab = a + ((size_t)b * N + e) * P;
                 for (size_t p = 0; p < P; p++) {
                     double acc = 0;
-                    for (int d = 0; d < H; d++) acc += (double)Qb[(size_t)d * P + p] * Kbe[(size_t)d * P + p];
+                    for (int d = 0; d < A; d++) acc += (double)Qb[(size_t)d * P + p] * Kbe[(size_t)d * P + p];
                     ab[p] = (float)(acc * inv);
                 }
             }
@@ -538,10 +544,11 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
         level_aux(&os, &ov, aux, 1, dG1, dcl, dsd, dpf, stats, &total);
         moe_gate_backward(&os, d_in, d_params + goff, dG1, dpf, dcl, dsd, in, params + goff, gst, gws);
     } else {
-        float *hg = gst, *Q = hg + (size_t)B * H * P, *K = Q + (size_t)B * H * P;
-        float *kept = K + (size_t)B * N * H * P + BNP;
-        const float *wt = params + goff, *wq = wt + (size_t)H * C + H, *wk = wq + (size_t)H * H;
-        float *dwt = d_params + goff, *dbt = dwt + (size_t)H * C, *dwq = dbt + H, *dwk = dwq + (size_t)H * H;
+        const int A = A_of(s);
+        float *hg = gst, *Q = hg + (size_t)B * A * P, *K = Q + (size_t)B * A * P;
+        float *kept = K + (size_t)B * N * A * P + BNP;
+        const float *wt = params + goff, *wq = wt + (size_t)A * C + A, *wk = wq + (size_t)A * A;
+        float *dwt = d_params + goff, *dbt = dwt + (size_t)A * C, *dwq = dbt + A, *dwk = dwq + (size_t)A * A;
         float *da = dcl, *dQ = workspace + L.w_dq, *dK = workspace + L.w_dk, *dhg = workspace + L.w_dhg;
         memset(dpf, 0, BNP * sizeof(float));
         if (aux->switch_loss != 0) {
@@ -554,8 +561,8 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
             stats[PMOE_STAT_ENTROPY] += (float)v;
             total += aux->entropy * v;
         }
-        const float inv = 1.0f / sqrtf((float)H);
-        memset(dQ, 0, (size_t)B * H * P * sizeof(float));
+        const float inv = 1.0f / sqrtf((float)A);
+        memset(dQ, 0, (size_t)B * A * P * sizeof(float));
         for (int b = 0; b < B; b++)
             for (size_t p = 0; p < P; p++) {
                 size_t q = (size_t)b * N * P + p;
@@ -571,37 +578,37 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
                 }
             }
         for (int b = 0; b < B; b++) {
-            float *Qb = Q + (size_t)b * H * P, *dQb = dQ + (size_t)b * H * P;
+            float *Qb = Q + (size_t)b * A * P, *dQb = dQ + (size_t)b * A * P;
             for (int e = 0; e < N; e++) {
-                const float *Kbe = K + ((size_t)b * N + e) * H * P;
+                const float *Kbe = K + ((size_t)b * N + e) * A * P;
                 const float *dab = da + ((size_t)b * N + e) * P;
-                for (int d = 0; d < H; d++)
+                for (int d = 0; d < A; d++)
                     for (size_t p = 0; p < P; p++) {
                         float g = dab[p] * inv;
                         dQb[(size_t)d * P + p] += g * Kbe[(size_t)d * P + p];
                         dK[(size_t)d * P + p] = g * Qb[(size_t)d * P + p];
                     }
                 const float *hbe = h + ((size_t)b * N + e) * H * P;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, H, H, (int)P, 1.0f, dK, (int)P,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, H, (int)P, 1.0f, dK, (int)P,
                             hbe, (int)P, 1.0f, dwk, H);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, (int)P, H, 1.0f, wk, H, dK,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, (int)P, A, 1.0f, wk, H, dK,
                             (int)P, 1.0f, dh + ((size_t)b * N + e) * H * P, (int)P);
             }
-            const float *hgb = hg + (size_t)b * H * P;
-            float *dhgb = dhg + (size_t)b * H * P;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, H, H, (int)P, 1.0f, dQb, (int)P,
-                        hgb, (int)P, 1.0f, dwq, H);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, (int)P, H, 1.0f, wq, H, dQb,
+            const float *hgb = hg + (size_t)b * A * P;
+            float *dhgb = dhg + (size_t)b * A * P;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, A, (int)P, 1.0f, dQb, (int)P,
+                        hgb, (int)P, 1.0f, dwq, A);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, A, (int)P, A, 1.0f, wq, A, dQb,
                         (int)P, 0.0f, dhgb, (int)P);
-            for (size_t i = 0; i < (size_t)H * P; i++) {
+            for (size_t i = 0; i < (size_t)A * P; i++) {
                 if (!(hgb[i] > 0)) dhgb[i] = 0;
             }
-            for (int d = 0; d < H; d++)
+            for (int d = 0; d < A; d++)
                 for (size_t p = 0; p < P; p++) dbt[d] += dhgb[(size_t)d * P + p];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, H, C, (int)P, 1.0f, dhgb, (int)P,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, C, (int)P, 1.0f, dhgb, (int)P,
                         in + (size_t)b * C * P, (int)P, 1.0f, dwt, C);
             if (d_in)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, (int)P, H, 1.0f, wt, C,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, (int)P, A, 1.0f, wt, C,
                             dhgb, (int)P, 1.0f, d_in + (size_t)b * C * P, (int)P);
         }
     }

@@ -10,9 +10,10 @@
  *   HMOE          two levels [HMOE]: outer gate over `groups` (top k_outer), per group an inner
  *                 gate with its own parameters over `experts_per_group` (top k_inner);
  *                 G[b, g*M + m] = g1_g * g2_{m|g}; each level softmax or Laplace (SS, SL, LL)
- *   ATTENTION     [SPEC]: h_g = ReLU(W_t x + b_t) (hidden), h_i = expert i's hidden features,
- *                 Q = W_q h_g, K_i = W_k h_i, a_i = Q . K_i / sqrt(hidden); G = softmax over the
- *                 top-k of a (k = N: plain softmax). Every expert runs before routing.
+ *   ATTENTION     [SPEC]: h_g = ReLU(W_t x + b_t) (attn_hidden A), h_i = expert i's hidden
+ *                 features, Q = W_q h_g, K_i = W_k h_i (A x A and A x hidden, no bias),
+ *                 a_i = Q . K_i / sqrt(A); G = softmax over the top-k of a (k = N: plain
+ *                 softmax). Every expert runs before routing.
  * Auxiliary losses (pmoe_aux_weights, each with its own weight; computed in backward, values
  * in the state's stats): importance CV^2 and load CV^2 (HMOE: at both levels), switch and
  * entropy (on the softmax over all experts: the gate's clean logits, HMOE's outer level, the
@@ -51,6 +52,7 @@ typedef struct {
     int groups, experts_per_group, k_outer, k_inner;
     moe_gate_kind outer_kind, inner_kind;   /* HMOE levels: SS, SL, LL */
     int sim_pairs;             /* pixel pairs for L_s (0: off) */
+    int attn_hidden;           /* ATTENTION: dimension A of h_g, Q, K (0: = hidden) */
 } pmoe_shape;
 
 typedef struct {
@@ -62,16 +64,16 @@ enum {
     PMOE_STAT_SIM_SAME, PMOE_STAT_SIM_DIFF, PMOE_STAT_AUX_TOTAL, PMOE_NSTAT = 8
 };
 
-/* Defaults: kernel 3, hidden 8, zero pad, softmax_topk, noisy, no capacity, HMOE 2 x 4 with
- * k 1 / 2 and LL, no similarity pairs. Shape fields are left as given. */
+/* Defaults: kernel 3, hidden 16, attn_hidden 16, zero pad, softmax_topk, noisy, no capacity,
+ * HMOE 2 x 4 with k 1 / 2 and LL, no similarity pairs. Shape fields are left as given. */
 void pmoe_shape_defaults(pmoe_shape *s);
 int pmoe_check(const pmoe_shape *s);
 
 /* Describes the parameter tensors (info nullable, room for pmoe_param_count); returns count.
  * Names: expert_w1 (N*hidden, C_in, K, K), expert_b1 (N*hidden), expert_w2 (N, C_out, hidden),
  * expert_b2 (N, C_out), then gate_w_gate / gate_w_noise / gate_b_gate (N, C_in | N), or
- * outer_* and inner<g>_* for HMOE, or attn_trunk_w (hidden, C_in), attn_trunk_b (hidden),
- * attn_wq (hidden, hidden), attn_wk (hidden, hidden). */
+ * outer_* and inner<g>_* for HMOE, or attn_trunk_w (A, C_in), attn_trunk_b (A),
+ * attn_wq (A, A), attn_wk (A, hidden). */
 int pmoe_param_count(const pmoe_shape *s);
 int pmoe_params(const pmoe_shape *s, moe_param_info *info);
 size_t pmoe_param_floats(const pmoe_shape *s);

@@ -259,10 +259,12 @@ static void test_attention(void **st)
 {
     (void)st;
     pmoe_aux_weights a = {0.5f, 0, 0.2f, 0.4f, 0.3f, 0.2f};
-    pmoe_shape s = base(PMOE_ATTENTION, 4);   /* dense softmax */
+    pmoe_shape s = base(PMOE_ATTENTION, 4);   /* dense softmax, A = hidden */
+    s.attn_hidden = 0;
     s.sim_pairs = 12;
     run(&s, &a, 30);
     s.k = 2;
+    s.attn_hidden = 2;                        /* A != hidden: W_k is A x hidden */
     run(&s, &a, 31);
 }
 
