@@ -57,7 +57,8 @@ static pmoe_shape pmoe_template(const model_config *mc, int c_out, pad_mode pad)
     parse_point_gate(e->gate, &s.gate);
     s.n_experts = e->experts;
     s.k = e->k;
-    s.hidden = s.gate == PMOE_ATTENTION ? e->attention.hidden : e->expert_hidden;
+    s.hidden = e->expert_hidden;
+    s.attn_hidden = e->attention.hidden;
     s.kernel = e->expert_kernel;
     s.pad = pad;
     s.noisy = e->noise;
