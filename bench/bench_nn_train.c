@@ -10,6 +10,8 @@
  * after warm-up. The two are run alternately `rounds` times and the best of each is kept.
  * One line per metric:
  *   nn_train.<model>.t<threads>.time_ratio  smoecast/torch step time   (target <= 0.8)
+ *   nn_train.<model>.t<threads>.cpu_ratio   smoecast/torch process CPU time per step (steadier on
+ *                                           a shared machine; at 2 threads it counts spin-waits)
  *   nn_train.<model>.t<threads>.rss_ratio   smoecast/torch peak RSS    (target <= 1.0)
  * Run as: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_nn_train [rounds]
  * (BENCH_PROFILE=1 also prints smoecast's per-layer times to stderr)
@@ -59,6 +61,13 @@ static double now(void)
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -84,10 +93,10 @@ static int smoecast_child(const bench_case *c, int threads, int fd)
     rng_seed(&r, 5, 1);
     for (size_t i = 0; i < nin; i++) model_input(m)[i] = (float)rng_normal(&r);
     for (size_t i = 0; i < nout; i++) target[i] = (float)rng_normal(&r);
-    double times[64];
+    double times[64], cpu[64];
     int n = 0;
     for (int s = 0; s < c->warmup + c->steps; s++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         model_zero_grad(m);
         model_forward(m, 1, &r);
         float *dy = model_output_grad(m);
@@ -97,13 +106,17 @@ static int smoecast_child(const bench_case *c, int threads, int fd)
         loss_mse_backward(dy, model_output(m), target, nout, 1.0);
         model_backward(m);
         optim_step(opt);
-        if (s >= c->warmup && n < 64) times[n++] = now() - t0;
+        if (s >= c->warmup && n < 64) {
+            cpu[n] = cpu_now() - c0;
+            times[n++] = now() - t0;
+        }
         if (s + 1 == c->warmup && getenv("BENCH_PROFILE")) model_set_profile(m, 1);
     }
     if (getenv("BENCH_PROFILE")) model_profile_print(m, stderr);
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
-    double med = times[n / 2];
-    if (write(fd, &med, sizeof med) != (ssize_t)sizeof med) return 1;
+    qsort(cpu, (size_t)n, sizeof cpu[0], cmp_double);
+    double med[2] = {times[n / 2], cpu[n / 2]};
+    if (write(fd, med, sizeof med) != (ssize_t)sizeof med) return 1;
     free(target);
     optim_free(opt);
     model_free(m);
@@ -152,19 +165,21 @@ static const char *TORCH_SCRIPT =
     "    net = UNet([32, 64, 128])\n"
     "opt = torch.optim.Adam(net.parameters(), lr=1e-4)\n"
     "x = torch.randn(B, cin, H, W); y = torch.randn(B, cout, H, W)\n"
-    "ts = []\n"
+    "ts = []; cs = []\n"
     "for s in range(warm + steps):\n"
-    "    t0 = time.perf_counter()\n"
+    "    t0 = time.perf_counter(); c0 = time.process_time()\n"
     "    opt.zero_grad(set_to_none=True)\n"
     "    loss = F.mse_loss(net(x), y)\n"
     "    loss.backward()\n"
     "    opt.step()\n"
-    "    if s >= warm: ts.append(time.perf_counter() - t0)\n"
-    "ts.sort()\n"
-    "print('step_s', ts[len(ts) // 2], flush=True)\n";
+    "    if s >= warm: ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)\n"
+    "ts.sort(); cs.sort()\n"
+    "print('step_s', ts[len(ts) // 2], cs[len(cs) // 2], flush=True)\n";
 
-/* Runs a child; returns 0 and fills time (s) and peak RSS (MB). */
-static int run_child(const bench_case *c, int threads, int torch, double *t, double *rss_mb)
+/* Runs a child; returns 0 and fills the median step wall time and process CPU time (s) and the
+ * child's peak RSS (MB). */
+static int run_child(const bench_case *c, int threads, int torch, double *t, double *cpu,
+                     double *rss_mb)
 {
     int fds[2];
     if (pipe(fds) != 0) return -1;
@@ -206,10 +221,11 @@ static int run_child(const bench_case *c, int threads, int torch, double *t, dou
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
     *rss_mb = ru.ru_maxrss / 1024.0;
     if (torch) {
-        if (sscanf(buf, "step_s %lf", t) != 1) return -1;
+        if (sscanf(buf, "step_s %lf %lf", t, cpu) != 2) return -1;
     } else {
-        if (got != sizeof(double)) return -1;
+        if (got != 2 * sizeof(double)) return -1;
         memcpy(t, buf, sizeof(double));
+        memcpy(cpu, buf + sizeof(double), sizeof(double));
     }
     return 0;
 }
@@ -226,26 +242,30 @@ int main(int argc, char **argv)
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
         const bench_case *c = &CASES[ci];
         for (int threads = 1; threads <= 2; threads++) {
-            double ts = 1e30, tt = 1e30, rs = 0, rt = 0;
+            double ts = 1e30, tt = 1e30, cs = 1e30, ctt = 1e30, rs = 0, rt = 0;
             for (int r = 0; r < rounds; r++) {
-                double t, rss;
-                if (run_child(c, threads, 1, &t, &rss) != 0) {
+                double t, cpu, rss;
+                if (run_child(c, threads, 1, &t, &cpu, &rss) != 0) {
                     fprintf(stderr, "bench_nn_train: the PyTorch peer (/usr/bin/python3 with torch) failed "
                             "for %s at %d threads\n", c->name, threads);
                     return 1;
                 }
                 if (t < tt) tt = t;
+                if (cpu < ctt) ctt = cpu;
                 if (rss > rt) rt = rss;
-                if (run_child(c, threads, 0, &t, &rss) != 0) {
+                if (run_child(c, threads, 0, &t, &cpu, &rss) != 0) {
                     fprintf(stderr, "bench_nn_train: the smoecast step failed for %s at %d threads\n", c->name,
                             threads);
                     return 1;
                 }
                 if (t < ts) ts = t;
+                if (cpu < cs) cs = cpu;
                 if (rss > rs) rs = rss;
             }
             printf("nn_train.%s.t%d.time_ratio %.3f (smoecast %.1f ms, torch %.1f ms per step; target <= 0.8)\n",
                    c->name, threads, ts / tt, 1e3 * ts, 1e3 * tt);
+            printf("nn_train.%s.t%d.cpu_ratio %.3f (smoecast %.1f ms, torch %.1f ms process CPU per step)\n",
+                   c->name, threads, cs / ctt, 1e3 * cs, 1e3 * ctt);
             printf("nn_train.%s.t%d.rss_ratio %.3f (smoecast %.0f MB, torch %.0f MB peak RSS; target <= 1.0)\n",
                    c->name, threads, rs / rt, rs, rt);
             fflush(stdout);

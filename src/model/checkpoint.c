@@ -467,7 +467,7 @@ static int check_grid(ncf *f, const grid *g)
 static int check_text(ncf *f, const char *att, const char *what, const char *want, const char *where)
 {
     char *got = get_text(f->nc, att);
-    if (!got) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint does not record its %s", f->path, what);
+    if (!got) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint does not record %s", f->path, what);
     if (strcmp(got, want) != 0) {
         f->rc = sm_fail(SM_ERR_IO, "%s: %s is %s in the checkpoint but %s %s", f->path, what, got, want, where);
     }

@@ -172,6 +172,53 @@ static void test_point_moe_gates_run(void **state)
     }
 }
 
+/* The SMoE auxiliary losses (importance, load, spatial agreement) reach model_aux_loss and the
+ * gate gradient even with the RC loss off; a re-plan for a larger batch keeps the weights. */
+static void test_smoe_aux_and_replan(void **state)
+{
+    (void)state;
+    const char *ov[] = {"model.architecture=smoe_net", "model.channels=[3]", "model.moe.experts=3",
+                        "model.moe.k=1", "model.moe.rc_loss.enabled=false",
+                        "model.moe.aux.importance=0.5", "model.moe.aux.spatial_agreement=0.5",
+                        "model.moe.gate=conv"};
+    sm_model *m = mt_build(8, ov, 2, 1, 6, 8, 0, 2);
+    rng_t r;
+    rng_seed(&r, 4, 1);
+    mt_fill(model_input(m), mt_in_floats(m), &r, 1.0f);
+    model_zero_grad(m);
+    assert_int_equal(model_forward(m, 1, &r), SM_OK);
+    memset(model_output_grad(m), 0, mt_out_floats(m) * sizeof(float));
+    assert_int_equal(model_backward(m), SM_OK);
+    /* no main-loss gradient at all: every gate gradient comes from the aux losses */
+    assert_true(model_aux_loss(m) > 0.0);
+    model_moe_info info;
+    assert_int_equal(model_moe_count(m), 2);
+    assert_int_equal(model_moe_get(m, 1, &info), SM_OK); /* the last SMoE layer */
+    const param_view *gv = param_store_view(model_params(m), info.param_gate);
+    const float *gg = param_grad(model_params(m), info.param_gate);
+    double gn = 0.0;
+    for (size_t i = 0; i < gv->numel; i++) gn += (double)gg[i] * gg[i];
+    assert_true(gn > 0.0);
+    const float *ge = param_grad(model_params(m), info.param_expert);
+    assert_float_equal(ge[0], 0.0, 0.0); /* its experts get nothing from the gate losses */
+
+    /* re-plan for batch 5: same weights, same per-sample eval outputs */
+    size_t per_in = mt_in_floats(m) / 2, per_out = mt_out_floats(m) / 2;
+    float *x0 = malloc(per_in * sizeof(float)), *y0 = malloc(per_out * sizeof(float));
+    memcpy(x0, model_input(m), per_in * sizeof(float));
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    memcpy(y0, model_output(m), per_out * sizeof(float));
+    assert_int_equal(model_plan(m, 5, 1), SM_OK);
+    assert_int_equal(model_max_batch(m), 5);
+    for (int b = 0; b < 5; b++) memcpy(model_input(m) + b * per_in, x0, per_in * sizeof(float));
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    for (int b = 0; b < 5; b++)
+        for (size_t i = 0; i < per_out; i++) assert_float_equal(model_output(m)[b * per_out + i], y0[i], 1e-6);
+    free(x0);
+    free(y0);
+    model_free(m);
+}
+
 static void test_moe_insertion(void **state)
 {
     (void)state;
@@ -408,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_fd_cnn_point_moe_softmax),
         cmocka_unit_test(test_fd_mlp_point_moe_laplace),
         cmocka_unit_test(test_point_moe_gates_run),
+        cmocka_unit_test(test_smoe_aux_and_replan),
         cmocka_unit_test(test_moe_insertion),
         cmocka_unit_test(test_batch_change),
         cmocka_unit_test(test_smoe_cnn_trains),
