@@ -155,6 +155,23 @@ static void test_resume_exact(void **state)
     nn_set_threads(0);
 }
 
+/* Two identical training runs at 2 threads give bit-identical weights (fixed thread count). */
+static void test_deterministic_two_threads(void **state)
+{
+    (void)state;
+    nn_set_threads(2);
+    run a, b;
+    run_init(&a, 7, NOV, RUN_OV);
+    run_init(&b, 7, NOV, RUN_OV);
+    run_steps(&a, 3);
+    run_steps(&b, 3);
+    assert_memory_equal(param_store_data_all(model_params(a.m)), param_store_data_all(model_params(b.m)),
+                        param_store_size(model_params(a.m)) * sizeof(float));
+    run_free(&a);
+    run_free(&b);
+    nn_set_threads(0);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -442,6 +459,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_exact),
+        cmocka_unit_test(test_deterministic_two_threads),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_mismatch_errors),
         cmocka_unit_test(test_grid_size_and_optimiser_mismatch),

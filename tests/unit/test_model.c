@@ -404,6 +404,31 @@ static void test_build_errors(void **state)
     expect_build_error(3, g, 8, 8, "point-gated");
 }
 
+/* An inference-only plan has no gradient buffers and refuses backward. */
+static void test_inference_plan(void **state)
+{
+    (void)state;
+    const char *ov[] = {"model.architecture=unet", "model.channels=[4, 8]", "model.kernel=3"};
+    sm_config *cfg = mt_config(3, ov);
+    sm_model *mi = NULL, *mt = NULL;
+    assert_int_equal(model_build_dims(&cfg->model, 2, 2, 8, 8, 1, 2, 0, 7, &mi), SM_OK);
+    assert_int_equal(model_build_dims(&cfg->model, 2, 2, 8, 8, 1, 2, 1, 7, &mt), SM_OK);
+    config_free(cfg);
+    assert_true(model_arena_bytes(mi) < model_arena_bytes(mt));
+    assert_null(model_output_grad(mi));
+    rng_t r;
+    rng_seed(&r, 1, 1);
+    mt_fill(model_input(mi), mt_in_floats(mi), &r, 1.0f);
+    memcpy(model_input(mt), model_input(mi), mt_in_floats(mi) * sizeof(float));
+    assert_int_equal(model_forward(mi, 0, NULL), SM_OK);
+    assert_int_equal(model_forward(mt, 0, NULL), SM_OK);
+    /* same seed, same weights, same outputs */
+    assert_memory_equal(model_output(mi), model_output(mt), mt_out_floats(mi) * sizeof(float));
+    assert_int_equal(model_backward(mi), SM_ERR_USAGE);
+    model_free(mi);
+    model_free(mt);
+}
+
 /* The gradient arena shares buffers between slots that are never live together. */
 static void test_arena_plan(void **state)
 {
@@ -463,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_build_errors),
         cmocka_unit_test(test_arena_plan),
         cmocka_unit_test(test_nonfinite_layer),
+        cmocka_unit_test(test_inference_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
