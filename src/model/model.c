@@ -774,10 +774,11 @@ float *model_output_grad(sm_model *m)
     return (m->arena && m->with_grads) ? m->arena + m->slots[out_slot(m)].grad_off : NULL;
 }
 
-static double wall(void)
+/* Profile clock: process CPU time (all threads), steadier than wall time on a shared machine. */
+static double prof_clock(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -802,10 +803,10 @@ int model_forward(sm_model *m, int training, rng_t *rng)
 {
     if (!m->arena) return sm_fail(SM_ERR_USAGE, "model: model_forward before model_finalize");
     const int B = m->batch;
-    double t0 = m->profile ? wall() : 0.0;
+    double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = 0; i < m->n_layers; i++) {
         if (m->profile) {
-            double t1 = wall();
+            double t1 = prof_clock();
             if (i > 0) m->t_fwd[i - 1] += t1 - t0;
             t0 = t1;
         }
@@ -889,7 +890,7 @@ int model_forward(sm_model *m, int training, rng_t *rng)
         }
     }
     if (m->profile) {
-        m->t_fwd[m->n_layers - 1] += wall() - t0;
+        m->t_fwd[m->n_layers - 1] += prof_clock() - t0;
         m->n_fwd++;
     }
     m->last_training = training;
@@ -917,10 +918,10 @@ int model_backward(sm_model *m)
         return sm_fail(SM_ERR_USAGE, "model: model_backward needs an arena planned with gradients");
     if (!m->forwarded) return sm_fail(SM_ERR_USAGE, "model: model_backward without a forward pass");
     const int B = m->batch, training = m->last_training;
-    double t0 = m->profile ? wall() : 0.0;
+    double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         if (m->profile) {
-            double t1 = wall();
+            double t1 = prof_clock();
             if (i < m->n_layers - 1) m->t_bwd[i + 1] += t1 - t0;
             t0 = t1;
         }
@@ -1031,7 +1032,7 @@ int model_backward(sm_model *m)
         }
     }
     if (m->profile) {
-        m->t_bwd[0] += wall() - t0;
+        m->t_bwd[0] += prof_clock() - t0;
         m->n_bwd++;
     }
     return SM_OK;
@@ -1062,14 +1063,14 @@ void model_profile_print(const sm_model *m, FILE *f)
         tb += m->t_bwd[i];
     }
     const double nf = m->n_fwd ? (double)m->n_fwd : 1.0, nb = m->n_bwd ? (double)m->n_bwd : 1.0;
-    fprintf(f, "%-4s %-24s %-15s %12s %12s %7s\n", "#", "layer", "kind", "fwd ms", "bwd ms", "share");
+    fprintf(f, "%-4s %-24s %-15s %12s %12s %7s\n", "#", "layer", "kind", "fwd cpu ms", "bwd cpu ms", "share");
     for (int i = 0; i < m->n_layers; i++) {
         double a = 1e3 * m->t_fwd[i] / nf, b = 1e3 * m->t_bwd[i] / nb;
         fprintf(f, "%-4d %-24s %-15s %12.3f %12.3f %6.1f%%\n", i, m->layers[i].name,
                 layer_kind_name(m->layers[i].kind), a, b,
                 100.0 * (a + b) / (1e3 * (tf / nf + tb / nb) + 1e-30));
     }
-    fprintf(f, "total: forward %.3f ms, backward %.3f ms per pass (%ld / %ld passes)\n",
+    fprintf(f, "total: forward %.3f ms, backward %.3f ms process CPU per pass (%ld / %ld passes)\n",
             1e3 * tf / nf, 1e3 * tb / nb, m->n_fwd, m->n_bwd);
 }
 

@@ -161,8 +161,9 @@ int model_first_nonfinite_layer(const sm_model *m);
 /* The layer owning param_store tensor `param_id`, or -1. */
 int model_param_layer(const sm_model *m, int param_id);
 
-/* Per-layer wall-clock profile of the passes (off by default; turning it on resets it; the
- * first call allocates, so call it before training). model_profile_print: mean ms per pass. */
+/* Per-layer profile of the passes in process CPU time (all threads; off by default; turning it
+ * on resets it; the first call allocates, so call it before training). model_profile_print:
+ * mean CPU ms per pass and layer. */
 int model_set_profile(sm_model *m, int on);
 void model_profile_print(const sm_model *m, FILE *f);
 
