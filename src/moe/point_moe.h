@@ -42,7 +42,7 @@ typedef enum {
 typedef struct {
     int batch, c_in, h, w, c_out;
     int n_experts, k;          /* HMOE: n_experts must equal groups * experts_per_group */
-    int hidden;                /* expert hidden channels (also the attention dimension) */
+    int hidden;                /* expert hidden channels */
     int kernel;                /* expert first-conv kernel (odd) */
     pad_mode pad;
     pmoe_gate_type gate;

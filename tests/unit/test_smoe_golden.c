@@ -11,6 +11,7 @@
 #include "moe/point_moe.h"
 #include "moe/rc_loss.h"
 #include "moe/smoe.h"
+#include "nn/threads.h"
 
 static void check_close(const char *what, const float *c, const float *t, size_t n)
 {
@@ -179,6 +180,8 @@ static void test_point_attention_k2(void **st) { (void)st; run_point("attention_
 
 int main(void)
 {
+    /* Tiny shapes: extra threads only add scheduling overhead on a loaded machine. */
+    nn_set_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_latent_weighted),
         cmocka_unit_test(test_latent_unweighted_rc_damping),
