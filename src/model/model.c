@@ -14,6 +14,7 @@
 #include "nn/norm.h"
 #include "nn/pool.h"
 #include "nn/tensor_ops.h"
+#include "nn/threads.h"
 #include "nn/upsample.h"
 
 #define NAME_MAX_LEN 96
@@ -68,6 +69,7 @@ struct sm_model {
     int finalized;
     /* plan */
     int max_batch, batch, with_grads;
+    int plan_threads;           /* nn thread count the workspace was sized for */
     float *arena;
     size_t arena_floats;
     float *ws;
@@ -615,6 +617,7 @@ int model_plan(sm_model *m, int max_batch, int with_grads)
     m->ws = NULL;
     m->max_batch = m->batch = max_batch;
     m->with_grads = with_grads;
+    m->plan_threads = nn_get_threads();
     m->forwarded = 0;
 
     size_t off = 0;
@@ -799,9 +802,21 @@ static float *moe_pack(sm_model *m, layer *l)
     return pack;
 }
 
+/* conv2d's workspace grows with the thread count (nn/threads.h). */
+static int check_threads(const sm_model *m)
+{
+    int t = nn_get_threads();
+    if (t > m->plan_threads)
+        return sm_fail(SM_ERR_USAGE, "model: %d threads, but the workspace was planned for %d; call "
+                       "nn_set_threads before building the model (or model_plan again)", t, m->plan_threads);
+    return SM_OK;
+}
+
 int model_forward(sm_model *m, int training, rng_t *rng)
 {
     if (!m->arena) return sm_fail(SM_ERR_USAGE, "model: model_forward before model_finalize");
+    int trc = check_threads(m);
+    if (trc) return trc;
     const int B = m->batch;
     double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = 0; i < m->n_layers; i++) {
@@ -917,6 +932,8 @@ int model_backward(sm_model *m)
     if (!m->arena || !m->with_grads)
         return sm_fail(SM_ERR_USAGE, "model: model_backward needs an arena planned with gradients");
     if (!m->forwarded) return sm_fail(SM_ERR_USAGE, "model: model_backward without a forward pass");
+    int trc = check_threads(m);
+    if (trc) return trc;
     const int B = m->batch, training = m->last_training;
     double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = m->n_layers - 1; i >= 0; i--) {

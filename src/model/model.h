@@ -102,7 +102,10 @@ int model_set_output(sm_model *m, int slot);
  * model_backward then fails). SM_OK, or the first construction error / SM_ERR_NUMERIC (out of
  * memory). */
 int model_finalize(sm_model *m, int max_batch, int with_grads);
-/* Re-plan the arena for another maximum batch (allocation: call between epochs, not steps). */
+/* Re-plan the arena for another maximum batch (allocation: call between epochs, not steps).
+ * The layer workspace is sized for the current nn thread count (nn/threads.h): call
+ * nn_set_threads before model_finalize / model_plan; the passes refuse to run with more
+ * threads than planned for (SM_ERR_USAGE). */
 int model_plan(sm_model *m, int max_batch, int with_grads);
 /* Batch size of the next passes (1 .. planned max_batch). SM_OK or SM_ERR_USAGE. */
 int model_set_batch(sm_model *m, int batch);

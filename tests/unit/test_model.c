@@ -3,6 +3,7 @@
 #include "model_testlib.h"
 
 #include "nn/optim.h"
+#include "nn/threads.h"
 
 typedef struct {
     int n;
@@ -425,6 +426,13 @@ static void test_inference_plan(void **state)
     /* same seed, same weights, same outputs */
     assert_memory_equal(model_output(mi), model_output(mt), mt_out_floats(mi) * sizeof(float));
     assert_int_equal(model_backward(mi), SM_ERR_USAGE);
+    /* more threads than the workspace was planned for are refused */
+    int t = nn_get_threads();
+    nn_set_threads(t + 1);
+    assert_int_equal(model_forward(mi, 0, NULL), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "nn_set_threads"));
+    nn_set_threads(t);
+    assert_int_equal(model_forward(mi, 0, NULL), SM_OK);
     model_free(mi);
     model_free(mt);
 }
