@@ -12,7 +12,8 @@ and names:
                affine parameters, BN running statistics)
   g_<name>     gradient of sum(y * gy) for every trainable tensor
   r_<name>     BN running statistics after the forward (momentum 0.1, unbiased variance)
-Inputs and parameters are rounded to float32, the reference is computed in float64 and stored
+model_cnn_smoe.nc is a CNN whose last conv is replaced by an SMoE layer (conv gate, weighted
+top-k routing, N 4, k 2) plus its bias layer. Inputs and parameters are rounded to float32, the reference is computed in float64 and stored
 as float32. Attributes record the config overrides that build the same model in C. The BatchNorm models
 (resnet, unet) are built without conv biases, as usual before BatchNorm: the exact gradient of
 such a bias is 0 and float32 rounding alone (~1e-6) would exceed the absolute tolerance.
@@ -43,6 +44,8 @@ class Net:
         self.bias = bias
 
     def param(self, name, shape, scale=1.0, trainable=True, value=None):
+        if getattr(self, "frozen", False):
+            return self.p[name]
         if value is None:
             t = torch.randn(*shape) * scale
         else:
@@ -102,6 +105,28 @@ class Net:
         return self.activation(x)
 
 
+def smoe(net, name, x, n_experts, k):
+    """SMoE layer (METHODS.md section 2): conv gate, weighted routing, no noise/softmax/RC, followed
+    by the per-channel bias layer the builder adds (model.bias)."""
+    c_in = x.shape[1]
+    we = net.param(name + ".expert_weight", (n_experts, c_in, 3, 3), (c_in * 9) ** -0.5)
+    wg = net.param(name + ".gate_weight", (n_experts, c_in, 3, 3), (c_in * 9) ** -0.5)
+    b = net.param(name + "_bias.bias", (k,), 0.1)
+    xp = F.pad(x, (1, 1, 0, 0), mode="circular") if net.pad == "periodic" else x
+    pad = (1, 0) if net.pad == "periodic" else 1
+    e = F.conv2d(xp, we, padding=pad)
+    r = F.conv2d(xp, wg, padding=pad)
+    vals, idx = torch.topk(r, k, dim=1, largest=True, sorted=True)
+    y = vals * torch.gather(e, 1, idx)
+    return y + b[None, :, None, None]
+
+
+def cnn_smoe(net, x, channels, k, c_out, n_experts):
+    for i, c in enumerate(channels):
+        x = net.unit(f"conv{i}", x, c, k)
+    return smoe(net, f"conv{len(channels)}", x, n_experts, c_out)
+
+
 def cnn(net, x, channels, k, c_out):
     for i, c in enumerate(channels):
         x = net.unit(f"conv{i}", x, c, k)
@@ -139,6 +164,7 @@ def write(arch, overrides, net, build):
     # first pass creates the parameters; reset running stats, then the measured pass
     with torch.no_grad():
         build["fn"](net, x.clone())
+    net.frozen = True
     for n in net.order:
         if n.endswith(".running_mean"):
             net.p[n].zero_()
@@ -198,6 +224,12 @@ def main():
           "model.batchnorm=true", "model.activation=elu", "model.padding=zero", "model.bias=false"]
     write("unet", ov, Net("zero", "elu", True, bias=False),
           {"shape": (2, 3, 8, 16, 2), "fn": lambda n, x: unet(n, x, [4, 6, 8], 3, 2)})
+    # WeatherBench-style CNN whose last conv is an SMoE layer (conv gate, weighted, N 4, k 2)
+    ov = ["model.architecture=cnn", "model.channels=[4]", "model.kernel=3", "model.activation=elu",
+          "model.padding=periodic_lon", "model.moe.enabled=true", "model.moe.gate=conv",
+          "model.moe.experts=4", "model.moe.k=2", "model.moe.rc_loss.enabled=false"]
+    write("cnn_smoe", ov, Net("periodic", "elu", False),
+          {"shape": (2, 2, 8, 16, 2), "fn": lambda n, x: cnn_smoe(n, x, [4], 3, 2, 4)})
 
 
 if __name__ == "__main__":
