@@ -575,9 +575,12 @@ static int check_all(ncf *f, sm_model *m, const sm_config *cfg, const grid *g, c
         int og = find_group(f->nc, "optim");
         if (og < 0) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no optimiser state", f->path);
         if (check_text_grp(f, og, st->opt)) return f->rc;
-        int mg = find_group(og, "m");
-        if (mg < 0) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no optimiser moments", f->path);
-        if (check_tensors(f, mg, "optimiser state", ps, 1)) return f->rc;
+        if (st->opt->m) {
+            int mg = find_group(og, "m");
+            if (mg < 0)
+                return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no optimiser moments", f->path);
+            if (check_tensors(f, mg, "optimiser state", ps, 1)) return f->rc;
+        }
         if (st->opt->v) {
             int vg = find_group(og, "v");
             if (vg < 0) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no Adam second moments", f->path);
@@ -631,21 +634,21 @@ static int load_contents(ncf *f, sm_model *m, ckpt_state *st)
     if (st->opt) {
         optim *o = st->opt;
         int og = find_group(f->nc, "optim");
-        float *mm = malloc(o->size * sizeof(float) * (o->v ? 2 : 1) + sizeof(float));
+        float *mm = malloc(o->size * sizeof(float) * 2 + sizeof(float));
         if (!mm) {
             free(tmp);
             return f->rc = sm_fail(SM_ERR_NUMERIC, "%s: out of memory", f->path);
         }
         float *vv = o->v ? mm + o->size : NULL;
-        memset(mm, 0, o->size * sizeof(float) * (o->v ? 2 : 1));
-        if (read_tensors(f, find_group(og, "m"), ps, mm, 1) ||
+        memset(mm, 0, o->size * sizeof(float) * 2);
+        if ((o->m && read_tensors(f, find_group(og, "m"), ps, mm, 1)) ||
             (vv && read_tensors(f, find_group(og, "v"), ps, vv, 1)) ||
             get_i64(f, og, "step", &i64) || get_f64(f, og, "lr", &d)) {
             free(mm);
             free(tmp);
             return f->rc;
         }
-        memcpy(o->m, mm, o->size * sizeof(float));
+        if (o->m) memcpy(o->m, mm, o->size * sizeof(float));
         if (vv) memcpy(o->v, vv, o->size * sizeof(float));
         o->step = i64;
         optim_set_lr(o, d);

@@ -337,6 +337,18 @@ static void test_grid_size_and_optimiser_mismatch(void **state)
     s2.opt = sgd;
     assert_int_equal(checkpoint_load(path, a.m, a.cfg, g, &s2), SM_ERR_IO);
     assert_non_null(strstr(sm_last_error(), "the optimiser is adam in the checkpoint but sgd in the config"));
+    /* plain SGD (no momentum buffer) saves and restores its step and lr */
+    ckpt_state s3;
+    checkpoint_state_init(&s3);
+    s3.opt = sgd;
+    sgd->step = 5;
+    optim_set_lr(sgd, 0.25);
+    assert_int_equal(checkpoint_save(path, a.m, a.cfg, g, &s3), SM_OK);
+    sgd->step = 0;
+    optim_set_lr(sgd, 1.0);
+    assert_int_equal(checkpoint_load(path, a.m, a.cfg, g, &s3), SM_OK);
+    assert_int_equal(sgd->step, 5);
+    assert_true(optim_get_lr(sgd) == 0.25);
     /* asking for state the checkpoint does not have */
     assert_int_equal(checkpoint_save(path, a.m, a.cfg, g, NULL), SM_OK);
     assert_int_equal(checkpoint_load(path, a.m, a.cfg, g, &st), SM_ERR_IO);
