@@ -196,7 +196,7 @@ static int choose_geometry(const plot_field *f, geometry *g)
          * has to wrap the grid itself (which leaves a seam). */
         double step = 360.0 / (double)f->nx;
         double edge0 = g->reg == GMT_GRID_PIXEL_REG ? x0 - step / 2 : x0;
-        long m = lround((-180.0 - edge0) / step);
+        long m = (long)ceil((-180.0 - edge0) / step - 1e-9);
         g->shift = m;
         g->inc[0] = step;
         g->wesn[0] = edge0 + (double)m * step;
@@ -464,7 +464,8 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px
         if ((st = call(r, "pscoast"))) return st;
     }
 
-    /* colour bar or categorical legend */
+    /* colour bar or categorical legend, below the axis labels of y/x rasters */
+    double bar_y = f->kind == PLOT_GRID_XY ? -1.45 : -1.0;
     arg(r, "-C%s", r->cpt);
     if (vertical_legend) {
         double len = fmin(map_h, 0.55 * (double)f->n_categories);
@@ -472,12 +473,12 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px
         arg(r, "-L0.08c");
     } else if (f->categorical) {
         double len = fmin(map_w, 2.4 * (double)f->n_categories);
-        arg(r, "-Dx%.4fc/-1.0c+w%.4fc/0.45c+h+jTC", map_w / 2, len);
+        arg(r, "-Dx%.4fc/%.2fc+w%.4fc/0.45c+h+jTC", map_w / 2, bar_y, len);
         arg(r, "-L0.1c");
     } else {
         char units[200];
         gmt_text(f->units, units, sizeof units);
-        arg(r, "-Dx%.4fc/-1.0c+w%.4fc/0.4c+h+jTC", map_w / 2, 0.8 * map_w);
+        arg(r, "-Dx%.4fc/%.2fc+w%.4fc/0.4c+h+jTC", map_w / 2, bar_y, 0.8 * map_w);
         arg(r, "-Bxaf%s%s", units[0] ? "+l" : "", units);
     }
     arg(r, "-Xa%.4fc", x_off);
@@ -538,7 +539,11 @@ int plot_field_png(const plot_field *f, const plot_style *style, const char *out
 
     outfile out;
     int st = outfile_begin(&out, out_png);
-    if (st) return sm_fail(st, "%s (plot of %s variable '%s')", sm_last_error(), f->path, f->var);
+    if (st) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sm_last_error());
+        return sm_fail(st, "%s (plot of %s variable '%s')", why, f->path, f->var);
+    }
 
     gmt_run r;
     memset(&r, 0, sizeof r);
@@ -589,7 +594,7 @@ int plot_field_png(const plot_field *f, const plot_style *style, const char *out
         }
         if (fp) fclose(fp);
     }
-    if (!st && copy_file(png, out.tmp_path) != 0) st = sm_fail(SM_ERR_IO, "%s: cannot write: %s", out_png, strerror(errno));
+    if (!st && copy_file(png, out.tmp_path) != 0) st = sm_fail(SM_ERR_IO, "%s: cannot write (plot of %s variable '%s'): %s", out_png, f->path, f->var, strerror(errno));
     remove_tree(r.dir);
     if (st) {
         outfile_abort(&out);
