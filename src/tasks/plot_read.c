@@ -120,6 +120,21 @@ int plot_date_parse(const char *text, int *ymdhm, double *second)
     return 0;
 }
 
+int plot_date_valid(const int *ymdhm, int cal)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y = ymdhm[0], m = ymdhm[1], d = ymdhm[2];
+    if (m < 1 || m > 12 || d < 1) return 0;
+    if (cal == CAL_360) return d <= 30;
+    int len = mdays[m - 1];
+    if (m == 2) {
+        int leap = cal == CAL_ALL_LEAP || (cal == CAL_JULIAN && y % 4 == 0) ||
+                   (cal == CAL_PROLEPTIC && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+        len += leap;
+    }
+    return d <= len;
+}
+
 double plot_date_to_hours(const int *ymdhm, double second, int cal)
 {
     return days_from_date(ymdhm[0], ymdhm[1], ymdhm[2], cal) * 24.0 + ymdhm[3] + ymdhm[4] / 60.0 + second / 3600.0;
@@ -334,6 +349,9 @@ static int select_index(int nc, const char *path, const char *var, const dim_inf
         double s;
         if (plot_date_parse(text, ymdhm, &s) != 0)
             return sm_fail(SM_ERR_USAGE, "%s: variable '%s': cannot parse time '%s' (use YYYY-MM-DDTHH:MM or an index)", path, var, text);
+        if (!plot_date_valid(ymdhm, td->cal))
+            return sm_fail(SM_ERR_USAGE, "%s: variable '%s': %s is not a date in the file's calendar '%s'", path, var, text,
+                           d->calendar[0] ? d->calendar : "standard");
         double want = plot_date_to_hours(ymdhm, s, td->cal);
         double *v = read_coord(nc, d);
         if (!v) return sm_fail(SM_ERR_IO, "%s: out of memory", path);

@@ -74,6 +74,7 @@ void plot_default_title(const plot_field *f, char *buf, size_t len);
  * noleap/365_day, all_leap/366_day, 360_day. Exposed for the tests. */
 int plot_time_units_parse(const char *units, const char *calendar, double *unit_hours, double *ref_hours, int *cal);
 int plot_date_parse(const char *text, int *ymdhm, double *second);
+int plot_date_valid(const int *ymdhm, int cal); /* 1 when the day exists in the calendar */
 double plot_date_to_hours(const int *ymdhm, double second, int cal);
 void plot_format_hours(double hours, int cal, char *buf, size_t len);
 
