@@ -51,8 +51,25 @@ export TMPDIR="$TMP/gmt_tmp"
   awk 'BEGIN{printf " region = "; n=0; for(y=0;y<64;y++) for(x=0;x<64;x++) printf "%s%d", (n++?", ":""), (x>=32)+2*(y>=32); print " ;"}'
   echo '}'
 } > raster.cdl
-ncgen -o "$TMP/experts.nc" experts.cdl && ncgen -o "$TMP/raster.nc" raster.cdl || { fail "ncgen"; finish; }
-rm -f experts.cdl raster.cdl
+# the ERA5 UK domain (lat 58 -> 50, lon -10 -> 2 at 0.25 deg): t2m rising to the south-east and
+# 12 experts in 3 x 4 blocks (more than 8 categories: vertical legend)
+{
+  echo 'netcdf uk { dimensions: latitude = 33 ; longitude = 49 ;'
+  echo 'variables:'
+  echo ' float latitude(latitude) ; latitude:units = "degrees_north" ;'
+  echo ' float longitude(longitude) ; longitude:units = "degrees_east" ;'
+  echo ' float t2m(latitude, longitude) ; t2m:units = "K" ; t2m:long_name = "2 metre temperature" ;'
+  echo ' int experts(latitude, longitude) ; experts:flag_values = 0,1,2,3,4,5,6,7,8,9,10,11 ;'
+  echo '   experts:flag_meanings = "expert_0 expert_1 expert_2 expert_3 expert_4 expert_5 expert_6 expert_7 expert_8 expert_9 expert_10 expert_11" ;'
+  echo 'data:'
+  awk 'BEGIN{printf " latitude = "; for(j=0;j<33;j++) printf "%s%.2f", (j?", ":""), 58-0.25*j; print " ;"}'
+  awk 'BEGIN{printf " longitude = "; for(i=0;i<49;i++) printf "%s%.2f", (i?", ":""), -10+0.25*i; print " ;"}'
+  awk 'BEGIN{printf " t2m = "; n=0; for(j=0;j<33;j++) for(i=0;i<49;i++) printf "%s%.2f", (n++?", ":""), 281+0.125*j+0.1*i; print " ;"}'
+  awk 'BEGIN{printf " experts = "; n=0; for(j=0;j<33;j++) for(i=0;i<49;i++) printf "%s%d", (n++?", ":""), int(i/13)+4*int(j/11); print " ;"}'
+  echo '}'
+} > uk.cdl
+ncgen -o "$TMP/experts.nc" experts.cdl && ncgen -o "$TMP/raster.nc" raster.cdl && ncgen -o "$TMP/uk.nc" uk.cdl || { fail "ncgen"; finish; }
+rm -f experts.cdl raster.cdl uk.cdl
 
 # ---------------------------------------------------------------- expert map (categorical, global)
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/experts.nc" --var expert_map --out "$TMP/experts.png"
@@ -64,10 +81,24 @@ $PY "$CHECK" "$TMP/experts.png" has 31/119/180 255/127/14 44/160/44 214/39/40 >/
 expect_colours "$TMP/experts.png" 150 "expert map NE:$BLUE:0.754 0.283" "expert map NW:$ORANGE:0.237 0.252" \
   "expert map SE:$GREEN:0.706 0.686" "expert map SW:$RED:0.172 0.686"
 # second time, by ISO time: east and west swapped
-expect_exit 0 "wrote" -- "$BIN" plot "$TMP/experts.nc" --var expert_map --time 2000-01-01T06:00 --out "$TMP/experts_t1.png"
-expect_colours "$TMP/experts_t1.png" 150 "expert map t=06Z NE:$ORANGE:0.754 0.283" "expert map t=06Z NW:$BLUE:0.237 0.252"
-expect_exit 0 "wrote" -- "$BIN" plot "$TMP/experts.nc" --var expert_map --time 1 --out "$TMP/experts_i1.png"
+# smaller pages (10 cm at 100 dpi) for the remaining cases keep the test fast
+S=(--width 10 --dpi 100); WS=$(px 10 100)
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/experts.nc" --var expert_map --time 2000-01-01T06:00 "${S[@]}" --out "$TMP/experts_t1.png"
+expect_colours "$TMP/experts_t1.png" 100 "expert map t=06Z NE:$ORANGE:0.754 0.283" "expert map t=06Z NW:$BLUE:0.237 0.252"
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/experts.nc" --var expert_map --time 1 "${S[@]}" --out "$TMP/experts_i1.png"
 cmp -s "$TMP/experts_t1.png" "$TMP/experts_i1.png" && ok "--time 1 == --time 2000-01-01T06:00" || fail "--time index and ISO time differ"
+
+# ---------------------------------------------------------------- limited area (Mercator)
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/uk.nc" --var t2m "${S[@]}" --out "$TMP/uk.png"
+check_png "$TMP/uk.png" "$WS"
+{ read -r nr ng nb; read -r sr sg sb; } < <(map_colours "$TMP/uk.png" 100 0.03 0.03 0.97 0.97)
+[ "$ng" -lt 60 ] && [ "$sg" -gt 180 ] && [ "$sb" -lt 100 ] && ok "UK t2m: north-west dark ($nr $ng $nb), south-east yellow ($sr $sg $sb)" \
+  || fail "UK t2m colours: north-west $nr $ng $nb, south-east $sr $sg $sb"
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/uk.nc" --var experts "${S[@]}" --out "$TMP/uk_experts.png"
+check_png "$TMP/uk_experts.png" "$WS"
+$PY "$CHECK" "$TMP/uk_experts.png" has 31/119/180 255/127/14 44/160/44 214/39/40 148/103/189 140/86/75 227/119/194 \
+  127/127/127 188/189/34 23/190/207 174/199/232 255/187/120 >/dev/null \
+  && ok "12 experts: 12 distinct colours" || fail "12 experts: a category colour is missing"
 
 # ---------------------------------------------------------------- y/x rasters: exact size with --width/--height
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --width 12 --height 10 --dpi 100 --out "$TMP/region_small.png"
@@ -77,9 +108,9 @@ expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --out "$TMP/r
 check_png "$TMP/region.png" "$W" "$(awk -v w="$W" 'BEGIN{pw=w*2.54/150; printf "%d", int((pw-2.4+4.3)/2.54*150+0.5)}')"
 expect_colours "$TMP/region.png" 150 "raster bottom-left (y low, x low):$BLUE:0.25 0.75" "raster bottom-right:$ORANGE:0.75 0.75" \
   "raster top-left:$GREEN:0.25 0.25" "raster top-right:$RED:0.75 0.25"
-expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var temperature --title "heat + x" --out "$TMP/temperature.png"
-check_png "$TMP/temperature.png" "$W"
-{ read -r lr lg lb; read -r rr rg rb; } < <(map_colours "$TMP/temperature.png" 150 0.05 0.5 0.95 0.5)
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var temperature --title "heat + x" "${S[@]}" --out "$TMP/temperature.png"
+check_png "$TMP/temperature.png" "$WS"
+{ read -r lr lg lb; read -r rr rg rb; } < <(map_colours "$TMP/temperature.png" 100 0.05 0.5 0.95 0.5)
 # viridis: dark purple at the low (left) end, yellow at the high (right) end
 [ "$lg" -lt 60 ] && [ "$rg" -gt 180 ] && [ "$rb" -lt 100 ] && ok "temperature: left dark ($lr $lg $lb), right yellow ($rr $rg $rb)" \
   || fail "temperature colours: left $lr $lg $lb, right $rr $rg $rb"
@@ -87,9 +118,9 @@ check_png "$TMP/temperature.png" "$W"
 # forecast minus truth: categorical variables are rejected; temperature - truth = 2x - 63,
 # drawn with the diverging vik palette symmetric about 0: blue left, brown/red right
 bad 1 "categorical" "$TMP/bad_diff.png" "$TMP/raster.nc" --var region --diff-truth "$TMP/raster.nc"
-expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var temperature --diff-truth "$TMP/raster.nc" --truth-var truth --out "$TMP/diff.png"
-check_png "$TMP/diff.png" "$W"
-{ read -r lr lg lb; read -r mr mg mb; read -r rr rg rb; } < <(map_colours "$TMP/diff.png" 150 0.05 0.5 0.5 0.5 0.95 0.5)
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var temperature --diff-truth "$TMP/raster.nc" --truth-var truth "${S[@]}" --out "$TMP/diff.png"
+check_png "$TMP/diff.png" "$WS"
+{ read -r lr lg lb; read -r mr mg mb; read -r rr rg rb; } < <(map_colours "$TMP/diff.png" 100 0.05 0.5 0.5 0.5 0.95 0.5)
 [ "$lb" -gt "$lr" ] && [ "$rr" -gt "$rb" ] && [ "$mg" -gt 180 ] && ok "difference: blue $lr $lg $lb | light $mr $mg $mb | red $rr $rg $rb" \
   || fail "difference colours: left $lr $lg $lb, middle $mr $mg $mb, right $rr $rg $rb"
 
