@@ -465,7 +465,16 @@ static void setup_categories(int nc, int varid, nc_type type, int packed, plot_f
     } else {
         int integer = type == NC_BYTE || type == NC_UBYTE || type == NC_SHORT || type == NC_USHORT || type == NC_INT ||
                       type == NC_UINT || type == NC_INT64 || type == NC_UINT64;
-        if (!integer || packed) return;
+        /* smoecast datasets store categorical fields (land-sea masks) as float32 with
+         * smoecast_categorical = 1 */
+        double forced = 0;
+        att_double(nc, varid, "smoecast_categorical", &forced);
+        if (forced != 0) {
+            for (size_t i = 0; i < n; i++)
+                if (!isnan(f->data[i]) && f->data[i] != floorf(f->data[i])) return;
+        } else if (!integer || packed) {
+            return;
+        }
         int nc_ = 0;
         for (size_t i = 0; i < n; i++) {
             double v = f->data[i];
@@ -819,7 +828,9 @@ int plot_read_slice(const char *path, const char *var, const plot_select *sel, p
     int nc;
     if (access(path, R_OK) != 0) return sm_fail(SM_ERR_IO, "%s: cannot open: no such readable file (variable '%s')", path, var);
     int st = nc_open(path, NC_NOWRITE, &nc);
-    if (st != NC_NOERR) return sm_fail(SM_ERR_IO, "%s: cannot open as NetCDF (variable '%s'): %s", path, var, nc_strerror(st));
+    if (st != NC_NOERR)
+        return sm_fail(SM_ERR_IO, "%s: cannot open as NetCDF (variable '%s'): %s; plot reads NetCDF only (GRIB: convert with smoecast ingest)",
+                       path, var, nc_strerror(st));
     st = read_slice(nc, path, var, sel, out);
     nc_close(nc);
     if (st) plot_field_free(out);

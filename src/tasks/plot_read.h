@@ -11,7 +11,8 @@
  * valid_min/valid_max/valid_range are applied; missing points become NaN.
  *
  * A slice is categorical when the variable carries flag_values/flag_meanings (expert maps), or
- * when it is an unpacked integer variable with at most PLOT_MAX_CATEGORIES distinct values;
+ * when it is an unpacked integer variable (or a smoecast dataset variable with
+ * smoecast_categorical = 1 holding whole numbers) with at most 16 distinct values;
  * then labels come from flag_meanings, else from "k=Label" lists in the variable's long_name,
  * description or comment or the global title (the land-sea mask file), else the values. */
 #ifndef SMOECAST_TASKS_PLOT_READ_H

@@ -64,6 +64,10 @@ static void write_geo(const char *path)
     NCX(nc_def_var(nc, "mask", NC_BYTE, 2, dyx, &vm));
     put_text(nc, vm, "long_name", "land sea mask: 0=Sea, 1=Land, 2=Lake");
     NCX(nc_def_var(nc, "profile", NC_FLOAT, 1, &dy, &vp));
+    int vs;
+    NCX(nc_def_var(nc, "lsm", NC_FLOAT, 2, dyx, &vs));
+    int one = 1;
+    NCX(nc_put_att_int(nc, vs, "smoecast_categorical", NC_INT, 1, &one));
     NCX(nc_enddef(nc));
     double tv[2] = {0, 365 + 59}; /* 2000-01-01, 2001-03-01 (noleap) */
     int lv[2] = {500, 850};
@@ -89,6 +93,8 @@ static void write_geo(const char *path)
     NCX(nc_put_var_schar(nc, vm, m));
     float p[3] = {1, 2, 3};
     NCX(nc_put_var_float(nc, vp, p));
+    float lsm[12] = {0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1};
+    NCX(nc_put_var_float(nc, vs, lsm));
     NCX(nc_close(nc));
 }
 
@@ -227,6 +233,15 @@ static void test_categories(void **state)
     assert_string_equal(f.cat_labels[1], "Land");
     assert_string_equal(f.cat_labels[2], "Lake");
     plot_field_free(&f);
+    /* smoecast datasets: float32 with smoecast_categorical = 1; a float field is not categorical */
+    assert_int_equal(plot_read_slice(path, "lsm", NULL, &f), 0);
+    assert_true(f.categorical);
+    assert_int_equal(f.n_categories, 2);
+    assert_string_equal(f.cat_labels[1], "1");
+    plot_field_free(&f);
+    assert_int_equal(plot_read_slice(path, "u", NULL, &f), 0);
+    assert_false(f.categorical);
+    plot_field_free(&f);
 }
 
 static void test_raster_and_errors(void **state)
@@ -263,7 +278,7 @@ static void test_raster_and_errors(void **state)
 
     plot_select sel = {0};
     assert_int_equal(plot_read_slice(geo, "nope", NULL, &f), SM_ERR_IO);
-    assert_non_null(strstr(sm_last_error(), "no variable 'nope'; available: t, u, expert, mask, profile"));
+    assert_non_null(strstr(sm_last_error(), "no variable 'nope'; available: t, u, expert, mask, profile, lsm"));
     assert_int_equal(plot_read_slice(geo, "profile", NULL, &f), SM_ERR_IO);
     assert_non_null(strstr(sm_last_error(), "variable 'profile' (dimensions: lat(3)) is not on a latitude/longitude or y/x grid"));
     sel.time = "2000-06-01T00:00";
