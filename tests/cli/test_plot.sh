@@ -103,10 +103,11 @@ $PY "$CHECK" "$TMP/uk_experts.png" has 31/119/180 255/127/14 44/160/44 214/39/40
 # ---------------------------------------------------------------- y/x rasters: exact size with --width/--height
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --width 12 --height 10 --dpi 100 --out "$TMP/region_small.png"
 check_png "$TMP/region_small.png" "$(px 12 100)" "$(px 10 100)"
-expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --out "$TMP/region.png"
-# square raster, default height: page = 1.3 + map width + 3.0 cm
-check_png "$TMP/region.png" "$W" "$(awk -v w="$W" 'BEGIN{pw=w*2.54/150; printf "%d", int((pw-2.4+4.3)/2.54*150+0.5)}')"
-expect_colours "$TMP/region.png" 150 "raster bottom-left (y low, x low):$BLUE:0.25 0.75" "raster bottom-right:$ORANGE:0.75 0.75" \
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --dpi 100 --out "$TMP/region.png"
+# square raster, default height: page = 1.3 + map width + 3.0 cm (page width = pixels / dpi)
+W100=$(px 16 100)
+check_png "$TMP/region.png" "$W100" "$(awk -v w="$W100" 'BEGIN{pw=w*2.54/100; printf "%d", int((pw-2.4+4.3)/2.54*100+0.5)}')"
+expect_colours "$TMP/region.png" 100 "raster bottom-left (y low, x low):$BLUE:0.25 0.75" "raster bottom-right:$ORANGE:0.75 0.75" \
   "raster top-left:$GREEN:0.25 0.25" "raster top-right:$RED:0.75 0.25"
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var temperature --title "heat + x" "${S[@]}" --out "$TMP/temperature.png"
 check_png "$TMP/temperature.png" "$WS"
