@@ -271,6 +271,17 @@ static void clean_label(const char *in, char *out, size_t len)
     out[k] = 0;
 }
 
+/* A palette the user named that GMT cannot find is a usage error, not a drawing failure. */
+static int palette_status(gmt_run *r, const plot_style *s, int st)
+{
+    if (st && s->cmap && *s->cmap) {
+        char why[600];
+        snprintf(why, sizeof why, "%s", t_gmt_error[0] ? t_gmt_error : sm_last_error());
+        return sm_fail(SM_ERR_USAGE, "%s: variable '%s': --cmap %s: not a GMT palette (%s)", r->f->path, r->f->var, s->cmap, why);
+    }
+    return st;
+}
+
 static int write_categorical_cpt(gmt_run *r, const plot_style *s)
 {
     const plot_field *f = r->f;
@@ -286,7 +297,7 @@ static int write_categorical_cpt(gmt_run *r, const plot_style *s)
         arg(r, "-T0/%d/1", f->n_categories - 1 > 0 ? f->n_categories - 1 : 1);
         arg(r, "-F+c%s", labels);
         arg(r, "->%s", r->cpt);
-        return call(r, "makecpt");
+        return palette_status(r, s, call(r, "makecpt"));
     }
     FILE *fp = fopen(r->cpt, "w");
     if (!fp) return sm_fail(SM_ERR_IO, "%s: cannot write %s: %s", f->path, r->cpt, strerror(errno));
@@ -327,7 +338,7 @@ static int write_continuous_cpt(gmt_run *r, const plot_style *s, double lo, doub
     arg(r, "-Z");
     arg(r, "-D");
     arg(r, "->%s", r->cpt);
-    return call(r, "makecpt");
+    return palette_status(r, s, call(r, "makecpt"));
 }
 
 /* ---------------------------------------------------------------- drawing */
@@ -346,8 +357,6 @@ static void gmt_text(const char *in, char *out, size_t len)
 static int fill_grid(gmt_run *r, const geometry *geo, struct GMT_GRID **out)
 {
     const plot_field *f = r->f;
-    uint64_t dim[4] = {0};
-    (void)dim;
     struct GMT_GRID *G = GMT_Create_Data(r->api, GMT_IS_GRID, GMT_IS_SURFACE, GMT_CONTAINER_AND_DATA, NULL, (double *)geo->wesn,
                                          (double *)geo->inc, geo->reg, GMT_NOTSET, NULL);
     if (!G) return sm_fail(SM_ERR_NUMERIC, "%s: GMT cannot create a %zu x %zu grid: %s", f->path, f->ny, f->nx, t_gmt_error);
@@ -469,7 +478,7 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px
     arg(r, "-C%s", r->cpt);
     if (vertical_legend) {
         double len = fmin(map_h, 0.55 * (double)f->n_categories);
-        arg(r, "-Dx%.4fc/%.4fc+w%.4fc/0.45c+jML", map_w + 0.4, map_h / 2, len);
+        arg(r, "-Dx%.4fc/%.4fc+w%.4fc/0.45c+jML+r", map_w + 0.4, map_h / 2, len);
         arg(r, "-L0.08c");
     } else if (f->categorical) {
         double len = fmin(map_w, 2.4 * (double)f->n_categories);

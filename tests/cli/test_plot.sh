@@ -135,6 +135,7 @@ bad 2 "experts.nc: variable 'expert_map': time index 5 is not in the file" "$TMP
 bad 1 "raster.nc: variable 'region' has no time dimension" "$TMP/b6.png" "$TMP/raster.nc" --var region --time 0
 bad 2 "output directory '$TMP/no/such' does not exist.*raster.nc variable 'region'" "$TMP/no/such/map.png" "$TMP/raster.nc" --var region
 bad 2 "raster.nc variable 'region'" "/proc/smoecast_plot_test.png" "$TMP/raster.nc" --var region
+bad 1 "raster.nc: variable 'temperature': --cmap no_such_palette: not a GMT palette" "$TMP/b9.png" "$TMP/raster.nc" --var temperature --cmap no_such_palette
 expect_exit 1 "--var NAME is required" -- "$BIN" plot "$TMP/raster.nc"
 expect_exit 1 "--width expects" -- "$BIN" plot "$TMP/raster.nc" --var region --width 2
 
