@@ -103,6 +103,12 @@ $PY "$CHECK" "$TMP/uk_experts.png" has 31/119/180 255/127/14 44/160/44 214/39/40
 # ---------------------------------------------------------------- y/x rasters: exact size with --width/--height
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --width 12 --height 10 --dpi 100 --out "$TMP/region_small.png"
 check_png "$TMP/region_small.png" "$(px 12 100)" "$(px 10 100)"
+for wd in "13.3 97" "7.7 133"; do # odd sizes: still exact (IHDR only)
+  set -- $wd
+  "$BIN" -q plot "$TMP/raster.nc" --var region --width "$1" --height "$1" --dpi "$2" --out "$TMP/odd.png" || fail "plot at $1 cm, $2 dpi"
+  [ "$(png_size "$TMP/odd.png")" = "$(px "$1" "$2") $(px "$1" "$2")" ] && ok "$1 cm at $2 dpi: $(png_size "$TMP/odd.png")" \
+    || fail "$1 cm at $2 dpi: got $(png_size "$TMP/odd.png")"
+done
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --dpi 100 --out "$TMP/region.png"
 # square raster, default height: page = 1.3 + map width + 3.0 cm (page width = pixels / dpi)
 W100=$(px 16 100)
