@@ -814,6 +814,13 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
     snprintf(f->y_units, sizeof f->y_units, "%s", dims[iy].units);
     if (f->kind == PLOT_GRID_GEO) {
         double dx = (f->x[nx - 1] - f->x[0]) / (double)(nx - 1);
+        if (nx > 2 && fabs(f->x[nx - 1] - f->x[0] - 360.0) < 0.01 * dx) {
+            /* the last column repeats the first (0 .. 360 inclusive): drop it */
+            for (size_t j = 0; j < ny; j++) memmove(f->data + j * (nx - 1), f->data + j * nx, sizeof(float) * (nx - 1));
+            f->nx = --nx;
+            n = nx * ny;
+            dx = (f->x[nx - 1] - f->x[0]) / (double)(nx - 1);
+        }
         f->periodic_x = fabs(dx * (double)nx - 360.0) < 0.01 * dx;
     }
     setup_categories(nc, varid, type, packed, f, n);

@@ -299,6 +299,38 @@ static void test_raster_and_errors(void **state)
     assert_non_null(strstr(sm_last_error(), "no_such_file.nc: cannot open"));
 }
 
+/* A global grid with the 0 E column repeated at 360 E becomes periodic without the duplicate. */
+static void test_duplicate_column(void **state)
+{
+    (void)state;
+    char path[512];
+    tmp_path("dup.nc", path, sizeof path);
+    int nc, dy, dx, vy, vx, v;
+    NCX(nc_create(path, NC_CLOBBER, &nc));
+    NCX(nc_def_dim(nc, "latitude", 2, &dy));
+    NCX(nc_def_dim(nc, "longitude", 5, &dx));
+    NCX(nc_def_var(nc, "latitude", NC_DOUBLE, 1, &dy, &vy));
+    put_text(nc, vy, "units", "degrees_north");
+    NCX(nc_def_var(nc, "longitude", NC_DOUBLE, 1, &dx, &vx));
+    put_text(nc, vx, "standard_name", "longitude");
+    int d[2] = {dy, dx};
+    NCX(nc_def_var(nc, "f", NC_FLOAT, 2, d, &v));
+    NCX(nc_enddef(nc));
+    double la[2] = {-45, 45}, lo[5] = {0, 90, 180, 270, 360};
+    float fv[10] = {0, 1, 2, 3, 0, 10, 11, 12, 13, 10};
+    NCX(nc_put_var_double(nc, vy, la));
+    NCX(nc_put_var_double(nc, vx, lo));
+    NCX(nc_put_var_float(nc, v, fv));
+    NCX(nc_close(nc));
+    plot_field f;
+    assert_int_equal(plot_read_slice(path, "f", NULL, &f), 0);
+    assert_int_equal(f.nx, 4);
+    assert_true(f.periodic_x);
+    float want[8] = {0, 1, 2, 3, 10, 11, 12, 13};
+    assert_memory_equal(f.data, want, sizeof want);
+    plot_field_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_read_geo),
         cmocka_unit_test(test_categories),
         cmocka_unit_test(test_raster_and_errors),
+        cmocka_unit_test(test_duplicate_column),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
