@@ -414,7 +414,37 @@ static int apply_defaults(sm_config *cfg)
     return SM_OK;
 }
 
+static int config_load_tree(ynode *root, const char *path, const char *name, int n_overrides, char *const *overrides,
+                            sm_config **out);
+
 int config_load(const char *path, int n_overrides, char *const *overrides, sm_config **out)
+{
+    *out = NULL;
+    ynode *root = NULL;
+    if (path) {
+        int st = yaml_tree_load_file(path, &root);
+        if (st) return st;
+    }
+    int st = config_load_tree(root, path, path, n_overrides, overrides, out);
+    yaml_tree_free(root);
+    return st;
+}
+
+int config_load_text(const char *text, const char *name, int n_overrides, char *const *overrides, sm_config **out)
+{
+    *out = NULL;
+    ynode *root = NULL;
+    int st = yaml_tree_load_string(text, name, &root);
+    if (st) return st;
+    st = config_load_tree(root, NULL, name, n_overrides, overrides, out);
+    yaml_tree_free(root);
+    return st;
+}
+
+/* root: the parsed document (NULL: defaults only); path: the file it came from (NULL: text or
+ * none, relative paths then resolve from the working directory); name: for messages. */
+static int config_load_tree(ynode *root, const char *path, const char *name, int n_overrides, char *const *overrides,
+                            sm_config **out)
 {
     *out = NULL;
     sm_config *cfg = calloc(1, sizeof *cfg);
@@ -426,33 +456,29 @@ int config_load(const char *path, int n_overrides, char *const *overrides, sm_co
         return st;
     }
 
-    loader ld = {.cfg = cfg, .source = path ? path : "<command line>", .overrides = overrides};
+    loader ld = {.cfg = cfg, .source = name ? name : "<command line>", .overrides = overrides};
     char cwd[CFG_PATH] = "";
     if (!getcwd(cwd, sizeof cwd)) cwd[0] = '\0';
 
-    ynode *root = NULL;
-    if (path) {
-        if ((st = yaml_tree_load_file(path, &root)) != SM_OK) {
-            config_free(cfg);
-            return st;
-        }
+    if (root) {
         if (root->kind != YNODE_MAP) {
-            yaml_tree_free(root);
             config_free(cfg);
-            return sm_fail(SM_ERR_USAGE, "%s:1: a config file must be a YAML mapping of sections", path);
+            return sm_fail(SM_ERR_USAGE, "%s:1: a config file must be a YAML mapping of sections", ld.source);
         }
         char abs_path[CFG_PATH * 2];
-        path_join(abs_path, sizeof abs_path, cwd, path);
-        if (!copy_string(cfg->source_path, sizeof cfg->source_path, abs_path) ||
-            !copy_string(ld.base_dir, sizeof ld.base_dir, abs_path)) {
-            yaml_tree_free(root);
+        path_join(abs_path, sizeof abs_path, cwd, path ? path : "");
+        if (path && (!copy_string(cfg->source_path, sizeof cfg->source_path, abs_path) ||
+                     !copy_string(ld.base_dir, sizeof ld.base_dir, abs_path))) {
             config_free(cfg);
             return sm_fail(SM_ERR_USAGE, "%s: config path too long", path);
         }
-        char *slash = strrchr(ld.base_dir, '/');
-        if (slash) *slash = '\0';
+        if (path) {
+            char *slash = strrchr(ld.base_dir, '/');
+            if (slash) *slash = '\0';
+        } else {
+            snprintf(ld.base_dir, sizeof ld.base_dir, "%s", cwd);
+        }
         st = walk(&ld, root, "");
-        yaml_tree_free(root);
         if (st) {
             config_free(cfg);
             return st;
@@ -460,11 +486,11 @@ int config_load(const char *path, int n_overrides, char *const *overrides, sm_co
     }
     if (n_overrides > 0) {
         /* Overrides are checked on their own tree so their paths resolve from the working directory. */
-        root = yaml_tree_new(YNODE_MAP, NULL, NULL, 0);
-        for (int i = 0; i < n_overrides && st == SM_OK; i++) st = apply_override(root, overrides[i], i);
+        ynode *ov_root = yaml_tree_new(YNODE_MAP, NULL, NULL, 0);
+        for (int i = 0; i < n_overrides && st == SM_OK; i++) st = apply_override(ov_root, overrides[i], i);
         snprintf(ld.base_dir, sizeof ld.base_dir, "%s", cwd);
-        if (st == SM_OK) st = walk(&ld, root, "");
-        yaml_tree_free(root);
+        if (st == SM_OK) st = walk(&ld, ov_root, "");
+        yaml_tree_free(ov_root);
         if (st) {
             config_free(cfg);
             return st;

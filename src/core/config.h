@@ -42,6 +42,7 @@ typedef struct {
     char step[CFG_STR];
     int history;
     char normalisation[CFG_STR];
+    int tendency;
 } data_config;
 
 typedef struct {
@@ -170,6 +171,9 @@ typedef struct {
 /* Load `path` (NULL: defaults only) and apply overrides "a.b=value". Returns SM_OK or
  * SM_ERR_USAGE / SM_ERR_IO with a file:line message. Free with config_free. */
 int config_load(const char *path, int n_overrides, char *const *overrides, sm_config **out);
+/* The same from YAML text (e.g. the config stored in a checkpoint); `name` labels messages.
+ * Relative paths resolve from the working directory. */
+int config_load_text(const char *text, const char *name, int n_overrides, char *const *overrides, sm_config **out);
 void config_free(sm_config *cfg);
 
 /* Fails naming the first key below `prefix` ("" = all) that is required ("???") and unset. */

@@ -30,6 +30,8 @@ const cfg_key config_schema[] = {
     {"data.history", CFG_T_INT, F(data.history), "1", 0, 1, 64, 0, "Number of past time steps given as input."},
     {"data.normalisation", CFG_T_ENUM, F(data.normalisation), "global", "global|per_point", ANY, 0,
      "Statistics over the training period: per variable (global) or per grid point."},
+    {"data.tendency", CFG_T_BOOL, F(data.tendency), "true", 0, ANY, 0,
+     "Prognostic targets are the normalised change over one step (forecast = input + change)."},
 
     {"model.architecture", CFG_T_ENUM, F(model.architecture), "cnn", "cnn|resnet|unet|smoe_net|mlp", ANY, 0,
      "Network: WeatherBench CNN, Rasp-Thuerey ResNet, ENS-10 U-Net, SMoE stack, per-point MLP."},

@@ -61,6 +61,7 @@ static void progress_print(progress *p, int final)
         fprintf(stderr, "%s: %lld/%lld (%.0f%%) %.1f/s elapsed %s eta %s %s\n", p->label, (long long)p->done,
                 (long long)p->total, 100 * frac, rate, el_s, final ? "00:00" : eta_s, p->extra);
     }
+    p->printed_done = p->done;
     fflush(stderr);
 }
 
@@ -76,5 +77,7 @@ void progress_update(progress *p, int64_t done, const char *extra)
 
 void progress_end(progress *p)
 {
+    /* A plain-text log already holds the final count when the last update printed it. */
+    if (!p->tty && p->printed_done == p->done && p->done > 0) return;
     progress_print(p, 1);
 }

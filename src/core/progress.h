@@ -9,6 +9,7 @@ typedef struct {
     char label[64];
     int64_t total;
     int64_t done;
+    int64_t printed_done;
     double start_s;
     double last_print_s;
     int tty;

@@ -3,7 +3,13 @@
  * regular_ll, regular_gg (Gaussian latitudes), reduced_gg / octahedral (row lengths vary), and
  * reduced_ll. Readers canonicalise scanning modes so that values are stored row after row, each
  * row west -> east with longitude increasing from lon0; rows are in strictly monotonic latitude
- * order (either direction). NaN marks missing values. */
+ * order (either direction). NaN marks missing values.
+ *
+ * geometry_create_* copy their arguments and validate them (SM_ERR_IO naming the row). A row
+ * whose n * dlon misses 360 by less than dlon / 10 is taken as global and its dlon set to 360 / n
+ * exactly: GRIB1 stores longitudes in millidegrees, so a reader deriving dlon from the first and
+ * last longitude of a 2560-point global row gets 359.859 / 2559 (n * dlon = 360.0006). Readers
+ * should derive dlon that way, not from the stored increment (0.141 for 0.140625). */
 #ifndef SMOECAST_GRID_GEOMETRY_H
 #define SMOECAST_GRID_GEOMETRY_H
 

@@ -23,6 +23,9 @@ typedef struct {
 int grid_load(const char *name_or_path, grid **out);
 /* A regular lat-lon grid from its axes (copied; latitude is reordered to descending). */
 int grid_create_latlon(const char *name, int nlat, const double *lat, int nlon, const double *lon, grid **out);
+/* A non-geographic x/y grid (kind GRID_XY, unit area weights, never periodic); y stored
+ * descending like latitude. */
+int grid_create_xy(const char *name, int ny, const double *y, int nx, const double *x, grid **out);
 void grid_free(grid *g);
 int grid_same(const grid *a, const grid *b); /* same kind, sizes and coordinates (1e-6 deg) */
 

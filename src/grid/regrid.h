@@ -21,4 +21,14 @@ void regrid_weights_free(regrid_weights *w);
  * dropped and the remaining weights renormalised; a target point with no valid source is NaN. */
 void regrid_apply(const regrid_weights *w, const double *src, float *dst);
 
+/* Number of stored weights, of source points regrid_apply reads, and the method. */
+int64_t regrid_weights_nnz(const regrid_weights *w);
+int64_t regrid_weights_src_points(const regrid_weights *w);
+regrid_method regrid_weights_method(const regrid_weights *w);
+
+/* The target grid equal to a REGULAR source geometry (for `--grid native`): same points, latitude
+ * stored north -> south, longitudes lon0 + i*dlon. Regridding onto it with any method is exact
+ * (bilinear and nearest copy each value; only the row order changes). SM_ERR_IO if not regular. */
+int grid_from_geometry(const src_geometry *src, const char *name, grid **out);
+
 #endif

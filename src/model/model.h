@@ -1,0 +1,168 @@
+/* Network graph: an ordered list of layers over activation slots, with forward/backward over
+ * one planned memory arena.
+ *
+ * Slots: slot 0 is the model input (batch, c_in, H, W); every layer writes one new slot and
+ * reads one (two for add/concat: residuals and U-Net skips). The model output is the slot of
+ * the last layer added (or model_set_output).
+ *
+ * Memory (issue 5):
+ *   - parameters and gradients: one param_store (nn/params.h), two flat allocations; running
+ *     BatchNorm statistics live there too as non-trainable buffers (saved by checkpoints);
+ *   - activations, their gradients, per-layer saved state (BatchNorm statistics, dropout masks,
+ *     SMoE routing) and packed MoE parameter blocks: ONE arena planned by model_plan() for a
+ *     maximum batch size. Activation-gradient buffers are shared between slots whose gradients
+ *     are never live at the same time in backward (interval allocation);
+ *   - layer workspaces: one scratch buffer sized by the maximum over layers.
+ *   model_forward/model_backward never allocate.
+ *
+ * Conventions (CONTRIBUTING.md): backward ACCUMULATES parameter gradients into the store; the
+ * caller zeroes them once per step (model_zero_grad). Activation gradients are zeroed by
+ * model_backward itself. Deterministic for a fixed thread count.
+ *
+ * Building: model_create(), then model_add_* in order (a failing add records the first error
+ * with sm_fail and later adds are no-ops returning -1), then model_finalize(), which checks
+ * the graph, allocates the parameter store and plans the arena. Architectures from the config
+ * are assembled by model_build() (model/builder.c). */
+#ifndef SMOECAST_MODEL_MODEL_H
+#define SMOECAST_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/rng.h"
+#include "moe/smoe.h"
+#include "nn/activation.h"
+#include "nn/conv2d.h"
+#include "nn/params.h"
+
+typedef enum {
+    LAYER_CONV = 0,        /* nn/conv2d (any odd kernel, stride 1/2, pad mode, optional bias) */
+    LAYER_CONV_T,          /* nn/conv_transpose (e.g. 2x2 stride 2 up-sampling in the U-Net) */
+    LAYER_BATCHNORM,       /* BatchNorm2d, torch defaults (momentum 0.1, eps 1e-5, affine) */
+    LAYER_ACT,             /* activation */
+    LAYER_DROPOUT,         /* dropout (training only) */
+    LAYER_MAXPOOL,         /* 2x2 stride 2 */
+    LAYER_AVGPOOL,         /* 2x2 stride 2 */
+    LAYER_UPSAMPLE,        /* x2 nearest or bilinear */
+    LAYER_ADD,             /* residual add of two slots */
+    LAYER_CONCAT,          /* channel concat of two slots (a then b) */
+    LAYER_BIAS,            /* per-channel bias (after an SMoE layer) */
+    LAYER_SMOE,            /* Spatial Mixture-of-Experts (moe/smoe.h) */
+    LAYER_KIND_COUNT
+} layer_kind;
+
+/* How model_init_params() initialises a layer's weights. */
+typedef enum {
+    INIT_TORCH_DEFAULT = 0,   /* torch's nn.Conv2d defaults: kaiming_uniform_(a = sqrt(5)),
+                                 bias U(+-1/sqrt(fan_in)) */
+    INIT_KAIMING_RELU = 1     /* SMoE reference builder: Kaiming-uniform with ReLU gain, bias 0 */
+} init_mode;
+
+typedef struct sm_model sm_model;
+
+/* An empty graph whose input is (batch, c_in, h, w). NULL when out of memory. */
+sm_model *model_create(int c_in, int h, int w);
+void model_free(sm_model *m);
+
+/* ---- graph construction (each returns the new output slot, or -1 after sm_fail) ---- */
+int model_add_conv(sm_model *m, const char *name, int in, int c_out, int kernel, int stride,
+                   pad_mode pad, int bias, init_mode init);
+/* torch ConvTranspose2d(c_in, c_out, kernel, stride, padding = 0), zero padding. */
+int model_add_conv_transpose(sm_model *m, const char *name, int in, int c_out, int kernel,
+                             int stride, int bias, init_mode init);
+int model_add_batchnorm(sm_model *m, const char *name, int in);
+int model_add_act(sm_model *m, int in, act_kind kind, float alpha);
+int model_add_dropout(sm_model *m, int in, float p);
+int model_add_pool(sm_model *m, int in, int max_pool);
+int model_add_upsample(sm_model *m, int in, int bilinear);
+int model_add_add(sm_model *m, int a, int b);
+int model_add_concat(sm_model *m, int a, int b);
+int model_add_bias(sm_model *m, const char *name, int in);
+/* SMoE layer: `tmpl` gives n_experts, k (= output channels), kernel, pad, gate and the
+ * routing/RC/damping options (smoe_shape_defaults + edits); batch/c_in/h/w are filled in
+ * from the graph. Initialised by smoe_init (experts Kaiming-ReLU, latent gate U(-a, a)).
+ * aux (nullable): weights of the reference's auxiliary losses (importance, load, spatial
+ * agreement), added to the gate gradient in backward and to model_aux_loss(). */
+int model_add_smoe(sm_model *m, const char *name, int in, const smoe_shape *tmpl,
+                   const smoe_aux_weights *aux);
+/* Which slot is the model output (default: the last layer's). */
+int model_set_output(sm_model *m, int slot);
+
+/* Check the graph, finalize the parameter store and plan the arena for batches up to
+ * max_batch. with_grads == 0 plans an inference-only arena (no activation gradients;
+ * model_backward then fails). SM_OK, or the first construction error / SM_ERR_NUMERIC (out of
+ * memory). */
+int model_finalize(sm_model *m, int max_batch, int with_grads);
+/* Re-plan the arena for another maximum batch (allocation: call between epochs, not steps). */
+int model_plan(sm_model *m, int max_batch, int with_grads);
+/* Batch size of the next passes (1 .. planned max_batch). SM_OK or SM_ERR_USAGE. */
+int model_set_batch(sm_model *m, int batch);
+int model_batch(const sm_model *m);
+int model_max_batch(const sm_model *m);
+
+/* ---- passes ---- */
+/* Weights: torch-compatible defaults or the layer's init_mode; BatchNorm weight 1, bias 0,
+ * running mean 0, running var 1; SMoE layers by smoe_init. Draws from `rng` in layer order. */
+void model_init_params(sm_model *m, rng_t *rng);
+/* The input buffer (batch, c_in, H, W) to fill before model_forward. */
+float *model_input(sm_model *m);
+/* Output (batch, c_out, H', W') after model_forward, and its gradient buffer to fill with
+ * dL/d(output) before model_backward (the caller writes every element). */
+float *model_output(sm_model *m);
+float *model_output_grad(sm_model *m);
+/* training: BatchNorm batch statistics + running-stat update, dropout, gate noise. `rng`:
+ * the dropout / gate-noise stream (may be NULL when not training). */
+int model_forward(sm_model *m, int training, rng_t *rng);
+/* Backward of the last (training) forward from model_output_grad(): accumulates parameter
+ * gradients; MoE layers add their auxiliary-loss gradients (RC loss -> gate). */
+int model_backward(sm_model *m);
+void model_zero_grad(sm_model *m);
+/* Sum of the MoE auxiliary losses of the last backward (RC losses plus the weighted
+ * importance / load / spatial-agreement losses), 0 without MoE layers. These losses train the
+ * gates only; add the value to the main loss for logging. */
+double model_aux_loss(const sm_model *m);
+
+/* ---- inspection ---- */
+param_store *model_params(sm_model *m);
+const param_store *model_params_const(const sm_model *m);
+int model_c_in(const sm_model *m);
+int model_c_out(const sm_model *m);
+int model_h(const sm_model *m);
+int model_w(const sm_model *m);
+int model_out_h(const sm_model *m);
+int model_out_w(const sm_model *m);
+int model_layer_count(const sm_model *m);
+layer_kind model_layer_kind(const sm_model *m, int layer);
+const char *model_layer_name(const sm_model *m, int layer);
+const char *layer_kind_name(layer_kind kind);
+/* Trainable parameters of one layer / of the model. */
+size_t model_layer_param_count(const sm_model *m, int layer);
+size_t model_param_count(const sm_model *m);
+/* Arena and workspace sizes in bytes (after model_finalize). */
+size_t model_arena_bytes(const sm_model *m);
+size_t model_workspace_bytes(const sm_model *m);
+/* One line per layer: index, name, kind, input -> output shape, trainable parameters; then the
+ * totals and memory plan. */
+void model_summary(const sm_model *m, FILE *f);
+
+/* ---- MoE layers (expert maps, routing metrics) ---- */
+typedef struct {
+    int layer;                 /* index in the graph */
+    const char *name;          /* layer name, e.g. "conv4" */
+    layer_kind kind;           /* LAYER_SMOE */
+    smoe_shape shape;          /* with the current batch */
+    int param_expert;          /* param_store id of "<name>.expert_weight" */
+    int param_gate;            /* id of "<name>.gate_latent" or "<name>.gate_weight" */
+    /* After model_forward (arena views, (B, N, H, W) / (B, k, H, W)): */
+    const float *gate_raw;     /* raw gate values R */
+    const float *gate_route;   /* values ranked and used as weights */
+    const int32_t *idx;        /* expert chosen for each output rank at each pixel */
+    const float *stats;        /* SMOE_STAT_* of the last backward */
+} model_moe_info;
+
+int model_moe_count(const sm_model *m);
+/* SM_OK or SM_ERR_USAGE (i out of range). */
+int model_moe_get(const sm_model *m, int i, model_moe_info *out);
+
+#endif

@@ -1,0 +1,96 @@
+/* Routing-classification loss and expert-error damping (see rc_loss.h). */
+#include "moe/rc_loss.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+float rc_quantile(float *buf, size_t n, float q)
+{
+    if (n == 0) return 0.0f;
+    qsort(buf, n, sizeof *buf, cmp_float);
+    if (q <= 0) return buf[0];
+    if (q >= 1) return buf[n - 1];
+    double pos = (double)q * (double)(n - 1);
+    size_t lo = (size_t)floor(pos);
+    if (lo >= n - 1) return buf[n - 1];
+    float frac = (float)(pos - (double)lo);
+    return buf[lo] + frac * (buf[lo + 1] - buf[lo]);
+}
+
+void rc_sample_quantiles(int batch, size_t per_sample, const float *e_s, float q, float *qb,
+                         float *scratch)
+{
+    for (int b = 0; b < batch; b++) {
+        memcpy(scratch, e_s + (size_t)b * per_sample, per_sample * sizeof *scratch);
+        qb[b] = rc_quantile(scratch, per_sample, q);
+    }
+}
+
+void rc_labels(int batch, int n_experts, int k, size_t hw, const float *e_s, const int32_t *idx,
+               const float *qb, float *labels)
+{
+    const int N = n_experts;
+    const float unsel = N > k ? 1.0f / (float)(N - k) : 0.0f;
+    for (int b = 0; b < batch; b++) {
+        const float thr = qb[b] * (1.0f + RC_CORRECT_REL);
+        float *lb = labels + (size_t)b * N * hw;
+        for (size_t p = 0; p < hw; p++) {
+            int wrong = 0;
+            for (int j = 0; j < k; j++) {
+                size_t o = ((size_t)b * k + j) * hw + p;
+                if (!(e_s[o] <= thr)) wrong++;
+            }
+            float fill = (float)wrong * unsel;
+            for (int n = 0; n < N; n++) lb[(size_t)n * hw + p] = fill;
+            for (int j = 0; j < k; j++) {
+                size_t o = ((size_t)b * k + j) * hw + p;
+                lb[(size_t)idx[o] * hw + p] = e_s[o] <= thr ? 1.0f : 0.0f;
+            }
+        }
+    }
+}
+
+double rc_bce_with_logits(int batch, size_t per_sample, const float *logits, size_t logits_stride,
+                          const float *labels, float *d_logits)
+{
+    const double inv = 1.0 / ((double)batch * (double)per_sample);
+    double loss = 0;
+    for (int b = 0; b < batch; b++) {
+        const float *z = logits + (size_t)b * logits_stride;
+        const float *y = labels + (size_t)b * per_sample;
+        float *dz = d_logits ? d_logits + (size_t)b * logits_stride : NULL;
+        for (size_t i = 0; i < per_sample; i++) {
+            double zi = z[i], yi = y[i];
+            loss += (zi > 0 ? zi : 0) - zi * yi + log1p(exp(-fabs(zi)));
+            if (dz) {
+                double sig = zi >= 0 ? 1.0 / (1.0 + exp(-zi)) : exp(zi) / (1.0 + exp(zi));
+                dz[i] += (float)((sig - yi) * inv);
+            }
+        }
+    }
+    return loss * inv;
+}
+
+size_t rc_damp(int batch, size_t per_sample, const float *e_s, const float *qb, float factor,
+               float *d_esel)
+{
+    size_t n = 0;
+    for (int b = 0; b < batch; b++) {
+        const float thr = qb[b] * (1.0f + RC_DAMP_REL);
+        for (size_t i = 0; i < per_sample; i++) {
+            size_t o = (size_t)b * per_sample + i;
+            if (e_s[o] > thr) {
+                d_esel[o] *= factor;
+                n++;
+            }
+        }
+    }
+    return n;
+}

@@ -1,0 +1,607 @@
+/* conv2d: three GEMM strategies on OpenBLAS sgemm, three padding modes, accumulate-style
+ * backward.
+ *
+ *  - shift (stride 1, kernel > 1, c_in >= SHIFT_MIN_CIN): the input is copied once into a
+ *    padded plane of width Wp = w + 2p; for every kernel tap (ki, kj) the shifted padded input
+ *    is then a plain (c_in x h*Wp) matrix with leading dimension (h+2p)*Wp, so the convolution
+ *    is a sum of k*k GEMMs without any im2col copy (the 2p extra columns per row are computed
+ *    and discarded). Weight gradient: k*k GEMMs with K = h*Wp. Input gradient: k*k GEMMs into
+ *    a padded gradient plane, folded back according to the padding mode.
+ *  - im2col (stride 2, few input channels): classic im2col + one GEMM per chunk of samples
+ *    (small images fold several samples into N).
+ *  - pointwise (1x1, stride 1): GEMM directly on the input.
+ *
+ * Threads: with T = min(nn threads, work items) > 1, samples (or sample chunks) are split
+ * into T contiguous blocks, one per OpenMP thread, and every sgemm runs single-threaded
+ * (OpenBLAS is set to 1 thread for the duration of the call and restored after). Each thread
+ * accumulates its weight gradient in a private buffer; the buffers are summed in thread
+ * order afterwards. With T == 1 the samples run in order and OpenBLAS uses all nn threads.
+ * So results are bit-identical for a fixed thread count. The workspace holds T per-thread
+ * buffers: size it (conv2d_workspace_floats) after nn_set_threads(). */
+#include "nn/conv2d.h"
+#include "nn/nn_internal.h"
+
+#include "nn/threads.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+/* Fold samples into one im2col GEMM until it has at least this many columns. */
+#define CONV_MIN_COLS 1024
+/* Fewer input channels than this: im2col (K = c_in*k*k) beats k*k GEMMs with K = c_in. */
+#define SHIFT_MIN_CIN 8
+
+int conv2d_out_h(const conv2d_shape *s)
+{
+    int p = s->kernel / 2;
+    return (s->h + 2 * p - s->kernel) / s->stride + 1;
+}
+
+int conv2d_out_w(const conv2d_shape *s)
+{
+    int p = s->kernel / 2;
+    return (s->w + 2 * p - s->kernel) / s->stride + 1;
+}
+
+int conv2d_shape_valid(const conv2d_shape *s)
+{
+    return s->batch > 0 && s->c_in > 0 && s->h > 0 && s->w > 0 && s->c_out > 0 &&
+           s->kernel > 0 && (s->kernel % 2) == 1 && (s->stride == 1 || s->stride == 2) &&
+           (s->pad == PAD_ZERO || s->pad == PAD_PERIODIC_LON || s->pad == PAD_REPLICATE);
+}
+
+typedef enum { PATH_POINTWISE, PATH_SHIFT, PATH_IM2COL } conv_path;
+
+static conv_path conv_path_of(const conv2d_shape *s)
+{
+    if (s->kernel == 1 && s->stride == 1) return PATH_POINTWISE;
+    if (s->stride == 1 && s->c_in >= SHIFT_MIN_CIN) return PATH_SHIFT;
+    return PATH_IM2COL;
+}
+
+/* Samples per work item (im2col folds small images). */
+static int conv_chunk(const conv2d_shape *s)
+{
+    if (conv_path_of(s) != PATH_IM2COL) return 1;
+    size_t ohw = (size_t)conv2d_out_h(s) * conv2d_out_w(s);
+    size_t nb = (CONV_MIN_COLS + ohw - 1) / ohw;
+    if (nb > (size_t)s->batch) nb = (size_t)s->batch;
+    return nb < 1 ? 1 : (int)nb;
+}
+
+static int conv_items(const conv2d_shape *s)
+{
+    int nb = conv_chunk(s);
+    return (s->batch + nb - 1) / nb;
+}
+
+/* Threads for the sample loop: 1 for small convolutions (below CONV_PAR_MIN_MACS
+ * multiply-adds a parallel region costs more than it saves). */
+#define CONV_PAR_MIN_MACS (1L << 18)
+
+static int conv_threads(const conv2d_shape *s)
+{
+    long macs = (long)s->batch * s->c_out * s->c_in * s->kernel * s->kernel *
+                conv2d_out_h(s) * conv2d_out_w(s);
+    if (macs < CONV_PAR_MIN_MACS) return 1;
+    int t = nn_get_threads(), items = conv_items(s);
+    if (t > items) t = items;
+    return t < 1 ? 1 : t;
+}
+
+/* Workspace layout: [shared | thread 0 | thread 1 | ...]. */
+typedef struct {
+    size_t shared, per_thread;
+    /* offsets inside a thread block */
+    size_t o_a, o_b, o_c, o_dw;
+} conv_ws;
+
+static conv_ws conv_ws_layout(const conv2d_shape *s)
+{
+    conv_ws L = {0, 0, 0, 0, 0, 0};
+    const int k = s->kernel, p = k / 2;
+    const size_t kk = (size_t)k * k, nw = (size_t)s->c_out * s->c_in * kk;
+    const size_t ohw = (size_t)conv2d_out_h(s) * conv2d_out_w(s);
+    switch (conv_path_of(s)) {
+    case PATH_POINTWISE:
+        L.o_dw = 0;
+        L.per_thread = nw;
+        break;
+    case PATH_SHIFT: {
+        size_t wp = (size_t)s->w + 2 * p, plane = ((size_t)s->h + 2 * p) * wp;
+        size_t xpad = (size_t)s->c_in * plane + (size_t)k + 16;
+        L.shared = nw;                     /* weights repacked (kk, c_out, c_in) */
+        L.o_a = 0;                         /* padded input */
+        L.o_b = xpad;                      /* padded output / gradient (c_out, h, Wp) */
+        L.o_c = L.o_b + (size_t)s->c_out * s->h * wp; /* padded input gradient */
+        L.o_dw = L.o_c + xpad;             /* weight gradient (kk, c_out, c_in) */
+        L.per_thread = L.o_dw + nw;
+        break;
+    }
+    case PATH_IM2COL: {
+        size_t cols = (size_t)conv_chunk(s) * ohw, ckk = (size_t)s->c_in * kk;
+        L.o_a = 0;                         /* col */
+        L.o_b = ckk * cols;                /* d_col */
+        L.o_c = 2 * ckk * cols;            /* gathered out / d_out (c_out, cols) */
+        L.o_dw = L.o_c + (size_t)s->c_out * cols;
+        L.per_thread = L.o_dw + nw;
+        break;
+    }
+    }
+    /* keep thread blocks 64-byte apart */
+    L.shared = (L.shared + 15) & ~(size_t)15;
+    L.per_thread = (L.per_thread + 15) & ~(size_t)15;
+    return L;
+}
+
+size_t conv2d_workspace_floats(const conv2d_shape *s)
+{
+    conv_ws L = conv_ws_layout(s);
+    return L.shared + (size_t)conv_threads(s) * L.per_thread;
+}
+
+static inline int wrap(int i, int n)
+{
+    i %= n;
+    return i < 0 ? i + n : i;
+}
+
+static inline int clampi(int i, int n)
+{
+    return i < 0 ? 0 : (i >= n ? n - 1 : i);
+}
+
+/* Range [lo, hi) of output x (or y) whose input index x*st - p + kk lies inside [0, n). */
+static void valid_range(int n, int out_n, int st, int p, int kk, int *lo, int *hi)
+{
+    int off = kk - p; /* input = o*st + off */
+    int l = off >= 0 ? 0 : (-off + st - 1) / st;
+    int h = (n - 1 - off) < 0 ? 0 : (n - 1 - off) / st + 1;
+    if (l > out_n) l = out_n;
+    if (h > out_n) h = out_n;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
+}
+
+void nn_im2col(const float *img, int c, int h, int w, int k, int st, int p, pad_mode pad,
+               int oh, int ow, float *col, size_t ld)
+{
+    int rows = c * k * k;
+#pragma omp parallel for schedule(static) if((long long)rows * oh * ow >= NN_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        int ch = r / (k * k), ki = (r / k) % k, kj = r % k;
+        const float *src_c = img + (size_t)ch * h * w;
+        float *dst = col + (size_t)r * ld;
+        int xlo, xhi;
+        valid_range(w, ow, st, p, kj, &xlo, &xhi);
+        for (int oy = 0; oy < oh; oy++, dst += ow) {
+            int iy = oy * st - p + ki;
+            if (iy < 0 || iy >= h) {
+                if (pad == PAD_REPLICATE) {
+                    iy = clampi(iy, h);
+                } else {
+                    memset(dst, 0, sizeof(float) * (size_t)ow);
+                    continue;
+                }
+            }
+            const float *src = src_c + (size_t)iy * w;
+            for (int ox = 0; ox < xlo; ox++) {
+                int ix = ox * st - p + kj;
+                dst[ox] = pad == PAD_ZERO ? 0.0f
+                          : pad == PAD_PERIODIC_LON ? src[wrap(ix, w)] : src[clampi(ix, w)];
+            }
+            if (st == 1) {
+                if (xhi > xlo) memcpy(dst + xlo, src + xlo - p + kj, sizeof(float) * (size_t)(xhi - xlo));
+            } else {
+                for (int ox = xlo; ox < xhi; ox++) dst[ox] = src[ox * st - p + kj];
+            }
+            for (int ox = xhi; ox < ow; ox++) {
+                int ix = ox * st - p + kj;
+                dst[ox] = pad == PAD_ZERO ? 0.0f
+                          : pad == PAD_PERIODIC_LON ? src[wrap(ix, w)] : src[clampi(ix, w)];
+            }
+        }
+    }
+}
+
+void nn_col2im(const float *col, size_t ld, int c, int h, int w, int k, int st, int p,
+               pad_mode pad, int oh, int ow, float *img)
+{
+    /* Parallel over channels: each thread owns one channel plane of img, and the order of
+     * additions inside a plane is fixed, so the result does not depend on the thread count. */
+#pragma omp parallel for schedule(static) if((long long)c * k * k * oh * ow >= NN_PAR_MIN)
+    for (int ch = 0; ch < c; ch++) {
+        float *dst_c = img + (size_t)ch * h * w;
+        for (int ki = 0; ki < k; ki++) {
+            for (int kj = 0; kj < k; kj++) {
+                const float *src = col + ((size_t)(ch * k + ki) * k + kj) * ld;
+                int xlo, xhi;
+                valid_range(w, ow, st, p, kj, &xlo, &xhi);
+                for (int oy = 0; oy < oh; oy++, src += ow) {
+                    int iy = oy * st - p + ki;
+                    if (iy < 0 || iy >= h) {
+                        if (pad == PAD_REPLICATE) iy = clampi(iy, h);
+                        else continue;
+                    }
+                    float *dst = dst_c + (size_t)iy * w;
+                    if (pad != PAD_ZERO) {
+                        for (int ox = 0; ox < xlo; ox++) {
+                            int ix = ox * st - p + kj;
+                            dst[pad == PAD_PERIODIC_LON ? wrap(ix, w) : clampi(ix, w)] += src[ox];
+                        }
+                    }
+                    if (st == 1) {
+                        for (int ox = xlo; ox < xhi; ox++) dst[ox - p + kj] += src[ox];
+                    } else {
+                        for (int ox = xlo; ox < xhi; ox++) dst[ox * st - p + kj] += src[ox];
+                    }
+                    if (pad != PAD_ZERO) {
+                        for (int ox = xhi; ox < ow; ox++) {
+                            int ix = ox * st - p + kj;
+                            dst[pad == PAD_PERIODIC_LON ? wrap(ix, w) : clampi(ix, w)] += src[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+
+/* ------------------------------------------------------------------ shift path helpers */
+
+/* Padded copy of one sample: dst (c, h+2p, w+2p). */
+static void pad_sample(const float *src, int c, int h, int w, int p, pad_mode pad, float *dst)
+{
+    const int wp = w + 2 * p, hp = h + 2 * p;
+    for (int ch = 0; ch < c; ch++) {
+        const float *sc = src + (size_t)ch * h * w;
+        float *dc = dst + (size_t)ch * hp * wp;
+        for (int yp = 0; yp < hp; yp++) {
+            float *d = dc + (size_t)yp * wp;
+            int iy = yp - p;
+            if (iy < 0 || iy >= h) {
+                if (pad != PAD_REPLICATE) {
+                    memset(d, 0, sizeof(float) * (size_t)wp);
+                    continue;
+                }
+                iy = clampi(iy, h);
+            }
+            const float *r = sc + (size_t)iy * w;
+            memcpy(d + p, r, sizeof(float) * (size_t)w);
+            for (int j = 0; j < p; j++) {
+                int il = j - p, ir = w + j;
+                d[j] = pad == PAD_ZERO ? 0.0f : pad == PAD_PERIODIC_LON ? r[wrap(il, w)] : r[0];
+                d[p + w + j] = pad == PAD_ZERO ? 0.0f : pad == PAD_PERIODIC_LON ? r[wrap(ir, w)] : r[w - 1];
+            }
+        }
+    }
+}
+
+/* Adjoint of pad_sample: d_src += fold(d_pad). */
+static void unpad_sample_acc(const float *dpad, int c, int h, int w, int p, pad_mode pad, float *dsrc)
+{
+    const int wp = w + 2 * p, hp = h + 2 * p;
+    for (int ch = 0; ch < c; ch++) {
+        float *sc = dsrc + (size_t)ch * h * w;
+        const float *dc = dpad + (size_t)ch * hp * wp;
+        for (int yp = 0; yp < hp; yp++) {
+            const float *d = dc + (size_t)yp * wp;
+            int iy = yp - p;
+            if (iy < 0 || iy >= h) {
+                if (pad != PAD_REPLICATE) continue;
+                iy = clampi(iy, h);
+            }
+            float *r = sc + (size_t)iy * w;
+            for (int x = 0; x < w; x++) r[x] += d[p + x];
+            if (pad == PAD_ZERO) continue;
+            for (int j = 0; j < p; j++) {
+                int il = j - p, ir = w + j;
+                if (pad == PAD_PERIODIC_LON) {
+                    r[wrap(il, w)] += d[j];
+                    r[wrap(ir, w)] += d[p + w + j];
+                } else {
+                    r[0] += d[j];
+                    r[w - 1] += d[p + w + j];
+                }
+            }
+        }
+    }
+}
+
+/* (c_out, c_in, k, k) -> (k*k, c_out, c_in) */
+static void repack_weight(const float *w, int co, int ci, int kk, float *wk)
+{
+    for (int o = 0; o < co; o++)
+        for (int i = 0; i < ci; i++)
+            for (int t = 0; t < kk; t++) wk[((size_t)t * co + o) * ci + i] = w[((size_t)o * ci + i) * kk + t];
+}
+
+static void shift_forward_sample(const conv2d_shape *s, float *out_b, const float *in_b,
+                                 const float *wk, const float *bias, float *tb, const conv_ws *L)
+{
+    const int k = s->kernel, p = k / 2, wp = s->w + 2 * p, hp = s->h + 2 * p;
+    const int n = s->h * wp, plane = hp * wp;
+    float *xpad = tb + L->o_a, *opad = tb + L->o_b;
+    pad_sample(in_b, s->c_in, s->h, s->w, p, s->pad, xpad);
+    /* the shifted views of the last channel read up to k - 2 floats past the planes: those
+     * only meet discarded columns or zero gradients, but must not hold NaN from earlier use */
+    memset(xpad + (size_t)s->c_in * plane, 0, sizeof(float) * (L->o_b - (size_t)s->c_in * plane));
+    for (int t = 0; t < k * k; t++) {
+        int off = (t / k) * wp + t % k;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, n, s->c_in, 1.0f,
+                    wk + (size_t)t * s->c_out * s->c_in, s->c_in, xpad + off, plane,
+                    t ? 1.0f : 0.0f, opad, n);
+    }
+    const size_t hw = (size_t)s->h * s->w;
+    for (int co = 0; co < s->c_out; co++) {
+        float bv = bias ? bias[co] : 0.0f;
+        for (int y = 0; y < s->h; y++) {
+            const float *src = opad + (size_t)co * n + (size_t)y * wp;
+            float *dst = out_b + co * hw + (size_t)y * s->w;
+            for (int x = 0; x < s->w; x++) dst[x] = src[x] + bv;
+        }
+    }
+}
+
+static void shift_backward_sample(const conv2d_shape *s, float *d_in_b, const float *d_out_b,
+                                  const float *in_b, const float *wk, float *tb, const conv_ws *L)
+{
+    const int k = s->kernel, p = k / 2, wp = s->w + 2 * p, hp = s->h + 2 * p;
+    const int n = s->h * wp, plane = hp * wp;
+    float *xpad = tb + L->o_a, *gpad = tb + L->o_b, *dxpad = tb + L->o_c, *dwk = tb + L->o_dw;
+    const size_t hw = (size_t)s->h * s->w, xpad_n = L->o_b;
+    pad_sample(in_b, s->c_in, s->h, s->w, p, s->pad, xpad);
+    /* the shifted views of the last channel read up to k - 2 floats past the planes: those
+     * only meet discarded columns or zero gradients, but must not hold NaN from earlier use */
+    memset(xpad + (size_t)s->c_in * plane, 0, sizeof(float) * (L->o_b - (size_t)s->c_in * plane));
+    for (int co = 0; co < s->c_out; co++) {
+        for (int y = 0; y < s->h; y++) {
+            float *dst = gpad + (size_t)co * n + (size_t)y * wp;
+            memcpy(dst, d_out_b + co * hw + (size_t)y * s->w, sizeof(float) * (size_t)s->w);
+            memset(dst + s->w, 0, sizeof(float) * (size_t)(wp - s->w));
+        }
+    }
+    for (int t = 0; t < k * k; t++) {
+        int off = (t / k) * wp + t % k;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, s->c_in, n, 1.0f, gpad, n,
+                    xpad + off, plane, 1.0f, dwk + (size_t)t * s->c_out * s->c_in, s->c_in);
+    }
+    if (!d_in_b) return;
+    memset(dxpad, 0, sizeof(float) * xpad_n);
+    for (int t = 0; t < k * k; t++) {
+        int off = (t / k) * wp + t % k;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->c_in, n, s->c_out, 1.0f,
+                    wk + (size_t)t * s->c_out * s->c_in, s->c_in, gpad, n, 1.0f, dxpad + off, plane);
+    }
+    unpad_sample_acc(dxpad, s->c_in, s->h, s->w, p, s->pad, d_in_b);
+}
+
+/* ------------------------------------------------------------------ im2col path */
+
+static void im2col_forward_item(const conv2d_shape *s, int b0, int nsamp, float *out,
+                                const float *in, const float *weight, const float *bias,
+                                float *tb, const conv_ws *L)
+{
+    const int oh = conv2d_out_h(s), ow = conv2d_out_w(s), k = s->kernel, p = k / 2;
+    const size_t ohw = (size_t)oh * ow, hw = (size_t)s->h * s->w;
+    const int ckk = s->c_in * k * k, nb = conv_chunk(s);
+    const size_t ld = (size_t)nb * ohw;
+    float *col = tb + L->o_a;
+    for (int j = 0; j < nsamp; j++)
+        nn_im2col(in + (size_t)(b0 + j) * s->c_in * hw, s->c_in, s->h, s->w, k, s->stride, p,
+                  s->pad, oh, ow, col + j * ohw, ld);
+    if (nb == 1) {
+        float *o = out + (size_t)b0 * s->c_out * ohw;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)ohw, ckk, 1.0f,
+                    weight, ckk, col, (int)ld, 0.0f, o, (int)ohw);
+        if (bias)
+            for (int co = 0; co < s->c_out; co++) {
+                float bv = bias[co];
+                float *oc = o + (size_t)co * ohw;
+                for (size_t i = 0; i < ohw; i++) oc[i] += bv;
+            }
+        return;
+    }
+    float *tmp = tb + L->o_c;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)(nsamp * ohw), ckk,
+                1.0f, weight, ckk, col, (int)ld, 0.0f, tmp, (int)ld);
+    for (int j = 0; j < nsamp; j++)
+        for (int co = 0; co < s->c_out; co++) {
+            float bv = bias ? bias[co] : 0.0f;
+            const float *src = tmp + (size_t)co * ld + (size_t)j * ohw;
+            float *dst = out + ((size_t)(b0 + j) * s->c_out + co) * ohw;
+            for (size_t i = 0; i < ohw; i++) dst[i] = src[i] + bv;
+        }
+}
+
+static void im2col_backward_item(const conv2d_shape *s, int b0, int nsamp, float *d_in,
+                                 const float *d_out, const float *in, const float *weight,
+                                 float *tb, const conv_ws *L)
+{
+    const int oh = conv2d_out_h(s), ow = conv2d_out_w(s), k = s->kernel, p = k / 2;
+    const size_t ohw = (size_t)oh * ow, hw = (size_t)s->h * s->w;
+    const int ckk = s->c_in * k * k, nb = conv_chunk(s);
+    const size_t ld = (size_t)nb * ohw, cols = (size_t)nsamp * ohw;
+    float *col = tb + L->o_a, *dcol = tb + L->o_b, *dw = tb + L->o_dw;
+    for (int j = 0; j < nsamp; j++)
+        nn_im2col(in + (size_t)(b0 + j) * s->c_in * hw, s->c_in, s->h, s->w, k, s->stride, p,
+                  s->pad, oh, ow, col + j * ohw, ld);
+    const float *g;
+    if (nb == 1) {
+        g = d_out + (size_t)b0 * s->c_out * ohw;
+    } else {
+        float *gt = tb + L->o_c;
+        for (int j = 0; j < nsamp; j++)
+            for (int co = 0; co < s->c_out; co++)
+                memcpy(gt + (size_t)co * ld + (size_t)j * ohw,
+                       d_out + ((size_t)(b0 + j) * s->c_out + co) * ohw, sizeof(float) * ohw);
+        g = gt;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, ckk, (int)cols, 1.0f, g,
+                (int)ld, col, (int)ld, 1.0f, dw, ckk);
+    if (!d_in) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cols, s->c_out, 1.0f, weight,
+                ckk, g, (int)ld, 0.0f, dcol, (int)ld);
+    for (int j = 0; j < nsamp; j++)
+        nn_col2im(dcol + j * ohw, ld, s->c_in, s->h, s->w, k, s->stride, p, s->pad, oh, ow,
+                  d_in + (size_t)(b0 + j) * s->c_in * hw);
+}
+
+/* ------------------------------------------------------------------ drivers */
+
+/* Runs fn over the work items on T threads with single-threaded BLAS (T > 1), or in order
+ * with multi-threaded BLAS (T == 1). Returns the number of threads that ran. */
+typedef void (*item_fn)(const conv2d_shape *s, int item, float *tb, void *ctx);
+
+static int run_items(const conv2d_shape *s, float *thread_ws, size_t per_thread, item_fn fn,
+                     void *ctx, int zero_dw_off_plus1, size_t nw)
+{
+    const int T = conv_threads(s), items = conv_items(s);
+    int used = 1;
+    if (T == 1) {
+        if (zero_dw_off_plus1) memset(thread_ws + zero_dw_off_plus1 - 1, 0, nw * sizeof(float));
+        for (int i = 0; i < items; i++) fn(s, i, thread_ws, ctx);
+        return 1;
+    }
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+#pragma omp parallel num_threads(T)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+#pragma omp single
+        used = nt;
+        float *tb = thread_ws + (size_t)t * per_thread;
+        if (zero_dw_off_plus1) memset(tb + zero_dw_off_plus1 - 1, 0, nw * sizeof(float));
+        int lo = (int)((long)items * t / nt), hi = (int)((long)items * (t + 1) / nt);
+        for (int i = lo; i < hi; i++) fn(s, i, tb, ctx);
+    }
+    openblas_set_num_threads(blas_threads);
+    return used;
+}
+
+typedef struct {
+    float *out, *d_in;
+    const float *in, *weight, *bias, *d_out, *wk;
+    const conv_ws *L;
+} conv_ctx;
+
+static void fwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
+{
+    conv_ctx *c = vctx;
+    const size_t ohw = (size_t)conv2d_out_h(s) * conv2d_out_w(s), hw = (size_t)s->h * s->w;
+    switch (conv_path_of(s)) {
+    case PATH_POINTWISE: {
+        float *o = c->out + (size_t)item * s->c_out * ohw;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)hw, s->c_in, 1.0f,
+                    c->weight, s->c_in, c->in + (size_t)item * s->c_in * hw, (int)hw, 0.0f, o, (int)hw);
+        if (c->bias)
+            for (int co = 0; co < s->c_out; co++) {
+                float bv = c->bias[co];
+                float *oc = o + (size_t)co * hw;
+                for (size_t i = 0; i < hw; i++) oc[i] += bv;
+            }
+        break;
+    }
+    case PATH_SHIFT:
+        shift_forward_sample(s, c->out + (size_t)item * s->c_out * ohw,
+                             c->in + (size_t)item * s->c_in * hw, c->wk, c->bias, tb, c->L);
+        break;
+    case PATH_IM2COL: {
+        int nb = conv_chunk(s), b0 = item * nb;
+        int n = s->batch - b0 < nb ? s->batch - b0 : nb;
+        im2col_forward_item(s, b0, n, c->out, c->in, c->weight, c->bias, tb, c->L);
+        break;
+    }
+    }
+}
+
+static void bwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
+{
+    conv_ctx *c = vctx;
+    const size_t ohw = (size_t)conv2d_out_h(s) * conv2d_out_w(s), hw = (size_t)s->h * s->w;
+    switch (conv_path_of(s)) {
+    case PATH_POINTWISE: {
+        const float *x = c->in + (size_t)item * s->c_in * hw;
+        const float *g = c->d_out + (size_t)item * s->c_out * ohw;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, s->c_in, (int)hw, 1.0f, g,
+                    (int)hw, x, (int)hw, 1.0f, tb + c->L->o_dw, s->c_in);
+        if (c->d_in)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->c_in, (int)hw, s->c_out, 1.0f,
+                        c->weight, s->c_in, g, (int)hw, 1.0f, c->d_in + (size_t)item * s->c_in * hw,
+                        (int)hw);
+        break;
+    }
+    case PATH_SHIFT:
+        shift_backward_sample(s, c->d_in ? c->d_in + (size_t)item * s->c_in * hw : NULL,
+                              c->d_out + (size_t)item * s->c_out * ohw,
+                              c->in + (size_t)item * s->c_in * hw, c->wk, tb, c->L);
+        break;
+    case PATH_IM2COL: {
+        int nb = conv_chunk(s), b0 = item * nb;
+        int n = s->batch - b0 < nb ? s->batch - b0 : nb;
+        im2col_backward_item(s, b0, n, c->d_in, c->d_out, c->in, c->weight, tb, c->L);
+        break;
+    }
+    }
+}
+
+void conv2d_forward(const conv2d_shape *s, float *out, const float *in, const float *weight,
+                    const float *bias, float *workspace)
+{
+    conv_ws L = conv_ws_layout(s);
+    const int kk = s->kernel * s->kernel;
+    conv_ctx c = {out, NULL, in, weight, bias, NULL, NULL, &L};
+    if (conv_path_of(s) == PATH_SHIFT) {
+        repack_weight(weight, s->c_out, s->c_in, kk, workspace);
+        c.wk = workspace;
+    }
+    run_items(s, workspace + L.shared, L.per_thread, fwd_item, &c, 0, 0);
+}
+
+void conv2d_backward(const conv2d_shape *s, float *d_in, float *d_weight, float *d_bias,
+                     const float *d_out, const float *in, const float *weight, float *workspace)
+{
+    const int oh = conv2d_out_h(s), ow = conv2d_out_w(s), kk = s->kernel * s->kernel;
+    const size_t ohw = (size_t)oh * ow, nw = (size_t)s->c_out * s->c_in * kk;
+    conv_ws L = conv_ws_layout(s);
+
+    if (d_bias) {
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c_out * ohw >= NN_PAR_MIN)
+        for (int co = 0; co < s->c_out; co++) {
+            double acc = 0.0;
+            for (int b = 0; b < s->batch; b++) {
+                const float *g = d_out + ((size_t)b * s->c_out + co) * ohw;
+                float part = 0.0f;
+                for (size_t i = 0; i < ohw; i++) part += g[i];
+                acc += part;
+            }
+            d_bias[co] += (float)acc;
+        }
+    }
+
+    conv_ctx c = {NULL, d_in, in, weight, NULL, d_out, NULL, &L};
+    const int shift = conv_path_of(s) == PATH_SHIFT;
+    if (shift) {
+        repack_weight(weight, s->c_out, s->c_in, kk, workspace);
+        c.wk = workspace;
+    }
+    float *tw = workspace + L.shared;
+    int used = run_items(s, tw, L.per_thread, bwd_item, &c, (int)L.o_dw + 1, nw);
+
+    /* d_weight += sum over threads (in thread order) of the private gradients */
+    const long long nwl = (long long)nw;
+#pragma omp parallel for schedule(static) if(nwl * used >= NN_PAR_MIN)
+    for (long long i = 0; i < nwl; i++) {
+        size_t src = (size_t)i;
+        if (shift) { /* torch index (o, ci, t) <- private index (t, o, ci) */
+            size_t t = (size_t)i % kk, oc = (size_t)i / kk;
+            src = t * (size_t)s->c_out * s->c_in + oc;
+        }
+        float acc = 0.0f;
+        for (int t = 0; t < used; t++) acc += tw[(size_t)t * L.per_thread + L.o_dw + src];
+        d_weight[i] += acc;
+    }
+}

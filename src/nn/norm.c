@@ -1,0 +1,181 @@
+/* BatchNorm2d and GroupNorm forward/backward. */
+#include "nn/norm.h"
+#include "nn/nn_internal.h"
+
+#include <math.h>
+#include <stddef.h>
+
+void batchnorm2d_forward(const norm_shape *s, float *out, const float *in, const float *gamma,
+                         const float *beta, float *running_mean, float *running_var,
+                         float momentum, float eps, int training, float *save)
+{
+    const size_t hw = (size_t)s->h * s->w, cs = (size_t)s->c * hw;
+    const double n = (double)s->batch * (double)hw;
+    float *save_mean = save, *save_rstd = save + s->c;
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int c = 0; c < s->c; c++) {
+        double mean, var;
+        if (training) {
+            double sum = 0.0;
+            for (int b = 0; b < s->batch; b++) {
+                const float *x = in + b * cs + c * hw;
+                for (size_t i = 0; i < hw; i++) sum += x[i];
+            }
+            mean = sum / n;
+            double sq = 0.0;
+            for (int b = 0; b < s->batch; b++) {
+                const float *x = in + b * cs + c * hw;
+                for (size_t i = 0; i < hw; i++) {
+                    double d = x[i] - mean;
+                    sq += d * d;
+                }
+            }
+            var = sq / n;
+            if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+            if (running_var) {
+                double unbiased = n > 1 ? sq / (n - 1) : sq;
+                running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+            }
+        } else {
+            mean = running_mean[c];
+            var = running_var[c];
+        }
+        float rstd = (float)(1.0 / sqrt(var + eps));
+        save_mean[c] = (float)mean;
+        save_rstd[c] = rstd;
+        float g = gamma ? gamma[c] : 1.0f, bt = beta ? beta[c] : 0.0f;
+        float scale = g * rstd, shift = bt - (float)mean * scale;
+        for (int b = 0; b < s->batch; b++) {
+            const float *x = in + b * cs + c * hw;
+            float *o = out + b * cs + c * hw;
+            for (size_t i = 0; i < hw; i++) o[i] = x[i] * scale + shift;
+        }
+    }
+}
+
+void batchnorm2d_backward(const norm_shape *s, float *d_in, float *d_gamma, float *d_beta,
+                          const float *d_out, const float *in, const float *gamma,
+                          const float *save, int training)
+{
+    const size_t hw = (size_t)s->h * s->w, cs = (size_t)s->c * hw;
+    const double n = (double)s->batch * (double)hw;
+    const float *save_mean = save, *save_rstd = save + s->c;
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int c = 0; c < s->c; c++) {
+        const float mean = save_mean[c], rstd = save_rstd[c];
+        double sum_g = 0.0, sum_gx = 0.0;
+        for (int b = 0; b < s->batch; b++) {
+            const float *x = in + b * cs + c * hw, *g = d_out + b * cs + c * hw;
+            for (size_t i = 0; i < hw; i++) {
+                sum_g += g[i];
+                sum_gx += (double)g[i] * ((x[i] - mean) * rstd);
+            }
+        }
+        if (d_gamma) d_gamma[c] += (float)sum_gx;
+        if (d_beta) d_beta[c] += (float)sum_g;
+        if (!d_in) continue;
+        const float gm = gamma ? gamma[c] : 1.0f, k = gm * rstd;
+        if (training) {
+            const float mg = (float)(sum_g / n), mgx = (float)(sum_gx / n);
+            for (int b = 0; b < s->batch; b++) {
+                const float *x = in + b * cs + c * hw, *g = d_out + b * cs + c * hw;
+                float *dx = d_in + b * cs + c * hw;
+                for (size_t i = 0; i < hw; i++) {
+                    float xh = (x[i] - mean) * rstd;
+                    dx[i] += k * (g[i] - mg - xh * mgx);
+                }
+            }
+        } else {
+            for (int b = 0; b < s->batch; b++) {
+                const float *g = d_out + b * cs + c * hw;
+                float *dx = d_in + b * cs + c * hw;
+                for (size_t i = 0; i < hw; i++) dx[i] += k * g[i];
+            }
+        }
+    }
+}
+
+void groupnorm_forward(const norm_shape *s, int groups, float *out, const float *in,
+                       const float *gamma, const float *beta, float eps, float *save)
+{
+    const size_t hw = (size_t)s->h * s->w;
+    const int cg = s->c / groups, pairs = s->batch * groups;
+    const size_t m = (size_t)cg * hw;
+    float *save_mean = save, *save_rstd = save + pairs;
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int bg = 0; bg < pairs; bg++) {
+        const int g = bg % groups;
+        const float *x = in + (size_t)bg * m; /* groups are contiguous channel blocks */
+        float *o = out + (size_t)bg * m;
+        double sum = 0.0;
+        for (size_t i = 0; i < m; i++) sum += x[i];
+        double mean = sum / (double)m, sq = 0.0;
+        for (size_t i = 0; i < m; i++) {
+            double d = x[i] - mean;
+            sq += d * d;
+        }
+        float rstd = (float)(1.0 / sqrt(sq / (double)m + eps));
+        save_mean[bg] = (float)mean;
+        save_rstd[bg] = rstd;
+        for (int cc = 0; cc < cg; cc++) {
+            int c = g * cg + cc;
+            float gm = gamma ? gamma[c] : 1.0f, bt = beta ? beta[c] : 0.0f;
+            float scale = gm * rstd, shift = bt - (float)mean * scale;
+            const float *xc = x + (size_t)cc * hw;
+            float *oc = o + (size_t)cc * hw;
+            for (size_t i = 0; i < hw; i++) oc[i] = xc[i] * scale + shift;
+        }
+    }
+}
+
+void groupnorm_backward(const norm_shape *s, int groups, float *d_in, float *d_gamma,
+                        float *d_beta, const float *d_out, const float *in, const float *gamma,
+                        const float *save)
+{
+    const size_t hw = (size_t)s->h * s->w, cs = (size_t)s->c * hw;
+    const int cg = s->c / groups, pairs = s->batch * groups;
+    const size_t m = (size_t)cg * hw;
+    const float *save_mean = save, *save_rstd = save + pairs;
+    if (d_gamma || d_beta) {
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+        for (int c = 0; c < s->c; c++) {
+            const int g = c / cg;
+            double sg = 0.0, sgx = 0.0;
+            for (int b = 0; b < s->batch; b++) {
+                const float mean = save_mean[b * groups + g], rstd = save_rstd[b * groups + g];
+                const float *x = in + b * cs + c * hw, *dy = d_out + b * cs + c * hw;
+                for (size_t i = 0; i < hw; i++) {
+                    sg += dy[i];
+                    sgx += (double)dy[i] * ((x[i] - mean) * rstd);
+                }
+            }
+            if (d_gamma) d_gamma[c] += (float)sgx;
+            if (d_beta) d_beta[c] += (float)sg;
+        }
+    }
+    if (!d_in) return;
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int bg = 0; bg < pairs; bg++) {
+        const int g = bg % groups;
+        const float mean = save_mean[bg], rstd = save_rstd[bg];
+        const float *x = in + (size_t)bg * m, *dy = d_out + (size_t)bg * m;
+        float *dx = d_in + (size_t)bg * m;
+        double s1 = 0.0, s2 = 0.0; /* sum of dxhat, sum of dxhat * xhat */
+        for (int cc = 0; cc < cg; cc++) {
+            float gm = gamma ? gamma[g * cg + cc] : 1.0f;
+            for (size_t i = cc * hw; i < (cc + 1) * hw; i++) {
+                float dxh = dy[i] * gm;
+                s1 += dxh;
+                s2 += (double)dxh * ((x[i] - mean) * rstd);
+            }
+        }
+        const float m1 = (float)(s1 / (double)m), m2 = (float)(s2 / (double)m);
+        for (int cc = 0; cc < cg; cc++) {
+            float gm = gamma ? gamma[g * cg + cc] : 1.0f;
+            for (size_t i = cc * hw; i < (cc + 1) * hw; i++) {
+                float xh = (x[i] - mean) * rstd;
+                dx[i] += rstd * (dy[i] * gm - m1 - xh * m2);
+            }
+        }
+    }
+}

@@ -1,0 +1,777 @@
+/* smoecast ingest: index pass (metadata), then decode pass (values -> target grid -> dataset). */
+#include "tasks/ingest.h"
+#include "core/log.h"
+#include "core/outfile.h"
+#include "data/dataset.h"
+#include "grid/grid.h"
+#include "grid/regrid.h"
+#include "io/cf_time.h"
+#include "io/field.h"
+#include "io/grib_reader.h"
+#include "io/netcdf_reader.h"
+#include "io/sha256.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_WEIGHTS 16
+
+typedef struct {
+    int file;
+    int msg;          /* GRIB field number, or NetCDF time index + 1 */
+    int sel;
+    int member;       /* member number (-1 none) */
+    int nc_t, nc_m;   /* NetCDF indices */
+    double valid, ref, period;
+    int has_time;
+    int t;            /* slot after sorting */
+    int m;            /* member index */
+} entry;
+
+typedef struct {
+    var_selector sel;
+    field_meta meta;       /* first field's metadata */
+    int n_entries;
+    int has_members, any_no_member;
+    int is_static;
+    int categorical;
+    src_geometry *geom;    /* geometry of the first field */
+    char geom_file[512];
+    int geom_msg;
+} selvar;
+
+typedef struct {
+    const ingest_options *opt;
+    int nsel;
+    selvar *sv;
+    entry *e;
+    size_t ne, cap;
+    /* format per file */
+    int *fmt;        /* 1 GRIB, 2 NetCDF */
+    char *inputs_text;
+    size_t inputs_len;
+    /* time axis */
+    double *times, *refs, *periods;
+    int ntimes;
+    char calendar[32];
+    int time_is_index;
+    int *members;
+    int nmembers;
+    /* output grid */
+    int nlat, nlon;
+    double *lat, *lon;
+    int flip_rows;   /* native: source rows south -> north */
+    grid *target;    /* NULL for --grid native */
+    regrid_method method;
+    /* weights, computed once per (source geometry, method) */
+    src_geometry *wgeom[MAX_WEIGHTS];
+    regrid_method wmethod[MAX_WEIGHTS];
+    regrid_weights *weights[MAX_WEIGHTS];
+    int nweights;
+    /* decode state */
+    unsigned char *written;
+    float *fbuf, *fcheck;
+    dataset_writer *w;
+    ingest_report *rep;
+} ingest_ctx;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int add_entry(ingest_ctx *c, const entry *e)
+{
+    if (c->ne == c->cap) {
+        size_t nc = c->cap ? 2 * c->cap : 256;
+        entry *ne = realloc(c->e, nc * sizeof *ne);
+        if (!ne) return sm_fail(SM_ERR_NUMERIC, "out of memory for the field index (%zu fields)", c->ne);
+        c->e = ne;
+        c->cap = nc;
+    }
+    c->e[c->ne++] = *e;
+    return SM_OK;
+}
+
+static int copy_geometry(const src_geometry *g, src_geometry **out)
+{
+    return io_geometry_rows(g->nrows, g->lat, g->row_len, g->lon0, g->dlon, g->grid_type, out);
+}
+
+/* Registers the geometry of a field of selector k; different grids for one variable need a
+ * target grid. */
+static int note_geometry(ingest_ctx *c, int k, const src_geometry *g, const char *file, int msg)
+{
+    selvar *s = &c->sv[k];
+    if (!s->geom) {
+        snprintf(s->geom_file, sizeof s->geom_file, "%s", file);
+        s->geom_msg = msg;
+        return copy_geometry(g, &s->geom);
+    }
+    if (io_geometry_same(s->geom, g)) return SM_OK;
+    if (!strcmp(c->opt->grid, "native"))
+        return sm_fail(SM_ERR_IO, "%s: message %d: variable %s is on a different grid (%s, %d rows) than in %s message %d (%s, %d rows); "
+                                  "choose a target grid with --grid NAME",
+                       file, msg, s->sel.out_name, g->grid_type, g->nrows, s->geom_file, s->geom_msg, s->geom->grid_type, s->geom->nrows);
+    return SM_OK;
+}
+
+static int note_meta(ingest_ctx *c, int k, const field_meta *m)
+{
+    selvar *s = &c->sv[k];
+    if (s->n_entries == 0) s->meta = *m;
+    s->n_entries++;
+    if (m->member >= 0) s->has_members = 1;
+    else s->any_no_member = 1;
+    return SM_OK;
+}
+
+static int index_grib(ingest_ctx *c, int f)
+{
+    const char *path = c->opt->inputs[f];
+    grib_reader *r;
+    int st = grib_reader_open(path, &r);
+    if (st) return st;
+    for (;;) {
+        if (sm_interrupted()) {
+            st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
+            break;
+        }
+        field_meta m;
+        int done;
+        st = grib_reader_next(r, &m, &done);
+        if (st) {
+            if (!c->opt->skip_bad || !grib_reader_recoverable(r)) break;
+            log_warn("%s (skipped)", sm_last_error());
+            c->rep->n_skipped++;
+            sm_clear_error();
+            st = SM_OK;
+            continue;
+        }
+        if (done) break;
+        for (int k = 0; k < c->nsel; k++) {
+            if (!var_selector_match(&c->sv[k].sel, &m)) continue;
+            const src_geometry *g;
+            if ((st = grib_reader_geometry(r, &g))) goto out;
+            if ((st = note_geometry(c, k, g, path, m.msg))) goto out;
+            note_meta(c, k, &m);
+            entry e = {.file = f, .msg = m.msg, .sel = k, .member = m.member, .valid = m.valid_time, .ref = m.reference_time,
+                       .period = m.forecast_period, .has_time = 1};
+            if ((st = add_entry(c, &e))) goto out;
+            if (c->ne == 1 || c->calendar[0] == '\0') snprintf(c->calendar, sizeof c->calendar, "%s", m.calendar);
+        }
+    }
+out:
+    grib_reader_close(r);
+    return st;
+}
+
+static int same_calendar(const char *a, const char *b)
+{
+    cf_calendar ca, cb;
+    if (cf_calendar_parse(a, &ca) || cf_calendar_parse(b, &cb)) return 0;
+    if ((ca == CAL_STANDARD || ca == CAL_PROLEPTIC) && (cb == CAL_STANDARD || cb == CAL_PROLEPTIC)) return 1;
+    return ca == cb;
+}
+
+static int index_netcdf(ingest_ctx *c, int f, int *found_any)
+{
+    const char *path = c->opt->inputs[f];
+    nc_reader *r;
+    int st = nc_reader_open(path, &r);
+    if (st) return st;
+    for (int k = 0; k < c->nsel && !st; k++) {
+        nc_var *v;
+        st = nc_var_open(r, &c->sv[k].sel, &v);
+        if (st) {
+            /* a variable absent from this file may come from another input */
+            if (strstr(sm_last_error(), ": not in the file")) {
+                sm_clear_error();
+                st = SM_OK;
+            }
+            continue;
+        }
+        *found_any = 1;
+        const src_geometry *g = nc_var_geometry(v);
+        for (int t = 0; t < nc_var_ntimes(v) && !st; t++) {
+            for (int mm = 0; mm < nc_var_nmembers(v) && !st; mm++) {
+                field_meta m;
+                nc_var_field_meta(v, t, mm, &m);
+                if (t == 0 && mm == 0) st = note_geometry(c, k, g, path, m.msg);
+                if (st) break;
+                note_meta(c, k, &m);
+                if (c->ne == 0 || c->calendar[0] == '\0') {
+                    snprintf(c->calendar, sizeof c->calendar, "%s", m.calendar);
+                    c->time_is_index = m.time_is_index;
+                } else if (m.has_time && (!same_calendar(c->calendar, m.calendar) || c->time_is_index != m.time_is_index)) {
+                    st = sm_fail(SM_ERR_IO, "%s: variable %s: time axis (%s%s) is incompatible with the other inputs (%s%s)", path,
+                                 c->sv[k].sel.select, m.time_is_index ? "unitless " : "", m.calendar,
+                                 c->time_is_index ? "unitless " : "", c->calendar);
+                    break;
+                }
+                entry e = {.file = f, .msg = m.msg, .sel = k, .member = m.member, .nc_t = t, .nc_m = mm, .valid = m.valid_time,
+                           .ref = NAN, .period = NAN, .has_time = m.has_time};
+                st = add_entry(c, &e);
+            }
+        }
+        nc_var_close(v);
+    }
+    nc_reader_close(r);
+    return st;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static int find_time(const ingest_ctx *c, double v)
+{
+    int lo = 0, hi = c->ntimes - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (fabs(c->times[mid] - v) < 0.5 / 3600.0) return mid;
+        if (c->times[mid] < v) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+static int build_axes(ingest_ctx *c)
+{
+    /* times: sorted unique valid times of the time-dependent entries */
+    size_t nt = 0;
+    for (size_t i = 0; i < c->ne; i++) nt += c->e[i].has_time;
+    c->times = malloc((nt ? nt : 1) * sizeof *c->times);
+    if (!c->times) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    nt = 0;
+    for (size_t i = 0; i < c->ne; i++)
+        if (c->e[i].has_time) c->times[nt++] = c->e[i].valid;
+    qsort(c->times, nt, sizeof *c->times, cmp_double);
+    int u = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (u == 0 || fabs(c->times[i] - c->times[u - 1]) >= 0.5 / 3600.0) c->times[u++] = c->times[i];
+    if (u == 0) c->times[u++] = 0.0; /* only static fields: one placeholder time */
+    c->ntimes = u;
+    c->refs = malloc((size_t)u * sizeof *c->refs);
+    c->periods = malloc((size_t)u * sizeof *c->periods);
+    if (!c->refs || !c->periods) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    for (int t = 0; t < u; t++) c->refs[t] = c->periods[t] = NAN;
+    /* members */
+    int *mem = malloc((c->ne ? c->ne : 1) * sizeof *mem);
+    if (!mem) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    int nm = 0;
+    for (size_t i = 0; i < c->ne; i++)
+        if (c->e[i].member >= 0) mem[nm++] = c->e[i].member;
+    qsort(mem, (size_t)nm, sizeof *mem, cmp_int);
+    int um = 0;
+    for (int i = 0; i < nm; i++)
+        if (um == 0 || mem[i] != mem[um - 1]) mem[um++] = mem[i];
+    c->members = mem;
+    c->nmembers = um;
+    for (int k = 0; k < c->nsel; k++) {
+        selvar *s = &c->sv[k];
+        if (s->has_members && s->any_no_member)
+            return sm_fail(SM_ERR_IO, "variable %s: some fields have an ensemble member number and others do not", s->sel.out_name);
+    }
+    /* static variables: no entry with a time */
+    for (int k = 0; k < c->nsel; k++) c->sv[k].is_static = 1;
+    for (size_t i = 0; i < c->ne; i++)
+        if (c->e[i].has_time) c->sv[c->e[i].sel].is_static = 0;
+    for (size_t i = 0; i < c->ne; i++) {
+        entry *e = &c->e[i];
+        e->t = e->has_time ? find_time(c, e->valid) : 0;
+        e->m = 0;
+        if (e->member >= 0) {
+            int *p = bsearch(&e->member, c->members, (size_t)c->nmembers, sizeof *c->members, cmp_int);
+            e->m = (int)(p - c->members);
+        }
+        if (e->has_time && isfinite(e->ref)) {
+            if (!isfinite(c->refs[e->t])) {
+                c->refs[e->t] = e->ref;
+                c->periods[e->t] = e->period;
+            } else if (fabs(c->refs[e->t] - e->ref) > 1e-6) {
+                log_debug("%s: message %d: forecast_reference_time differs from another field at the same valid time; keeping the first",
+                          c->opt->inputs[e->file], e->msg);
+            }
+        }
+    }
+    return SM_OK;
+}
+
+static int build_native_grid(ingest_ctx *c)
+{
+    const src_geometry *g0 = NULL;
+    int k0 = -1;
+    for (int k = 0; k < c->nsel; k++) {
+        const src_geometry *g = c->sv[k].geom;
+        if (!g) continue;
+        if (!g->is_regular)
+            return sm_fail(SM_ERR_IO, "%s: message %d: variable %s is on a %s grid, which --grid native cannot keep; choose a regular "
+                                      "target grid with --grid NAME",
+                           c->sv[k].geom_file, c->sv[k].geom_msg, c->sv[k].sel.out_name, g->grid_type);
+        if (!g0) {
+            g0 = g;
+            k0 = k;
+        } else if (!io_geometry_same(g0, g)) {
+            return sm_fail(SM_ERR_IO, "variables %s (%s) and %s (%s) are on different grids; choose a target grid with --grid NAME",
+                           c->sv[k0].sel.out_name, c->sv[k0].geom_file, c->sv[k].sel.out_name, c->sv[k].geom_file);
+        }
+    }
+    c->nlat = g0->nrows;
+    c->nlon = g0->row_len[0];
+    c->lat = malloc((size_t)c->nlat * sizeof *c->lat);
+    c->lon = malloc((size_t)c->nlon * sizeof *c->lon);
+    if (!c->lat || !c->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    c->flip_rows = c->nlat > 1 && g0->lat[1] > g0->lat[0];
+    for (int j = 0; j < c->nlat; j++) c->lat[j] = g0->lat[c->flip_rows ? c->nlat - 1 - j : j];
+    double lon0 = io_lon0_canonical(g0->lon0[0], c->nlon, g0->dlon[0]);
+    for (int i = 0; i < c->nlon; i++) c->lon[i] = lon0 + i * g0->dlon[0];
+    return SM_OK;
+}
+
+static int build_target_grid(ingest_ctx *c)
+{
+    grid *g = c->target;
+    c->nlat = g->nlat;
+    c->nlon = g->nlon;
+    c->lat = malloc((size_t)c->nlat * sizeof *c->lat);
+    c->lon = malloc((size_t)c->nlon * sizeof *c->lon);
+    if (!c->lat || !c->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    memcpy(c->lat, g->lat, (size_t)c->nlat * sizeof *c->lat);
+    memcpy(c->lon, g->lon, (size_t)c->nlon * sizeof *c->lon);
+    return SM_OK;
+}
+
+/* The weights for fields on geometry `g` with `method`, computed on first use. */
+static int get_weights(ingest_ctx *c, const src_geometry *g, regrid_method method, const char *path, int msg, const regrid_weights **out)
+{
+    for (int k = 0; k < c->nweights; k++)
+        if (c->wmethod[k] == method && io_geometry_same(c->wgeom[k], g)) {
+            *out = c->weights[k];
+            return SM_OK;
+        }
+    if (c->nweights == MAX_WEIGHTS) {
+        /* many different source grids: recycle the oldest slot */
+        io_geometry_free(c->wgeom[0]);
+        regrid_weights_free(c->weights[0]);
+        memmove(c->wgeom, c->wgeom + 1, (MAX_WEIGHTS - 1) * sizeof *c->wgeom);
+        memmove(c->wmethod, c->wmethod + 1, (MAX_WEIGHTS - 1) * sizeof *c->wmethod);
+        memmove(c->weights, c->weights + 1, (MAX_WEIGHTS - 1) * sizeof *c->weights);
+        c->nweights--;
+    }
+    int k = c->nweights;
+    int st = copy_geometry(g, &c->wgeom[k]);
+    if (st) return st;
+    st = regrid_weights_create(g, c->target, method, &c->weights[k]);
+    if (st) {
+        io_geometry_free(c->wgeom[k]);
+        return sm_fail(st, "%s: message %d: %s", path, msg, sm_last_error());
+    }
+    c->wmethod[k] = method;
+    c->nweights++;
+    *out = c->weights[k];
+    return SM_OK;
+}
+
+/* Source values (canonical rows) -> output field (native: row order only). */
+static void to_output(const ingest_ctx *c, const double *v, float *out)
+{
+    int nlat = c->nlat, nlon = c->nlon;
+    for (int j = 0; j < nlat; j++) {
+        const double *row = v + (size_t)(c->flip_rows ? nlat - 1 - j : j) * nlon;
+        float *dst = out + (size_t)j * nlon;
+        for (int i = 0; i < nlon; i++) dst[i] = (float)row[i];
+    }
+}
+
+static int all_nan(const double *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isnan(v[i])) return 0;
+    return 1;
+}
+
+static int put_field(ingest_ctx *c, const entry *e, const src_geometry *g, const double *v)
+{
+    const char *path = c->opt->inputs[e->file];
+    const selvar *s = &c->sv[e->sel];
+    if (all_nan(v, g->row_start[g->nrows])) {
+        if (c->opt->skip_bad) {
+            log_warn("%s: message %d: variable %s: every point is missing (skipped)", path, e->msg, s->sel.out_name);
+            c->rep->n_skipped++;
+            return SM_OK;
+        }
+        return sm_fail(SM_ERR_IO, "%s: message %d: variable %s: every point is missing (all NaN); use --skip-bad to leave it out", path,
+                       e->msg, s->sel.out_name);
+    }
+    double t0 = now_seconds();
+    int st;
+    if (c->target) {
+        const regrid_weights *w = NULL;
+        if ((st = get_weights(c, g, s->categorical ? REGRID_NEAREST : c->method, path, e->msg, &w))) return st;
+        regrid_apply(w, v, c->fbuf);
+    } else {
+        to_output(c, v, c->fbuf);
+    }
+    double t1 = now_seconds();
+    c->rep->seconds_decode += t1 - t0;
+    int tt = s->is_static ? 0 : e->t;
+    size_t slot = ((size_t)e->sel * (size_t)c->ntimes + (size_t)tt) * (size_t)(c->nmembers ? c->nmembers : 1) + (size_t)e->m;
+    size_t n = (size_t)c->nlat * (size_t)c->nlon;
+    if (c->written[slot]) {
+        if ((st = dataset_writer_get(c->w, e->sel, tt, e->m, c->fcheck))) return st;
+        int same = 1;
+        for (size_t i = 0; i < n && same; i++) {
+            float a = c->fbuf[i], b = c->fcheck[i];
+            if (!(a == b || (isnan(a) && isnan(b)))) same = 0;
+        }
+        char when[64];
+        cf_calendar cal = CAL_STANDARD;
+        cf_calendar_parse(c->calendar, &cal);
+        if (c->time_is_index || s->is_static) snprintf(when, sizeof when, "%g", c->times[tt]);
+        else cf_format_hours(c->times[tt], cal, when, sizeof when);
+        if (!same)
+            return sm_fail(SM_ERR_IO, "%s: message %d: variable %s at %s%s: conflicting duplicate (a different field for the same time "
+                                      "and member was read before)",
+                           path, e->msg, s->sel.out_name, when, e->member >= 0 ? " (member given)" : "");
+        log_warn("%s: message %d: variable %s at %s: exact duplicate dropped", path, e->msg, s->sel.out_name, when);
+        c->rep->n_duplicates++;
+        c->rep->seconds_write += now_seconds() - t1;
+        return SM_OK;
+    }
+    if ((st = dataset_writer_put(c->w, e->sel, tt, e->m, c->fbuf))) return st;
+    c->written[slot] = 1;
+    c->rep->n_fields++;
+    c->rep->seconds_write += now_seconds() - t1;
+    return SM_OK;
+}
+
+static int decode_grib(ingest_ctx *c, int f, size_t *cursor)
+{
+    const char *path = c->opt->inputs[f];
+    grib_reader *r;
+    int st = grib_reader_open(path, &r);
+    if (st) return st;
+    while (*cursor < c->ne && c->e[*cursor].file == f) {
+        if (sm_interrupted()) {
+            st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
+            break;
+        }
+        field_meta m;
+        int done;
+        double t0 = now_seconds();
+        st = grib_reader_next(r, &m, &done);
+        if (st) { /* reported and skipped in the index pass */
+            sm_clear_error();
+            st = SM_OK;
+            continue;
+        }
+        if (done) {
+            st = sm_fail(SM_ERR_IO, "%s: file changed while it was being read (message %d missing)", path, c->e[*cursor].msg);
+            break;
+        }
+        if (m.msg != c->e[*cursor].msg) {
+            c->rep->seconds_decode += now_seconds() - t0;
+            continue;
+        }
+        const double *v;
+        const src_geometry *g;
+        if ((st = grib_reader_decode(r, &v, &g))) break;
+        c->rep->seconds_decode += now_seconds() - t0;
+        while (*cursor < c->ne && c->e[*cursor].file == f && c->e[*cursor].msg == m.msg) {
+            if ((st = put_field(c, &c->e[*cursor], g, v))) goto out;
+            (*cursor)++;
+        }
+    }
+out:
+    grib_reader_close(r);
+    return st;
+}
+
+static int decode_netcdf(ingest_ctx *c, int f, size_t *cursor)
+{
+    const char *path = c->opt->inputs[f];
+    nc_reader *r;
+    int st = nc_reader_open(path, &r);
+    if (st) return st;
+    while (*cursor < c->ne && c->e[*cursor].file == f && !st) {
+        int k = c->e[*cursor].sel;
+        nc_var *v;
+        if ((st = nc_var_open(r, &c->sv[k].sel, &v))) break;
+        while (*cursor < c->ne && c->e[*cursor].file == f && c->e[*cursor].sel == k) {
+            if (sm_interrupted()) {
+                st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
+                break;
+            }
+            const entry *e = &c->e[*cursor];
+            double t0 = now_seconds();
+            const double *vals;
+            if ((st = nc_var_read(v, e->nc_t, e->nc_m, &vals))) break;
+            c->rep->seconds_decode += now_seconds() - t0;
+            if ((st = put_field(c, e, nc_var_geometry(v), vals))) break;
+            (*cursor)++;
+        }
+        nc_var_close(v);
+    }
+    nc_reader_close(r);
+    return st;
+}
+
+static int yaml_list(char **buf, size_t *len, size_t *cap, const char *key, const char *const *items, int n)
+{
+    size_t need = strlen(key) + 16;
+    for (int i = 0; i < n; i++) need += strlen(items[i]) * 2 + 8;
+    if (*len + need + 1 > *cap) {
+        size_t nc = (*cap + need) * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return -1;
+        *buf = nb;
+        *cap = nc;
+    }
+    *len += (size_t)sprintf(*buf + *len, "  %s: [", key);
+    for (int i = 0; i < n; i++) {
+        *len += (size_t)sprintf(*buf + *len, "%s\"", i ? ", " : "");
+        for (const char *p = items[i]; *p; p++) {
+            if (*p == '"' || *p == '\\') (*buf)[(*len)++] = '\\';
+            (*buf)[(*len)++] = *p;
+        }
+        (*buf)[(*len)++] = '"';
+    }
+    *len += (size_t)sprintf(*buf + *len, "]\n");
+    return 0;
+}
+
+char *ingest_options_yaml(const ingest_options *o)
+{
+    size_t cap = 1024, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    len += (size_t)sprintf(buf, "ingest:\n");
+    if (yaml_list(&buf, &len, &cap, "inputs", o->inputs, o->n_inputs) ||
+        yaml_list(&buf, &len, &cap, "variables", o->variables, o->n_variables) ||
+        yaml_list(&buf, &len, &cap, "categorical", o->categorical, o->n_categorical)) {
+        free(buf);
+        return NULL;
+    }
+    const char *scalars[3] = {o->grid, o->method ? o->method : "bilinear", o->output};
+    if (yaml_list(&buf, &len, &cap, "grid", scalars, 1) || yaml_list(&buf, &len, &cap, "method", scalars + 1, 1) ||
+        yaml_list(&buf, &len, &cap, "output", scalars + 2, 1)) {
+        free(buf);
+        return NULL;
+    }
+    /* scalars were written as one-element lists by the helper; rewrite them as plain values */
+    char *out = malloc(cap + 64);
+    if (!out) {
+        free(buf);
+        return NULL;
+    }
+    size_t ol = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!strncmp(line, "  grid: [", 9) || !strncmp(line, "  method: [", 11) || !strncmp(line, "  output: [", 11)) {
+            char *open = strchr(line, '['), *close = strrchr(line, ']');
+            *open = '\0';
+            *close = '\0';
+            ol += (size_t)sprintf(out + ol, "%s%s\n", line, open + 1);
+        } else {
+            ol += (size_t)sprintf(out + ol, "%s\n", line);
+        }
+    }
+    ol += (size_t)sprintf(out + ol, "  skip_bad: %s\n", o->skip_bad ? "true" : "false");
+    free(buf);
+    return out;
+}
+
+static void ctx_free(ingest_ctx *c)
+{
+    for (int k = 0; c->sv && k < c->nsel; k++) io_geometry_free(c->sv[k].geom);
+    free(c->sv);
+    free(c->e);
+    free(c->fmt);
+    free(c->inputs_text);
+    free(c->times);
+    free(c->refs);
+    free(c->periods);
+    free(c->members);
+    free(c->lat);
+    free(c->lon);
+    free(c->written);
+    free(c->fbuf);
+    free(c->fcheck);
+    for (int k = 0; k < c->nweights; k++) {
+        io_geometry_free(c->wgeom[k]);
+        regrid_weights_free(c->weights[k]);
+    }
+    grid_free(c->target);
+    if (c->w) dataset_writer_abort(c->w);
+}
+
+int ingest_run(const ingest_options *opt, ingest_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    if (opt->n_inputs < 1) return sm_fail(SM_ERR_USAGE, "ingest: no input files given");
+    if (opt->n_variables < 1) return sm_fail(SM_ERR_USAGE, "ingest: no variables selected (use --var NAME[:LEVEL])");
+    if (!opt->output || !*opt->output) return sm_fail(SM_ERR_USAGE, "ingest: no output file (use --out FILE)");
+    if (!opt->grid || !*opt->grid) return sm_fail(SM_ERR_USAGE, "ingest: no target grid (use --grid NAME or --grid native)");
+    regrid_method method = REGRID_BILINEAR;
+    if (opt->method && regrid_method_parse(opt->method, &method) != SM_OK)
+        return sm_fail(SM_ERR_USAGE, "ingest: unknown method '%s' (bilinear, conservative, nearest)", opt->method);
+
+    ingest_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ingest_ctx *c = &ctx;
+    c->opt = opt;
+    c->rep = rep;
+    c->method = method;
+    int st = SM_OK;
+    if (strcmp(opt->grid, "native") != 0) {
+        if ((st = grid_load(opt->grid, &c->target))) return st;
+    }
+    /* fail early on an unwritable output directory */
+    {
+        outfile probe;
+        if ((st = outfile_begin(&probe, opt->output))) goto done;
+        outfile_abort(&probe);
+    }
+    c->nsel = opt->n_variables;
+    c->sv = calloc((size_t)c->nsel, sizeof *c->sv);
+    c->fmt = calloc((size_t)opt->n_inputs, sizeof *c->fmt);
+    size_t icap = (size_t)opt->n_inputs * 80 + 64;
+    for (int f = 0; f < opt->n_inputs; f++) icap += strlen(opt->inputs[f]);
+    c->inputs_text = malloc(icap);
+    if (!c->sv || !c->fmt || !c->inputs_text) {
+        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+        goto done;
+    }
+    c->inputs_text[0] = '\0';
+    for (int k = 0; k < c->nsel; k++) {
+        if ((st = var_selector_parse(opt->variables[k], &c->sv[k].sel))) goto done;
+        for (int j = 0; j < k; j++)
+            if (!strcmp(c->sv[j].sel.out_name, c->sv[k].sel.out_name)) {
+                st = sm_fail(SM_ERR_USAGE, "variable %s is selected twice", c->sv[k].sel.out_name);
+                goto done;
+            }
+        for (int j = 0; j < opt->n_categorical; j++)
+            if (!strcmp(opt->categorical[j], c->sv[k].sel.out_name)) c->sv[k].categorical = 1;
+    }
+
+    /* ---- pass 1: index ---- */
+    int nc_found_any = 0;
+    for (int f = 0; f < opt->n_inputs; f++) {
+        const char *path = opt->inputs[f];
+        char hex[65];
+        if ((st = sha256_file(path, hex))) goto done;
+        c->inputs_len += (size_t)sprintf(c->inputs_text + c->inputs_len, "%s  %s\n", hex, path);
+        c->fmt[f] = nc_file_looks_like_netcdf(path) ? 2 : 1;
+        st = c->fmt[f] == 2 ? index_netcdf(c, f, &nc_found_any) : index_grib(c, f);
+        if (st) goto done;
+    }
+    for (int k = 0; k < c->nsel; k++) {
+        if (c->sv[k].n_entries > 0) continue;
+        st = sm_fail(SM_ERR_IO, "variable %s: no field matches %s%s%s in %s%s", c->sv[k].sel.out_name,
+                     c->sv[k].sel.param_id ? "paramId " : "shortName/variable ", c->sv[k].sel.select,
+                     c->sv[k].sel.has_level ? " at the requested level" : "", opt->inputs[0], opt->n_inputs > 1 ? " (or the other inputs)" : "");
+        goto done;
+    }
+    if ((st = build_axes(c))) goto done;
+    if ((st = c->target ? build_target_grid(c) : build_native_grid(c))) goto done;
+
+    /* ---- dataset ---- */
+    dataset_var_info *vi = calloc((size_t)c->nsel, sizeof *vi);
+    char *yaml = ingest_options_yaml(opt);
+    if (!vi || !yaml) {
+        free(vi);
+        free(yaml);
+        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+        goto done;
+    }
+    for (int k = 0; k < c->nsel; k++) {
+        const selvar *s = &c->sv[k];
+        snprintf(vi[k].name, sizeof vi[k].name, "%s", s->sel.out_name);
+        snprintf(vi[k].units, sizeof vi[k].units, "%s", s->meta.units);
+        snprintf(vi[k].long_name, sizeof vi[k].long_name, "%s", s->meta.name);
+        snprintf(vi[k].standard_name, sizeof vi[k].standard_name, "%s", s->meta.standard_name);
+        vi[k].param_id = s->meta.param_id;
+        snprintf(vi[k].short_name, sizeof vi[k].short_name, "%s", s->meta.short_name);
+        snprintf(vi[k].type_of_level, sizeof vi[k].type_of_level, "%s", s->meta.type_of_level);
+        vi[k].level = s->meta.level;
+        vi[k].is_static = s->is_static;
+        vi[k].has_members = s->has_members;
+        vi[k].categorical = s->categorical;
+    }
+    dataset_layout L;
+    memset(&L, 0, sizeof L);
+    L.is_latlon = c->target ? c->target->kind == GRID_LATLON : 1;
+    snprintf(L.grid_name, sizeof L.grid_name, "%s", c->target ? c->target->name : "native");
+    L.nlat = c->nlat;
+    L.nlon = c->nlon;
+    L.lat = c->lat;
+    L.lon = c->lon;
+    L.ntimes = c->ntimes;
+    L.times = c->times;
+    L.reference_times = c->refs;
+    L.forecast_periods = c->periods;
+    snprintf(L.calendar, sizeof L.calendar, "%.31s", c->calendar[0] ? c->calendar : "standard");
+    L.time_is_index = c->time_is_index;
+    L.nmembers = c->nmembers;
+    L.members = c->members;
+    L.nvars = c->nsel;
+    L.vars = vi;
+    L.config_text = yaml;
+    L.inputs_text = c->inputs_text;
+    L.history = opt->history;
+    double tw = now_seconds();
+    st = dataset_writer_create(opt->output, &L, &c->w);
+    rep->seconds_write += now_seconds() - tw;
+    free(vi);
+    free(yaml);
+    if (st) goto done;
+
+    /* ---- pass 2: decode in file order, write into sorted slots ---- */
+    size_t nslots = (size_t)c->nsel * (size_t)c->ntimes * (size_t)(c->nmembers ? c->nmembers : 1);
+    c->written = calloc(nslots, 1);
+    c->fbuf = malloc((size_t)c->nlat * (size_t)c->nlon * sizeof *c->fbuf);
+    c->fcheck = malloc((size_t)c->nlat * (size_t)c->nlon * sizeof *c->fcheck);
+    if (!c->written || !c->fbuf || !c->fcheck) {
+        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+        goto done;
+    }
+    size_t cursor = 0;
+    for (int f = 0; f < opt->n_inputs && !st; f++) {
+        if (cursor >= c->ne || c->e[cursor].file != f) continue;
+        st = c->fmt[f] == 2 ? decode_netcdf(c, f, &cursor) : decode_grib(c, f, &cursor);
+    }
+    if (st) goto done;
+    for (int k = 0; k < c->nsel; k++) {
+        int nt = c->sv[k].is_static ? 1 : c->ntimes, nm = c->sv[k].has_members ? c->nmembers : 1;
+        int empty = 0;
+        for (int t = 0; t < nt; t++)
+            for (int m = 0; m < nm; m++)
+                if (!c->written[((size_t)k * (size_t)c->ntimes + (size_t)t) * (size_t)(c->nmembers ? c->nmembers : 1) + (size_t)m]) empty++;
+        if (empty) log_warn("variable %s: %d of %d (time, member) fields are absent from the inputs and left missing (NaN)",
+                            c->sv[k].sel.out_name, empty, nt * nm);
+        rep->n_empty_slots += empty;
+    }
+    rep->n_times = c->ntimes;
+    rep->n_members = c->nmembers;
+    tw = now_seconds();
+    st = dataset_writer_commit(c->w);
+    c->w = NULL;
+    rep->seconds_write += now_seconds() - tw;
+done:
+    ctx_free(c);
+    return st;
+}

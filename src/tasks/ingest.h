@@ -1,0 +1,38 @@
+/* `smoecast ingest` as a library task: GRIB/NetCDF inputs -> selected variables -> target grid ->
+ * one dataset file (data/dataset.h). Two streaming passes over the inputs: an index pass reads
+ * metadata only (which fields, which times, which grids), then the decode pass decodes each
+ * selected field once, regrids it and writes it into its sorted time slot. Memory is bounded by a
+ * few fields plus a small index entry per selected field, whatever the number of messages. */
+#ifndef SMOECAST_TASKS_INGEST_H
+#define SMOECAST_TASKS_INGEST_H
+
+typedef struct {
+    const char *const *inputs;
+    int n_inputs;
+    const char *const *variables;    /* selectors "2t", "z:500", "129:850" */
+    int n_variables;
+    const char *grid;                /* "native" or a grid name / path (grid/grid.h) */
+    const char *method;              /* bilinear (default), conservative, nearest */
+    const char *const *categorical;  /* dataset variable names regridded with nearest */
+    int n_categorical;
+    int skip_bad;                    /* log and skip broken messages / all-missing fields */
+    const char *output;
+    const char *history;             /* command line for the history attribute, may be NULL */
+} ingest_options;
+
+typedef struct {
+    int n_fields;        /* fields written */
+    int n_times;
+    int n_members;
+    int n_duplicates;    /* exact duplicates dropped */
+    int n_skipped;       /* broken messages / missing fields skipped with --skip-bad */
+    int n_empty_slots;   /* (variable, time, member) slots without data (left NaN) */
+    double seconds_decode;  /* decode + select + regrid */
+    double seconds_write;   /* compressed NetCDF write */
+} ingest_report;
+
+/* The resolved options as YAML (stored in the dataset's smoecast_config). Caller frees. */
+char *ingest_options_yaml(const ingest_options *opt);
+int ingest_run(const ingest_options *opt, ingest_report *report);
+
+#endif

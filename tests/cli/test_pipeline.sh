@@ -1,0 +1,86 @@
+# The forecast pipeline end to end on small synthetic data: synth -> ingest -> train -> forecast,
+# exact resume, SIGINT, and the bad-input cases of train and forecast.
+. "$(dirname "$0")/lib.sh"
+cd "$TMP"
+"$BIN" synth toy-atmosphere --out data --years 1 --seed 3 >/dev/null 2>&1 || { fail "synth"; finish; }
+"$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 \
+  || { fail "ingest"; finish; }
+cat > cfg.yaml <<'YAML'
+data:
+  dataset: ds.nc
+  prognostic: [z500, t2m]
+  forcing: [lsm, hour_of_day]
+  lead_time: 6h
+  train_end: 2000-09-30T18
+  val_start: 2000-10-01
+  val_end: 2000-11-15
+  test_start: 2000-11-16
+model:
+  architecture: cnn
+  channels: [8]
+  kernel: 3
+training:
+  epochs: 2
+  batch_size: 8
+  steps_per_epoch: 6
+  lr: 1e-3
+output:
+  dir: run
+YAML
+expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1
+[ -s run/best.nc ] && [ -s run/last.nc ] && ok "checkpoints written" || fail "best.nc/last.nc missing"
+[ "$(wc -l < run/metrics.jsonl)" = 2 ] && ok "metrics.jsonl has one line per epoch" || fail "metrics.jsonl: $(cat run/metrics.jsonl)"
+grep -q '"val_rmse": {"z500"' run/metrics.jsonl && ok "metrics carry per-variable RMSE" || fail "metrics lack val_rmse"
+
+# Exact resume: 1 epoch + --resume to 2 epochs == 2 epochs straight (1 thread).
+params() { ncdump -p 9,17 "$1" | sed -n '/group: params/,/group: optim/p'; }
+expect_exit 0 "epoch 1: train" -- "$BIN" train -c cfg.yaml run.threads=1 training.epochs=1 output.dir=split
+expect_exit 0 "resuming from" -- "$BIN" train -c cfg.yaml run.threads=1 output.dir=split --resume
+if [ -n "$(params run/last.nc)" ] && diff <(params run/last.nc) <(params split/last.nc) >/dev/null; then ok "resume is exact"; else fail "resumed weights differ"; fi
+
+# Forecasts: both layouts, CF attributes, lonlat grid for CDO.
+expect_exit 0 "wrote 3 initialisations x 2 leads" -- "$BIN" forecast --checkpoint run/best.nc --dataset ds.nc \
+  --init 2000-11-20T00/2000-11-20T12 --lead 6h,24h --out fc.nc
+ncdump -h fc.nc | grep -q 'z500(forecast_reference_time, forecast_period, latitude, longitude)' && ok "forecast layout" || fail "forecast layout"
+ncdump -h fc.nc | grep -q 'double time(forecast_reference_time, forecast_period)' && ok "2-D valid time" || fail "no 2-D time"
+ncdump -h fc.nc | grep -q ':Conventions = "CF-1.8"' && ok "CF-1.8" || fail "Conventions"
+if command -v cdo >/dev/null; then
+  cdo sinfon fc.nc 2>/dev/null | grep -q "lonlat" && ok "cdo sees a lonlat grid" || fail "cdo sinfon: no lonlat grid"
+else skip_or_fail "cdo missing"; fi
+expect_exit 0 "one file per init" -- "$BIN" forecast --checkpoint run/best.nc --dataset ds.nc --init 2000-11-20T00,2000-11-21T00 \
+  --lead 6h,12h --out 'fc_{init}.nc' --split-by init
+[ -s fc_20001120T0000.nc ] && [ -s fc_20001121T0000.nc ] && ok "split files" || fail "split files missing"
+ncdump -h fc_20001120T0000.nc | grep -q 'float t2m(time, latitude, longitude)' && ok "split layout" || fail "split layout"
+
+# Bad input.
+expect_exit 1 "--lead 5h is not a multiple of the model step 6h" -- "$BIN" forecast --checkpoint run/best.nc --dataset ds.nc --init 2000-11-20T00 --lead 5h --out bad.nc
+expect_exit 1 "--init 2003-01-01T00 is not a time of" -- "$BIN" forecast --checkpoint run/best.nc --dataset ds.nc --init 2003-01-01T00 --lead 6h --out bad.nc
+"$BIN" ingest --grid native --var z500 --out only_z.nc data/toy-atmosphere.nc >/dev/null 2>&1
+expect_exit 1 "does not fit checkpoint run/best.nc: .*variable 't2m' \(from data.prognostic\) is not in the dataset" -- "$BIN" forecast --checkpoint run/best.nc --dataset only_z.nc --init 2000-11-20T00 --lead 6h --out bad.nc
+[ ! -e bad.nc ] && ok "no output after errors" || fail "bad.nc left behind"
+expect_exit 1 "variable 'q700' \(from data.prognostic\) is not in the dataset; it has: z500, t2m, lsm" -- "$BIN" train -c cfg.yaml data.prognostic=[q700] output.dir=bad
+expect_exit 2 "missing.nc" -- "$BIN" train -c cfg.yaml data.dataset=missing.nc output.dir=bad
+expect_exit 1 "missing required key 'data.dataset'" -- "$BIN" train data.prognostic=[z500]
+
+# NaN input: stop with the variable and time named.
+if /usr/bin/python3 -c "import netCDF4" 2>/dev/null; then
+  cp ds.nc nan.nc
+  /usr/bin/python3 -c "
+import netCDF4, numpy as np
+d = netCDF4.Dataset('nan.nc', 'a'); v = d['t2m']; x = v[100]; x[3, 4] = np.nan; v[100] = x; d.close()"
+  expect_exit 2 "variable t2m at 2000-01-26T00:00 has NaN" -- "$BIN" train -c cfg.yaml data.dataset=nan.nc output.dir=nanrun training.steps_per_epoch=0 training.epochs=1
+else skip_or_fail "python3 netCDF4 missing"; fi
+
+# NaN/divergence: a huge learning rate stops with exit 3 and keeps nothing half-written.
+expect_exit 3 "diverged" -- "$BIN" train -c cfg.yaml training.lr=10 training.optimizer=sgd training.momentum=0.99 output.dir=div
+
+# SIGINT: exit 130, a resumable last.nc, no temporary files.
+"$BIN" train -c cfg.yaml training.epochs=50 training.steps_per_epoch=0 output.dir=intr >intr.log 2>&1 &
+pid=$!
+for i in $(seq 1 100); do grep -q "epoch 1/50" intr.log 2>/dev/null && break; sleep 0.1; done
+sleep 1; kill -INT $pid; wait $pid; rc=$?
+[ $rc = 130 ] && ok "SIGINT exits 130" || fail "SIGINT exit $rc: $(tail -2 intr.log)"
+[ -s intr/last.nc ] && ok "interrupted run left last.nc" || fail "no last.nc after SIGINT"
+ls intr/.*.tmp.* >/dev/null 2>&1 && fail "temporary files left" || ok "no temporary files"
+expect_exit 0 "resuming from" -- "$BIN" train -c cfg.yaml training.epochs=1 training.steps_per_epoch=0 output.dir=intr --resume
+finish

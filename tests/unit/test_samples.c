@@ -1,0 +1,166 @@
+/* Sample assembly: splits, normalisation statistics (training period only), tendency targets,
+ * time features and denormalisation, on a small hand-made dataset. */
+#include "testutil.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "data/dataset.h"
+#include "data/samples.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NT 12
+#define NY 2
+#define NX 3
+
+static char g_path[600];
+
+/* x(t, p) = 10 + t + p for "a" (hours 0, 6, ..., 66 since 2000-01-01), a static "m" = p. */
+static float value_a(int t, int p) { return 10.0f + (float)t + (float)p; }
+
+static int setup(void **state)
+{
+    (void)state;
+    char dir[512];
+    testutil_tmpdir("samples", dir, sizeof dir);
+    snprintf(g_path, sizeof g_path, "%s/ds.nc", dir);
+    double lat[NY] = {10, 0}, lon[NX] = {0, 10, 20}, times[NT];
+    for (int t = 0; t < NT; t++) times[t] = 262968.0 + 6.0 * t; /* 2000-01-01T00 */
+    dataset_var_info vars[2];
+    memset(vars, 0, sizeof vars);
+    snprintf(vars[0].name, sizeof vars[0].name, "a");
+    snprintf(vars[0].units, sizeof vars[0].units, "K");
+    vars[0].level = NAN;
+    snprintf(vars[1].name, sizeof vars[1].name, "m");
+    vars[1].level = NAN;
+    vars[1].is_static = 1;
+    dataset_layout L = {.is_latlon = 1, .nlat = NY, .nlon = NX, .lat = lat, .lon = lon, .ntimes = NT, .times = times,
+                        .calendar = "proleptic_gregorian", .nvars = 2, .vars = vars};
+    snprintf(L.grid_name, sizeof L.grid_name, "test");
+    dataset_writer *w;
+    assert_int_equal(dataset_writer_create(g_path, &L, &w), SM_OK);
+    float f[NY * NX];
+    for (int t = 0; t < NT; t++) {
+        for (int p = 0; p < NY * NX; p++) f[p] = value_a(t, p);
+        assert_int_equal(dataset_writer_put(w, 0, t, 0, f), SM_OK);
+    }
+    for (int p = 0; p < NY * NX; p++) f[p] = (float)p;
+    assert_int_equal(dataset_writer_put(w, 1, 0, 0, f), SM_OK);
+    assert_int_equal(dataset_writer_commit(w), SM_OK);
+    return 0;
+}
+
+static sm_config *load(int n, char **ov)
+{
+    sm_config *cfg;
+    assert_int_equal(config_load(NULL, n, ov, &cfg), SM_OK);
+    return cfg;
+}
+
+static void test_layout_splits_stats(void **state)
+{
+    (void)state;
+    char ds_key[700];
+    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
+    char *ov[] = {ds_key, "data.prognostic=[a]", "data.forcing=[m, hour_of_day]", "data.lead_time=12h",
+                  "data.train_end=2000-01-02T12", "data.val_start=2000-01-02T18", "data.val_end=2000-01-03T18"};
+    sm_config *cfg = load(7, ov);
+    dataset *ds;
+    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sample_layout L;
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
+    assert_int_equal(L.c_in, 1 + 1 + 4);
+    assert_int_equal(L.c_out, 1);
+    assert_true(L.step_hours == 12.0 && L.dt_hours == 6.0);
+
+    sample_split tr, va, te;
+    assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
+    /* Train: times 0..6 (00Z day 1 .. 12Z day 2); inits need their +12h target inside: 0..4. */
+    assert_int_equal(tr.n, 5);
+    assert_int_equal(tr.idx[0], 0);
+    assert_int_equal(tr.idx[4], 4);
+    /* Validation: times 7..11, inits 7..9. */
+    assert_int_equal(va.n, 3);
+    assert_int_equal(va.idx[0], 7);
+
+    sample_cache *cache;
+    assert_int_equal(sample_cache_create(ds, &cache), SM_OK);
+    assert_int_equal(samples_compute_stats(&L, cache, &tr, 0), SM_OK);
+    /* Mean of 10 + t + p over t = 0..6 and p = 0..5: 10 + 3 + 2.5. The time std at each point
+     * is the std of 0..6 (population): 2. Nothing from the validation times leaks in. */
+    assert_true(fabs(L.stats.mean[0] - 15.5f) < 1e-5);
+    assert_true(fabs(L.stats.std[0] - 2.0f) < 1e-5);
+    /* Tendency over 12 h is exactly 2 everywhere: std 0 -> falls back to 1. */
+    assert_true(fabs(L.stats.tend_std[0] - 1.0f) < 1e-6);
+    /* Static m = p: constant in time, spatial std of 0..5. */
+    assert_true(fabs(L.stats.mean[1] - 2.5f) < 1e-5);
+    assert_true(fabs(L.stats.std[1] - sqrtf(35.0f / 12.0f)) < 1e-5);
+
+    float in[2 * 6 * NY * NX], target[2 * NY * NX];
+    int64_t inits[2] = {1, 3};
+    assert_int_equal(samples_assemble(&L, cache, inits, 2, in, target), SM_OK);
+    /* Sample 0 = time index 1 (06Z): a normalised, tendency target (x(t+12h)-x(t))/1 = 2. */
+    assert_true(fabs(in[0] - (value_a(1, 0) - 15.5f) / 2.0f) < 1e-5);
+    assert_true(fabs(target[0] - 2.0f) < 1e-6);
+    /* hour_of_day at init 06Z: sin = 1, cos = 0; at the valid time 18Z: sin = -1. */
+    size_t np = NY * NX;
+    assert_true(fabs(in[2 * np] - 1.0f) < 1e-6);
+    assert_true(fabs(in[3 * np]) < 1e-6);
+    assert_true(fabs(in[4 * np] + 1.0f) < 1e-6);
+
+    /* Denormalising the target restores the physical field at t + 12 h. */
+    float state0[NY * NX], phys[NY * NX];
+    for (int p = 0; p < NY * NX; p++) state0[p] = value_a(1, p);
+    samples_denormalise(&L, target, state0, phys);
+    for (int p = 0; p < NY * NX; p++) assert_true(fabs(phys[p] - value_a(3, p)) < 1e-5);
+
+    sample_cache_free(cache);
+    samples_split_free(&tr);
+    samples_split_free(&va);
+    samples_split_free(&te);
+    samples_layout_free(&L);
+    dataset_close(ds);
+    config_free(cfg);
+}
+
+static void test_durations_and_errors(void **state)
+{
+    (void)state;
+    double h;
+    assert_int_equal(samples_parse_duration("6h", "k", &h), SM_OK);
+    assert_true(h == 6);
+    assert_int_equal(samples_parse_duration("5d", "k", &h), SM_OK);
+    assert_true(h == 120);
+    assert_int_equal(samples_parse_duration("30m", "k", &h), SM_OK);
+    assert_true(h == 0.5);
+    assert_int_equal(samples_parse_duration("6w", "data.lead_time", &h), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "data.lead_time"));
+
+    char ds_key[700];
+    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
+    char *ov[] = {ds_key, "data.prognostic=[a]", "data.lead_time=18h", "data.step=12h"};
+    sm_config *cfg = load(4, ov);
+    dataset *ds;
+    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sample_layout L;
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "not a multiple of data.step"));
+    samples_layout_free(&L);
+    config_free(cfg);
+    char *ov2[] = {ds_key, "data.prognostic=[m]"};
+    cfg = load(2, ov2);
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "static"));
+    samples_layout_free(&L);
+    config_free(cfg);
+    dataset_close(ds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_layout_splits_stats), cmocka_unit_test(test_durations_and_errors)};
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
