@@ -382,7 +382,17 @@ static int fill_grid(gmt_run *r, const geometry *geo, struct GMT_GRID **out)
     return SM_OK;
 }
 
-static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px, int height_px, double lo, double hi)
+/* Font size (points) that fits `text` into `width_cm` (Helvetica: about 0.55 em per character). */
+static double fit_font(const char *text, double width_cm, double max_pt)
+{
+    double n = (double)strlen(text);
+    if (n < 1) return max_pt;
+    double pt = width_cm / (0.55 * n) * 72.0 / 2.54;
+    return fmax(6.0, fmin(max_pt, pt));
+}
+
+static int draw(gmt_run *r, const plot_style *s, const char *title, const char *subtitle, int width_px, int height_px,
+                double lo, double hi)
 {
     const plot_field *f = r->f;
     geometry geo;
@@ -396,7 +406,7 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px
     int vertical_legend = f->categorical && f->n_categories > 8;
     size_t longest = 0;
     for (int c = 0; c < f->n_categories; c++) longest = strlen(f->cat_labels[c]) > longest ? strlen(f->cat_labels[c]) : longest;
-    double left = 1.6, right = 0.8, top = 1.3, bottom = vertical_legend ? 1.2 : 3.0;
+    double left = 1.6, right = 0.8, top = 1.8, bottom = vertical_legend ? 1.2 : 3.0;
     if (vertical_legend) right = 1.4 + 0.2 * (double)(longest < 40 ? longest : 40);
     double map_w = page_w - left - right;
     if (map_w < 2.0) return sm_fail(SM_ERR_USAGE, "%s: page width %.1f cm leaves no room for the map", f->path, page_w);
@@ -421,7 +431,11 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px
     snprintf(media, sizeof media, "%.6fx%.6f", width_px * 72.0 / s->dpi, hpx * 72.0 / s->dpi);
     GMT_Set_Default(r->api, "PS_MEDIA", media);
     GMT_Set_Default(r->api, "PS_PAGE_ORIENTATION", "portrait");
-    GMT_Set_Default(r->api, "FONT_TITLE", "12p,Helvetica,black");
+    char font[64];
+    snprintf(font, sizeof font, "%.1fp,Helvetica,black", fit_font(title, page_w - 0.6, 12.0));
+    GMT_Set_Default(r->api, "FONT_TITLE", font);
+    snprintf(font, sizeof font, "%.1fp,Helvetica,black", fit_font(subtitle, page_w - 0.6, 10.0));
+    GMT_Set_Default(r->api, "FONT_SUBTITLE", font);
     GMT_Set_Default(r->api, "FONT_ANNOT_PRIMARY", "8p,Helvetica,black");
     GMT_Set_Default(r->api, "FONT_LABEL", "9p,Helvetica,black");
     GMT_Set_Default(r->api, "MAP_TITLE_OFFSET", "8p");
@@ -498,8 +512,9 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px
     if ((st = call(r, "psscale"))) return st;
 
     /* frame and title last, on top */
-    char t[600];
+    char t[600], st_[600];
     gmt_text(title, t, sizeof t);
+    gmt_text(subtitle, st_, sizeof st_);
     region_arg(r, geo.map);
     proj_arg(r, &geo, map_w);
     if (f->kind == PLOT_GRID_XY) {
@@ -512,7 +527,8 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, int width_px
         arg(r, "-Bxaf");
         arg(r, "-Byaf");
     }
-    arg(r, "-BWSne+t%s", t);
+    if (st_[0]) arg(r, "-BWSne+t%s+s%s", t, st_);
+    else arg(r, "-BWSne+t%s", t);
     arg(r, "-Xa%.4fc", x_off);
     arg(r, "-Ya%.4fc", y_off);
     arg(r, "-O");
@@ -572,12 +588,12 @@ int plot_field_png(const plot_field *f, const plot_style *style, const char *out
     if (!r.api) {
         st = sm_fail(SM_ERR_NUMERIC, "%s: cannot start a GMT session", out_png);
     } else {
-        char title[600];
+        char title[600], subtitle[600] = "";
         if (s.title) snprintf(title, sizeof title, "%s", s.title);
-        else plot_default_title(f, title, sizeof title);
+        else plot_default_title_parts(f, title, sizeof title, subtitle, sizeof subtitle);
         int wpx = plot_png_pixels(s.width_cm, s.dpi);
         int hpx = s.height_cm > 0 ? plot_png_pixels(s.height_cm, s.dpi) : 0;
-        st = draw(&r, &s, title, wpx, hpx, lo, hi);
+        st = draw(&r, &s, title, subtitle, wpx, hpx, lo, hi);
         args_reset(&r);
         GMT_Destroy_Session(r.api);
     }

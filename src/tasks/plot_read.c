@@ -716,8 +716,9 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
         }
         if (d->len == 1 && d->kind == D_OTHER) continue;
         fmt_value(cv, val, sizeof val);
+        int show_units = d->units[0] && strcmp(d->units, "1") != 0;
         int w = snprintf(f->selection + used_sel, sizeof f->selection - used_sel, "%s%s %s%s%s", used_sel ? ", " : "",
-                         d->name, val, d->units[0] ? " " : "", d->units);
+                         d->name, val, show_units ? " " : "", show_units ? d->units : "");
         if (w > 0) used_sel = strlen(f->selection);
     }
     /* time from a scalar coordinate named in `coordinates` */
@@ -875,11 +876,18 @@ int plot_field_subtract(plot_field *field, const plot_field *truth)
     return SM_OK;
 }
 
-void plot_default_title(const plot_field *f, char *buf, size_t len)
+void plot_default_title_parts(const plot_field *f, char *title, size_t tlen, char *sub, size_t slen)
 {
     const char *name = f->long_name[0] ? f->long_name : f->var;
     char units[160] = "";
     if (f->units[0] && !f->categorical) snprintf(units, sizeof units, " [%s]", f->units);
-    snprintf(buf, len, "%s%s%s%s%s%s%s", f->is_difference ? "Error (forecast - truth): " : "", name, units,
-             f->time_label[0] ? ", " : "", f->time_label, f->selection[0] ? ", " : "", f->selection);
+    snprintf(title, tlen, "%s%s%s", f->is_difference ? "Error (forecast - truth): " : "", name, units);
+    snprintf(sub, slen, "%s%s%s", f->time_label, f->time_label[0] && f->selection[0] ? ", " : "", f->selection);
+}
+
+void plot_default_title(const plot_field *f, char *buf, size_t len)
+{
+    char title[512], sub[512];
+    plot_default_title_parts(f, title, sizeof title, sub, sizeof sub);
+    snprintf(buf, len, "%s%s%s", title, sub[0] ? ", " : "", sub);
 }

@@ -69,6 +69,8 @@ int plot_field_subtract(plot_field *field, const plot_field *truth);
 
 /* Default title: "long_name (units), time[, selection]"; for differences "... minus truth". */
 void plot_default_title(const plot_field *f, char *buf, size_t len);
+/* The same in two parts: "long_name [units]" and "time, selection" (maps draw a subtitle). */
+void plot_default_title_parts(const plot_field *f, char *title, size_t tlen, char *sub, size_t slen);
 
 /* Minimal CF time support (no udunits): "<seconds|minutes|hours|days> since <date>" with the
  * calendars standard/gregorian/proleptic_gregorian (treated as proleptic), julian,

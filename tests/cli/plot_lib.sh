@@ -27,14 +27,14 @@ check_png() { # FILE WIDTH [HEIGHT] -- valid PNG, exact size, not blank
 }
 
 # Colours at fractional map positions (fx from the left, fy from the top of the map frame's
-# bounding box) with the documented layout: left 1.6 cm, right 0.8 cm, top 1.3 cm, bottom 3.0 cm
+# bounding box) with the documented layout: left 1.6 cm, right 0.8 cm, top 1.8 cm, bottom 3.0 cm
 # (horizontal colour bar or legend). Prints one "R G B" line per "FX FY" pair.
 map_colours() { # FILE DPI FX FY [FX FY ...]
   local f=$1 dpi=$2; shift 2
   local w h pts
   read -r w h <<<"$(png_size "$f")"
   pts=$(awk -v w="$w" -v h="$h" -v d="$dpi" -v args="$*" 'BEGIN{
-    n = split(args, a, " "); c = d / 2.54; l = 1.6*c; t = 1.3*c; mw = w - 2.4*c; mh = h - 4.3*c;
+    n = split(args, a, " "); c = d / 2.54; l = 1.6*c; t = 1.8*c; mw = w - 2.4*c; mh = h - 4.8*c;
     for (i = 1; i < n; i += 2) printf "%d %d ", l + a[i]*mw, t + a[i+1]*mh }')
   # shellcheck disable=SC2086
   $PY "$CHECK" "$f" pixel 3 $pts

@@ -110,9 +110,9 @@ for wd in "13.3 97" "7.7 133"; do # odd sizes: still exact (IHDR only)
     || fail "$1 cm at $2 dpi: got $(png_size "$TMP/odd.png")"
 done
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var region --dpi 100 --out "$TMP/region.png"
-# square raster, default height: page = 1.3 + map width + 3.0 cm (page width = pixels / dpi)
+# square raster, default height: page = 1.8 + map width + 3.0 cm (page width = pixels / dpi)
 W100=$(px 16 100)
-check_png "$TMP/region.png" "$W100" "$(awk -v w="$W100" 'BEGIN{pw=w*2.54/100; printf "%d", int((pw-2.4+4.3)/2.54*100+0.5)}')"
+check_png "$TMP/region.png" "$W100" "$(awk -v w="$W100" 'BEGIN{pw=w*2.54/100; printf "%d", int((pw-2.4+4.8)/2.54*100+0.5)}')"
 expect_colours "$TMP/region.png" 100 "raster bottom-left (y low, x low):$BLUE:0.25 0.75" "raster bottom-right:$ORANGE:0.75 0.75" \
   "raster top-left:$GREEN:0.25 0.25" "raster top-right:$RED:0.75 0.25"
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/raster.nc" --var temperature --title "heat + x" "${S[@]}" --out "$TMP/temperature.png"
