@@ -196,7 +196,15 @@ static int att_text(int nc, int varid, const char *name, char *buf, size_t len)
     nc_type t;
     size_t n;
     buf[0] = 0;
-    if (nc_inq_att(nc, varid, name, &t, &n) != NC_NOERR || t != NC_CHAR) return 0;
+    if (nc_inq_att(nc, varid, name, &t, &n) != NC_NOERR) return 0;
+    if (t == NC_STRING && n == 1) { /* NetCDF-4 string attribute */
+        char *str[1] = {NULL};
+        if (nc_get_att_string(nc, varid, name, str) != NC_NOERR) return 0;
+        snprintf(buf, len, "%s", str[0] ? str[0] : "");
+        nc_free_string(1, str);
+        return 1;
+    }
+    if (t != NC_CHAR) return 0;
     char *tmp = malloc(n + 1);
     if (!tmp) return 0;
     if (nc_get_att_text(nc, varid, name, tmp) != NC_NOERR) {
@@ -671,6 +679,7 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
             count[i] = d->len;
             continue;
         }
+        if (d->len == 0) return sm_fail(SM_ERR_IO, "%s: variable '%s': dimension '%s' is empty; nothing to map", path, var, d->name);
         time_decode td = {0};
         if (d->kind == D_TIME && d->coord >= 0 &&
             plot_time_units_parse(d->units, d->calendar, &td.uh, &td.ref, &td.cal) == 0)

@@ -257,6 +257,10 @@ static void test_raster_and_errors(void **state)
     NCX(nc_def_dim(nc, "x", 3, &dx));
     int d[2] = {dy, dx};
     NCX(nc_def_var(nc, "heat", NC_DOUBLE, 2, d, &v));
+    int dr, ve, de[3];
+    NCX(nc_def_dim(nc, "record", NC_UNLIMITED, &dr));
+    de[0] = dr, de[1] = dy, de[2] = dx;
+    NCX(nc_def_var(nc, "empty", NC_FLOAT, 3, de, &ve));
     NCX(nc_enddef(nc));
     double hv[6] = {1, 2, 3, 4, 5, 6};
     NCX(nc_put_var_double(nc, v, hv));
@@ -267,6 +271,8 @@ static void test_raster_and_errors(void **state)
     assert_true(f.x[2] == 2 && f.y[1] == 1);
     assert_float_equal(f.data[5], 6, 0);
     plot_field_free(&f);
+    assert_int_equal(plot_read_slice(path, "empty", NULL, &f), SM_ERR_IO);
+    assert_non_null(strstr(sm_last_error(), "dimension 'record' is empty"));
 
     plot_field g;
     assert_int_equal(plot_read_slice(geo, "u", NULL, &g), 0);
@@ -299,18 +305,20 @@ static void test_raster_and_errors(void **state)
     assert_non_null(strstr(sm_last_error(), "no_such_file.nc: cannot open"));
 }
 
-/* A global grid with the 0 E column repeated at 360 E becomes periodic without the duplicate. */
+/* A global grid with the 0 E column repeated at 360 E becomes periodic without the duplicate;
+ * NetCDF-4 string attributes are read like text attributes. */
 static void test_duplicate_column(void **state)
 {
     (void)state;
     char path[512];
     tmp_path("dup.nc", path, sizeof path);
     int nc, dy, dx, vy, vx, v;
-    NCX(nc_create(path, NC_CLOBBER, &nc));
+    NCX(nc_create(path, NC_CLOBBER | NC_NETCDF4, &nc));
     NCX(nc_def_dim(nc, "latitude", 2, &dy));
     NCX(nc_def_dim(nc, "longitude", 5, &dx));
     NCX(nc_def_var(nc, "latitude", NC_DOUBLE, 1, &dy, &vy));
-    put_text(nc, vy, "units", "degrees_north");
+    const char *units[1] = {"degrees_north"}; /* a NetCDF-4 string attribute */
+    NCX(nc_put_att_string(nc, vy, "units", 1, units));
     NCX(nc_def_var(nc, "longitude", NC_DOUBLE, 1, &dx, &vx));
     put_text(nc, vx, "standard_name", "longitude");
     int d[2] = {dy, dx};
