@@ -671,6 +671,8 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
     size_t start[NC_MAX_VAR_DIMS], count[NC_MAX_VAR_DIMS];
     f->time_hours = NAN;
     size_t used_sel = 0;
+    double init_h = NAN, lead_h = NAN;
+    int init_cal = 0;
     for (int i = 0; i < nd; i++) {
         dim_info *d = &dims[i];
         start[i] = 0;
@@ -713,7 +715,22 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
         double cv = v[start[i]];
         free(v);
         char val[64];
+        if (d->kind == D_LEAD) {
+            static const char *const lead_units[][2] = {{"hours", "1"}, {"hour", "1"}, {"h", "1"}, {"days", "24"}, {"day", "24"},
+                                                        {"minutes", "0.0166666666666667"}, {"seconds", "0.000277777777777778"}};
+            for (size_t u = 0; u < sizeof lead_units / sizeof lead_units[0]; u++)
+                if (!strcasecmp(d->units, lead_units[u][0])) lead_h = cv * strtod(lead_units[u][1], NULL);
+        }
         if (d->kind == D_TIME) {
+            char sn[64] = "";
+            if (d->coord >= 0) att_text(nc, d->coord, "standard_name", sn, sizeof sn);
+            if (td.is_time && !strcmp(sn, "forecast_reference_time")) {
+                /* forecasts with (forecast_reference_time, forecast_period) dimensions: the
+                 * valid time is init + lead (below) */
+                init_h = td.ref + cv * td.uh;
+                init_cal = td.cal;
+                continue;
+            }
             if (td.is_time) {
                 f->time_hours = td.ref + cv * td.uh;
                 plot_format_hours(f->time_hours, td.cal, f->time_label, sizeof f->time_label);
@@ -729,6 +746,17 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
         int w = snprintf(f->selection + used_sel, sizeof f->selection - used_sel, "%s%s %s%s%s", used_sel ? ", " : "",
                          d->name, val, show_units ? " " : "", show_units ? d->units : "");
         if (w > 0) used_sel = strlen(f->selection);
+    }
+    if (isfinite(init_h)) {
+        char init[32], rest[sizeof f->selection];
+        plot_format_hours(init_h, init_cal, init, sizeof init);
+        memcpy(rest, f->selection, sizeof rest);
+        int w = snprintf(f->selection, sizeof f->selection, "init %s%s", init, rest[0] ? ", " : "");
+        if (w > 0 && (size_t)w < sizeof f->selection) snprintf(f->selection + w, sizeof f->selection - (size_t)w, "%s", rest);
+        if (isfinite(lead_h) && !f->time_label[0]) {
+            f->time_hours = init_h + lead_h;
+            plot_format_hours(f->time_hours, init_cal, f->time_label, sizeof f->time_label);
+        }
     }
     /* time from a scalar coordinate named in `coordinates` */
     if (!f->time_label[0]) {

@@ -339,6 +339,52 @@ static void test_duplicate_column(void **state)
     plot_field_free(&f);
 }
 
+/* Forecasts with (forecast_reference_time, forecast_period) dimensions: --time picks the
+ * initialisation, --lead the lead; the title shows the valid time init + lead. */
+static void test_forecast_layout(void **state)
+{
+    (void)state;
+    char path[512];
+    tmp_path("fc.nc", path, sizeof path);
+    int nc, dr, dp, dy, dx, vr, vp, vy, vx, v;
+    NCX(nc_create(path, NC_CLOBBER, &nc));
+    NCX(nc_def_dim(nc, "forecast_reference_time", 2, &dr));
+    NCX(nc_def_dim(nc, "forecast_period", 3, &dp));
+    NCX(nc_def_dim(nc, "latitude", 2, &dy));
+    NCX(nc_def_dim(nc, "longitude", 3, &dx));
+    NCX(nc_def_var(nc, "forecast_reference_time", NC_DOUBLE, 1, &dr, &vr));
+    put_text(nc, vr, "units", "hours since 2019-03-01 00:00:00");
+    put_text(nc, vr, "standard_name", "forecast_reference_time");
+    NCX(nc_def_var(nc, "forecast_period", NC_DOUBLE, 1, &dp, &vp));
+    put_text(nc, vp, "units", "hours");
+    put_text(nc, vp, "standard_name", "forecast_period");
+    NCX(nc_def_var(nc, "latitude", NC_DOUBLE, 1, &dy, &vy));
+    put_text(nc, vy, "units", "degrees_north");
+    NCX(nc_def_var(nc, "longitude", NC_DOUBLE, 1, &dx, &vx));
+    put_text(nc, vx, "units", "degrees_east");
+    int d[4] = {dr, dp, dy, dx};
+    NCX(nc_def_var(nc, "t2m", NC_FLOAT, 4, d, &v));
+    NCX(nc_enddef(nc));
+    double rv[2] = {0, 24}, pv[3] = {0, 6, 12}, yv[2] = {50, 51}, xv[3] = {0, 1, 2};
+    float fv[2 * 3 * 2 * 3];
+    for (int k = 0; k < 36; k++) fv[k] = (float)k;
+    NCX(nc_put_var_double(nc, vr, rv));
+    NCX(nc_put_var_double(nc, vp, pv));
+    NCX(nc_put_var_double(nc, vy, yv));
+    NCX(nc_put_var_double(nc, vx, xv));
+    NCX(nc_put_var_float(nc, v, fv));
+    NCX(nc_close(nc));
+    plot_field f;
+    plot_select sel = {0};
+    sel.time = "2019-03-02T00:00";
+    sel.lead = "12";
+    assert_int_equal(plot_read_slice(path, "t2m", &sel, &f), 0);
+    assert_string_equal(f.time_label, "2019-03-02T12:00");
+    assert_string_equal(f.selection, "init 2019-03-02T00:00, forecast_period 12 hours");
+    assert_float_equal(f.data[0], (float)((1 * 3 + 2) * 6), 0);
+    plot_field_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_categories),
         cmocka_unit_test(test_raster_and_errors),
         cmocka_unit_test(test_duplicate_column),
+        cmocka_unit_test(test_forecast_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
