@@ -752,7 +752,9 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
         plot_format_hours(init_h, init_cal, init, sizeof init);
         memcpy(rest, f->selection, sizeof rest);
         int w = snprintf(f->selection, sizeof f->selection, "init %s%s", init, rest[0] ? ", " : "");
-        if (w > 0 && (size_t)w < sizeof f->selection) snprintf(f->selection + w, sizeof f->selection - (size_t)w, "%s", rest);
+        size_t used = w > 0 ? (size_t)w : 0, k = 0;
+        while (rest[k] && used + 1 < sizeof f->selection) f->selection[used++] = rest[k++];
+        f->selection[used] = 0;
         if (isfinite(lead_h) && !f->time_label[0]) {
             f->time_hours = init_h + lead_h;
             plot_format_hours(f->time_hours, init_cal, f->time_label, sizeof f->time_label);
