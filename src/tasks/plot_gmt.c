@@ -406,7 +406,7 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, const char *
     int vertical_legend = f->categorical && f->n_categories > 8;
     size_t longest = 0;
     for (int c = 0; c < f->n_categories; c++) longest = strlen(f->cat_labels[c]) > longest ? strlen(f->cat_labels[c]) : longest;
-    double left = 1.6, right = 0.8, top = 1.8, bottom = vertical_legend ? 1.2 : 3.0;
+    double left = 1.6, right = 0.8, top = 1.8, bottom = vertical_legend ? (f->kind == PLOT_GRID_XY ? 1.6 : 1.2) : 3.0;
     if (vertical_legend) right = 1.4 + 0.2 * (double)(longest < 40 ? longest : 40);
     double map_w = page_w - left - right;
     if (map_w < 2.0) return sm_fail(SM_ERR_USAGE, "%s: page width %.1f cm leaves no room for the map", f->path, page_w);
