@@ -122,6 +122,17 @@ check_png "$TMP/temperature.png" "$WS"
 [ "$lg" -lt 60 ] && [ "$rg" -gt 180 ] && [ "$rb" -lt 100 ] && ok "temperature: left dark ($lr $lg $lb), right yellow ($rr $rg $rb)" \
   || fail "temperature colours: left $lr $lg $lb, right $rr $rg $rb"
 
+# the real heat task file from `smoecast synth heat`: the region map (flag_values, y/x) and one
+# temperature state selected by run (--index) and step (a lead-like dimension, --lead)
+"$BIN" -q synth heat --out "$TMP/heat" --runs-train 1 --runs-val 1 --runs-test 1 --steps 2 || fail "synth heat"
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/heat/heat.nc" --var region "${S[@]}" --out "$TMP/heat_region.png"
+check_png "$TMP/heat_region.png" "$WS"
+$PY "$CHECK" "$TMP/heat_region.png" has 31/119/180 255/127/14 44/160/44 >/dev/null \
+  && ok "heat regions: three category colours" || fail "heat regions: a category colour is missing"
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/heat/heat.nc" --var temperature --index run=2 --lead 2 "${S[@]}" --out "$TMP/heat_t.png"
+check_png "$TMP/heat_t.png" "$WS"
+bad 2 "heat.nc: variable 'temperature': index 7 is not in dimension 'run'" "$TMP/b10.png" "$TMP/heat/heat.nc" --var temperature --index run=7
+
 # forecast minus truth: categorical variables are rejected; temperature - truth = 2x - 63,
 # drawn with the diverging vik palette symmetric about 0: blue left, brown/red right
 bad 1 "categorical" "$TMP/bad_diff.png" "$TMP/raster.nc" --var region --diff-truth "$TMP/raster.nc"
