@@ -115,7 +115,7 @@ static int inspect_grib(const char *path, FILE *out)
     if (st) return st;
     group *gr = calloc(MAX_GROUPS, sizeof *gr);
     src_geometry *geoms[MAX_GEOMS] = {0};
-    int ngeoms = 0, ngroups = 0, nfields = 0, nbroken = 0, extra_groups = 0;
+    int ngeoms = 0, ngroups = 0, nfields = 0, nbroken = 0, extra_groups = 0, ned[3] = {0, 0, 0};
     char broken[MAX_BROKEN][300];
     dvec times = {0}, members = {0}, periods = {0};
     if (!gr) {
@@ -136,6 +136,7 @@ static int inspect_grib(const char *path, FILE *out)
         }
         if (done) break;
         nfields++;
+        if (m.edition == 1 || m.edition == 2) ned[m.edition]++;
         const double *v;
         const src_geometry *g;
         int gi = -1;
@@ -184,7 +185,7 @@ static int inspect_grib(const char *path, FILE *out)
     if (st == SM_OK && nfields == 0 && nbroken > 0) st = sm_fail(SM_ERR_IO, "%s", broken[0]);
     if (st == SM_OK) {
         fprintf(out, "%s\n", path);
-        fprintf(out, "  format      GRIB, %d fields%s\n", nfields, nbroken ? "" : "");
+        fprintf(out, "  format      %s, %d fields\n", ned[1] && ned[2] ? "GRIB1 + GRIB2" : ned[2] ? "GRIB2" : "GRIB1", nfields);
         for (int k = 0; k < ngeoms; k++) {
             fprintf(out, ngeoms > 1 ? "  grid[%d]     " : "  grid        ", k);
             print_geometry(out, geoms[k]);
