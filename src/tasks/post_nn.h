@@ -27,7 +27,7 @@ const char *post_nn_period(const post_nn *nn);
 double post_nn_sigma_floor(const post_nn *nn);
 /* Predictor names (target first); returns their number. */
 int post_nn_predictors(const post_nn *nn, char names[][80]);
-int post_nn_check_grid(const post_nn *nn, const ens_data *E, const char *path);
+int post_nn_check_grid(post_nn *nn, const ens_data *E, const char *path);
 /* mu, sigma (npts) of time t of E with sigma >= floor. */
 int post_nn_apply(post_nn *nn, const ens_data *E, int t, double floor, float *mu, float *sigma);
 

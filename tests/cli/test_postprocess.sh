@@ -80,7 +80,7 @@ expect_exit 2 "target variable 'q700' is not in the ensemble dataset" -- "$BIN" 
 expect_exit 2 "no realization dimension" -- "$BIN" postprocess fit -c cfg.yaml postprocess.forecast=truth.nc output.dir=bad
 expect_exit 1 "postprocess.truth is not set" -- "$BIN" postprocess fit -c cfg.yaml postprocess.truth= output.dir=bad
 expect_exit 1 "unknown subcommand" -- "$BIN" postprocess score
-expect_exit 2 "not an EMOS model file|cannot open" -- "$BIN" postprocess apply --model ens.nc --forecast ens.nc --out y.nc --lead 48h
+expect_exit 2 "neither an EMOS model file nor a smoecast checkpoint" -- "$BIN" postprocess apply --model ens.nc --forecast ens.nc --out y.nc --lead 48h
 
 # Zero ensemble spread: every member equal -> sigma = sqrt(c), raised to the sigma floor.
 /usr/bin/python3 - <<'PY' || fail "python zero-spread file"
