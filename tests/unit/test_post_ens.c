@@ -148,9 +148,11 @@ static void test_moments_and_features(void **state)
     assert_int_equal(b.n, 1);
     assert_int_equal(c.n, 1);
     ens_split_free(&a), ens_split_free(&b), ens_split_free(&c);
-    /* target absent from the truth file */
-    assert_int_equal(ens_truth_load(g_truth, "t2m", &E, &truth, &matched) == SM_OK, 0);
     free(truth);
+    /* target absent from the truth file */
+    assert_int_equal(ens_truth_load(g_truth, "t2m", &E, &truth, &matched), SM_ERR_IO);
+    assert_non_null(strstr(sm_last_error(), "target variable 't2m' is absent from the truth file (variables: t850, z500)"));
+    assert_null(truth);
     ens_norm_free(&N);
     ens_data_free(&E);
 }
