@@ -15,6 +15,12 @@ damping rescales the expert gradient through E*m + (E*(1-m)).detach().
 Top-k ties go to the lower expert index (stable descending sort). Computed in float64 from
 float32-representable inputs, stored as float32.
 
+smoe_point.nc: the point-gated layer in evaluation mode (no noise, no capacity): <c>_cfg
+  [gate(0 softmax_topk, 1 laplace, 2 hmoe, 3 attention), N, k, hidden, pad, groups,
+   experts_per_group, k_outer, k_inner, outer_laplace, inner_laplace, laplace_bias,
+   w_importance, w_switch, w_entropy], <c>_x, <c>_params (flat, in pmoe_params order), <c>_gy,
+  <c>_y, <c>_gx, <c>_gparams (gradients of sum(y * gy) + the weighted aux losses).
+
 smoe_rc.nc: the RC labels and loss alone on a tiny case with ties at the quantile:
   e_s (B, k, P), idx (B, k, P) as float, logits (B, N, P), q, qb (B), labels (B, N, P),
   loss (1), dlogits (B, N, P), and the damping mask for factor 0.25 (B, k, P).
@@ -172,9 +178,117 @@ def rc_case():
     w.close()
 
 
+def cv2(v):
+    if v.numel() < 2:
+        return v.sum() * 0
+    return v.var(unbiased=True) / (v.mean() ** 2 + 1e-10)
+
+
+def topk_softmax(logits, k):
+    """Softmax over the top-k (ties to the lower index) along dim 1, exactly 0 elsewhere."""
+    idx = torch.sort(logits.detach(), dim=1, descending=True, stable=True).indices[:, :k]
+    mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, idx, True)
+    return torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
+
+
+def gate_logits(kind, x, wg, bg=None):
+    if kind == "S":
+        return torch.einsum("nc,bcyx->bnyx", wg, x)
+    d = ((x[:, None] - wg[None, :, :, None, None]) ** 2).sum(2).sqrt()
+    return -d + (bg[None, :, None, None] if bg is not None else 0)
+
+
+def switch_entropy(p):
+    n = p.shape[1]
+    f = F.one_hot(p.detach().argmax(1), n).permute(0, 3, 1, 2).double().mean((0, 2, 3))
+    sw = n * (f * p.mean((0, 2, 3))).sum()
+    pbar = p.mean((0, 2, 3))
+    ent_tok = -(p * torch.log(p.clamp_min(1e-300))).sum(1).mean()
+    ent = ent_tok + (pbar * torch.log(pbar)).sum()
+    return sw, ent
+
+
+def point_case(w, name, gate, n, k, aux, b=2, c=3, h=4, wd=5, co=2, hid=3, padm=0, seed=0,
+               groups=2, epg=3, k_outer=1, k_inner=2, levels="LL", lbias=False):
+    """Point-gated layer without noise or capacity (evaluation mode)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape, s=0.5: f32(torch.randn(*shape, generator=g) * s)
+    x = r(b, c, h, wd, s=1.0)
+    w1, b1, w2, b2 = r(n * hid, c, 3, 3), r(n * hid), r(n, co, hid), r(n, co)
+    params = [w1, b1, w2, b2]
+    hpre = F.conv2d(pad(x, padm, 1), w1, b1)
+    hh = torch.relu(hpre)
+    hv = hh.view(b, n, hid, h, wd)
+    e = torch.einsum("noh,bnhyx->bnoyx", w2, hv) + b2[None, :, :, None, None]
+    w_imp, w_sw, w_ent = aux
+    total = 0
+    if gate in ("softmax_topk", "laplace"):
+        kind = "S" if gate == "softmax_topk" else "L"
+        wg = r(n, c, s=1.0)
+        params.append(wg)
+        bg = None
+        if kind == "L" and lbias:
+            bg = r(n)
+            params.append(bg)
+        logits = gate_logits(kind, x, wg, bg)
+        G = topk_softmax(logits, k)
+        sw, ent = switch_entropy(torch.softmax(logits, 1))
+        total = w_imp * cv2(G.sum((0, 2, 3))) + w_sw * sw + w_ent * ent
+    elif gate == "hmoe":
+        wo = r(groups, c, s=1.0)
+        params.append(wo)
+        lo = gate_logits(levels[0], x, wo)
+        G1 = topk_softmax(lo, k_outer)
+        sw, ent = switch_entropy(torch.softmax(lo, 1))
+        total = w_imp * cv2(G1.sum((0, 2, 3))) + w_sw * sw + w_ent * ent
+        parts = []
+        for gi in range(groups):
+            wi = r(epg, c, s=1.0)
+            params.append(wi)
+            G2 = topk_softmax(gate_logits(levels[1], x, wi), k_inner)
+            total = total + w_imp * cv2(G2.sum((0, 2, 3)))
+            parts.append(G1[:, gi:gi + 1] * G2)
+        G = torch.cat(parts, 1)
+    else:  # attention
+        wt, bt, wq, wk = r(hid, c), r(hid), r(hid, hid), r(hid, hid)
+        params += [wt, bt, wq, wk]
+        hg = torch.relu(torch.einsum("dc,bcyx->bdyx", wt, x) + bt[None, :, None, None])
+        q = torch.einsum("ed,bdyx->beyx", wq, hg)
+        kk = torch.einsum("ed,bndyx->bneyx", wk, hv)
+        a = (q[:, None] * kk).sum(2) / hid ** 0.5
+        G = topk_softmax(a, k)
+        sw, ent = switch_entropy(torch.softmax(a, 1))
+        total = w_imp * cv2(G.sum((0, 2, 3))) + w_sw * sw + w_ent * ent
+    y = (G[:, :, None] * e).sum(1)
+    gy = torch.randn(y.shape, generator=g).double()
+    total = total + (y * gy).sum()
+    grads = torch.autograd.grad(total, [x] + params)
+    cfg = [["softmax_topk", "laplace", "hmoe", "attention"].index(gate), n, k, hid, padm,
+           groups, epg, k_outer, k_inner, levels[0] == "L", levels[1] == "L", int(lbias)] + list(aux)
+    w.put(f"{name}_cfg", np.array(cfg, dtype=np.float32))
+    w.put(f"{name}_x", x)
+    w.put(f"{name}_params", torch.cat([p_.reshape(-1) for p_ in params]))
+    w.put(f"{name}_gy", gy)
+    w.put(f"{name}_y", y)
+    w.put(f"{name}_gx", grads[0])
+    w.put(f"{name}_gparams", torch.cat([g_.reshape(-1) for g_ in grads[1:]]))
+
+
+def point_cases():
+    w = Writer("point")
+    point_case(w, "softmax", "softmax_topk", 4, 2, (0.5, 0.3, 0.2), seed=21)
+    point_case(w, "laplace", "laplace", 4, 2, (0.5, 0.3, 0.2), seed=22, lbias=True, padm=1)
+    point_case(w, "hmoe_ll", "hmoe", 6, 0, (0.5, 0.3, 0.2), seed=23, levels="LL")
+    point_case(w, "hmoe_sl", "hmoe", 6, 0, (0.4, 0.0, 0.0), seed=24, levels="SL", padm=2)
+    point_case(w, "attention_dense", "attention", 4, 4, (0.5, 0.3, 0.2), seed=25)
+    point_case(w, "attention_k2", "attention", 4, 2, (0.0, 0.0, 0.0), seed=26)
+    w.close()
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch.set_default_dtype(torch.float64)
     layer_cases()
     rc_case()
-    print("wrote", os.path.join(OUT, "smoe_layer.nc"), "and smoe_rc.nc")
+    point_cases()
+    print("wrote", os.path.join(OUT, "smoe_layer.nc"), ", smoe_rc.nc and smoe_point.nc")

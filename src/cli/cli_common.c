@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cli_take_overrides(int *argc, char **argv, char **overrides, int max)
 {
@@ -35,4 +36,13 @@ int cli_parse_int(const char *option, const char *text, long min, long max, long
         return sm_fail(SM_ERR_USAGE, "%s expects an integer between %ld and %ld, got '%s'", option, min, max, text);
     *out = v;
     return SM_OK;
+}
+
+void cli_history(int argc, char **argv, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        strncat(buf, i ? " " : "smoecast ", len - strlen(buf) - 1);
+        strncat(buf, argv[i], len - strlen(buf) - 1);
+    }
 }

@@ -49,11 +49,8 @@ int cmd_forecast(int argc, char **argv)
                                             {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     forecast_opts o;
     memset(&o, 0, sizeof o);
-    char history[2048] = "";
-    for (int i = 0; i < argc; i++) {
-        strncat(history, i ? " " : "smoecast ", sizeof history - strlen(history) - 1);
-        strncat(history, argv[i], sizeof history - strlen(history) - 1);
-    }
+    char history[2048];
+    cli_history(argc, argv, history, sizeof history);
     o.history = history;
     int opt;
     opterr = 0;

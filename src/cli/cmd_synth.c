@@ -41,9 +41,11 @@ static void synth_usage(FILE *out)
             "toy-atmosphere and ensemble:\n"
             "      --years N        years of data (default 3)\n"
             "      --start-year Y   first year (default 2000)\n"
+            "      --days N         only the first N days from --start-year (overrides --years)\n"
             "ensemble:\n"
             "      --members M      ensemble members (default 10; number 0 is the control)\n"
-            "      --clim-years N   model-climate (reforecast) years before --start-year (default 2)\n"
+            "      --clim-years N   model-climate (reforecast) years before --start-year (default 2):\n"
+            "                       the same calendar window in each earlier year\n"
             "      --emos-truth     truth drawn from N(a + b*mean, c + d*var) with known coefficients\n"
             "                       (global attributes emos_<var>_a .. _d of ensemble_truth.nc)\n"
             "\n"
@@ -80,7 +82,7 @@ static int ensure_dir(const char *dir)
 }
 
 enum { OPT_RUNS_TRAIN = 1000, OPT_RUNS_VAL, OPT_RUNS_TEST, OPT_STEPS, OPT_SIZE, OPT_YEARS, OPT_START_YEAR,
-       OPT_MEMBERS, OPT_CLIM_YEARS, OPT_EMOS_TRUTH };
+       OPT_MEMBERS, OPT_CLIM_YEARS, OPT_EMOS_TRUTH, OPT_DAYS };
 
 int cmd_synth(int argc, char **argv)
 {
@@ -95,6 +97,7 @@ int cmd_synth(int argc, char **argv)
         {"size", required_argument, NULL, OPT_SIZE},
         {"years", required_argument, NULL, OPT_YEARS},
         {"start-year", required_argument, NULL, OPT_START_YEAR},
+        {"days", required_argument, NULL, OPT_DAYS},
         {"members", required_argument, NULL, OPT_MEMBERS},
         {"clim-years", required_argument, NULL, OPT_CLIM_YEARS},
         {"emos-truth", no_argument, NULL, OPT_EMOS_TRUTH},
@@ -108,9 +111,11 @@ int cmd_synth(int argc, char **argv)
     long v = 0;
     int st = SM_OK, c;
     unsigned long long seed = 0;
+    unsigned given = 0; /* bit (c - OPT_RUNS_TRAIN) for every data-set-specific option */
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":o:s:h", longopts, NULL)) != -1) {
+        if (c >= OPT_RUNS_TRAIN && c <= OPT_DAYS) given |= 1u << (c - OPT_RUNS_TRAIN);
         switch (c) {
         case 'o': out = optarg; break;
         case 's': {
@@ -129,6 +134,7 @@ int cmd_synth(int argc, char **argv)
         case OPT_STEPS: if ((st = parse_int("--steps", optarg, 1, 100000, &v))) return st; heat.steps = (int)v; break;
         case OPT_SIZE: if ((st = parse_int("--size", optarg, 4, 4096, &v))) return st; heat.ny = heat.nx = (int)v; break;
         case OPT_YEARS: if ((st = parse_int("--years", optarg, 1, 200, &v))) return st; ens.atmos.years = (int)v; break;
+        case OPT_DAYS: if ((st = parse_int("--days", optarg, 1, 100000, &v))) return st; ens.atmos.days = (int)v; break;
         case OPT_START_YEAR: if ((st = parse_int("--start-year", optarg, 1900, 2200, &v))) return st; ens.atmos.start_year = (int)v; break;
         case OPT_MEMBERS: if ((st = parse_int("--members", optarg, 2, 1000, &v))) return st; ens.members = (int)v; break;
         case OPT_CLIM_YEARS: if ((st = parse_int("--clim-years", optarg, 0, 100, &v))) return st; ens.clim_years = (int)v; break;
@@ -144,6 +150,22 @@ int cmd_synth(int argc, char **argv)
     int which = !strcmp(name, "heat") ? 0 : !strcmp(name, "toy-atmosphere") ? 1 : !strcmp(name, "ensemble") ? 2 : -1;
     if (which < 0)
         return sm_fail(SM_ERR_USAGE, "synth: unknown data set '%s' (choose heat, toy-atmosphere or ensemble)", name);
+    /* options that do not apply to the chosen data set are an error, not silently ignored */
+    unsigned heat_opts = (1u << (OPT_RUNS_TRAIN - OPT_RUNS_TRAIN)) | (1u << (OPT_RUNS_VAL - OPT_RUNS_TRAIN)) |
+                         (1u << (OPT_RUNS_TEST - OPT_RUNS_TRAIN)) | (1u << (OPT_STEPS - OPT_RUNS_TRAIN)) |
+                         (1u << (OPT_SIZE - OPT_RUNS_TRAIN));
+    unsigned atmos_opts = (1u << (OPT_YEARS - OPT_RUNS_TRAIN)) | (1u << (OPT_START_YEAR - OPT_RUNS_TRAIN)) |
+                          (1u << (OPT_DAYS - OPT_RUNS_TRAIN));
+    unsigned ens_opts = atmos_opts | (1u << (OPT_MEMBERS - OPT_RUNS_TRAIN)) | (1u << (OPT_CLIM_YEARS - OPT_RUNS_TRAIN)) |
+                        (1u << (OPT_EMOS_TRUTH - OPT_RUNS_TRAIN));
+    unsigned allowed = which == 0 ? heat_opts : which == 1 ? atmos_opts : ens_opts;
+    if (given & ~allowed) {
+        for (int i = 0; longopts[i].name; i++)
+            if (longopts[i].val >= OPT_RUNS_TRAIN && longopts[i].val <= OPT_DAYS &&
+                (given & ~allowed & (1u << (longopts[i].val - OPT_RUNS_TRAIN))))
+                return sm_fail(SM_ERR_USAGE, "synth: --%s does not apply to the %s data set (see 'smoecast synth --help')",
+                               longopts[i].name, name);
+    }
     if (!out) return sm_fail(SM_ERR_USAGE, "synth: --out DIR is required");
     if (ens.clim_years > 0 && ens.atmos.start_year - ens.clim_years < 1900)
         return sm_fail(SM_ERR_USAGE, "synth: --start-year minus --clim-years must be >= 1900");
@@ -163,16 +185,18 @@ int cmd_synth(int argc, char **argv)
     if (st) return st;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    char period[64];
+    if (ens.atmos.days > 0) snprintf(period, sizeof period, "%d days from %d", ens.atmos.days, ens.atmos.start_year);
+    else snprintf(period, sizeof period, "%d years from %d", ens.atmos.years, ens.atmos.start_year);
     if (which == 0)
         log_info("wrote %s/heat.nc (%d+%d+%d runs, %d steps, seed %llu) in %.1f s", out, heat.runs_train,
                  heat.runs_val, heat.runs_test, heat.steps, seed, secs);
     else if (which == 1)
-        log_info("wrote %s/toy-atmosphere.nc and %s/toy-atmosphere.grib2 (%d years from %d, seed %llu) in %.1f s", out,
-                 out, ens.atmos.years, ens.atmos.start_year, seed, secs);
+        log_info("wrote %s/toy-atmosphere.nc and %s/toy-atmosphere.grib2 (%s, seed %llu) in %.1f s", out, out, period,
+                 seed, secs);
     else
-        log_info("wrote %s/ensemble{,_truth,_climate}.{nc,grib2} (%d members, %d years from %d, %d climate years%s, "
-                 "seed %llu) in %.1f s",
-                 out, ens.members, ens.atmos.years, ens.atmos.start_year, ens.clim_years,
+        log_info("wrote %s/ensemble{,_truth%s}.{nc,grib2} (%d members, %s, %d climate years%s, seed %llu) in %.1f s", out,
+                 ens.clim_years > 0 ? ",_climate" : "", ens.members, period, ens.clim_years,
                  ens.emos_truth ? ", EMOS truth" : "", seed, secs);
     return SM_OK;
 }

@@ -155,10 +155,10 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     double k = L->lead_hours / L->step_hours;
     if (fabs(k - round(k)) > 1e-9)
         return sm_fail(SM_ERR_USAGE, "data.lead_time %s is not a multiple of data.step %s", dc->lead_time, dc->step);
-    L->dt_hours = median_step(ds);
+    /* Autoregressive models see their history at the model step, so that a rollout can feed
+     * its own earlier steps back; direct models see the dataset's own time step. */
+    L->dt_hours = dc->step[0] ? L->step_hours : median_step(ds);
     L->history = dc->history;
-    if (L->history > 1 && dc->step[0] && fabs(L->step_hours - L->dt_hours) > 1e-9)
-        return sm_fail(SM_ERR_USAGE, "data.history > 1 with autoregressive steps needs data.step equal to the dataset step (%gh)", L->dt_hours);
     L->tendency = dc->tendency;
     L->h = ds->nlat;
     L->w = ds->nlon;

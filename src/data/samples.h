@@ -3,7 +3,8 @@
  * test initialisation times, and batch assembly into the model's input and target buffers.
  *
  * Channel layout (C_in), for an initialisation time t and model step s:
- *   for h = 0 .. history-1: every prognostic variable at t - h * dt   (dt = dataset time step)
+ *   for h = 0 .. history-1: every prognostic variable at t - h * dt   (dt = dataset time step;
+ *                           the model step for autoregressive models, data.step)
  *   every forcing field from the dataset (time-dependent at t + s, static as is)
  *   computed forcings: hour_of_day -> sin, cos at t and at t + s; day_of_year -> the same
  * Targets (C_out): prognostic variables at t + s, then diagnostic variables at t + s.
@@ -45,7 +46,8 @@ typedef struct {
     int history;
     double step_hours;                   /* model step: lead (direct) or base step (autoregressive) */
     double lead_hours;                   /* configured lead time */
-    double dt_hours;                     /* dataset time step (spacing of history inputs) */
+    double dt_hours;                     /* spacing of history inputs: the dataset time step for
+                                            direct models, the model step for autoregressive ones */
     int tendency;
     int c_in, c_out, h, w;
     norm_stats stats;                    /* names: prognostic, diagnostic, forcing fields */

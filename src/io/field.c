@@ -14,6 +14,18 @@ int var_selector_parse(const char *text, var_selector *out)
     memset(out, 0, sizeof *out);
     out->level = NAN;
     if (!text || !*text) return sm_fail(SM_ERR_USAGE, "empty variable selector; use NAME or NAME:LEVEL (e.g. 2t, z:500)");
+    const char *eq = strchr(text, '=');
+    if (eq) {
+        /* OUT=SELECTOR: the dataset variable is named OUT */
+        size_t olen = (size_t)(eq - text);
+        if (olen == 0 || olen >= sizeof out->out_name)
+            return sm_fail(SM_ERR_USAGE, "variable selector '%s': the name before '=' must be 1-%zu characters", text, sizeof out->out_name - 1);
+        int st = var_selector_parse(eq + 1, out);
+        if (st) return st;
+        memcpy(out->out_name, text, olen);
+        out->out_name[olen] = '\0';
+        return SM_OK;
+    }
     const char *colon = strchr(text, ':');
     size_t nlen = colon ? (size_t)(colon - text) : strlen(text);
     if (nlen == 0 || nlen >= sizeof out->select)

@@ -31,12 +31,13 @@ typedef struct {
     char calendar[32];        /* standard, proleptic_gregorian, noleap, 360_day, ... */
     char packing[48];         /* GRIB packingType or NetCDF storage type ("int16 packed", ...) */
     int bits_per_value;       /* GRIB bitsPerValue, 0 otherwise */
+    int edition;              /* GRIB edition (1, 2), 0 for NetCDF */
     int64_t npoints;          /* values in the field */
 } field_meta;
 
-/* A variable selector from the command line or config: "NAME[:LEVEL]". NAME is a shortName, a
- * numeric paramId or a NetCDF variable name; the dataset variable is NAME followed by LEVEL
- * ("z:500" -> "z500", "2t" -> "2t"). */
+/* A variable selector from the command line or config: "[OUT=]NAME[:LEVEL]". NAME is a shortName,
+ * a numeric paramId or a NetCDF variable name; the dataset variable is OUT when given, else NAME
+ * followed by LEVEL ("z:500" -> "z500", "2t" -> "2t", "t2m=2t" -> "t2m"). */
 typedef struct {
     char select[64];     /* shortName / variable name, or the paramId digits */
     long param_id;       /* > 0 when select is all digits */

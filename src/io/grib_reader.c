@@ -12,6 +12,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* ecCodes evaluates paramId, shortName, name, units and typeOfLevel through "concepts", which
+ * costs more than decoding a small field. They are cached per reader, keyed on the raw keys the
+ * concepts are defined from (edition, centre, tables, parameter numbers, level/surface types,
+ * statistical processing); grib_reader_set_concept_cache(r, 0) turns the cache off (tests compare
+ * both). */
+#define CONCEPT_KEYS 16
+#define CONCEPT_CACHE 128
+
+typedef struct {
+    long key[CONCEPT_KEYS];
+    long param_id;
+    char short_name[64], name[128], units[64], type_of_level[48];
+} concept_entry;
+
 struct grib_reader {
     char path[4096];
     FILE *f;
@@ -25,6 +39,9 @@ struct grib_reader {
     src_geometry *geom;
     int geom_valid;       /* geometry built for the current field */
     int fatal;            /* the file has no GRIB messages: every further call reports the end */
+    int use_cache;
+    concept_entry *cache;
+    int ncache;
     /* canonicalisation of the current field */
     int ni, nj, ineg, jcons, alt, reduced;
 };
@@ -54,6 +71,7 @@ int grib_reader_open(const char *path, grib_reader **out)
     }
     snprintf(r->path, sizeof r->path, "%s", path);
     r->f = f;
+    r->use_cache = 1;
     codes_grib_multi_support_on(NULL);
     *out = r;
     return SM_OK;
@@ -61,6 +79,7 @@ int grib_reader_open(const char *path, grib_reader **out)
 
 const char *grib_reader_path(const grib_reader *r) { return r->path; }
 int grib_reader_recoverable(const grib_reader *r) { return !r->fatal; }
+void grib_reader_set_concept_cache(grib_reader *r, int on) { r->use_cache = on; }
 
 void grib_reader_close(grib_reader *r)
 {
@@ -72,6 +91,7 @@ void grib_reader_close(grib_reader *r)
     }
     free(r->raw);
     free(r->values);
+    free(r->cache);
     io_geometry_free(r->geom);
     free(r);
 }
@@ -129,6 +149,52 @@ static const char *standard_name_for(long param_id)
     }
 }
 
+static void concepts_uncached(codes_handle *h, concept_entry *e)
+{
+    e->param_id = get_long(h, "paramId", 0);
+    get_string(h, "shortName", e->short_name, sizeof e->short_name);
+    get_string(h, "name", e->name, sizeof e->name);
+    get_string(h, "units", e->units, sizeof e->units);
+    get_string(h, "typeOfLevel", e->type_of_level, sizeof e->type_of_level);
+}
+
+static void get_concepts(grib_reader *r, field_meta *m)
+{
+    codes_handle *h = r->h;
+    concept_entry e;
+    memset(&e, 0, sizeof e);
+    static const char *const k1[] = {"centre", "subCentre", "table2Version", "indicatorOfParameter", "indicatorOfTypeOfLevel",
+                                     "level", "timeRangeIndicator", "localDefinitionNumber", NULL};
+    static const char *const k2[] = {"centre", "discipline", "parameterCategory", "parameterNumber", "productDefinitionTemplateNumber",
+                                     "typeOfFirstFixedSurface", "scaleFactorOfFirstFixedSurface", "scaledValueOfFirstFixedSurface",
+                                     "typeOfSecondFixedSurface", "scaleFactorOfSecondFixedSurface", "scaledValueOfSecondFixedSurface",
+                                     "typeOfStatisticalProcessing", "tablesVersion", "localTablesVersion", "constituentType", NULL};
+    long edition = get_long(h, "editionNumber", 0);
+    e.key[0] = edition;
+    const char *const *keys = edition == 1 ? k1 : k2;
+    for (int i = 0; keys[i] && i + 1 < CONCEPT_KEYS; i++) e.key[i + 1] = get_long(h, keys[i], -999999);
+    concept_entry *hit = NULL;
+    if (r->use_cache)
+        for (int i = 0; i < r->ncache && !hit; i++)
+            if (!memcmp(r->cache[i].key, e.key, sizeof e.key)) hit = &r->cache[i];
+    if (!hit) {
+        concepts_uncached(h, &e);
+        if (r->use_cache) {
+            if (!r->cache) r->cache = calloc(CONCEPT_CACHE, sizeof *r->cache);
+            if (r->cache) {
+                hit = &r->cache[r->ncache < CONCEPT_CACHE ? r->ncache++ : CONCEPT_CACHE - 1];
+                *hit = e;
+            }
+        }
+        if (!hit) hit = &e;
+    }
+    m->param_id = hit->param_id;
+    snprintf(m->short_name, sizeof m->short_name, "%s", hit->short_name);
+    snprintf(m->name, sizeof m->name, "%s", hit->name);
+    snprintf(m->units, sizeof m->units, "%s", hit->units);
+    snprintf(m->type_of_level, sizeof m->type_of_level, "%s", hit->type_of_level);
+}
+
 int grib_reader_next(grib_reader *r, field_meta *m, int *done)
 {
     *done = 0;
@@ -161,12 +227,8 @@ int grib_reader_next(grib_reader *r, field_meta *m, int *done)
     r->msg++;
     memset(m, 0, sizeof *m);
     m->msg = r->msg;
-    m->param_id = get_long(h, "paramId", 0);
-    get_string(h, "shortName", m->short_name, sizeof m->short_name);
-    get_string(h, "name", m->name, sizeof m->name);
-    get_string(h, "units", m->units, sizeof m->units);
+    get_concepts(r, m);
     snprintf(m->standard_name, sizeof m->standard_name, "%s", standard_name_for(m->param_id));
-    get_string(h, "typeOfLevel", m->type_of_level, sizeof m->type_of_level);
     m->level = get_double(h, "level", NAN);
     m->member = -1;
     if (get_long(h, "numberOfForecastsInEnsemble", 0) > 0) m->member = (int)get_long(h, "number", -1);
@@ -179,6 +241,7 @@ int grib_reader_next(grib_reader *r, field_meta *m, int *done)
     snprintf(m->calendar, sizeof m->calendar, "proleptic_gregorian");
     get_string(h, "packingType", m->packing, sizeof m->packing);
     m->bits_per_value = (int)get_long(h, "bitsPerValue", 0);
+    m->edition = (int)get_long(h, "editionNumber", 0);
     size_t n = 0;
     if (codes_get_size(h, "values", &n) != 0)
         return sm_fail(SM_ERR_IO, "%s: message %d: field has no values", r->path, r->msg);

@@ -26,6 +26,9 @@ int grib_reader_geometry(grib_reader *r, const src_geometry **geom);
 /* 1 when the last grib_reader_next error was one broken message that can be skipped, 0 when the
  * file cannot be read further (no GRIB message at all). */
 int grib_reader_recoverable(const grib_reader *r);
+/* Concept keys (paramId, shortName, name, units, typeOfLevel) are cached per reader, keyed on the
+ * raw keys they derive from; 0 turns the cache off. */
+void grib_reader_set_concept_cache(grib_reader *r, int on);
 const char *grib_reader_path(const grib_reader *r);
 void grib_reader_close(grib_reader *r);
 

@@ -80,7 +80,7 @@ void smoe_forward(const smoe_shape *s, float *out, const float *in, const float 
                   float *state, float *workspace, rng_t *noise_rng);
 
 /* d_in nullable. d_gate_extra (B, N, H, W), nullable: an additional gradient w.r.t. the raw gate
- * output R (auxiliary losses of smoe_aux.h), passed to the gate parameters unchanged.
+ * output R (e.g. from smoe_aux_losses below), passed to the gate parameters unchanged.
  * Writes the RC loss value to stats[SMOE_STAT_RC_LOSS] (0 when off). */
 void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const float *d_out,
                    const float *d_gate_extra, const float *in, const float *params, float *state,

@@ -16,6 +16,13 @@
 #define MOE_CLONES
 #endif
 
+/* Threads for a kernel call: 1 below ~1 MFLOP, where a parallel region costs more than it saves. */
+static int threads_for(const smoe_expert_shape *s)
+{
+    double work = 2.0 * s->batch * s->h * s->w * s->k * s->c_in * s->kernel * s->kernel;
+    return work < 1e6 ? 1 : moe_threads();
+}
+
 static inline int hp_of(const smoe_expert_shape *s) { return s->h + 2 * (s->kernel / 2); }
 static inline int wp_of(const smoe_expert_shape *s) { return s->w + 2 * (s->kernel / 2); }
 
@@ -54,7 +61,7 @@ static void fill_padded(const smoe_expert_shape *s, float *xp, const float *in)
 {
     const int C = s->c_in, H = s->h, W = s->w, P = s->kernel / 2;
     const int Hp = hp_of(s), Wp = wp_of(s);
-    const int nt = moe_threads();
+    const int nt = threads_for(s);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int b = 0; b < s->batch; b++) {
         float *xb = xp + (size_t)b * Hp * Wp * C;
@@ -131,7 +138,7 @@ void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t 
     float *wt = xp + 2 * (size_t)s->batch * Hp * Wp * C;
     fill_padded(s, xp, in);
     transpose_weight(s, wt, weight);
-    const int nt = moe_threads();
+    const int nt = threads_for(s);
     const int rows = s->batch * H;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int bh = 0; bh < rows; bh++) {
@@ -168,7 +175,7 @@ void smoe_expert_backward(const smoe_expert_shape *s, float *d_in, float *d_weig
     float *dwt = wt + wsize;
     fill_padded(s, xp, in);
     transpose_weight(s, wt, weight);
-    const int nt = moe_threads();
+    const int nt = threads_for(s);
     memset(dwt, 0, (size_t)nt * wsize * sizeof *dwt);
     if (d_in) memset(dxp, 0, padded * sizeof *dxp);
     /* Samples are split across threads so that each thread owns its part of dxp; the weight

@@ -5,12 +5,19 @@
  *   PAD_REPLICATE     edge values repeated on all sides (torch padding_mode='replicate')
  * Output size: 'same' at stride 1; (h + 2p - k)/2 + 1 at stride 2 (p = k/2).
  *
- * Computation: im2col + cblas_sgemm. Small images fold several samples into the GEMM's N
- * dimension; a 1x1 stride-1 convolution multiplies the input directly (no im2col copy).
- * Backward: d_weight += d_out * col^T (one GEMM per chunk of samples, K = pixels of the
- * chunk), d_in += col2im(W^T * d_out). All gradient buffers ACCUMULATE (+=); d_in and d_bias
- * may be NULL when not needed. No allocation: callers pass conv2d_workspace_floats() floats.
- * Deterministic for a fixed thread count (see nn/threads.h). */
+ * Computation (all GEMMs are cblas_sgemm; the strategy is chosen from the shape):
+ *   - 3x3, stride 1, c_in >= 8: Winograd F(2x2, 3x3), 16 GEMMs over transformed tiles;
+ *   - other stride-1 kernels, c_in >= 8: "shifted GEMMs" on a padded copy of the input, one
+ *     GEMM per kernel tap, no im2col buffer;
+ *   - 1x1 stride 1: one GEMM on the input itself;
+ *   - otherwise (stride 2, few input channels): im2col + one GEMM per chunk of samples
+ *     (small images fold several samples into the GEMM's N dimension).
+ * Samples are split across the nn threads (single-threaded GEMMs, private weight-gradient
+ * buffers summed in thread order), so results are bit-identical for a fixed thread count
+ * (see nn/threads.h); different thread counts agree to rounding.
+ * All gradient buffers ACCUMULATE (+=); d_in and d_bias may be NULL when not needed.
+ * No allocation: callers pass conv2d_workspace_floats() floats, which depends on the nn
+ * thread count: size workspaces after nn_set_threads(). */
 #ifndef SMOECAST_NN_CONV2D_H
 #define SMOECAST_NN_CONV2D_H
 

@@ -4,7 +4,10 @@
  *
  * Determinism: every nn layer gives bit-identical results for a fixed thread count. OpenMP
  * loops use static schedules and each thread owns disjoint output elements (no atomics, no
- * cross-thread reductions); OpenBLAS sgemm partitions M/N, not K, for a fixed thread count. */
+ * cross-thread reductions); OpenBLAS sgemm partitions M/N, not K, for a fixed thread count.
+ * conv2d splits samples across threads with private weight-gradient buffers summed in thread
+ * order, so its workspace (conv2d_workspace_floats) grows with the thread count: call
+ * nn_set_threads before planning workspaces, and never raise the count afterwards. */
 #ifndef SMOECAST_NN_THREADS_H
 #define SMOECAST_NN_THREADS_H
 

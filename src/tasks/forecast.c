@@ -11,6 +11,7 @@
 #include "model/builder.h"
 #include "model/checkpoint.h"
 #include "nn/threads.h"
+#include "tasks/experts.h"
 #include "tasks/train.h"
 
 #include <math.h>
@@ -114,7 +115,7 @@ static int nc_fail(const char *path, const char *what, int status)
 
 /* Defines a forecast file: split == 0: (frt, fp, y, x); split == 1: (time, y, x). */
 static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const sample_layout *L, int n_inits,
-                          int n_leads, int split, const char *checkpoint, const char *history)
+                          int n_leads, int split, const char *checkpoint, const char *history, const sm_model *experts_of)
 {
     memset(f, 0, sizeof *f);
     int st = outfile_begin(&f->out, path);
@@ -169,7 +170,14 @@ static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const
                                  &f->var_field[c])))
             return nc_fail(path, "define variable", s);
     }
-    if ((s = nc_enddef(f->ncid)) || (s = cf_put_grid(f->ncid, &g))) return nc_fail(path, "write grid", s);
+    if (experts_of) {
+        /* Adds the expert maps and leaves define mode. */
+        int st = experts_append_static(f->ncid, path, experts_of, &g);
+        if (st) return st;
+    } else if ((s = nc_enddef(f->ncid))) {
+        return nc_fail(path, "end define", s);
+    }
+    if ((s = cf_put_grid(f->ncid, &g))) return nc_fail(path, "write grid", s);
     return SM_OK;
 }
 
@@ -212,7 +220,7 @@ static void init_stamp(const dataset *ds, double hours, char *buf, size_t len)
 /* Writes every lead of one initialisation: into the shared file at row i, or (split_by_init)
  * into a file of its own. fields: (n_leads, C_out, H, W). */
 static int write_init(const forecast_opts *o, const dataset *ds, const sample_layout *L, fc_file *shared, int i, int64_t init,
-                      const double *leads, int n_leads, const float *fields, const char *shared_path)
+                      const double *leads, int n_leads, const float *fields, const char *shared_path, const sm_model *experts_of)
 {
     size_t np = (size_t)L->h * L->w;
     double frt = ds->times[init];
@@ -224,7 +232,7 @@ static int write_init(const forecast_opts *o, const dataset *ds, const sample_la
         char stamp[32];
         init_stamp(ds, frt, stamp, sizeof stamp);
         split_path(o->out, stamp, path, sizeof path);
-        if ((st = fc_file_create(&own, path, ds, L, 1, n_leads, 1, o->checkpoint, o->history))) return st;
+        if ((st = fc_file_create(&own, path, ds, L, 1, n_leads, 1, o->checkpoint, o->history, experts_of))) return st;
         f = &own;
         s = nc_put_var_double(f->ncid, f->var_frt, &frt);
         for (int j = 0; j < n_leads && s == NC_NOERR; j++) {
@@ -321,7 +329,13 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
         st = sm_fail(SM_ERR_NUMERIC, "out of memory");
         goto done;
     }
-    if (!o->split_by_init && (st = fc_file_create(&file, path, ds, &L, n_inits, n_leads, 0, o->checkpoint, o->history))) goto done;
+    const sm_model *experts_of = o->write_experts ? m : NULL;
+    if (o->write_experts && model_moe_count(m) == 0) {
+        st = sm_fail(SM_ERR_USAGE, "--write-experts: %s has no MoE layer", o->checkpoint);
+        goto done;
+    }
+    if (!o->split_by_init && (st = fc_file_create(&file, path, ds, &L, n_inits, n_leads, 0, o->checkpoint, o->history, experts_of)))
+        goto done;
     if (!o->split_by_init) {
         for (int i = 0; i < n_inits; i++) {
             size_t s0 = (size_t)i;
@@ -371,7 +385,7 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
             }
         }
         for (int b = 0; b < n && st == SM_OK; b++) st = write_init(o, ds, &L, &file, first + b, inits[first + b], leads, n_leads,
-                                                                  lead_buf + (size_t)b * n_leads * L.c_out * np, path);
+                                                                  lead_buf + (size_t)b * n_leads * L.c_out * np, path, experts_of);
         progress_update(&bar, first + n, NULL);
         if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no forecast file was written");
     }

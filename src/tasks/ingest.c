@@ -1,4 +1,6 @@
-/* smoecast ingest: index pass (metadata), then decode pass (values -> target grid -> dataset). */
+/* smoecast ingest: one streaming pass over the inputs (each message parsed once: select, decode,
+ * put on the output grid, append to a scratch file), then the dataset is written in time order
+ * from the scratch file, with duplicate checks. */
 #include "tasks/ingest.h"
 #include "core/log.h"
 #include "core/outfile.h"
@@ -11,11 +13,14 @@
 #include "io/netcdf_reader.h"
 #include "io/sha256.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_WEIGHTS 16
 
@@ -24,7 +29,7 @@ typedef struct {
     int msg;          /* GRIB field number, or NetCDF time index + 1 */
     int sel;
     int member;       /* member number (-1 none) */
-    int nc_t, nc_m;   /* NetCDF indices */
+    int64_t scratch;  /* field index in the scratch file */
     double valid, ref, period;
     int has_time;
     int t;            /* slot after sorting */
@@ -41,6 +46,7 @@ typedef struct {
     src_geometry *geom;    /* geometry of the first field */
     char geom_file[512];
     int geom_msg;
+    char absent[600];      /* why a NetCDF input did not have it */
 } selvar;
 
 typedef struct {
@@ -71,8 +77,12 @@ typedef struct {
     regrid_method wmethod[MAX_WEIGHTS];
     regrid_weights *weights[MAX_WEIGHTS];
     int nweights;
-    /* decode state */
-    unsigned char *written;
+    int have_grid;
+    src_geometry *native_geom; /* --grid native: the source grid every field must be on */
+    /* scratch file of output-grid fields in input order */
+    outfile scratch;
+    int scratch_fd;
+    int64_t nscratch;
     float *fbuf, *fcheck;
     dataset_writer *w;
     ingest_report *rep;
@@ -131,44 +141,25 @@ static int note_meta(ingest_ctx *c, int k, const field_meta *m)
     return SM_OK;
 }
 
-static int index_grib(ingest_ctx *c, int f)
+/* Output grid for --grid native: the first selected field's regular lat-lon grid. */
+static int native_grid_from(ingest_ctx *c, const src_geometry *g, int k, const char *path, int msg)
 {
-    const char *path = c->opt->inputs[f];
-    grib_reader *r;
-    int st = grib_reader_open(path, &r);
+    if (!g->is_regular)
+        return sm_fail(SM_ERR_IO, "%s: message %d: variable %s is on a %s grid, which --grid native cannot keep; choose a regular "
+                                  "target grid with --grid NAME",
+                       path, msg, c->sv[k].sel.out_name, g->grid_type);
+    c->nlat = g->nrows;
+    c->nlon = g->row_len[0];
+    c->lat = malloc((size_t)c->nlat * sizeof *c->lat);
+    c->lon = malloc((size_t)c->nlon * sizeof *c->lon);
+    if (!c->lat || !c->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    int st = copy_geometry(g, &c->native_geom);
     if (st) return st;
-    for (;;) {
-        if (sm_interrupted()) {
-            st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
-            break;
-        }
-        field_meta m;
-        int done;
-        st = grib_reader_next(r, &m, &done);
-        if (st) {
-            if (!c->opt->skip_bad || !grib_reader_recoverable(r)) break;
-            log_warn("%s (skipped)", sm_last_error());
-            c->rep->n_skipped++;
-            sm_clear_error();
-            st = SM_OK;
-            continue;
-        }
-        if (done) break;
-        for (int k = 0; k < c->nsel; k++) {
-            if (!var_selector_match(&c->sv[k].sel, &m)) continue;
-            const src_geometry *g;
-            if ((st = grib_reader_geometry(r, &g))) goto out;
-            if ((st = note_geometry(c, k, g, path, m.msg))) goto out;
-            note_meta(c, k, &m);
-            entry e = {.file = f, .msg = m.msg, .sel = k, .member = m.member, .valid = m.valid_time, .ref = m.reference_time,
-                       .period = m.forecast_period, .has_time = 1};
-            if ((st = add_entry(c, &e))) goto out;
-            if (c->ne == 1 || c->calendar[0] == '\0') snprintf(c->calendar, sizeof c->calendar, "%s", m.calendar);
-        }
-    }
-out:
-    grib_reader_close(r);
-    return st;
+    c->flip_rows = c->nlat > 1 && g->lat[1] > g->lat[0];
+    for (int j = 0; j < c->nlat; j++) c->lat[j] = g->lat[c->flip_rows ? c->nlat - 1 - j : j];
+    double lon0 = io_lon0_canonical(g->lon0[0], c->nlon, g->dlon[0]);
+    for (int i = 0; i < c->nlon; i++) c->lon[i] = lon0 + i * g->dlon[0];
+    return SM_OK;
 }
 
 static int same_calendar(const char *a, const char *b)
@@ -177,52 +168,6 @@ static int same_calendar(const char *a, const char *b)
     if (cf_calendar_parse(a, &ca) || cf_calendar_parse(b, &cb)) return 0;
     if ((ca == CAL_STANDARD || ca == CAL_PROLEPTIC) && (cb == CAL_STANDARD || cb == CAL_PROLEPTIC)) return 1;
     return ca == cb;
-}
-
-static int index_netcdf(ingest_ctx *c, int f, int *found_any)
-{
-    const char *path = c->opt->inputs[f];
-    nc_reader *r;
-    int st = nc_reader_open(path, &r);
-    if (st) return st;
-    for (int k = 0; k < c->nsel && !st; k++) {
-        nc_var *v;
-        st = nc_var_open(r, &c->sv[k].sel, &v);
-        if (st) {
-            /* a variable absent from this file may come from another input */
-            if (strstr(sm_last_error(), ": not in the file")) {
-                sm_clear_error();
-                st = SM_OK;
-            }
-            continue;
-        }
-        *found_any = 1;
-        const src_geometry *g = nc_var_geometry(v);
-        for (int t = 0; t < nc_var_ntimes(v) && !st; t++) {
-            for (int mm = 0; mm < nc_var_nmembers(v) && !st; mm++) {
-                field_meta m;
-                nc_var_field_meta(v, t, mm, &m);
-                if (t == 0 && mm == 0) st = note_geometry(c, k, g, path, m.msg);
-                if (st) break;
-                note_meta(c, k, &m);
-                if (c->ne == 0 || c->calendar[0] == '\0') {
-                    snprintf(c->calendar, sizeof c->calendar, "%s", m.calendar);
-                    c->time_is_index = m.time_is_index;
-                } else if (m.has_time && (!same_calendar(c->calendar, m.calendar) || c->time_is_index != m.time_is_index)) {
-                    st = sm_fail(SM_ERR_IO, "%s: variable %s: time axis (%s%s) is incompatible with the other inputs (%s%s)", path,
-                                 c->sv[k].sel.select, m.time_is_index ? "unitless " : "", m.calendar,
-                                 c->time_is_index ? "unitless " : "", c->calendar);
-                    break;
-                }
-                entry e = {.file = f, .msg = m.msg, .sel = k, .member = m.member, .nc_t = t, .nc_m = mm, .valid = m.valid_time,
-                           .ref = NAN, .period = NAN, .has_time = m.has_time};
-                st = add_entry(c, &e);
-            }
-        }
-        nc_var_close(v);
-    }
-    nc_reader_close(r);
-    return st;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -251,6 +196,38 @@ static int find_time(const ingest_ctx *c, double v)
 
 static int build_axes(ingest_ctx *c)
 {
+    /* a variable given at one single time while others have several (a land-sea mask or
+     * orography retrieved once) is an invariant: stored as a static field */
+    double *t_first = malloc((size_t)c->nsel * sizeof *t_first);
+    int *multi = calloc((size_t)c->nsel, sizeof *multi), *timed = calloc((size_t)c->nsel, sizeof *timed);
+    if (!t_first || !multi || !timed) {
+        free(t_first);
+        free(multi);
+        free(timed);
+        return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    }
+    int any_multi = 0;
+    for (size_t i = 0; i < c->ne; i++) {
+        const entry *e = &c->e[i];
+        if (!e->has_time) continue;
+        if (!timed[e->sel]) {
+            timed[e->sel] = 1;
+            t_first[e->sel] = e->valid;
+        } else if (fabs(e->valid - t_first[e->sel]) >= 0.5 / 3600.0) {
+            multi[e->sel] = 1;
+            any_multi = 1;
+        }
+    }
+    for (int k = 0; k < c->nsel && any_multi; k++) {
+        if (!timed[k] || multi[k]) continue;
+        log_info("variable %s: given at a single time while other variables have several; stored as a static field",
+                 c->sv[k].sel.out_name);
+        for (size_t i = 0; i < c->ne; i++)
+            if (c->e[i].sel == k) c->e[i].has_time = 0;
+    }
+    free(t_first);
+    free(multi);
+    free(timed);
     /* times: sorted unique valid times of the time-dependent entries */
     size_t nt = 0;
     for (size_t i = 0; i < c->ne; i++) nt += c->e[i].has_time;
@@ -308,37 +285,6 @@ static int build_axes(ingest_ctx *c)
             }
         }
     }
-    return SM_OK;
-}
-
-static int build_native_grid(ingest_ctx *c)
-{
-    const src_geometry *g0 = NULL;
-    int k0 = -1;
-    for (int k = 0; k < c->nsel; k++) {
-        const src_geometry *g = c->sv[k].geom;
-        if (!g) continue;
-        if (!g->is_regular)
-            return sm_fail(SM_ERR_IO, "%s: message %d: variable %s is on a %s grid, which --grid native cannot keep; choose a regular "
-                                      "target grid with --grid NAME",
-                           c->sv[k].geom_file, c->sv[k].geom_msg, c->sv[k].sel.out_name, g->grid_type);
-        if (!g0) {
-            g0 = g;
-            k0 = k;
-        } else if (!io_geometry_same(g0, g)) {
-            return sm_fail(SM_ERR_IO, "variables %s (%s) and %s (%s) are on different grids; choose a target grid with --grid NAME",
-                           c->sv[k0].sel.out_name, c->sv[k0].geom_file, c->sv[k].sel.out_name, c->sv[k].geom_file);
-        }
-    }
-    c->nlat = g0->nrows;
-    c->nlon = g0->row_len[0];
-    c->lat = malloc((size_t)c->nlat * sizeof *c->lat);
-    c->lon = malloc((size_t)c->nlon * sizeof *c->lon);
-    if (!c->lat || !c->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    c->flip_rows = c->nlat > 1 && g0->lat[1] > g0->lat[0];
-    for (int j = 0; j < c->nlat; j++) c->lat[j] = g0->lat[c->flip_rows ? c->nlat - 1 - j : j];
-    double lon0 = io_lon0_canonical(g0->lon0[0], c->nlon, g0->dlon[0]);
-    for (int i = 0; i < c->nlon; i++) c->lon[i] = lon0 + i * g0->dlon[0];
     return SM_OK;
 }
 
@@ -402,132 +348,6 @@ static int all_nan(const double *v, int64_t n)
     for (int64_t i = 0; i < n; i++)
         if (!isnan(v[i])) return 0;
     return 1;
-}
-
-static int put_field(ingest_ctx *c, const entry *e, const src_geometry *g, const double *v)
-{
-    const char *path = c->opt->inputs[e->file];
-    const selvar *s = &c->sv[e->sel];
-    if (all_nan(v, g->row_start[g->nrows])) {
-        if (c->opt->skip_bad) {
-            log_warn("%s: message %d: variable %s: every point is missing (skipped)", path, e->msg, s->sel.out_name);
-            c->rep->n_skipped++;
-            return SM_OK;
-        }
-        return sm_fail(SM_ERR_IO, "%s: message %d: variable %s: every point is missing (all NaN); use --skip-bad to leave it out", path,
-                       e->msg, s->sel.out_name);
-    }
-    double t0 = now_seconds();
-    int st;
-    if (c->target) {
-        const regrid_weights *w = NULL;
-        if ((st = get_weights(c, g, s->categorical ? REGRID_NEAREST : c->method, path, e->msg, &w))) return st;
-        regrid_apply(w, v, c->fbuf);
-    } else {
-        to_output(c, v, c->fbuf);
-    }
-    double t1 = now_seconds();
-    c->rep->seconds_decode += t1 - t0;
-    int tt = s->is_static ? 0 : e->t;
-    size_t slot = ((size_t)e->sel * (size_t)c->ntimes + (size_t)tt) * (size_t)(c->nmembers ? c->nmembers : 1) + (size_t)e->m;
-    size_t n = (size_t)c->nlat * (size_t)c->nlon;
-    if (c->written[slot]) {
-        if ((st = dataset_writer_get(c->w, e->sel, tt, e->m, c->fcheck))) return st;
-        int same = 1;
-        for (size_t i = 0; i < n && same; i++) {
-            float a = c->fbuf[i], b = c->fcheck[i];
-            if (!(a == b || (isnan(a) && isnan(b)))) same = 0;
-        }
-        char when[64];
-        cf_calendar cal = CAL_STANDARD;
-        cf_calendar_parse(c->calendar, &cal);
-        if (c->time_is_index || s->is_static) snprintf(when, sizeof when, "%g", c->times[tt]);
-        else cf_format_hours(c->times[tt], cal, when, sizeof when);
-        if (!same)
-            return sm_fail(SM_ERR_IO, "%s: message %d: variable %s at %s%s: conflicting duplicate (a different field for the same time "
-                                      "and member was read before)",
-                           path, e->msg, s->sel.out_name, when, e->member >= 0 ? " (member given)" : "");
-        log_warn("%s: message %d: variable %s at %s: exact duplicate dropped", path, e->msg, s->sel.out_name, when);
-        c->rep->n_duplicates++;
-        c->rep->seconds_write += now_seconds() - t1;
-        return SM_OK;
-    }
-    if ((st = dataset_writer_put(c->w, e->sel, tt, e->m, c->fbuf))) return st;
-    c->written[slot] = 1;
-    c->rep->n_fields++;
-    c->rep->seconds_write += now_seconds() - t1;
-    return SM_OK;
-}
-
-static int decode_grib(ingest_ctx *c, int f, size_t *cursor)
-{
-    const char *path = c->opt->inputs[f];
-    grib_reader *r;
-    int st = grib_reader_open(path, &r);
-    if (st) return st;
-    while (*cursor < c->ne && c->e[*cursor].file == f) {
-        if (sm_interrupted()) {
-            st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
-            break;
-        }
-        field_meta m;
-        int done;
-        double t0 = now_seconds();
-        st = grib_reader_next(r, &m, &done);
-        if (st) { /* reported and skipped in the index pass */
-            sm_clear_error();
-            st = SM_OK;
-            continue;
-        }
-        if (done) {
-            st = sm_fail(SM_ERR_IO, "%s: file changed while it was being read (message %d missing)", path, c->e[*cursor].msg);
-            break;
-        }
-        if (m.msg != c->e[*cursor].msg) {
-            c->rep->seconds_decode += now_seconds() - t0;
-            continue;
-        }
-        const double *v;
-        const src_geometry *g;
-        if ((st = grib_reader_decode(r, &v, &g))) break;
-        c->rep->seconds_decode += now_seconds() - t0;
-        while (*cursor < c->ne && c->e[*cursor].file == f && c->e[*cursor].msg == m.msg) {
-            if ((st = put_field(c, &c->e[*cursor], g, v))) goto out;
-            (*cursor)++;
-        }
-    }
-out:
-    grib_reader_close(r);
-    return st;
-}
-
-static int decode_netcdf(ingest_ctx *c, int f, size_t *cursor)
-{
-    const char *path = c->opt->inputs[f];
-    nc_reader *r;
-    int st = nc_reader_open(path, &r);
-    if (st) return st;
-    while (*cursor < c->ne && c->e[*cursor].file == f && !st) {
-        int k = c->e[*cursor].sel;
-        nc_var *v;
-        if ((st = nc_var_open(r, &c->sv[k].sel, &v))) break;
-        while (*cursor < c->ne && c->e[*cursor].file == f && c->e[*cursor].sel == k) {
-            if (sm_interrupted()) {
-                st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
-                break;
-            }
-            const entry *e = &c->e[*cursor];
-            double t0 = now_seconds();
-            const double *vals;
-            if ((st = nc_var_read(v, e->nc_t, e->nc_m, &vals))) break;
-            c->rep->seconds_decode += now_seconds() - t0;
-            if ((st = put_field(c, e, nc_var_geometry(v), vals))) break;
-            (*cursor)++;
-        }
-        nc_var_close(v);
-    }
-    nc_reader_close(r);
-    return st;
 }
 
 static int yaml_list(char **buf, size_t *len, size_t *cap, const char *key, const char *const *items, int n)
@@ -608,7 +428,9 @@ static void ctx_free(ingest_ctx *c)
     free(c->members);
     free(c->lat);
     free(c->lon);
-    free(c->written);
+    if (c->scratch_fd >= 0) close(c->scratch_fd);
+    io_geometry_free(c->native_geom);
+    outfile_abort(&c->scratch);
     free(c->fbuf);
     free(c->fcheck);
     for (int k = 0; k < c->nweights; k++) {
@@ -617,6 +439,216 @@ static void ctx_free(ingest_ctx *c)
     }
     grid_free(c->target);
     if (c->w) dataset_writer_abort(c->w);
+}
+
+
+static int scratch_open(ingest_ctx *c)
+{
+    char name[PATH_MAX];
+    if (snprintf(name, sizeof name, "%s.scratch", c->opt->output) >= (int)sizeof name)
+        return sm_fail(SM_ERR_IO, "%s: output path too long", c->opt->output);
+    int st = outfile_begin(&c->scratch, name);
+    if (st) return st;
+    c->scratch_fd = open(c->scratch.tmp_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (c->scratch_fd < 0)
+        return sm_fail(SM_ERR_IO, "%s: cannot create the scratch file %s: %s", c->opt->output, c->scratch.tmp_path, strerror(errno));
+    unlink(c->scratch.tmp_path); /* space is freed when the descriptor closes, whatever happens */
+    return SM_OK;
+}
+
+static int scratch_io(ingest_ctx *c, int64_t idx, float *buf, int write_it)
+{
+    size_t bytes = (size_t)c->nlat * (size_t)c->nlon * sizeof(float);
+    off_t off = (off_t)idx * (off_t)bytes;
+    size_t done = 0;
+    while (done < bytes) {
+        ssize_t n = write_it ? pwrite(c->scratch_fd, (char *)buf + done, bytes - done, off + (off_t)done)
+                             : pread(c->scratch_fd, (char *)buf + done, bytes - done, off + (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return sm_fail(SM_ERR_IO, "%s: scratch file %s failed (%s); is the disk full?", c->opt->output, write_it ? "write" : "read",
+                           n < 0 ? strerror(errno) : "short read");
+        done += (size_t)n;
+    }
+    return SM_OK;
+}
+
+/* One selected field: checks, output grid, scratch. */
+static int take_field(ingest_ctx *c, int f, int k, const field_meta *m, const src_geometry *g, const double *v)
+{
+    const char *path = c->opt->inputs[f];
+    selvar *s = &c->sv[k];
+    int st;
+    if ((st = note_geometry(c, k, g, path, m->msg))) return st;
+    if (!c->have_grid) {
+        if ((st = native_grid_from(c, g, k, path, m->msg))) return st;
+        c->have_grid = 1;
+    }
+    if (!c->fbuf) {
+        c->fbuf = malloc((size_t)c->nlat * (size_t)c->nlon * sizeof *c->fbuf);
+        c->fcheck = malloc((size_t)c->nlat * (size_t)c->nlon * sizeof *c->fcheck);
+        if (!c->fbuf || !c->fcheck) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    }
+    if (all_nan(v, g->row_start[g->nrows])) {
+        if (c->opt->skip_bad) {
+            log_warn("%s: message %d: variable %s: every point is missing (skipped)", path, m->msg, s->sel.out_name);
+            c->rep->n_skipped++;
+            return SM_OK;
+        }
+        return sm_fail(SM_ERR_IO, "%s: message %d: variable %s: every point is missing (all NaN); use --skip-bad to leave it out", path,
+                       m->msg, s->sel.out_name);
+    }
+    if (c->target) {
+        const regrid_weights *w = NULL;
+        if ((st = get_weights(c, g, s->categorical ? REGRID_NEAREST : c->method, path, m->msg, &w))) return st;
+        regrid_apply(w, v, c->fbuf);
+    } else {
+        if (g->nrows != c->nlat || g->row_len[0] != c->nlon || !c->native_geom || !io_geometry_same(g, c->native_geom))
+            return sm_fail(SM_ERR_IO, "%s: message %d: variable %s is on a different grid than the first field; choose a target grid "
+                                      "with --grid NAME",
+                           path, m->msg, s->sel.out_name);
+        to_output(c, v, c->fbuf);
+    }
+    if ((st = scratch_io(c, c->nscratch, c->fbuf, 1))) return st;
+    note_meta(c, k, m);
+    entry e = {.file = f, .msg = m->msg, .sel = k, .member = m->member, .scratch = c->nscratch, .valid = m->valid_time,
+               .ref = m->reference_time, .period = m->forecast_period, .has_time = m->has_time};
+    c->nscratch++;
+    if (c->calendar[0] == '\0' && m->has_time) {
+        snprintf(c->calendar, sizeof c->calendar, "%s", m->calendar);
+        c->time_is_index = m->time_is_index;
+    } else if (m->has_time && (!same_calendar(c->calendar, m->calendar) || c->time_is_index != m->time_is_index)) {
+        return sm_fail(SM_ERR_IO, "%s: variable %s: time axis (%s%s) is incompatible with the other inputs (%s%s)", path, s->sel.out_name,
+                       m->time_is_index ? "unitless " : "", m->calendar, c->time_is_index ? "unitless " : "", c->calendar);
+    }
+    return add_entry(c, &e);
+}
+
+static int pass_grib(ingest_ctx *c, int f)
+{
+    const char *path = c->opt->inputs[f];
+    grib_reader *r;
+    int st = grib_reader_open(path, &r);
+    if (st) return st;
+    for (;;) {
+        if (sm_interrupted()) {
+            st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
+            break;
+        }
+        field_meta m;
+        int done;
+        st = grib_reader_next(r, &m, &done);
+        if (st) {
+            if (!c->opt->skip_bad || !grib_reader_recoverable(r)) break;
+            log_warn("%s (skipped)", sm_last_error());
+            c->rep->n_skipped++;
+            sm_clear_error();
+            st = SM_OK;
+            continue;
+        }
+        if (done) break;
+        const double *v = NULL;
+        const src_geometry *g = NULL;
+        for (int k = 0; k < c->nsel && !st; k++) {
+            if (!var_selector_match(&c->sv[k].sel, &m)) continue;
+            if (!v) st = grib_reader_decode(r, &v, &g);
+            if (!st) st = take_field(c, f, k, &m, g, v);
+        }
+        if (st) break;
+    }
+    grib_reader_close(r);
+    return st;
+}
+
+static int pass_netcdf(ingest_ctx *c, int f)
+{
+    const char *path = c->opt->inputs[f];
+    nc_reader *r;
+    int st = nc_reader_open(path, &r);
+    if (st) return st;
+    for (int k = 0; k < c->nsel && !st; k++) {
+        nc_var *v;
+        st = nc_var_open(r, &c->sv[k].sel, &v);
+        if (st) {
+            /* a variable absent from this file may come from another input */
+            if (strstr(sm_last_error(), ": not in the file")) {
+                snprintf(c->sv[k].absent, sizeof c->sv[k].absent, "%s", sm_last_error());
+                sm_clear_error();
+                st = SM_OK;
+            }
+            continue;
+        }
+        for (int t = 0; t < nc_var_ntimes(v) && !st; t++)
+            for (int mm = 0; mm < nc_var_nmembers(v) && !st; mm++) {
+                if (sm_interrupted()) {
+                    st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
+                    break;
+                }
+                field_meta m;
+                const double *vals;
+                nc_var_field_meta(v, t, mm, &m);
+                if ((st = nc_var_read(v, t, mm, &vals))) break;
+                st = take_field(c, f, k, &m, nc_var_geometry(v), vals);
+            }
+        nc_var_close(v);
+    }
+    nc_reader_close(r);
+    return st;
+}
+
+static int cmp_entry_slot(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    if (x->sel != y->sel) return (x->sel > y->sel) - (x->sel < y->sel);
+    if (x->t != y->t) return (x->t > y->t) - (x->t < y->t);
+    if (x->m != y->m) return (x->m > y->m) - (x->m < y->m);
+    return (x->scratch > y->scratch) - (x->scratch < y->scratch);
+}
+
+/* Writes every field from the scratch file in (variable, time, member) order. */
+static int write_dataset(ingest_ctx *c)
+{
+    qsort(c->e, c->ne, sizeof *c->e, cmp_entry_slot);
+    size_t n = (size_t)c->nlat * (size_t)c->nlon;
+    cf_calendar cal = CAL_STANDARD;
+    cf_calendar_parse(c->calendar, &cal);
+    int st;
+    for (size_t i = 0; i < c->ne; i++) {
+        if (sm_interrupted()) return sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", c->opt->output);
+        const entry *e = &c->e[i];
+        const selvar *s = &c->sv[e->sel];
+        int tt = s->is_static ? 0 : e->t;
+        int dup = i > 0 && c->e[i - 1].sel == e->sel && c->e[i - 1].t == e->t && c->e[i - 1].m == e->m;
+        if ((st = scratch_io(c, e->scratch, dup ? c->fcheck : c->fbuf, 0))) return st;
+        if (dup) {
+            int same = 1;
+            for (size_t p = 0; p < n && same; p++) {
+                float a = c->fbuf[p], b = c->fcheck[p];
+                if (!(a == b || (isnan(a) && isnan(b)))) same = 0;
+            }
+            char when[64];
+            if (c->time_is_index || s->is_static) snprintf(when, sizeof when, "%g", c->times[tt]);
+            else cf_format_hours(c->times[tt], cal, when, sizeof when);
+            char mem[32] = "";
+            if (e->member >= 0) snprintf(mem, sizeof mem, " member %d", e->member);
+            const entry *first = &c->e[i - 1];
+            while (first > c->e && first[-1].sel == e->sel && first[-1].t == e->t && first[-1].m == e->m) first--;
+            if (!same)
+                return sm_fail(SM_ERR_IO, "%s: message %d: variable %s at %s%s: conflicting duplicate of %s message %d (same time and "
+                                          "member, different values)",
+                               c->opt->inputs[e->file], e->msg, s->sel.out_name, when, mem, c->opt->inputs[first->file], first->msg);
+            if (c->rep->n_duplicates < 3)
+                log_warn("%s: message %d: variable %s at %s%s: exact duplicate of %s message %d dropped", c->opt->inputs[e->file],
+                         e->msg, s->sel.out_name, when, mem, c->opt->inputs[first->file], first->msg);
+            c->rep->n_duplicates++;
+            continue;
+        }
+        if ((st = dataset_writer_put(c->w, e->sel, tt, e->m, c->fbuf))) return st;
+        c->rep->n_fields++;
+    }
+    if (c->rep->n_duplicates > 3)
+        log_warn("%d exact duplicate fields dropped in total (only the first 3 are listed)", c->rep->n_duplicates);
+    return SM_OK;
 }
 
 int ingest_run(const ingest_options *opt, ingest_report *rep)
@@ -636,6 +668,7 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
     c->opt = opt;
     c->rep = rep;
     c->method = method;
+    c->scratch_fd = -1;
     int st = SM_OK;
     if (strcmp(opt->grid, "native") != 0) {
         if ((st = grid_load(opt->grid, &c->target))) return st;
@@ -667,31 +700,41 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
         for (int j = 0; j < opt->n_categorical; j++)
             if (!strcmp(opt->categorical[j], c->sv[k].sel.out_name)) c->sv[k].categorical = 1;
     }
+    if (c->target) {
+        if ((st = build_target_grid(c))) goto done;
+        c->have_grid = 1;
+    }
+    if ((st = scratch_open(c))) goto done;
 
-    /* ---- pass 1: index ---- */
-    int nc_found_any = 0;
+    /* ---- the pass over the inputs ---- */
+    double t0 = now_seconds();
     for (int f = 0; f < opt->n_inputs; f++) {
         const char *path = opt->inputs[f];
         char hex[65];
         if ((st = sha256_file(path, hex))) goto done;
         c->inputs_len += (size_t)sprintf(c->inputs_text + c->inputs_len, "%s  %s\n", hex, path);
         c->fmt[f] = nc_file_looks_like_netcdf(path) ? 2 : 1;
-        st = c->fmt[f] == 2 ? index_netcdf(c, f, &nc_found_any) : index_grib(c, f);
+        st = c->fmt[f] == 2 ? pass_netcdf(c, f) : pass_grib(c, f);
         if (st) goto done;
     }
+    rep->seconds_decode = now_seconds() - t0;
     for (int k = 0; k < c->nsel; k++) {
         if (c->sv[k].n_entries > 0) continue;
+        if (c->sv[k].absent[0] && opt->n_inputs == 1) {
+            st = sm_fail(SM_ERR_IO, "%s", c->sv[k].absent);
+            goto done;
+        }
         st = sm_fail(SM_ERR_IO, "variable %s: no field matches %s%s%s in %s%s", c->sv[k].sel.out_name,
                      c->sv[k].sel.param_id ? "paramId " : "shortName/variable ", c->sv[k].sel.select,
                      c->sv[k].sel.has_level ? " at the requested level" : "", opt->inputs[0], opt->n_inputs > 1 ? " (or the other inputs)" : "");
         goto done;
     }
     if ((st = build_axes(c))) goto done;
-    if ((st = c->target ? build_target_grid(c) : build_native_grid(c))) goto done;
 
-    /* ---- dataset ---- */
+    /* ---- the dataset ---- */
+    double tw = now_seconds();
     dataset_var_info *vi = calloc((size_t)c->nsel, sizeof *vi);
-    char *yaml = ingest_options_yaml(opt);
+    char *yaml = opt->config_text ? strdup(opt->config_text) : ingest_options_yaml(opt);
     if (!vi || !yaml) {
         free(vi);
         free(yaml);
@@ -733,44 +776,26 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
     L.config_text = yaml;
     L.inputs_text = c->inputs_text;
     L.history = opt->history;
-    double tw = now_seconds();
     st = dataset_writer_create(opt->output, &L, &c->w);
-    rep->seconds_write += now_seconds() - tw;
     free(vi);
     free(yaml);
     if (st) goto done;
-
-    /* ---- pass 2: decode in file order, write into sorted slots ---- */
-    size_t nslots = (size_t)c->nsel * (size_t)c->ntimes * (size_t)(c->nmembers ? c->nmembers : 1);
-    c->written = calloc(nslots, 1);
-    c->fbuf = malloc((size_t)c->nlat * (size_t)c->nlon * sizeof *c->fbuf);
-    c->fcheck = malloc((size_t)c->nlat * (size_t)c->nlon * sizeof *c->fcheck);
-    if (!c->written || !c->fbuf || !c->fcheck) {
-        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        goto done;
-    }
-    size_t cursor = 0;
-    for (int f = 0; f < opt->n_inputs && !st; f++) {
-        if (cursor >= c->ne || c->e[cursor].file != f) continue;
-        st = c->fmt[f] == 2 ? decode_netcdf(c, f, &cursor) : decode_grib(c, f, &cursor);
-    }
-    if (st) goto done;
+    if ((st = write_dataset(c))) goto done;
     for (int k = 0; k < c->nsel; k++) {
         int nt = c->sv[k].is_static ? 1 : c->ntimes, nm = c->sv[k].has_members ? c->nmembers : 1;
-        int empty = 0;
-        for (int t = 0; t < nt; t++)
-            for (int m = 0; m < nm; m++)
-                if (!c->written[((size_t)k * (size_t)c->ntimes + (size_t)t) * (size_t)(c->nmembers ? c->nmembers : 1) + (size_t)m]) empty++;
-        if (empty) log_warn("variable %s: %d of %d (time, member) fields are absent from the inputs and left missing (NaN)",
-                            c->sv[k].sel.out_name, empty, nt * nm);
-        rep->n_empty_slots += empty;
+        int slots = nt * nm, filled = 0;
+        for (size_t i = 0; i < c->ne; i++)
+            if (c->e[i].sel == k && (i == 0 || c->e[i - 1].sel != k || c->e[i - 1].t != c->e[i].t || c->e[i - 1].m != c->e[i].m)) filled++;
+        if (filled < slots)
+            log_warn("variable %s: %d of %d (time, member) fields are absent from the inputs and left missing (NaN)", c->sv[k].sel.out_name,
+                     slots - filled, slots);
+        rep->n_empty_slots += slots - filled;
     }
     rep->n_times = c->ntimes;
     rep->n_members = c->nmembers;
-    tw = now_seconds();
     st = dataset_writer_commit(c->w);
     c->w = NULL;
-    rep->seconds_write += now_seconds() - tw;
+    rep->seconds_write = now_seconds() - tw;
 done:
     ctx_free(c);
     return st;

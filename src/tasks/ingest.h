@@ -1,8 +1,10 @@
 /* `smoecast ingest` as a library task: GRIB/NetCDF inputs -> selected variables -> target grid ->
- * one dataset file (data/dataset.h). Two streaming passes over the inputs: an index pass reads
- * metadata only (which fields, which times, which grids), then the decode pass decodes each
- * selected field once, regrids it and writes it into its sorted time slot. Memory is bounded by a
- * few fields plus a small index entry per selected field, whatever the number of messages. */
+ * one dataset file (data/dataset.h). One streaming pass reads each message once (metadata,
+ * selection, decode, regrid) and appends the output-grid field to an unlinked scratch file next
+ * to the output, keeping a small index entry per field; then the time axis is sorted, duplicates
+ * are checked (exact ones dropped with a warning, conflicting ones an error) and the dataset is
+ * written in time order from the scratch file. Memory is bounded by a few fields plus the index,
+ * whatever the number of messages; the scratch file needs the uncompressed size of the output. */
 #ifndef SMOECAST_TASKS_INGEST_H
 #define SMOECAST_TASKS_INGEST_H
 
@@ -18,6 +20,7 @@ typedef struct {
     int skip_bad;                    /* log and skip broken messages / all-missing fields */
     const char *output;
     const char *history;             /* command line for the history attribute, may be NULL */
+    const char *config_text;         /* resolved config (YAML) to store; NULL: these options as YAML */
 } ingest_options;
 
 typedef struct {
@@ -27,8 +30,8 @@ typedef struct {
     int n_duplicates;    /* exact duplicates dropped */
     int n_skipped;       /* broken messages / missing fields skipped with --skip-bad */
     int n_empty_slots;   /* (variable, time, member) slots without data (left NaN) */
-    double seconds_decode;  /* decode + select + regrid */
-    double seconds_write;   /* compressed NetCDF write */
+    double seconds_decode;  /* the pass over the inputs: hash, read, select, decode, regrid, scratch */
+    double seconds_write;   /* the compressed NetCDF write (from the scratch file, in time order) */
 } ingest_report;
 
 /* The resolved options as YAML (stored in the dataset's smoecast_config). Caller frees. */

@@ -85,7 +85,7 @@ static void print_geometry(FILE *out, const src_geometry *g)
     const char *dir = g->nrows < 2 ? "single row" : la0 > la1 ? "north -> south" : "south -> north";
     if (g->is_regular) {
         double lon0 = io_lon0_canonical(g->lon0[0], g->row_len[0], g->dlon[0]), lon1 = lon0 + (g->row_len[0] - 1) * g->dlon[0];
-        fprintf(out, "%s %d x %d (%lld points); lat %g -> %g (%s); lon %g -> %g (step %g%s)\n", g->grid_type, g->row_len[0], g->nrows,
+        fprintf(out, "%s %d x %d (lat x lon, %lld points); lat %g -> %g (%s); lon %g -> %g (step %g%s)\n", g->grid_type, g->nrows, g->row_len[0],
                 (long long)npts, la0, la1, dir, lon0, lon1, g->dlon[0], io_geometry_row_is_global(g, 0) ? ", global" : "");
     } else {
         int mn = g->row_len[0], mx = g->row_len[0];
@@ -115,7 +115,7 @@ static int inspect_grib(const char *path, FILE *out)
     if (st) return st;
     group *gr = calloc(MAX_GROUPS, sizeof *gr);
     src_geometry *geoms[MAX_GEOMS] = {0};
-    int ngeoms = 0, ngroups = 0, nfields = 0, nbroken = 0, extra_groups = 0;
+    int ngeoms = 0, ngroups = 0, nfields = 0, nbroken = 0, extra_groups = 0, ned[3] = {0, 0, 0};
     char broken[MAX_BROKEN][300];
     dvec times = {0}, members = {0}, periods = {0};
     if (!gr) {
@@ -136,6 +136,7 @@ static int inspect_grib(const char *path, FILE *out)
         }
         if (done) break;
         nfields++;
+        if (m.edition == 1 || m.edition == 2) ned[m.edition]++;
         const double *v;
         const src_geometry *g;
         int gi = -1;
@@ -184,7 +185,7 @@ static int inspect_grib(const char *path, FILE *out)
     if (st == SM_OK && nfields == 0 && nbroken > 0) st = sm_fail(SM_ERR_IO, "%s", broken[0]);
     if (st == SM_OK) {
         fprintf(out, "%s\n", path);
-        fprintf(out, "  format      GRIB, %d fields%s\n", nfields, nbroken ? "" : "");
+        fprintf(out, "  format      %s, %d fields\n", ned[1] && ned[2] ? "GRIB1 + GRIB2" : ned[2] ? "GRIB2" : "GRIB1", nfields);
         for (int k = 0; k < ngeoms; k++) {
             fprintf(out, ngeoms > 1 ? "  grid[%d]     " : "  grid        ", k);
             print_geometry(out, geoms[k]);
@@ -244,8 +245,8 @@ static int inspect_dataset(const char *path, FILE *out)
     if (st) return st;
     fprintf(out, "%s\n", path);
     fprintf(out, "  format      smoecast dataset v%d (written by smoecast %s), NetCDF-4\n", ds->format_version, ds->version);
-    fprintf(out, "  grid        %s: %s %d x %d; lat %g -> %g (%s); lon %g -> %g\n", ds->grid_name, ds->is_latlon ? "lat-lon" : "x-y",
-            ds->nlon, ds->nlat, ds->lat[0], ds->lat[ds->nlat - 1],
+    fprintf(out, "  grid        %s: %s %d x %d (%s); lat %g -> %g (%s); lon %g -> %g\n", ds->grid_name, ds->is_latlon ? "lat-lon" : "y-x",
+            ds->nlat, ds->nlon, ds->is_latlon ? "lat x lon" : "y x x", ds->lat[0], ds->lat[ds->nlat - 1],
             ds->nlat < 2 ? "single row" : ds->lat[0] > ds->lat[ds->nlat - 1] ? "north -> south" : "south -> north", ds->lon[0],
             ds->lon[ds->nlon - 1]);
     cf_calendar cal = CAL_STANDARD;

@@ -44,7 +44,7 @@ typedef struct {
 void synth_heat_defaults(synth_heat_opts *o);
 /* Region map (ny * nx, values 0..nregions-1): one random seed cell per region, then every free
  * cell repeatedly takes the region of a random already-assigned 4-neighbour until full. */
-void synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region);
+int synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region);
 /* One explicit step: out = (1 - 4 d_c) u_c + d_c (u_n + u_s + u_w + u_e), d_c the centre cell's
  * diffusivity, zero outside the grid. */
 void synth_heat_step(const float *u, float *out, const float *diff, int ny, int nx);
@@ -68,6 +68,7 @@ typedef struct {
     uint64_t seed;
     int start_year; /* first stored time: start_year-01-01 00Z (default 2000) */
     int years;      /* default 3 */
+    int days;       /* > 0: store only the first `days` days from start_year-01-01 (overrides years) */
     int spinup_steps; /* steps run before the first stored time (default 120 = 30 days) */
 } synth_atmos_opts;
 
@@ -107,13 +108,17 @@ typedef struct {
 void synth_ens_defaults(synth_ens_opts *o);
 /* The EMOS-variant coefficients of variable v: a, b, c, d. */
 void synth_ens_emos_coefficients(int v, double coef[4]);
-/* Initialisation times (hours since 1970): Mondays and Thursdays 00Z from `year0` for `years`
- * years whose valid time (init + lead) lies before the end of that period. Returns the count;
- * `out` may be NULL to count only. */
-int synth_ens_inits(int year0, int years, int lead_hours, int64_t *out);
+/* Initialisation times (hours since 1970): Mondays and Thursdays 00Z in [h0, h1) whose valid
+ * time (init + lead) is also before h1. Returns the count; `out` may be NULL to count only. */
+int synth_ens_inits(int64_t h0, int64_t h1, int lead_hours, int64_t *out);
+/* The forecast period [h0, h1) of the options (start_year-01-01 for `years` years or `days` days)
+ * and the model-climate inits: every Monday/Thursday of the clim_years years before start_year,
+ * or with days < 365 only those in the same calendar window (first `days` days) of each year. */
+void synth_ens_period(const synth_ens_opts *o, int64_t *h0, int64_t *h1);
+int synth_ens_climate_inits(const synth_ens_opts *o, int64_t *out);
 /* Members (layout [var][member][pt]) of the forecast initialised at `init_hours` from the truth
  * fields at its valid time (layout [var][pt]; `a` supplies the climatology); docs/synthetic.md. */
-void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
+int synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
                        float *members);
 /* EMOS-variant truth from members (layout [var][member][pt]) -> truth [var][pt]. */
 void synth_ens_emos_truth(const synth_ens_opts *o, int64_t init_hours, const float *members, float *truth);

@@ -234,6 +234,8 @@ int synth_atmos_create(const synth_atmos_opts *o, synth_atmos **out)
         return sm_fail(SM_ERR_USAGE, "synth toy-atmosphere: --years %d is invalid (1..200)", o->years);
     if (o->start_year < 1900 || o->start_year > 2200)
         return sm_fail(SM_ERR_USAGE, "synth toy-atmosphere: --start-year %d is invalid (1900..2200)", o->start_year);
+    if (o->days < 0 || o->days > 100000)
+        return sm_fail(SM_ERR_USAGE, "synth toy-atmosphere: --days %d is invalid (0..100000)", o->days);
     if (o->spinup_steps < 0 || o->spinup_steps > 100000)
         return sm_fail(SM_ERR_USAGE, "synth toy-atmosphere: spin-up %d steps is invalid", o->spinup_steps);
     synth_atmos *a = calloc(1, sizeof *a);
@@ -245,7 +247,8 @@ int synth_atmos_create(const synth_atmos_opts *o, synth_atmos **out)
     setup_coefficients(a);
     for (int v = 0; v < SYNTH_NVARS; v++) rng_seed(&a->rng[v], o->seed, SYNTH_STREAM_ATMOS_NOISE + (uint64_t)v);
     a->start_hours = synth_hours_from_civil(o->start_year, 1, 1, 0);
-    a->nsteps = (synth_hours_from_civil(o->start_year + o->years, 1, 1, 0) - a->start_hours) / SYNTH_DT_HOURS;
+    a->nsteps = o->days > 0 ? (int64_t)o->days * (24 / SYNTH_DT_HOURS)
+                            : (synth_hours_from_civil(o->start_year + o->years, 1, 1, 0) - a->start_hours) / SYNTH_DT_HOURS;
     a->hours = a->start_hours - (int64_t)o->spinup_steps * SYNTH_DT_HOURS;
     for (int s = 0; s < o->spinup_steps; s++) synth_atmos_advance(a);
     *out = a;
@@ -313,7 +316,7 @@ int synth_atmos_write(const synth_atmos_opts *o, const char *dir)
     int d_time = -1, v_time;
     TRY(synth_nc_def_time(&nc, "time", "time", nt, &d_time, &v_time));
     int dims3[3] = {d_time, ll.dim_lat, ll.dim_lon}, dims2[2] = {ll.dim_lat, ll.dim_lon};
-    size_t chunks[3] = {8, SYNTH_NLAT, SYNTH_NLON};
+    size_t chunks[3] = {nt < 8 ? (size_t)nt : 8, SYNTH_NLAT, SYNTH_NLON};
     int v_field[SYNTH_NVARS], v_lsm, v_region;
     for (int v = 0; v < SYNTH_NVARS; v++)
         TRY(synth_nc_def_field(&nc, atmos_fields[v], 3, dims3, chunks, 1, NULL, &v_field[v]));
@@ -329,7 +332,8 @@ int synth_atmos_write(const synth_atmos_opts *o, const char *dir)
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
     TRY(synth_nc_att_text(&nc, NC_GLOBAL, "seed", buf));
     TRY(synth_nc_att_int(&nc, NC_GLOBAL, "start_year", o->start_year));
-    TRY(synth_nc_att_int(&nc, NC_GLOBAL, "years", o->years));
+    if (o->days > 0) TRY(synth_nc_att_int(&nc, NC_GLOBAL, "days", o->days));
+    else TRY(synth_nc_att_int(&nc, NC_GLOBAL, "years", o->years));
     TRY(synth_nc_att_text(&nc, NC_GLOBAL, "generator",
                           "anomalies about an analytic seasonal + diurnal climatology: semi-Lagrangian advection by a "
                           "latitude-dependent zonal jet, land/sea-dependent diffusion, relaxation and coupling, "

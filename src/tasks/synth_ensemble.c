@@ -48,11 +48,11 @@ void synth_ens_defaults(synth_ens_opts *o)
     o->emos_truth = 0;
 }
 
-int synth_ens_inits(int year0, int years, int lead_hours, int64_t *out)
+int synth_ens_inits(int64_t h0, int64_t h1, int lead_hours, int64_t *out)
 {
-    int64_t h0 = synth_hours_from_civil(year0, 1, 1, 0), h1 = synth_hours_from_civil(year0 + years, 1, 1, 0);
     int n = 0;
-    for (int64_t h = h0; h + lead_hours < h1; h += 24) {
+    int64_t first = h0 % 24 == 0 ? h0 : h0 + (24 - ((h0 % 24) + 24) % 24);
+    for (int64_t h = first; h < h1 && h + lead_hours < h1; h += 24) {
         int wd = synth_weekday(h);
         if (wd != 0 && wd != 3) continue;
         if (out) out[n] = h;
@@ -61,7 +61,30 @@ int synth_ens_inits(int year0, int years, int lead_hours, int64_t *out)
     return n;
 }
 
-void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
+void synth_ens_period(const synth_ens_opts *o, int64_t *h0, int64_t *h1)
+{
+    *h0 = synth_hours_from_civil(o->atmos.start_year, 1, 1, 0);
+    *h1 = o->atmos.days > 0 ? *h0 + (int64_t)o->atmos.days * 24
+                            : synth_hours_from_civil(o->atmos.start_year + o->atmos.years, 1, 1, 0);
+}
+
+int synth_ens_climate_inits(const synth_ens_opts *o, int64_t *out)
+{
+    int64_t lim = synth_hours_from_civil(o->atmos.start_year, 1, 1, 0);
+    if (o->clim_years <= 0) return 0;
+    if (o->atmos.days <= 0 || o->atmos.days >= 365) /* whole years: everything before the forecasts */
+        return synth_ens_inits(synth_hours_from_civil(o->atmos.start_year - o->clim_years, 1, 1, 0), lim,
+                               o->lead_hours, out);
+    int n = 0;
+    for (int y = o->clim_years; y >= 1; y--) {
+        int64_t h0 = synth_hours_from_civil(o->atmos.start_year - y, 1, 1, 0);
+        int64_t h1 = h0 + (int64_t)o->atmos.days * 24;
+        n += synth_ens_inits(h0, h1 < lim ? h1 : lim, o->lead_hours, out ? out + n : NULL);
+    }
+    return n;
+}
+
+int synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t init_hours, const float *truth,
                        float *members)
 {
     int M = o->members;
@@ -69,7 +92,7 @@ void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t in
     rng_t rng;
     rng_seed(&rng, o->atmos.seed, (uint64_t)SYNTH_STREAM_ENS_INIT + (uint64_t)(init_hours / SYNTH_DT_HOURS));
     double *clim = malloc(sizeof(double) * SYNTH_NPTS * 5);
-    if (!clim) return;
+    if (!clim) return sm_fail(SM_ERR_NUMERIC, "synth ensemble: out of memory");
     double *zeta = clim + SYNTH_NPTS, *eta = zeta + SYNTH_NPTS, *eps = eta + SYNTH_NPTS, *tmp = eps + SYNTH_NPTS;
     const float *lsm = synth_atmos_lsm(a);
     const double *lat = synth_atmos_lat(a);
@@ -102,6 +125,7 @@ void synth_ens_members(const synth_ens_opts *o, const synth_atmos *a, int64_t in
         }
     }
     free(clim);
+    return SM_OK;
 }
 
 void synth_ens_emos_truth(const synth_ens_opts *o, int64_t init_hours, const float *members, float *truth)
@@ -200,14 +224,22 @@ static int ens_file_open(ens_file *f, const synth_ens_opts *o, const synth_atmos
         (st = synth_nc_att_int(nc, NC_GLOBAL, "members", o->members)) ||
         (st = synth_nc_att_text(nc, NC_GLOBAL, "truth_variant", o->emos_truth ? "emos" : "toy-atmosphere")))
         return st;
-    snprintf(buf, sizeof buf,
-             "toy atmosphere (smoecast synth toy-atmosphere --seed %llu --start-year %d --years %d reproduces it)",
-             (unsigned long long)o->atmos.seed, o->atmos.start_year - o->clim_years, o->atmos.years + o->clim_years);
+    if (o->atmos.days > 0)
+        snprintf(buf, sizeof buf,
+                 "toy atmosphere (smoecast synth toy-atmosphere --seed %llu --start-year %d --days %lld reproduces it)",
+                 (unsigned long long)o->atmos.seed, o->atmos.start_year - o->clim_years,
+                 (long long)((synth_hours_from_civil(o->atmos.start_year, 1, 1, 0) -
+                              synth_hours_from_civil(o->atmos.start_year - o->clim_years, 1, 1, 0)) / 24 + o->atmos.days));
+    else
+        snprintf(buf, sizeof buf,
+                 "toy atmosphere (smoecast synth toy-atmosphere --seed %llu --start-year %d --years %d reproduces it)",
+                 (unsigned long long)o->atmos.seed, o->atmos.start_year - o->clim_years, o->atmos.years + o->clim_years);
     if ((st = synth_nc_att_text(nc, NC_GLOBAL, "atmosphere", buf))) return st;
     if ((st = synth_nc_att_text(nc, NC_GLOBAL, "model_climate",
                                 "ensemble_climate.nc: the same forecast system initialised on the same weekdays "
-                                "(Monday, Thursday 00Z) in the years before; for the EFI use the forecasts whose "
-                                "initialisation is within 15 days of the same day of year")))
+                                "(Monday, Thursday 00Z) in the clim_years years before the forecasts (with --days: "
+                                "the same calendar window of each of those years); for the EFI use the forecasts "
+                                "whose initialisation is within 15 days of the same day of year")))
         return st;
     if (o->emos_truth) {
         if ((st = synth_nc_att_text(nc, NC_GLOBAL, "emos_model",
@@ -294,14 +326,17 @@ int synth_ens_write(const synth_ens_opts *o, const char *dir)
         return sm_fail(SM_ERR_USAGE, "synth ensemble: --clim-years %d is invalid (0..100)", o->clim_years);
     if (o->lead_hours <= 0 || o->lead_hours % SYNTH_DT_HOURS)
         return sm_fail(SM_ERR_USAGE, "synth ensemble: lead %d h is not a positive multiple of 6 h", o->lead_hours);
+    int64_t h0, h1;
+    synth_ens_period(o, &h0, &h1);
     synth_atmos_opts ao = o->atmos;
     ao.start_year = o->atmos.start_year - o->clim_years;
     ao.years = o->atmos.years + o->clim_years;
+    if (o->atmos.days > 0) ao.days = (int)((h1 - synth_hours_from_civil(ao.start_year, 1, 1, 0)) / 24);
     synth_atmos *a = NULL;
     int st = synth_atmos_create(&ao, &a);
     if (st) return st;
-    int nclim = o->clim_years > 0 ? synth_ens_inits(ao.start_year, o->clim_years, o->lead_hours, NULL) : 0;
-    int nfc = synth_ens_inits(o->atmos.start_year, o->atmos.years, o->lead_hours, NULL);
+    int nclim = synth_ens_climate_inits(o, NULL);
+    int nfc = synth_ens_inits(h0, h1, o->lead_hours, NULL);
     int M = o->members;
     int64_t *inits = malloc(sizeof(int64_t) * (size_t)(nclim + nfc + 1));
     float *truth = malloc(sizeof(float) * SYNTH_NVARS * SYNTH_NPTS);
@@ -316,11 +351,12 @@ int synth_ens_write(const synth_ens_opts *o, const char *dir)
         goto done;
     }
     if (nfc < 1) {
-        st = sm_fail(SM_ERR_USAGE, "synth ensemble: no initialisation fits in %d year(s)", o->atmos.years);
+        st = sm_fail(SM_ERR_USAGE, "synth ensemble: no Monday/Thursday initialisation with its %d h lead fits in the "
+                                   "period (use more --years or --days)", o->lead_hours);
         goto done;
     }
-    if (nclim > 0) synth_ens_inits(ao.start_year, o->clim_years, o->lead_hours, inits);
-    synth_ens_inits(o->atmos.start_year, o->atmos.years, o->lead_hours, inits + nclim);
+    synth_ens_climate_inits(o, inits);
+    synth_ens_inits(h0, h1, o->lead_hours, inits + nclim);
     if ((st = ens_file_open(&fc, o, a, dir, "ensemble", nfc, M, "smoecast synthetic ensemble forecasts (48 h lead)",
                             "ensemble forecasts")))
         goto done;
@@ -340,7 +376,7 @@ int synth_ens_write(const synth_ens_opts *o, const char *dir)
         int64_t valid = inits[k] + o->lead_hours;
         while (synth_atmos_hours(a) < valid) synth_atmos_advance(a);
         synth_atmos_fields(a, truth);
-        synth_ens_members(o, a, inits[k], truth, members);
+        if ((st = synth_ens_members(o, a, inits[k], truth, members))) goto done;
         if (k < nclim) {
             if ((st = ens_file_put(&cl, k, inits[k], valid, members))) goto done;
         } else {

@@ -24,7 +24,7 @@ void synth_heat_defaults(synth_heat_opts *o)
     o->runs_test = 10;
 }
 
-void synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region)
+int synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region)
 {
     int n = ny * nx;
     for (int i = 0; i < n; i++) region[i] = -1;
@@ -35,7 +35,7 @@ void synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region
         region[c] = r;
     }
     int64_t *free_cells = malloc(sizeof(int64_t) * (size_t)n);
-    if (!free_cells) return;
+    if (!free_cells) return sm_fail(SM_ERR_NUMERIC, "synth heat: out of memory");
     int64_t nfree = 0;
     for (int i = 0; i < n; i++)
         if (region[i] < 0) free_cells[nfree++] = i;
@@ -60,6 +60,7 @@ void synth_heat_region_map(rng_t *rng, int ny, int nx, int nregions, int *region
         nfree = kept;
     }
     free(free_cells);
+    return SM_OK;
 }
 
 void synth_heat_step(const float *u, float *out, const float *diff, int ny, int nx)
@@ -81,7 +82,11 @@ int synth_heat_map(const synth_heat_opts *o, int *region, float *diffusivity)
     if (!reg) return sm_fail(SM_ERR_NUMERIC, "synth heat: out of memory");
     rng_t rng;
     rng_seed(&rng, o->seed, SYNTH_STREAM_HEAT_MAP);
-    synth_heat_region_map(&rng, o->ny, o->nx, SYNTH_HEAT_REGIONS, reg);
+    int st = synth_heat_region_map(&rng, o->ny, o->nx, SYNTH_HEAT_REGIONS, reg);
+    if (st) {
+        if (!region) free(reg);
+        return st;
+    }
     if (diffusivity)
         for (int i = 0; i < n; i++) diffusivity[i] = (float)synth_heat_diffusivity[reg[i]];
     if (!region) free(reg);

@@ -32,4 +32,8 @@ expect_exit 0 "lr: 0.0003" -- "$BIN" config training.lr=3e-4
 "$BIN" config model.moe.experts=8 data.dataset=x.nc > "$TMP/a.yaml" || fail "config print"
 "$BIN" config -c "$TMP/a.yaml" > "$TMP/b.yaml" || fail "config reload"
 cmp -s "$TMP/a.yaml" "$TMP/b.yaml" && ok "config round trip" || fail "config round trip differs"
+# Every shipped config is valid.
+for f in "$SRC"/configs/*.yaml; do
+  "$BIN" config -c "$f" >/dev/null 2>"$TMP/err" && ok "config $(basename "$f")" || fail "config $(basename "$f"): $(cat "$TMP/err")"
+done
 finish

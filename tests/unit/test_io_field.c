@@ -26,6 +26,14 @@ static void test_selectors(void **state)
     assert_string_equal(s.out_name, "129850");
     assert_int_equal(var_selector_parse("t:0.5", &s), SM_OK);
     assert_string_equal(s.out_name, "t0_5");
+    assert_int_equal(var_selector_parse("t2m=2t", &s), SM_OK);
+    assert_string_equal(s.select, "2t");
+    assert_string_equal(s.out_name, "t2m");
+    assert_int_equal(var_selector_parse("geo=129:500", &s), SM_OK);
+    assert_int_equal(s.param_id, 129);
+    assert_true(s.level == 500);
+    assert_string_equal(s.out_name, "geo");
+    assert_int_equal(var_selector_parse("=2t", &s), SM_ERR_USAGE);
     assert_int_equal(var_selector_parse("z:abc", &s), SM_ERR_USAGE);
     assert_int_equal(var_selector_parse("", &s), SM_ERR_USAGE);
     assert_int_equal(var_selector_parse(":500", &s), SM_ERR_USAGE);

@@ -301,11 +301,49 @@ static void test_shared_files(void **state)
     remove("half.grib");
 }
 
+/* the concept cache must give exactly what ecCodes' concepts give, field by field */
+static void test_concept_cache(void **state)
+{
+    (void)state;
+    const char *files[] = {"pygrib__gfs.grb", "cfgrib__era5-levels-members.grib",
+                           "geocat-datafiles__z_tigge_c_egrr_20061028120000_0000_pt_glob_prod.grib2", "cfgrib__regular_ll_msl.grib",
+                           "cfgrib__fields_with_missing_values.grib", "earthkit-data__ens_none.grib"};
+    char path[1024];
+    int total = 0;
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        if (!testutil_shared_data(files[k], path, sizeof path)) {
+            testutil_skip_or_fail("shared data absent");
+            return;
+        }
+        grib_reader *a, *b;
+        assert_int_equal(grib_reader_open(path, &a), SM_OK);
+        assert_int_equal(grib_reader_open(path, &b), SM_OK);
+        grib_reader_set_concept_cache(b, 0);
+        for (;;) {
+            field_meta ma, mb;
+            int da, db;
+            assert_int_equal(grib_reader_next(a, &ma, &da), SM_OK);
+            assert_int_equal(grib_reader_next(b, &mb, &db), SM_OK);
+            assert_int_equal(da, db);
+            if (da) break;
+            assert_int_equal(ma.param_id, mb.param_id);
+            assert_string_equal(ma.short_name, mb.short_name);
+            assert_string_equal(ma.name, mb.name);
+            assert_string_equal(ma.units, mb.units);
+            assert_string_equal(ma.type_of_level, mb.type_of_level);
+            total++;
+        }
+        grib_reader_close(a);
+        grib_reader_close(b);
+    }
+    assert_int_equal(total, 344 + 160 + 24 + 1 + 2 + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scanning_modes), cmocka_unit_test(test_bitmap), cmocka_unit_test(test_reduced_gg),
-        cmocka_unit_test(test_not_grib),        cmocka_unit_test(test_shared_files),
+        cmocka_unit_test(test_not_grib),        cmocka_unit_test(test_shared_files), cmocka_unit_test(test_concept_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

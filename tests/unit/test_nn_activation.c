@@ -82,12 +82,40 @@ static void test_names_inplace(void **state)
     assert_float_equal(x[2], 2.0f, 0);
 }
 
+/* The vectorised ELU exp against libm over a wide range, and its edge cases. */
+static void test_elu_accuracy(void **state)
+{
+    (void)state;
+    enum { N = 2001 };
+    float x[N], y[N], g[N], gx[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = -100.0f + 0.1f * (float)i;
+        g[i] = 1.0f;
+        gx[i] = 0.0f;
+    }
+    activation_forward(ACT_ELU, 0.7f, N, y, x);
+    activation_backward(ACT_ELU, 0.7f, N, gx, g, x, y);
+    for (int i = 0; i < N; i++) {
+        double ref = x[i] > 0 ? x[i] : 0.7 * expm1((double)x[i]);
+        double dref = x[i] > 0 ? 1.0 : 0.7 * exp((double)x[i]);
+        assert_true(fabs(y[i] - ref) <= 2e-7 * fabs(ref) + 1e-30);
+        assert_true(fabs(gx[i] - dref) <= 2e-7 * fabs(dref) + 1e-37);
+    }
+    float e[4] = {INFINITY, -INFINITY, NAN, -1e-8f}, ey[4];
+    activation_forward(ACT_ELU, 1.0f, 4, ey, e);
+    assert_true(isinf(ey[0]) && ey[0] > 0);
+    assert_float_equal(ey[1], -1.0f, 0);
+    assert_true(isnan(ey[2]));
+    assert_float_equal(ey[3], -1e-8f, 1e-14);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_names_inplace),
+        cmocka_unit_test(test_elu_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

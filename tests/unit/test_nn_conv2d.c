@@ -195,6 +195,9 @@ static void test_direct_reference(void **state)
         {3, 10, 9, 11, 4, 3, 1, PAD_REPLICATE, 0},
         {1, 16, 8, 9, 3, 3, 1, PAD_ZERO, 1},
         {5, 8, 6, 4, 2, 7, 1, PAD_REPLICATE, 1},
+        /* Winograd with several samples per GEMM and a partial last chunk */
+        {5, 8, 20, 30, 4, 3, 1, PAD_PERIODIC_LON, 1},
+        {3, 9, 17, 15, 5, 3, 1, PAD_REPLICATE, 0},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const conv2d_shape *s = &shapes[i];
@@ -241,6 +244,7 @@ static void test_threads_deterministic(void **state)
         {6, 3, 30, 40, 8, 3, 2, PAD_ZERO, 1},
         {4, 32, 24, 32, 16, 1, 1, PAD_ZERO, 1},
         {2, 4, 40, 40, 8, 5, 1, PAD_REPLICATE, 0},
+        {8, 16, 20, 30, 8, 3, 1, PAD_PERIODIC_LON, 1},
     };
     int old = nn_get_threads();
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

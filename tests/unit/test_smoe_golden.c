@@ -1,4 +1,4 @@
-/* SMoE layer and RC loss against PyTorch (tests/golden/smoe_*.nc from
+/* SMoE layer, RC loss and the point-gated layer against PyTorch (tests/golden/smoe_*.nc from
  * scripts/golden/make_golden_smoe.py): ||c - torch||_2 <= 1e-4 ||torch||_2 + 1e-6 per tensor. */
 #include "testutil.h"
 
@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "moe/point_moe.h"
 #include "moe/rc_loss.h"
 #include "moe/smoe.h"
+#include "nn/threads.h"
 
 static void check_close(const char *what, const float *c, const float *t, size_t n)
 {
@@ -117,8 +119,69 @@ static void test_rc_labels_ties(void **st)
     free(dl_t); free(damp_t); free(idx);
 }
 
+static void run_point(const char *c)
+{
+    const char *F = "smoe_point.nc";
+    size_t n, shape[8], np_t, ny;
+    float *cfg = load(F, c, "cfg", &n, NULL);
+    float *x = load(F, c, "x", &n, shape);
+    pmoe_shape s;
+    memset(&s, 0, sizeof s);
+    s.batch = (int)shape[0]; s.c_in = (int)shape[1]; s.h = (int)shape[2]; s.w = (int)shape[3];
+    s.n_experts = (int)cfg[1];
+    s.k = (int)cfg[2];
+    pmoe_shape_defaults(&s);
+    s.gate = (pmoe_gate_type)(int)cfg[0];
+    s.hidden = (int)cfg[3];
+    s.pad = (pad_mode)(int)cfg[4];
+    s.groups = (int)cfg[5];
+    s.experts_per_group = (int)cfg[6];
+    s.k_outer = (int)cfg[7];
+    s.k_inner = (int)cfg[8];
+    s.outer_kind = cfg[9] != 0 ? MOE_GATE_LAPLACE : MOE_GATE_SOFTMAX;
+    s.inner_kind = cfg[10] != 0 ? MOE_GATE_LAPLACE : MOE_GATE_SOFTMAX;
+    s.laplace_bias = (int)cfg[11];
+    s.noisy = 0;
+    s.attn_hidden = 0; /* the reference uses the expert hidden width */
+    pmoe_aux_weights aux = {cfg[12], 0, cfg[13], cfg[14], 0, 0};
+    float *params = load(F, c, "params", &np_t, NULL), *gy = load(F, c, "gy", &ny, shape);
+    s.c_out = (int)shape[1];
+    assert_int_equal(pmoe_check(&s), SM_OK);
+    assert_int_equal(pmoe_param_floats(&s), np_t);
+    float *y_t = load(F, c, "y", NULL, NULL), *gx_t = load(F, c, "gx", NULL, NULL);
+    float *gp_t = load(F, c, "gparams", NULL, NULL);
+    size_t nx = (size_t)s.batch * s.c_in * s.h * s.w;
+    float *y = malloc(ny * sizeof(float)), *dx = calloc(nx, sizeof(float));
+    float *dp = calloc(np_t, sizeof(float));
+    float *state = calloc(pmoe_state_floats(&s), sizeof(float));
+    float *ws = calloc(pmoe_workspace_floats(&s), sizeof(float));
+    pmoe_forward(&s, y, x, params, state, ws, 0, NULL);
+    pmoe_backward(&s, dx, dp, gy, &aux, x, params, state, ws);
+    char what[96];
+    snprintf(what, sizeof what, "%s y", c); check_close(what, y, y_t, ny);
+    snprintf(what, sizeof what, "%s gx", c); check_close(what, dx, gx_t, nx);
+    int nt = pmoe_param_count(&s);
+    moe_param_info *info = malloc((size_t)nt * sizeof *info);
+    pmoe_params(&s, info);
+    for (int t = 0; t < nt; t++) {
+        snprintf(what, sizeof what, "%s %s", c, info[t].name);
+        check_close(what, dp + info[t].offset, gp_t + info[t].offset, info[t].count);
+    }
+    free(info); free(cfg); free(x); free(params); free(gy); free(y_t); free(gx_t); free(gp_t);
+    free(y); free(dx); free(dp); free(state); free(ws);
+}
+
+static void test_point_softmax(void **st) { (void)st; run_point("softmax"); }
+static void test_point_laplace(void **st) { (void)st; run_point("laplace"); }
+static void test_point_hmoe_ll(void **st) { (void)st; run_point("hmoe_ll"); }
+static void test_point_hmoe_sl(void **st) { (void)st; run_point("hmoe_sl"); }
+static void test_point_attention_dense(void **st) { (void)st; run_point("attention_dense"); }
+static void test_point_attention_k2(void **st) { (void)st; run_point("attention_k2"); }
+
 int main(void)
 {
+    /* Tiny shapes: extra threads only add scheduling overhead on a loaded machine. */
+    nn_set_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_latent_weighted),
         cmocka_unit_test(test_latent_unweighted_rc_damping),
@@ -128,6 +191,12 @@ int main(void)
         cmocka_unit_test(test_conv_weighted_damping),
         cmocka_unit_test(test_conv1x1_softmax),
         cmocka_unit_test(test_rc_labels_ties),
+        cmocka_unit_test(test_point_softmax),
+        cmocka_unit_test(test_point_laplace),
+        cmocka_unit_test(test_point_hmoe_ll),
+        cmocka_unit_test(test_point_hmoe_sl),
+        cmocka_unit_test(test_point_attention_dense),
+        cmocka_unit_test(test_point_attention_k2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include "moe/rc_loss.h"
 #include "moe/smoe.h"
 #include "moe/smoe_expert.h"
+#include "nn/threads.h"
 
 typedef struct {
     smoe_shape s;
@@ -216,6 +217,15 @@ static void test_sparse_matches_dense(void **st)
                         assert_true(rp >= r);
                     }
                 }
+        /* idx == NULL: every expert at every pixel (k = N), equal to the dense reference */
+        smoe_expert_shape all = es;
+        all.k = s.n_experts;
+        float *sp = malloc((size_t)s.batch * s.n_experts * hw * sizeof(float));
+        float *ws = malloc(smoe_expert_workspace_floats(&all) * sizeof(float));
+        smoe_expert_forward(&all, sp, NULL, f.x, f.params, ws);
+        assert_true(testutil_rel_l2(sp, dense, (size_t)s.batch * s.n_experts * hw) < 1e-5);
+        free(sp);
+        free(ws);
         free(dense);
         fx_free(&f);
     }
@@ -402,8 +412,35 @@ static void test_aux_losses_through_gate(void **st)
     fx_free(&f);
 }
 
+/* The threaded sparse kernels (large enough to run in parallel) agree with one thread. */
+static void test_threads_agree(void **st)
+{
+    (void)st;
+    smoe_shape s = small_shape(SMOE_GATE_LATENT, 1, 2, PAD_PERIODIC_LON);
+    s.batch = 4; s.c_in = 16; s.h = 24; s.w = 32;
+    fixture f;
+    fx_init(&f, &s, 700);
+    nn_set_threads(1);
+    fx_backward(&f);
+    float *y1 = malloc(f.ny * sizeof(float)), *dx1 = malloc(f.nx * sizeof(float));
+    float *dp1 = malloc(f.np * sizeof(float));
+    memcpy(y1, f.y, f.ny * sizeof(float));
+    memcpy(dx1, f.dx, f.nx * sizeof(float));
+    memcpy(dp1, f.dp, f.np * sizeof(float));
+    nn_set_threads(2);
+    fx_backward(&f);
+    nn_set_threads(1);
+    assert_true(testutil_rel_l2(f.y, y1, f.ny) < 1e-6);
+    assert_true(testutil_rel_l2(f.dx, dx1, f.nx) < 1e-6);
+    assert_true(testutil_rel_l2(f.dp, dp1, f.np) < 1e-5);
+    free(y1); free(dx1); free(dp1);
+    fx_free(&f);
+}
+
 int main(void)
 {
+    /* Tiny shapes: extra threads only add scheduling overhead on a loaded machine. */
+    nn_set_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_latent_weighted),
         cmocka_unit_test(test_fd_conv_gates_weighted),
@@ -416,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_noise_and_init),
         cmocka_unit_test(test_aux_losses_through_gate),
+        cmocka_unit_test(test_threads_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,13 +62,13 @@ static void test_mask_and_regions(void **state)
     synth_atmos_free(a);
 }
 
-/* One year of fields: ranges, land/sea contrast, persistence < climatology. */
+/* 240 days of fields (January to August): ranges, land/sea contrast, persistence < climatology. */
 static void test_statistics(void **state)
 {
     (void)state;
     synth_atmos_opts o;
     synth_atmos_defaults(&o);
-    o.years = 1;
+    o.days = 240;
     o.seed = 2;
     synth_atmos *a;
     assert_int_equal(synth_atmos_create(&o, &a), 0);
@@ -182,12 +182,12 @@ static void test_files(void **state)
     testutil_tmpdir("synth_atmos", dir, sizeof dir);
     synth_atmos_opts o;
     synth_atmos_defaults(&o);
-    o.years = 1;
+    o.days = 60;
     o.seed = 4;
     assert_int_equal(synth_atmos_write(&o, dir), 0);
     snprintf(pnc, sizeof pnc, "%s/toy-atmosphere.nc", dir);
     snprintf(pgrib, sizeof pgrib, "%s/toy-atmosphere.grib2", dir);
-    const int nt = 366 * 4;
+    const int nt = 60 * 4;
 
     int nc, vid, nd, dims[4];
     assert_int_equal(nc_open(pnc, NC_NOWRITE, &nc), NC_NOERR);
@@ -195,6 +195,9 @@ static void test_files(void **state)
     size_t len;
     assert_int_equal(nc_get_att_text(nc, NC_GLOBAL, "Conventions", text), NC_NOERR);
     assert_memory_equal(text, "CF-1.8", 6);
+    int ival = 0;
+    assert_int_equal(nc_get_att_int(nc, NC_GLOBAL, "days", &ival), NC_NOERR);
+    assert_int_equal(ival, 60);
     assert_int_equal(nc_inq_varid(nc, "time", &vid), NC_NOERR);
     memset(text, 0, sizeof text);
     assert_int_equal(nc_get_att_text(nc, vid, "units", text), NC_NOERR);
@@ -310,6 +313,9 @@ static void test_bad_options(void **state)
     synth_atmos_opts o;
     synth_atmos_defaults(&o);
     o.years = 0;
+    assert_int_equal(synth_atmos_write(&o, "."), 1);
+    synth_atmos_defaults(&o);
+    o.days = -1;
     assert_int_equal(synth_atmos_write(&o, "."), 1);
     synth_atmos_defaults(&o);
     o.years = 1;

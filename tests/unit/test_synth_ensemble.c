@@ -15,10 +15,11 @@
 static void test_inits(void **state)
 {
     (void)state;
-    int n = synth_ens_inits(2000, 1, 48, NULL);
+    int64_t h0 = synth_hours_from_civil(2000, 1, 1, 0), h1 = synth_hours_from_civil(2001, 1, 1, 0);
+    int n = synth_ens_inits(h0, h1, 48, NULL);
     assert_true(n >= 100 && n <= 106);
     int64_t *t = malloc(sizeof(int64_t) * n);
-    assert_int_equal(synth_ens_inits(2000, 1, 48, t), n);
+    assert_int_equal(synth_ens_inits(h0, h1, 48, t), n);
     int64_t end = synth_hours_from_civil(2001, 1, 1, 0);
     for (int k = 0; k < n; k++) {
         int wd = synth_weekday(t[k]);
@@ -29,45 +30,80 @@ static void test_inits(void **state)
         if (k) assert_true(t[k] - t[k - 1] == 72 || t[k] - t[k - 1] == 96);
     }
     free(t);
+    /* the model climate: the same window in each earlier year, never after the forecasts start */
+    synth_ens_opts o;
+    synth_ens_defaults(&o);
+    o.atmos.days = 40;
+    o.clim_years = 3;
+    int nc = synth_ens_climate_inits(&o, NULL);
+    assert_true(nc >= 3 * 10 && nc <= 3 * 12);
+    t = malloc(sizeof(int64_t) * nc);
+    assert_int_equal(synth_ens_climate_inits(&o, t), nc);
+    for (int k = 0; k < nc; k++) {
+        int y, m, d, hh;
+        synth_civil_from_hours(t[k], &y, &m, &d, &hh);
+        assert_true(y >= 1997 && y <= 1999);
+        assert_true(t[k] - synth_hours_from_civil(y, 1, 1, 0) + 48 < 40 * 24);
+        if (k) assert_true(t[k] > t[k - 1]);
+    }
+    free(t);
+    /* whole years: the clim_years years before, each init once */
+    o.atmos.days = 0;
+    o.atmos.years = 3;
+    o.clim_years = 2;
+    nc = synth_ens_climate_inits(&o, NULL);
+    t = malloc(sizeof(int64_t) * nc);
+    synth_ens_climate_inits(&o, t);
+    assert_int_equal(nc, synth_ens_inits(synth_hours_from_civil(1998, 1, 1, 0), synth_hours_from_civil(2000, 1, 1, 0), 48, NULL));
+    for (int k = 1; k < nc; k++) assert_true(t[k] > t[k - 1]);
+    assert_true(t[nc - 1] + 48 < synth_hours_from_civil(2000, 1, 1, 0));
+    free(t);
 }
 
-/* Members and truth for every init of one year, accumulated as the statistics each test needs. */
+/* Members and truth for every init of 240 days, accumulated as the statistics each test needs:
+ * [0] against the toy-atmosphere truth, [1] against the EMOS-variant truth of the same members. */
 typedef struct {
     double sq_err[SYNTH_NVARS], var[SYNTH_NVARS];
     double bias[SYNTH_NVARS][6];
     long count[6];
     long n;
-    /* EMOS variant: normal equations of the mean regression and raw data for the variance fit */
     double *mean, *vars, *truth; /* [var][sample] */
 } ens_stats;
 
-static void collect(int emos, ens_stats *s)
+static ens_stats g_stats[2];
+
+static int collect(void **state)
 {
-    memset(s, 0, sizeof *s);
+    (void)state;
+    memset(g_stats, 0, sizeof g_stats);
     synth_ens_opts o;
     synth_ens_defaults(&o);
-    o.atmos.years = 1;
+    o.atmos.days = 240; /* 68 forecasts x 2048 points */
     o.atmos.seed = 21;
-    o.emos_truth = emos;
-    int M = o.members, ni = synth_ens_inits(2000, 1, 48, NULL);
+    o.emos_truth = 1;
+    int64_t h0, h1;
+    synth_ens_period(&o, &h0, &h1);
+    int M = o.members, ni = synth_ens_inits(h0, h1, 48, NULL);
     int64_t *inits = malloc(sizeof(int64_t) * ni);
-    synth_ens_inits(2000, 1, 48, inits);
+    synth_ens_inits(h0, h1, 48, inits);
     synth_atmos *a;
-    assert_int_equal(synth_atmos_create(&o.atmos, &a), 0);
+    if (synth_atmos_create(&o.atmos, &a)) return -1;
     float *truth = malloc(sizeof(float) * SYNTH_NVARS * SYNTH_NPTS), *et = malloc(sizeof(float) * SYNTH_NVARS * SYNTH_NPTS);
     float *mem = malloc(sizeof(float) * SYNTH_NVARS * M * SYNTH_NPTS);
     size_t ns = (size_t)ni * SYNTH_NPTS;
-    s->mean = malloc(sizeof(double) * SYNTH_NVARS * ns);
-    s->vars = malloc(sizeof(double) * SYNTH_NVARS * ns);
-    s->truth = malloc(sizeof(double) * SYNTH_NVARS * ns);
+    for (int e = 0; e < 2; e++) {
+        g_stats[e].mean = malloc(sizeof(double) * SYNTH_NVARS * ns);
+        g_stats[e].vars = malloc(sizeof(double) * SYNTH_NVARS * ns);
+        g_stats[e].truth = malloc(sizeof(double) * SYNTH_NVARS * ns);
+        g_stats[e].n = (long)ns;
+    }
     const double *lat = synth_atmos_lat(a);
     const float *lsm = synth_atmos_lsm(a);
     for (int k = 0; k < ni; k++) {
         while (synth_atmos_hours(a) < inits[k] + 48) synth_atmos_advance(a);
         synth_atmos_fields(a, truth);
-        synth_ens_members(&o, a, inits[k], truth, mem);
-        if (emos) synth_ens_emos_truth(&o, inits[k], mem, et);
-        const float *y = emos ? et : truth;
+        if (synth_ens_members(&o, a, inits[k], truth, mem)) return -1;
+        synth_ens_emos_truth(&o, inits[k], mem, et);
         for (int v = 0; v < SYNTH_NVARS; v++)
             for (int p = 0; p < SYNTH_NPTS; p++) {
                 double m = 0, var = 0;
@@ -78,38 +114,44 @@ static void collect(int emos, ens_stats *s)
                     var += d * d;
                 }
                 var /= M - 1;
-                double e = m - y[v * SYNTH_NPTS + p];
-                s->sq_err[v] += e * e;
-                s->var[v] += var;
                 int r = synth_region(lat[p / SYNTH_NLON], lsm[p]);
-                s->bias[v][r] += e;
-                if (v == 0) s->count[r]++;
-                size_t idx = (size_t)v * ns + (size_t)k * SYNTH_NPTS + p;
-                s->mean[idx] = m;
-                s->vars[idx] = var;
-                s->truth[idx] = y[v * SYNTH_NPTS + p];
+                for (int e = 0; e < 2; e++) {
+                    ens_stats *s = &g_stats[e];
+                    double y = e ? et[v * SYNTH_NPTS + p] : truth[v * SYNTH_NPTS + p], err = m - y;
+                    s->sq_err[v] += err * err;
+                    s->var[v] += var;
+                    s->bias[v][r] += err;
+                    if (v == 0) s->count[r]++;
+                    size_t idx = (size_t)v * ns + (size_t)k * SYNTH_NPTS + p;
+                    s->mean[idx] = m;
+                    s->vars[idx] = var;
+                    s->truth[idx] = y;
+                }
             }
     }
-    s->n = (long)ns;
     free(inits);
     free(truth);
     free(et);
     free(mem);
     synth_atmos_free(a);
+    return 0;
 }
 
-static void stats_free(ens_stats *s)
+static int stats_free(void **state)
 {
-    free(s->mean);
-    free(s->vars);
-    free(s->truth);
+    (void)state;
+    for (int e = 0; e < 2; e++) {
+        free(g_stats[e].mean);
+        free(g_stats[e].vars);
+        free(g_stats[e].truth);
+    }
+    return 0;
 }
 
 static void test_underdispersion_and_regional_bias(void **state)
 {
     (void)state;
-    ens_stats s;
-    collect(0, &s);
+    const ens_stats s = g_stats[0];
     for (int v = 0; v < SYNTH_NVARS; v++) {
         double ratio = sqrt(s.var[v] / s.n) / sqrt(s.sq_err[v] / s.n);
         print_message("var %d: spread/skill %.3f\n", v, ratio);
@@ -121,7 +163,6 @@ static void test_underdispersion_and_regional_bias(void **state)
         assert_true(b[4] < 0.0 && b[5] > 0.0 && b[1] < 0.0 && b[2] > 0.0);
         assert_true(b[5] - b[4] > 0.3 * sqrt(s.sq_err[v] / s.n));
     }
-    stats_free(&s);
 }
 
 /* a + b * mean by least squares, then c + d * var by iteratively reweighted least squares on the
@@ -129,8 +170,7 @@ static void test_underdispersion_and_regional_bias(void **state)
 static void test_emos_coefficients(void **state)
 {
     (void)state;
-    ens_stats s;
-    collect(1, &s);
+    const ens_stats s = g_stats[1];
     for (int v = 0; v < SYNTH_NVARS; v++) {
         const double *m = s.mean + (size_t)v * s.n, *var = s.vars + (size_t)v * s.n, *y = s.truth + (size_t)v * s.n;
         double sx = 0, sy = 0, sxx = 0, sxy = 0;
@@ -169,7 +209,6 @@ static void test_emos_coefficients(void **state)
         assert_float_equal(c, coef[2], 0.05 * fabs(coef[2]));
         assert_float_equal(d, coef[3], 0.05 * fabs(coef[3]));
     }
-    stats_free(&s);
 }
 
 static float *nc_read_float(const char *path, const char *var, size_t *n)
@@ -194,12 +233,17 @@ static float *nc_read_float(const char *path, const char *var, size_t *n)
 
 static double *nc_read_double(const char *path, const char *var, size_t *n)
 {
-    size_t total;
-    float *f = nc_read_float(path, var, &total);
-    free(f);
-    int nc, vid;
+    int nc, vid, nd, dims[8];
     assert_int_equal(nc_open(path, NC_NOWRITE, &nc), NC_NOERR);
     assert_int_equal(nc_inq_varid(nc, var, &vid), NC_NOERR);
+    nc_inq_varndims(nc, vid, &nd);
+    nc_inq_vardimid(nc, vid, dims);
+    size_t total = 1;
+    for (int d = 0; d < nd; d++) {
+        size_t len;
+        nc_inq_dimlen(nc, dims[d], &len);
+        total *= len;
+    }
     double *buf = malloc(total * sizeof(double));
     assert_int_equal(nc_get_var_double(nc, vid, buf), NC_NOERR);
     nc_close(nc);
@@ -223,15 +267,20 @@ static void test_files(void **state)
     testutil_tmpdir("synth_ens3", d3, sizeof d3);
     synth_ens_opts o;
     synth_ens_defaults(&o);
-    o.atmos.years = 1;
+    o.atmos.days = 60;
     o.clim_years = 1;
     o.members = 4;
     o.atmos.seed = 8;
     assert_int_equal(synth_ens_write(&o, d1), 0);
     assert_int_equal(synth_ens_write(&o, d2), 0);
     o.atmos.seed = 9;
+    o.clim_years = 0; /* cheaper; its forecast and truth files still have the same shape */
     assert_int_equal(synth_ens_write(&o, d3), 0);
-    int M = 4, ni = synth_ens_inits(2000, 1, 48, NULL), nc_clim = synth_ens_inits(1999, 1, 48, NULL);
+    o.clim_years = 1;
+    int64_t h0, h1;
+    synth_ens_period(&o, &h0, &h1);
+    assert_int_equal(h1 - h0, 60 * 24);
+    int M = 4, ni = synth_ens_inits(h0, h1, 48, NULL), nc_clim = synth_ens_climate_inits(&o, NULL);
 
     /* determinism of the data variables */
     static const char *const files[3] = {"ensemble", "ensemble_truth", "ensemble_climate"};
@@ -243,13 +292,19 @@ static void test_files(void **state)
             float *x1 = nc_read_float(path, vars[v], &n1);
             snprintf(path, sizeof path, "%s/%s.nc", d2, files[f]);
             float *x2 = nc_read_float(path, vars[v], &n2);
-            snprintf(path, sizeof path, "%s/%s.nc", d3, files[f]);
-            float *x3 = nc_read_float(path, vars[v], &n3);
+            float *x3 = NULL;
+            if (f < 2) {
+                snprintf(path, sizeof path, "%s/%s.nc", d3, files[f]);
+                x3 = nc_read_float(path, vars[v], &n3);
+            }
             size_t want = (size_t)(f == 2 ? nc_clim : ni) * (f == 1 ? 1 : M) * SYNTH_NPTS;
             assert_int_equal(n1, want);
             assert_int_equal(n2, want);
             assert_memory_equal(x1, x2, n1 * sizeof(float));
-            assert_memory_not_equal(x1, x3, n1 * sizeof(float));
+            if (x3) {
+                assert_int_equal(n3, want);
+                assert_memory_not_equal(x1, x3, n1 * sizeof(float));
+            }
             free(x1);
             free(x2);
             free(x3);
@@ -289,7 +344,7 @@ static void test_files(void **state)
     double *time = nc_read_double(path, "time", &n), *frt = nc_read_double(path, "forecast_reference_time", &n);
     assert_int_equal(n, (size_t)ni);
     int64_t *inits = malloc(sizeof(int64_t) * ni);
-    synth_ens_inits(2000, 1, 48, inits);
+    synth_ens_inits(h0, h1, 48, inits);
     for (int k = 0; k < ni; k++) {
         assert_float_equal(frt[k], (double)inits[k], 0.0);
         assert_float_equal(time[k], (double)inits[k] + 48.0, 0.0);
@@ -300,6 +355,7 @@ static void test_files(void **state)
     synth_atmos_opts ao = o.atmos;
     ao.seed = 8;
     ao.start_year = 1999;
+    ao.days = 0;
     ao.years = 2;
     synth_atmos *a;
     assert_int_equal(synth_atmos_create(&ao, &a), 0);
@@ -314,7 +370,7 @@ static void test_files(void **state)
     double *ctime = nc_read_double(p2, "forecast_reference_time", &n);
     assert_int_equal(n, (size_t)nc_clim);
     assert_true(ctime[0] >= (double)synth_hours_from_civil(1999, 1, 1, 0));
-    assert_true(ctime[n - 1] < (double)synth_hours_from_civil(2000, 1, 1, 0));
+    assert_true(ctime[n - 1] + 48 < (double)synth_hours_from_civil(1999, 1, 1, 0) + 60 * 24);
     free(ctime);
 
     /* ensemble.grib2: template 4.1, members, step 48, values equal to the NetCDF within packing */
@@ -373,7 +429,7 @@ static void test_emos_attributes(void **state)
     testutil_tmpdir("synth_ens_emos", dir, sizeof dir);
     synth_ens_opts o;
     synth_ens_defaults(&o);
-    o.atmos.years = 1;
+    o.atmos.days = 30;
     o.clim_years = 0;
     o.members = 3;
     o.emos_truth = 1;
@@ -412,5 +468,5 @@ int main(void)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_emos_attributes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, collect, stats_free);
 }

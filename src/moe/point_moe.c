@@ -1,0 +1,621 @@
+/* Point-gated MoE layer: dense conv-block experts, token gates (noisy top-k softmax, Laplace,
+ * hierarchical, attention), gate-weighted sum, auxiliary losses (see point_moe.h). */
+#include "moe/point_moe.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "moe/moe_balance.h"
+#include "moe/moe_similarity.h"
+
+void pmoe_shape_defaults(pmoe_shape *s)
+{
+    s->hidden = 16;
+    s->attn_hidden = 16;
+    s->kernel = 3;
+    s->pad = PAD_ZERO;
+    s->gate = PMOE_SOFTMAX_TOPK;
+    s->noisy = 1;
+    s->capacity_factor = 0.0f;
+    s->laplace_bias = 0;
+    s->groups = 2;
+    s->experts_per_group = 4;
+    s->k_outer = 1;
+    s->k_inner = 2;
+    s->outer_kind = MOE_GATE_LAPLACE;
+    s->inner_kind = MOE_GATE_LAPLACE;
+    s->sim_pairs = 0;
+}
+
+static int P_of(const pmoe_shape *s) { return s->h * s->w; }
+static int A_of(const pmoe_shape *s) { return s->attn_hidden > 0 ? s->attn_hidden : s->hidden; }
+
+static moe_gate_shape single_gate(const pmoe_shape *s)
+{
+    moe_gate_shape g = {s->batch, s->c_in, P_of(s), s->n_experts, s->k,
+                        s->gate == PMOE_LAPLACE ? MOE_GATE_LAPLACE : MOE_GATE_SOFTMAX,
+                        s->noisy, s->laplace_bias, s->capacity_factor};
+    return g;
+}
+
+static moe_gate_shape outer_gate(const pmoe_shape *s)
+{
+    moe_gate_shape g = {s->batch, s->c_in, P_of(s), s->groups, s->k_outer, s->outer_kind,
+                        s->noisy, s->laplace_bias, 0.0f};
+    return g;
+}
+
+static moe_gate_shape inner_gate(const pmoe_shape *s)
+{
+    moe_gate_shape g = {s->batch, s->c_in, P_of(s), s->experts_per_group, s->k_inner,
+                        s->inner_kind, s->noisy, s->laplace_bias, 0.0f};
+    return g;
+}
+
+static conv2d_shape conv1(const pmoe_shape *s)
+{
+    conv2d_shape c = {s->batch, s->c_in, s->h, s->w, s->n_experts * s->hidden, s->kernel, 1,
+                      s->pad, 1};
+    return c;
+}
+
+int pmoe_check(const pmoe_shape *s)
+{
+    if (s->batch < 1 || s->c_in < 1 || s->h < 1 || s->w < 1 || s->c_out < 1 || s->hidden < 1)
+        return sm_fail(SM_ERR_USAGE, "point moe: batch %d, c_in %d, %dx%d, c_out %d, hidden %d must be >= 1",
+                       s->batch, s->c_in, s->h, s->w, s->c_out, s->hidden);
+    if (s->attn_hidden < 0)
+        return sm_fail(SM_ERR_USAGE, "model.moe.attention.hidden: %d must be >= 1", s->attn_hidden);
+    if (s->gate < PMOE_SOFTMAX_TOPK || s->gate > PMOE_ATTENTION)
+        return sm_fail(SM_ERR_USAGE, "model.moe.gate: unknown point gate %d", (int)s->gate);
+    conv2d_shape c = conv1(s);
+    if (!conv2d_shape_valid(&c))
+        return sm_fail(SM_ERR_USAGE, "point moe: expert kernel %d unsupported for a %dx%d grid",
+                       s->kernel, s->h, s->w);
+    if (s->gate == PMOE_HMOE) {
+        if (s->groups < 1 || s->groups > PMOE_MAX_GROUPS || s->experts_per_group < 1 ||
+            s->n_experts != s->groups * s->experts_per_group)
+            return sm_fail(SM_ERR_USAGE, "model.moe.hmoe: groups %d x experts_per_group %d must equal experts %d (groups <= %d)",
+                           s->groups, s->experts_per_group, s->n_experts, PMOE_MAX_GROUPS);
+        moe_gate_shape o = outer_gate(s), i = inner_gate(s);
+        if (s->k_outer < 1 || s->k_outer > s->groups || s->k_inner < 1 || s->k_inner > s->experts_per_group)
+            return sm_fail(SM_ERR_USAGE, "model.moe.hmoe: k_outer %d / k_inner %d out of range",
+                           s->k_outer, s->k_inner);
+        int rc = moe_gate_check(&o);
+        if (rc) return rc;
+        return moe_gate_check(&i);
+    }
+    if (s->n_experts < 1 || s->k < 1 || s->k > s->n_experts)
+        return sm_fail(SM_ERR_USAGE, "model.moe: k = %d with experts = %d; need 1 <= k <= experts",
+                       s->k, s->n_experts);
+    if (s->gate != PMOE_ATTENTION) {
+        moe_gate_shape g = single_gate(s);
+        return moe_gate_check(&g);
+    }
+    return SM_OK;
+}
+
+int pmoe_param_count(const pmoe_shape *s)
+{
+    if (s->gate == PMOE_HMOE) {
+        moe_gate_shape o = outer_gate(s), i = inner_gate(s);
+        return 4 + moe_gate_params(&o, NULL) + s->groups * moe_gate_params(&i, NULL);
+    }
+    if (s->gate == PMOE_ATTENTION) return 8;
+    moe_gate_shape g = single_gate(s);
+    return 4 + moe_gate_params(&g, NULL);
+}
+
+/* Appends gate g's tensors with a name prefix. */
+static size_t add_gate(const moe_gate_shape *g, const char *prefix, moe_param_info *info, int *n,
+                       size_t off)
+{
+    moe_param_info sub[3];
+    int m = moe_gate_params(g, sub);
+    for (int j = 0; j < m; j++) {
+        if (info) {
+            info[*n] = sub[j];
+            if (snprintf(info[*n].name, sizeof info[*n].name, "%s%s", prefix, sub[j].name) < 0)
+                info[*n].name[0] = '\0';
+            info[*n].offset = off + sub[j].offset;
+        }
+        (*n)++;
+    }
+    return off + moe_gate_param_floats(g);
+}
+
+int pmoe_params(const pmoe_shape *s, moe_param_info *info)
+{
+    const int N = s->n_experts, H = s->hidden, K = s->kernel;
+    int n = 0;
+    size_t off = 0;
+#define ADD(name, nd, a, b, c, d) \
+    do { off = moe_param_set(info ? &info[n] : NULL, name, off, nd, a, b, c, d); n++; } while (0)
+    ADD("expert_w1", 4, N * H, s->c_in, K, K);
+    ADD("expert_b1", 1, N * H, 0, 0, 0);
+    ADD("expert_w2", 3, N, s->c_out, H, 0);
+    ADD("expert_b2", 2, N, s->c_out, 0, 0);
+    if (s->gate == PMOE_ATTENTION) {
+        const int A = A_of(s);
+        ADD("attn_trunk_w", 2, A, s->c_in, 0, 0);
+        ADD("attn_trunk_b", 1, A, 0, 0, 0);
+        ADD("attn_wq", 2, A, A, 0, 0);
+        ADD("attn_wk", 2, A, H, 0, 0);
+    } else if (s->gate == PMOE_HMOE) {
+        moe_gate_shape o = outer_gate(s), i = inner_gate(s);
+        off = add_gate(&o, "outer_", info, &n, off);
+        for (int g = 0; g < s->groups; g++) {
+            char pre[24];
+            if (snprintf(pre, sizeof pre, "inner%d_", g) < 0) pre[0] = '\0';
+            off = add_gate(&i, pre, info, &n, off);
+        }
+    } else {
+        moe_gate_shape g = single_gate(s);
+        off = add_gate(&g, "gate_", info, &n, off);
+    }
+#undef ADD
+    return n;
+}
+
+size_t pmoe_param_floats(const pmoe_shape *s)
+{
+    int n = pmoe_param_count(s);
+    moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
+    pmoe_params(s, info);
+    return info[n - 1].offset + info[n - 1].count;
+}
+
+static void ufill(float *p, size_t n, double a, rng_t *rng)
+{
+    for (size_t i = 0; i < n; i++) p[i] = (float)((2.0 * rng_uniform(rng) - 1.0) * a);
+}
+
+void pmoe_init(const pmoe_shape *s, float *params, rng_t *rng)
+{
+    moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
+    int n = pmoe_params(s, info);
+    memset(params, 0, pmoe_param_floats(s) * sizeof(float));
+    ufill(params + info[0].offset, info[0].count, sqrt(6.0 / ((double)s->c_in * s->kernel * s->kernel)), rng);
+    ufill(params + info[2].offset, info[2].count, sqrt(3.0 / s->hidden), rng);
+    if (s->gate == PMOE_ATTENTION) {
+        ufill(params + info[4].offset, info[4].count, sqrt(6.0 / s->c_in), rng);
+        ufill(params + info[6].offset, info[6].count, sqrt(3.0 / A_of(s)), rng);
+        ufill(params + info[7].offset, info[7].count, sqrt(3.0 / s->hidden), rng);
+    } else if (s->gate == PMOE_HMOE) {
+        moe_gate_shape o = outer_gate(s), i = inner_gate(s);
+        size_t off = info[4].offset;
+        moe_gate_init(&o, params + off, rng);
+        off += moe_gate_param_floats(&o);
+        for (int g = 0; g < s->groups; g++, off += moe_gate_param_floats(&i))
+            moe_gate_init(&i, params + off, rng);
+    } else {
+        moe_gate_shape g = single_gate(s);
+        moe_gate_init(&g, params + info[4].offset, rng);
+    }
+    (void)n;
+}
+
+/* ---- state and workspace layout ---- */
+
+typedef struct {
+    size_t h, e, g, rp, gate, pairs, stats, total;          /* state offsets */
+    size_t w_conv, w_dh, w_de, w_dg, w_dcl, w_dsd, w_dpf, w_dg1, w_dg2, w_gate, w_dq, w_dk,
+        w_dhg, wtotal;                                         /* workspace offsets */
+    size_t gate_state, inner_state;                          /* per-gate state sizes */
+} pmoe_layout;
+
+static pmoe_layout lay(const pmoe_shape *s)
+{
+    pmoe_layout L;
+    const size_t B = (size_t)s->batch, N = (size_t)s->n_experts, P = (size_t)P_of(s),
+                 H = (size_t)s->hidden, Co = (size_t)s->c_out, A = (size_t)A_of(s);
+    size_t gate_state = 0, gate_ws = 0;
+    L.inner_state = 0;
+    if (s->gate == PMOE_ATTENTION) {
+        gate_state = 2 * B * A * P + B * N * A * P + 2 * B * N * P; /* hg, Q, K, a, kept */
+    } else if (s->gate == PMOE_HMOE) {
+        moe_gate_shape o = outer_gate(s), i = inner_gate(s);
+        L.inner_state = moe_gate_state_floats(&i);
+        gate_state = moe_gate_state_floats(&o) + (size_t)s->groups * L.inner_state;
+        gate_ws = moe_gate_workspace_floats(&o);
+        if (moe_gate_workspace_floats(&i) > gate_ws) gate_ws = moe_gate_workspace_floats(&i);
+    } else {
+        moe_gate_shape g = single_gate(s);
+        gate_state = moe_gate_state_floats(&g);
+        gate_ws = moe_gate_workspace_floats(&g);
+    }
+    L.gate_state = gate_state;
+    size_t o = 0;
+    L.h = o; o += B * N * H * P;
+    L.e = o; o += B * N * Co * P;
+    L.g = o; o += B * N * P;
+    L.rp = o; o += B * N * P;
+    L.gate = o; o += gate_state;
+    L.pairs = o; o += 2 * (size_t)(s->sim_pairs > 0 ? s->sim_pairs : 0);
+    L.stats = o; o += PMOE_NSTAT;
+    L.total = o;
+    conv2d_shape c = conv1(s);
+    o = 0;
+    L.w_conv = o; o += conv2d_workspace_floats(&c);
+    L.w_dh = o; o += B * N * H * P;
+    L.w_de = o; o += Co * P;
+    L.w_dg = o; o += B * N * P;
+    L.w_dcl = o; o += B * N * P;
+    L.w_dsd = o; o += B * N * P;
+    L.w_dpf = o; o += B * N * P;
+    L.w_dg1 = o; o += B * N * P;
+    L.w_dg2 = o; o += B * N * P;
+    L.w_gate = o; o += gate_ws;
+    L.w_dq = o; o += B * A * P;
+    L.w_dk = o; o += A * P;
+    L.w_dhg = o; o += B * A * P;
+    L.wtotal = o;
+    return L;
+}
+
+size_t pmoe_state_floats(const pmoe_shape *s) { return lay(s).total; }
+size_t pmoe_workspace_floats(const pmoe_shape *s) { return lay(s).wtotal; }
+
+const float *pmoe_gate_weights(const pmoe_shape *s, const float *state) { return state + lay(s).g; }
+const float *pmoe_routing_probs(const pmoe_shape *s, const float *state) { return state + lay(s).rp; }
+const float *pmoe_expert_outputs(const pmoe_shape *s, const float *state) { return state + lay(s).e; }
+float *pmoe_stats(const pmoe_shape *s, float *state) { return state + lay(s).stats; }
+const float *pmoe_expert_hidden(const pmoe_shape *s, const float *state) { return state + lay(s).h; }
+
+static void gate_param_offsets(const pmoe_shape *s, size_t *gate_off)
+{
+    moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
+    pmoe_params(s, info);
+    *gate_off = info[4].offset;
+}
+
+/* Top-k of a (ties to the lower index), softmax over the kept entries -> g, kept. */
+static void topk_softmax(int N, int k, size_t P, const float *a, float *g, float *kept)
+{
+    for (size_t p = 0; p < P; p++) {
+        for (int n = 0; n < N; n++) kept[(size_t)n * P + p] = 0;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int n = 0; n < N; n++) {
+                if (kept[(size_t)n * P + p] != 0) continue;
+                if (best < 0 || a[(size_t)n * P + p] > a[(size_t)best * P + p]) best = n;
+            }
+            kept[(size_t)best * P + p] = 1;
+        }
+        float m = -INFINITY;
+        for (int n = 0; n < N; n++)
+            if (kept[(size_t)n * P + p] != 0) m = fmaxf(m, a[(size_t)n * P + p]);
+        double sum = 0;
+        for (int n = 0; n < N; n++)
+            if (kept[(size_t)n * P + p] != 0) sum += exp((double)a[(size_t)n * P + p] - m);
+        for (int n = 0; n < N; n++) {
+            size_t i = (size_t)n * P + p;
+            g[i] = kept[i] != 0 ? (float)(exp((double)a[i] - m) / sum) : 0.0f;
+        }
+    }
+}
+
+static void softmax_all(int N, size_t P, const float *a, float *out)
+{
+    for (size_t p = 0; p < P; p++) {
+        float m = a[p];
+        for (int n = 1; n < N; n++) m = fmaxf(m, a[(size_t)n * P + p]);
+        double sum = 0;
+        for (int n = 0; n < N; n++) sum += exp((double)a[(size_t)n * P + p] - m);
+        for (int n = 0; n < N; n++)
+            out[(size_t)n * P + p] = (float)(exp((double)a[(size_t)n * P + p] - m) / sum);
+    }
+}
+
+void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float *params,
+                  float *state, float *workspace, int training, rng_t *rng)
+{
+    const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in;
+    const size_t P = (size_t)P_of(s);
+    pmoe_layout L = lay(s);
+    moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
+    pmoe_params(s, info);
+    float *h = state + L.h, *E = state + L.e, *G = state + L.g, *rp = state + L.rp;
+    float *gst = state + L.gate, *stats = state + L.stats;
+    const float *w1 = params + info[0].offset, *b1 = params + info[1].offset;
+    const float *w2 = params + info[2].offset, *b2 = params + info[3].offset;
+    size_t goff;
+    gate_param_offsets(s, &goff);
+    /* experts, densely */
+    conv2d_shape c = conv1(s);
+    conv2d_forward(&c, h, in, w1, b1, workspace + L.w_conv);
+    for (size_t i = 0; i < (size_t)B * N * H * P; i++) h[i] = h[i] > 0 ? h[i] : 0;
+    for (int b = 0; b < B; b++)
+        for (int e = 0; e < N; e++) {
+            float *Ebe = E + ((size_t)b * N + e) * Co * P;
+            for (int co = 0; co < Co; co++)
+                for (size_t p = 0; p < P; p++) Ebe[(size_t)co * P + p] = b2[(size_t)e * Co + co];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, (int)P, H, 1.0f,
+                        w2 + (size_t)e * Co * H, H, h + ((size_t)b * N + e) * H * P, (int)P, 1.0f,
+                        Ebe, (int)P);
+        }
+    /* gate */
+    if (s->gate == PMOE_SOFTMAX_TOPK || s->gate == PMOE_LAPLACE) {
+        moe_gate_shape gs = single_gate(s);
+        moe_gate_forward(&gs, in, params + goff, gst, training, rng);
+        moe_gate_view v = moe_gate_state(&gs, gst);
+        memcpy(G, v.g, (size_t)B * N * P * sizeof(float));
+        memcpy(rp, v.pfull, (size_t)B * N * P * sizeof(float));
+    } else if (s->gate == PMOE_HMOE) {
+        moe_gate_shape os = outer_gate(s), is = inner_gate(s);
+        const int M = s->experts_per_group;
+        moe_gate_forward(&os, in, params + goff, gst, training, rng);
+        moe_gate_view ov = moe_gate_state(&os, gst);
+        size_t poff = goff + moe_gate_param_floats(&os);
+        float *ist = gst + moe_gate_state_floats(&os);
+        for (int g = 0; g < s->groups; g++) {
+            float *sg = ist + (size_t)g * L.inner_state;
+            moe_gate_forward(&is, in, params + poff + (size_t)g * moe_gate_param_floats(&is), sg,
+                             training, rng);
+            moe_gate_view iv = moe_gate_state(&is, sg);
+            for (int b = 0; b < B; b++)
+                for (int m = 0; m < M; m++)
+                    for (size_t p = 0; p < P; p++)
+                        G[((size_t)b * N + (size_t)g * M + m) * P + p] =
+                            ov.g[((size_t)b * s->groups + g) * P + p] * iv.g[((size_t)b * M + m) * P + p];
+        }
+        memcpy(rp, G, (size_t)B * N * P * sizeof(float));
+    } else {
+        const int A = A_of(s);
+        float *hg = gst, *Q = hg + (size_t)B * A * P, *K = Q + (size_t)B * A * P;
+        float *a = K + (size_t)B * N * A * P, *kept = a + (size_t)B * N * P;
+        const float *wt = params + goff, *bt = wt + (size_t)A * C, *wq = bt + A, *wk = wq + (size_t)A * A;
+        const float inv = 1.0f / sqrtf((float)A);
+        for (int b = 0; b < B; b++) {
+            float *hgb = hg + (size_t)b * A * P, *Qb = Q + (size_t)b * A * P;
+            for (int d = 0; d < A; d++)
+                for (size_t p = 0; p < P; p++) hgb[(size_t)d * P + p] = bt[d];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, A, (int)P, C, 1.0f, wt, C,
+                        in + (size_t)b * C * P, (int)P, 1.0f, hgb, (int)P);
+            for (size_t i = 0; i < (size_t)A * P; i++) hgb[i] = hgb[i] > 0 ? hgb[i] : 0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, A, (int)P, A, 1.0f, wq, A, hgb,
+                        (int)P, 0.0f, Qb, (int)P);
+            for (int e = 0; e < N; e++) {
+                float *Kbe = K + ((size_t)b * N + e) * A * P;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, A, (int)P, H, 1.0f, wk, H,
+                            h + ((size_t)b * N + e) * H * P, (int)P, 0.0f, Kbe, (int)P);
+                float *ab = a + ((size_t)b * N + e) * P;
+                for (size_t p = 0; p < P; p++) {
+                    double acc = 0;
+                    for (int d = 0; d < A; d++) acc += (double)Qb[(size_t)d * P + p] * Kbe[(size_t)d * P + p];
+                    ab[p] = (float)(acc * inv);
+                }
+            }
+            topk_softmax(N, s->k, P, a + (size_t)b * N * P, G + (size_t)b * N * P,
+                         kept + (size_t)b * N * P);
+            softmax_all(N, P, a + (size_t)b * N * P, rp + (size_t)b * N * P);
+        }
+    }
+    /* output */
+    for (int b = 0; b < B; b++)
+        for (int co = 0; co < Co; co++) {
+            float *yb = out + ((size_t)b * Co + co) * P;
+            for (size_t p = 0; p < P; p++) yb[p] = 0;
+            for (int e = 0; e < N; e++) {
+                const float *Ge = G + ((size_t)b * N + e) * P;
+                const float *Ee = E + (((size_t)b * N + e) * Co + co) * P;
+                for (size_t p = 0; p < P; p++) yb[p] += Ge[p] * Ee[p];
+            }
+        }
+    for (int i = 0; i < PMOE_NSTAT; i++) stats[i] = 0;
+    if (s->sim_pairs > 0 && training && rng) {
+        moe_similarity_sample_pairs((size_t)B * P, s->sim_pairs, rng, (int32_t *)(state + L.pairs));
+        stats[PMOE_NSTAT - 1] = (float)s->sim_pairs;
+    }
+}
+
+/* Aux losses of one token gate level (importance on g, load, switch/entropy on pfull):
+ * adds gradients into d_g, and zeroed d_clean/d_std/d_pfull buffers. */
+static void level_aux(const moe_gate_shape *gs, const moe_gate_view *v, const pmoe_aux_weights *aux,
+                      int with_switch, float *d_g, float *dcl, float *dsd, float *dpf, float *stats,
+                      double *total)
+{
+    moe_layout l = {gs->batch, gs->n, (size_t)gs->hw};
+    size_t n = (size_t)gs->batch * gs->n * gs->hw;
+    memset(dcl, 0, n * sizeof(float));
+    memset(dsd, 0, n * sizeof(float));
+    memset(dpf, 0, n * sizeof(float));
+    if (aux->importance != 0) {
+        double li = moe_importance_cv2(&l, v->g, d_g, aux->importance);
+        stats[PMOE_STAT_IMPORTANCE] += (float)li;
+        *total += aux->importance * li;
+    }
+    if (aux->load != 0 && gs->n > gs->k) {
+        double ll = moe_load_cv2(&l, gs->k, v->clean, v->noisy, gs->noisy ? v->std : NULL, 1.0f,
+                                 dcl, dsd, aux->load);
+        stats[PMOE_STAT_LOAD] += (float)ll;
+        *total += aux->load * ll;
+    }
+    if (with_switch && aux->switch_loss != 0) {
+        double ls = moe_switch_loss(&l, v->pfull, dpf, aux->switch_loss);
+        stats[PMOE_STAT_SWITCH] += (float)ls;
+        *total += aux->switch_loss * ls;
+    }
+    if (with_switch && aux->entropy != 0) {
+        double le = moe_entropy_loss(&l, v->pfull, dpf, aux->entropy);
+        stats[PMOE_STAT_ENTROPY] += (float)le;
+        *total += aux->entropy * le;
+    }
+}
+
+void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
+                   const pmoe_aux_weights *aux, const float *in, const float *params,
+                   float *state, float *workspace)
+{
+    static const pmoe_aux_weights none = {0, 0, 0, 0, 0, 0};
+    if (!aux) aux = &none;
+    const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in;
+    const size_t P = (size_t)P_of(s), BNP = (size_t)B * N * P;
+    pmoe_layout L = lay(s);
+    moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
+    pmoe_params(s, info);
+    float *h = state + L.h, *E = state + L.e, *G = state + L.g, *rp = state + L.rp;
+    float *gst = state + L.gate, *stats = state + L.stats;
+    const float *w1 = params + info[0].offset, *w2 = params + info[2].offset;
+    float *dw1 = d_params + info[0].offset, *db1 = d_params + info[1].offset;
+    float *dw2 = d_params + info[2].offset, *db2 = d_params + info[3].offset;
+    float *dh = workspace + L.w_dh, *dE = workspace + L.w_de, *dG = workspace + L.w_dg;
+    float *dcl = workspace + L.w_dcl, *dsd = workspace + L.w_dsd, *dpf = workspace + L.w_dpf;
+    float *gws = workspace + L.w_gate;
+    size_t goff;
+    gate_param_offsets(s, &goff);
+    memset(dh, 0, (size_t)B * N * H * P * sizeof(float));
+    /* output -> experts and gate weights */
+    for (int b = 0; b < B; b++)
+        for (int e = 0; e < N; e++) {
+            const float *Ge = G + ((size_t)b * N + e) * P;
+            float *dGe = dG + ((size_t)b * N + e) * P;
+            for (size_t p = 0; p < P; p++) dGe[p] = 0;
+            for (int co = 0; co < Co; co++) {
+                const float *dy = d_out + ((size_t)b * Co + co) * P;
+                const float *Ee = E + (((size_t)b * N + e) * Co + co) * P;
+                float *dEc = dE + (size_t)co * P;
+                float sb = 0;
+                for (size_t p = 0; p < P; p++) {
+                    dGe[p] += dy[p] * Ee[p];
+                    dEc[p] = Ge[p] * dy[p];
+                    sb += dEc[p];
+                }
+                db2[(size_t)e * Co + co] += sb;
+            }
+            const float *hbe = h + ((size_t)b * N + e) * H * P;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, H, (int)P, 1.0f, dE, (int)P,
+                        hbe, (int)P, 1.0f, dw2 + (size_t)e * Co * H, H);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, (int)P, Co, 1.0f,
+                        w2 + (size_t)e * Co * H, H, dE, (int)P, 1.0f, dh + ((size_t)b * N + e) * H * P,
+                        (int)P);
+        }
+    /* aux losses on G */
+    for (int i = 0; i < PMOE_NSTAT - 1; i++) stats[i] = 0;
+    double total = 0;
+    moe_layout lg = {B, N, P};
+    if (s->gate != PMOE_HMOE && aux->importance != 0) {
+        double li = moe_importance_cv2(&lg, G, dG, aux->importance);
+        stats[PMOE_STAT_IMPORTANCE] += (float)li;
+        total += aux->importance * li;
+    }
+    int npairs = (int)stats[PMOE_NSTAT - 1];
+    if (npairs > 0 && (aux->sim_same != 0 || aux->sim_diff != 0)) {
+        double so[2];
+        double ls = moe_similarity_loss(&lg, G, C, in, npairs, (const int32_t *)(state + L.pairs),
+                                        aux->sim_same, aux->sim_diff, dG, so);
+        stats[PMOE_STAT_SIM_SAME] = (float)so[0];
+        stats[PMOE_STAT_SIM_DIFF] = (float)so[1];
+        total += ls;
+    }
+    /* gate */
+    if (s->gate == PMOE_SOFTMAX_TOPK || s->gate == PMOE_LAPLACE) {
+        moe_gate_shape gs = single_gate(s);
+        moe_gate_view v = moe_gate_state(&gs, gst);
+        pmoe_aux_weights a2 = *aux;
+        a2.importance = 0;
+        level_aux(&gs, &v, &a2, 1, dG, dcl, dsd, dpf, stats, &total);
+        moe_gate_backward(&gs, d_in, d_params + goff, dG, dpf, dcl, dsd, in, params + goff, gst, gws);
+    } else if (s->gate == PMOE_HMOE) {
+        moe_gate_shape os = outer_gate(s), is = inner_gate(s);
+        const int M = s->experts_per_group, Gr = s->groups;
+        float *dG1 = workspace + L.w_dg1, *dG2 = workspace + L.w_dg2;
+        moe_gate_view ov = moe_gate_state(&os, gst);
+        float *ist = gst + moe_gate_state_floats(&os);
+        size_t poff = goff + moe_gate_param_floats(&os);
+        memset(dG1, 0, (size_t)B * Gr * P * sizeof(float));
+        for (int g = 0; g < Gr; g++) {
+            float *sg = ist + (size_t)g * L.inner_state;
+            moe_gate_view iv = moe_gate_state(&is, sg);
+            for (int b = 0; b < B; b++)
+                for (int m = 0; m < M; m++)
+                    for (size_t p = 0; p < P; p++) {
+                        float d = dG[((size_t)b * N + (size_t)g * M + m) * P + p];
+                        dG1[((size_t)b * Gr + g) * P + p] += d * iv.g[((size_t)b * M + m) * P + p];
+                        dG2[((size_t)b * M + m) * P + p] = d * ov.g[((size_t)b * Gr + g) * P + p];
+                    }
+            level_aux(&is, &iv, aux, 0, dG2, dcl, dsd, dpf, stats, &total);
+            size_t ip = poff + (size_t)g * moe_gate_param_floats(&is);
+            moe_gate_backward(&is, d_in, d_params + ip, dG2, NULL, dcl, dsd, in, params + ip, sg, gws);
+        }
+        level_aux(&os, &ov, aux, 1, dG1, dcl, dsd, dpf, stats, &total);
+        moe_gate_backward(&os, d_in, d_params + goff, dG1, dpf, dcl, dsd, in, params + goff, gst, gws);
+    } else {
+        const int A = A_of(s);
+        float *hg = gst, *Q = hg + (size_t)B * A * P, *K = Q + (size_t)B * A * P;
+        float *kept = K + (size_t)B * N * A * P + BNP;
+        const float *wt = params + goff, *wq = wt + (size_t)A * C + A, *wk = wq + (size_t)A * A;
+        float *dwt = d_params + goff, *dbt = dwt + (size_t)A * C, *dwq = dbt + A, *dwk = dwq + (size_t)A * A;
+        float *da = dcl, *dQ = workspace + L.w_dq, *dK = workspace + L.w_dk, *dhg = workspace + L.w_dhg;
+        memset(dpf, 0, BNP * sizeof(float));
+        if (aux->switch_loss != 0) {
+            double v = moe_switch_loss(&lg, rp, dpf, aux->switch_loss);
+            stats[PMOE_STAT_SWITCH] += (float)v;
+            total += aux->switch_loss * v;
+        }
+        if (aux->entropy != 0) {
+            double v = moe_entropy_loss(&lg, rp, dpf, aux->entropy);
+            stats[PMOE_STAT_ENTROPY] += (float)v;
+            total += aux->entropy * v;
+        }
+        const float inv = 1.0f / sqrtf((float)A);
+        memset(dQ, 0, (size_t)B * A * P * sizeof(float));
+        for (int b = 0; b < B; b++)
+            for (size_t p = 0; p < P; p++) {
+                size_t q = (size_t)b * N * P + p;
+                double dot = 0, dotf = 0;
+                for (int n = 0; n < N; n++) {
+                    dot += (double)G[q + (size_t)n * P] * dG[q + (size_t)n * P];
+                    dotf += (double)rp[q + (size_t)n * P] * dpf[q + (size_t)n * P];
+                }
+                for (int n = 0; n < N; n++) {
+                    size_t i = q + (size_t)n * P;
+                    da[i] = (kept[i] != 0 ? (float)(G[i] * (dG[i] - dot)) : 0.0f) +
+                            (float)(rp[i] * (dpf[i] - dotf));
+                }
+            }
+        for (int b = 0; b < B; b++) {
+            float *Qb = Q + (size_t)b * A * P, *dQb = dQ + (size_t)b * A * P;
+            for (int e = 0; e < N; e++) {
+                const float *Kbe = K + ((size_t)b * N + e) * A * P;
+                const float *dab = da + ((size_t)b * N + e) * P;
+                for (int d = 0; d < A; d++)
+                    for (size_t p = 0; p < P; p++) {
+                        float g = dab[p] * inv;
+                        dQb[(size_t)d * P + p] += g * Kbe[(size_t)d * P + p];
+                        dK[(size_t)d * P + p] = g * Qb[(size_t)d * P + p];
+                    }
+                const float *hbe = h + ((size_t)b * N + e) * H * P;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, H, (int)P, 1.0f, dK, (int)P,
+                            hbe, (int)P, 1.0f, dwk, H);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, (int)P, A, 1.0f, wk, H, dK,
+                            (int)P, 1.0f, dh + ((size_t)b * N + e) * H * P, (int)P);
+            }
+            const float *hgb = hg + (size_t)b * A * P;
+            float *dhgb = dhg + (size_t)b * A * P;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, A, (int)P, 1.0f, dQb, (int)P,
+                        hgb, (int)P, 1.0f, dwq, A);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, A, (int)P, A, 1.0f, wq, A, dQb,
+                        (int)P, 0.0f, dhgb, (int)P);
+            for (size_t i = 0; i < (size_t)A * P; i++) {
+                if (!(hgb[i] > 0)) dhgb[i] = 0;
+            }
+            for (int d = 0; d < A; d++)
+                for (size_t p = 0; p < P; p++) dbt[d] += dhgb[(size_t)d * P + p];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, C, (int)P, 1.0f, dhgb, (int)P,
+                        in + (size_t)b * C * P, (int)P, 1.0f, dwt, C);
+            if (d_in)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, (int)P, A, 1.0f, wt, C,
+                            dhgb, (int)P, 1.0f, d_in + (size_t)b * C * P, (int)P);
+        }
+    }
+    stats[PMOE_STAT_AUX_TOTAL] = (float)total;
+    /* experts' first layer */
+    for (size_t i = 0; i < (size_t)B * N * H * P; i++)
+        if (!(h[i] > 0)) dh[i] = 0;
+    conv2d_shape c = conv1(s);
+    conv2d_backward(&c, d_in, dw1, db1, dh, in, w1, workspace + L.w_conv);
+}

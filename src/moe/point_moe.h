@@ -1,0 +1,104 @@
+/* The point-gated MoE layer (METHODS.md section 3): a different layer from the SMoE layer.
+ * x (B, C_in, H, W) -> y (B, C_out, H, W). A token is the feature vector x[b, :, h, w]; each of
+ * the N experts is a small conv block  KxK conv C_in -> hidden (+bias) -> ReLU -> 1x1 conv
+ * hidden -> C_out (+bias), evaluated densely; the output is the gate-weighted SUM of the
+ * experts:  y[b, :, p] = sum_e G[b, e, p] E_e(x)[b, :, p]  with G exactly 0 off the kept set.
+ *
+ * Gates (pmoe_gate_type):
+ *   SOFTMAX_TOPK  noisy top-k softmax (moe_gate.h), optional capacity (hard constraints)
+ *   LAPLACE       Laplace gate [HMOE], logits -||x - w_i|| (+ b_i), top-k, softmax over kept
+ *   HMOE          two levels [HMOE]: outer gate over `groups` (top k_outer), per group an inner
+ *                 gate with its own parameters over `experts_per_group` (top k_inner);
+ *                 G[b, g*M + m] = g1_g * g2_{m|g}; each level softmax or Laplace (SS, SL, LL)
+ *   ATTENTION     [SPEC]: h_g = ReLU(W_t x + b_t) (attn_hidden A), h_i = expert i's hidden
+ *                 features, Q = W_q h_g, K_i = W_k h_i (A x A and A x hidden, no bias),
+ *                 a_i = Q . K_i / sqrt(A); G = softmax over the top-k of a (k = N: plain
+ *                 softmax). Every expert runs before routing.
+ * Auxiliary losses (pmoe_aux_weights, each with its own weight; computed in backward, values
+ * in the state's stats): importance CV^2 and load CV^2 (HMOE: at both levels), switch and
+ * entropy (on the softmax over all experts: the gate's clean logits, HMOE's outer level, the
+ * attention logits), sample-similarity L_s on G with `sim_pairs` random pixel pairs drawn in
+ * forward. Backward accumulates (+=) into d_in (nullable) and d_params. */
+#ifndef SMOECAST_MOE_POINT_MOE_H
+#define SMOECAST_MOE_POINT_MOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "moe/moe_gate.h"
+#include "moe/moe_param.h"
+#include "nn/conv2d.h"
+
+typedef enum {
+    PMOE_SOFTMAX_TOPK = 0,
+    PMOE_LAPLACE = 1,
+    PMOE_HMOE = 2,
+    PMOE_ATTENTION = 3
+} pmoe_gate_type;
+
+#define PMOE_MAX_GROUPS 64
+
+typedef struct {
+    int batch, c_in, h, w, c_out;
+    int n_experts, k;          /* HMOE: n_experts must equal groups * experts_per_group */
+    int hidden;                /* expert hidden channels */
+    int kernel;                /* expert first-conv kernel (odd) */
+    pad_mode pad;
+    pmoe_gate_type gate;
+    int noisy;                 /* noisy gates (SOFTMAX_TOPK, LAPLACE, both HMOE levels) */
+    float capacity_factor;     /* <= 0: off; SOFTMAX_TOPK and LAPLACE only */
+    int laplace_bias;
+    int groups, experts_per_group, k_outer, k_inner;
+    moe_gate_kind outer_kind, inner_kind;   /* HMOE levels: SS, SL, LL */
+    int sim_pairs;             /* pixel pairs for L_s (0: off) */
+    int attn_hidden;           /* ATTENTION: dimension A of h_g, Q, K (0: = hidden) */
+} pmoe_shape;
+
+typedef struct {
+    float importance, load, switch_loss, entropy, sim_same, sim_diff;
+} pmoe_aux_weights;
+
+enum {
+    PMOE_STAT_IMPORTANCE = 0, PMOE_STAT_LOAD, PMOE_STAT_SWITCH, PMOE_STAT_ENTROPY,
+    PMOE_STAT_SIM_SAME, PMOE_STAT_SIM_DIFF, PMOE_STAT_AUX_TOTAL, PMOE_NSTAT = 8
+};
+
+/* Defaults: kernel 3, hidden 16, attn_hidden 16, zero pad, softmax_topk, noisy, no capacity,
+ * HMOE 2 x 4 with k 1 / 2 and LL, no similarity pairs. Shape fields are left as given. */
+void pmoe_shape_defaults(pmoe_shape *s);
+int pmoe_check(const pmoe_shape *s);
+
+/* Describes the parameter tensors (info nullable, room for pmoe_param_count); returns count.
+ * Names: expert_w1 (N*hidden, C_in, K, K), expert_b1 (N*hidden), expert_w2 (N, C_out, hidden),
+ * expert_b2 (N, C_out), then gate_w_gate / gate_w_noise / gate_b_gate (N, C_in | N), or
+ * outer_* and inner<g>_* for HMOE, or attn_trunk_w (A, C_in), attn_trunk_b (A),
+ * attn_wq (A, A), attn_wk (A, hidden). */
+int pmoe_param_count(const pmoe_shape *s);
+int pmoe_params(const pmoe_shape *s, moe_param_info *info);
+size_t pmoe_param_floats(const pmoe_shape *s);
+void pmoe_init(const pmoe_shape *s, float *params, rng_t *rng);
+
+size_t pmoe_state_floats(const pmoe_shape *s);
+size_t pmoe_workspace_floats(const pmoe_shape *s);
+
+/* training: noise, capacity and similarity pairs; rng: their stream (may be NULL when not
+ * training). */
+void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float *params,
+                  float *state, float *workspace, int training, rng_t *rng);
+void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
+                   const pmoe_aux_weights *aux, const float *in, const float *params,
+                   float *state, float *workspace);
+
+/* Views into the state (valid after forward). */
+const float *pmoe_gate_weights(const pmoe_shape *s, const float *state);  /* G (B, N, H, W) */
+/* Routing distribution over all experts for metrics (B, N, H, W): the softmax of the clean
+ * logits (single gates), G (HMOE, whose per-level softmaxes do not compose), softmax(a)
+ * (attention). */
+const float *pmoe_routing_probs(const pmoe_shape *s, const float *state);
+const float *pmoe_expert_outputs(const pmoe_shape *s, const float *state); /* (B, N, C_out, H, W) */
+float *pmoe_stats(const pmoe_shape *s, float *state);                     /* PMOE_STAT_* */
+/* Experts' hidden features after ReLU (B, N * hidden, H, W). */
+const float *pmoe_expert_hidden(const pmoe_shape *s, const float *state);
+
+#endif

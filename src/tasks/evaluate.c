@@ -1,0 +1,1346 @@
+/* `smoecast evaluate` (see evaluate.h): forecast file reader, truth and baselines, the
+ * deterministic and probabilistic scoring loops, the printed table and the scores NetCDF. */
+#include "tasks/evaluate.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/outfile.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "eval/evaluate.h"
+#include "eval/prob_scores.h"
+#include "eval/regions.h"
+#include "eval/scores.h"
+#include "io/cf_output.h"
+#include "io/cf_time.h"
+#include "model/checkpoint.h"
+
+#include <limits.h>
+#include <math.h>
+#include <netcdf.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EV_MAX_VARS 64
+#define EV_MAX_LEADS 256
+#define EV_PIT_BINS 10
+#define EV_CLIM_WINDOW_DAYS 15
+#define EV_RNG_STREAM 0x5E7A1
+
+enum { MODE_DET = 0, MODE_GAUSS = 1, MODE_ENS = 2 };
+
+/* ------------------------------------------------------------------ forecast files */
+
+typedef struct {
+    char path[PATH_MAX];
+    int ncid;
+    int layout;          /* 0: (forecast_reference_time, forecast_period, ...), 1: (time, ...) */
+    int dim_t0, dim_t1;  /* layout 0: frt and fp dims; layout 1: time dim and -1 */
+    int dim_y, dim_x, dim_m;
+    size_t n0, n1;       /* layout 0 sizes (n1 = 1 for layout 1) */
+    size_t nrec;
+    double *init, *lead; /* per record, hours since 1970 / hours */
+    int nlat, nlon, nmem;
+    double *lat, *lon;
+    char checkpoint[PATH_MAX];
+} fc_file;
+
+static int nc_err(const char *path, const char *what, int s)
+{
+    return sm_fail(SM_ERR_IO, "%s: %s: %s", path, what, nc_strerror(s));
+}
+
+static void fc_close(fc_file *f)
+{
+    if (f->ncid >= 0) nc_close(f->ncid);
+    f->ncid = -1;
+    free(f->init);
+    free(f->lead);
+    free(f->lat);
+    free(f->lon);
+    f->init = f->lead = f->lat = f->lon = NULL;
+}
+
+static int find_dim(int ncid, const char *const *names, int *dim, size_t *len)
+{
+    for (int i = 0; names[i]; i++)
+        if (nc_inq_dimid(ncid, names[i], dim) == NC_NOERR) {
+            nc_inq_dimlen(ncid, *dim, len);
+            return 1;
+        }
+    *dim = -1;
+    *len = 0;
+    return 0;
+}
+
+static void get_text_attr(int ncid, int varid, const char *name, char *buf, size_t len)
+{
+    size_t n = 0;
+    nc_type t;
+    buf[0] = '\0';
+    if (nc_inq_att(ncid, varid, name, &t, &n) != NC_NOERR || t != NC_CHAR || n + 1 > len) return;
+    if (nc_get_att_text(ncid, varid, name, buf) == NC_NOERR) buf[n] = '\0';
+    else buf[0] = '\0';
+}
+
+/* Reads a time-like variable (any "<unit> since <date>") as hours since 1970. */
+static int read_time_var(const char *path, int ncid, int varid, const char *name, double *out, size_t n)
+{
+    char units[256], cal[64];
+    get_text_attr(ncid, varid, "units", units, sizeof units);
+    get_text_attr(ncid, varid, "calendar", cal, sizeof cal);
+    cf_time_units u;
+    if (cf_time_units_parse(units, cal, &u) != SM_OK)
+        return sm_fail(SM_ERR_IO, "%s: variable %s: cannot read time units '%s'", path, name, units);
+    int s = nc_get_var_double(ncid, varid, out);
+    if (s != NC_NOERR) return nc_err(path, name, s);
+    for (size_t i = 0; i < n; i++) out[i] = cf_time_to_hours(&u, out[i]);
+    return SM_OK;
+}
+
+/* Reads a period variable (hours, days, minutes or seconds) as hours. */
+static int read_period_var(const char *path, int ncid, int varid, const char *name, double *out)
+{
+    char units[128];
+    get_text_attr(ncid, varid, "units", units, sizeof units);
+    double f = 1.0;
+    if (!strncmp(units, "hour", 4) || !strcmp(units, "h") || !units[0]) f = 1.0;
+    else if (!strncmp(units, "day", 3) || !strcmp(units, "d")) f = 24.0;
+    else if (!strncmp(units, "minute", 6) || !strcmp(units, "min")) f = 1.0 / 60.0;
+    else if (!strncmp(units, "second", 6) || !strcmp(units, "s")) f = 1.0 / 3600.0;
+    else return sm_fail(SM_ERR_IO, "%s: variable %s: unsupported units '%s' (use hours)", path, name, units);
+    int nd = 0;
+    nc_inq_varndims(ncid, varid, &nd);
+    size_t n = 1;
+    int dims[NC_MAX_VAR_DIMS];
+    nc_inq_vardimid(ncid, varid, dims);
+    for (int k = 0; k < nd; k++) {
+        size_t l;
+        nc_inq_dimlen(ncid, dims[k], &l);
+        n *= l;
+    }
+    int s = nc_get_var_double(ncid, varid, out);
+    if (s != NC_NOERR) return nc_err(path, name, s);
+    for (size_t i = 0; i < n; i++) out[i] *= f;
+    return SM_OK;
+}
+
+/* Reads a 0-d or 1-d (dim) time coordinate into per-record values (nrec). */
+static int read_per_record(const char *path, int ncid, const char *name, int dim, size_t nrec, int is_period,
+                           double *vals, int *found)
+{
+    int varid, nd = 0, d0 = -1;
+    *found = 0;
+    if (nc_inq_varid(ncid, name, &varid) != NC_NOERR) return SM_OK;
+    nc_inq_varndims(ncid, varid, &nd);
+    if (nd == 1) nc_inq_vardimid(ncid, varid, &d0);
+    if (nd > 1 || (nd == 1 && d0 != dim))
+        return sm_fail(SM_ERR_IO, "%s: %s must be a scalar or have the dimension of the time axis", path, name);
+    double *tmp = malloc(sizeof *tmp * (nd ? nrec : 1));
+    if (!tmp) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    int st = is_period ? read_period_var(path, ncid, varid, name, tmp)
+                       : read_time_var(path, ncid, varid, name, tmp, nd ? nrec : 1);
+    if (st == SM_OK)
+        for (size_t r = 0; r < nrec; r++) vals[r] = nd ? tmp[r] : tmp[0];
+    free(tmp);
+    *found = st == SM_OK;
+    return st;
+}
+
+static int fc_open(const char *path, double lead_override, fc_file *f)
+{
+    memset(f, 0, sizeof *f);
+    f->ncid = -1;
+    snprintf(f->path, sizeof f->path, "%s", path);
+    int s = nc_open(path, NC_NOWRITE, &f->ncid);
+    if (s != NC_NOERR) {
+        f->ncid = -1;
+        return nc_err(path, "cannot open forecast file", s);
+    }
+    static const char *const ynames[] = {"latitude", "lat", "y", NULL}, *const xnames[] = {"longitude", "lon", "x", NULL};
+    static const char *const mnames[] = {"realization", "number", "member", NULL};
+    size_t ny, nx, nm;
+    if (!find_dim(f->ncid, ynames, &f->dim_y, &ny) || !find_dim(f->ncid, xnames, &f->dim_x, &nx))
+        return sm_fail(SM_ERR_IO, "%s: no latitude/longitude (or y/x) dimensions", path);
+    find_dim(f->ncid, mnames, &f->dim_m, &nm);
+    f->nlat = (int)ny;
+    f->nlon = (int)nx;
+    f->nmem = (int)nm;
+    get_text_attr(f->ncid, NC_GLOBAL, "smoecast_checkpoint", f->checkpoint, sizeof f->checkpoint);
+    f->lat = malloc(sizeof(double) * ny);
+    f->lon = malloc(sizeof(double) * nx);
+    if (!f->lat || !f->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    int vy, vx;
+    char yn[NC_MAX_NAME + 1], xn[NC_MAX_NAME + 1];
+    nc_inq_dimname(f->ncid, f->dim_y, yn);
+    nc_inq_dimname(f->ncid, f->dim_x, xn);
+    if (nc_inq_varid(f->ncid, yn, &vy) || nc_get_var_double(f->ncid, vy, f->lat) || nc_inq_varid(f->ncid, xn, &vx) ||
+        nc_get_var_double(f->ncid, vx, f->lon))
+        return sm_fail(SM_ERR_IO, "%s: cannot read the %s/%s coordinates", path, yn, xn);
+
+    int dr, dp, dt;
+    if (nc_inq_dimid(f->ncid, "forecast_reference_time", &dr) == NC_NOERR &&
+        nc_inq_dimid(f->ncid, "forecast_period", &dp) == NC_NOERR) {
+        f->layout = 0;
+        f->dim_t0 = dr;
+        f->dim_t1 = dp;
+        nc_inq_dimlen(f->ncid, dr, &f->n0);
+        nc_inq_dimlen(f->ncid, dp, &f->n1);
+        f->nrec = f->n0 * f->n1;
+        double *frt = malloc(sizeof(double) * (f->n0 ? f->n0 : 1)), *fp = malloc(sizeof(double) * (f->n1 ? f->n1 : 1));
+        f->init = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
+        f->lead = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
+        int st = SM_OK, vr, vp;
+        if (!frt || !fp || !f->init || !f->lead) st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+        else if (nc_inq_varid(f->ncid, "forecast_reference_time", &vr) || nc_inq_varid(f->ncid, "forecast_period", &vp))
+            st = sm_fail(SM_ERR_IO, "%s: forecast_reference_time/forecast_period coordinate variables missing", path);
+        else if (!(st = read_time_var(path, f->ncid, vr, "forecast_reference_time", frt, f->n0)))
+            st = read_period_var(path, f->ncid, vp, "forecast_period", fp);
+        if (st == SM_OK)
+            for (size_t i = 0; i < f->n0; i++)
+                for (size_t j = 0; j < f->n1; j++) {
+                    f->init[i * f->n1 + j] = frt[i];
+                    f->lead[i * f->n1 + j] = fp[j];
+                }
+        free(frt);
+        free(fp);
+        return st;
+    }
+    /* One time axis: `time` (valid time), or forecast_reference_time with a single lead. */
+    if (nc_inq_dimid(f->ncid, "time", &dt) != NC_NOERR && nc_inq_dimid(f->ncid, "forecast_reference_time", &dt) != NC_NOERR)
+        return sm_fail(SM_ERR_IO, "%s: no time axis: expected dimensions (forecast_reference_time, forecast_period) or time", path);
+    f->layout = 1;
+    f->dim_t0 = dt;
+    f->dim_t1 = -1;
+    nc_inq_dimlen(f->ncid, dt, &f->n0);
+    f->n1 = 1;
+    f->nrec = f->n0;
+    f->init = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
+    f->lead = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
+    double *valid = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
+    int st = SM_OK, has_frt = 0, has_fp = 0, has_valid = 0;
+    if (!f->init || !f->lead || !valid) st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+    if (!st) st = read_per_record(path, f->ncid, "time", dt, f->nrec, 0, valid, &has_valid);
+    if (!st) st = read_per_record(path, f->ncid, "forecast_reference_time", dt, f->nrec, 0, f->init, &has_frt);
+    if (!st) st = read_per_record(path, f->ncid, "forecast_period", dt, f->nrec, 1, f->lead, &has_fp);
+    if (!st) {
+        /* A forecast_period that is all NaN (e.g. not known to ingest) counts as absent. */
+        if (has_fp) {
+            int any = 0;
+            for (size_t r = 0; r < f->nrec; r++) any |= !isnan(f->lead[r]);
+            has_fp = any;
+        }
+        if (has_frt) {
+            int any = 0;
+            for (size_t r = 0; r < f->nrec; r++) any |= !isnan(f->init[r]);
+            has_frt = any;
+        }
+        if (!has_fp && lead_override > 0)
+            for (size_t r = 0; r < f->nrec; r++) f->lead[r] = lead_override;
+        else if (!has_fp && has_frt && has_valid)
+            for (size_t r = 0; r < f->nrec; r++) f->lead[r] = valid[r] - f->init[r];
+        else if (!has_fp)
+            st = sm_fail(SM_ERR_USAGE, "%s: no forecast_period (lead time) in the file; give it with --lead (e.g. --lead 48h)", path);
+        if (!st && !has_frt) {
+            if (!has_valid) st = sm_fail(SM_ERR_IO, "%s: neither forecast_reference_time nor time values", path);
+            else
+                for (size_t r = 0; r < f->nrec; r++) f->init[r] = valid[r] - f->lead[r];
+        }
+        for (size_t r = 0; !st && r < f->nrec; r++)
+            if (isnan(f->init[r]) || isnan(f->lead[r]))
+                st = sm_fail(SM_ERR_IO, "%s: time index %zu has no forecast_reference_time/forecast_period", path, r);
+    }
+    free(valid);
+    return st;
+}
+
+/* Field variables of a file: last two dims (y, x), first dim the time axis. kind: 0 plain,
+ * 1 with members. */
+static int fc_is_field(const fc_file *f, int varid, int *has_members)
+{
+    int nd = 0, dims[NC_MAX_VAR_DIMS];
+    nc_type t;
+    nc_inq_varndims(f->ncid, varid, &nd);
+    nc_inq_vartype(f->ncid, varid, &t);
+    if (nd < 3 || nd > 5 || (t != NC_FLOAT && t != NC_DOUBLE)) return 0;
+    nc_inq_vardimid(f->ncid, varid, dims);
+    if (dims[nd - 2] != f->dim_y || dims[nd - 1] != f->dim_x || dims[0] != f->dim_t0) return 0;
+    int k = 1;
+    if (f->layout == 0) {
+        if (nd < 4 || dims[1] != f->dim_t1) return 0;
+        k = 2;
+    }
+    *has_members = 0;
+    if (nd - 2 == k + 1) {
+        if (dims[k] != f->dim_m || f->dim_m < 0) return 0;
+        *has_members = 1;
+    } else if (nd - 2 != k) {
+        return 0;
+    }
+    return 1;
+}
+
+/* Reads record `rec` of variable `name` (all members when it has them) into out; fill values
+ * become NaN. */
+static int fc_read(const fc_file *f, const char *name, size_t rec, float *out)
+{
+    int varid, hm;
+    if (nc_inq_varid(f->ncid, name, &varid) != NC_NOERR || !fc_is_field(f, varid, &hm))
+        return sm_fail(SM_ERR_IO, "%s: variable %s is missing or not a forecast field", f->path, name);
+    size_t start[5] = {0}, count[5];
+    int k = 0;
+    if (f->layout == 0) {
+        start[0] = rec / f->n1;
+        start[1] = rec % f->n1;
+        count[0] = count[1] = 1;
+        k = 2;
+    } else {
+        start[0] = rec;
+        count[0] = 1;
+        k = 1;
+    }
+    if (hm) count[k++] = (size_t)f->nmem;
+    count[k++] = (size_t)f->nlat;
+    count[k++] = (size_t)f->nlon;
+    int s = nc_get_vara_float(f->ncid, varid, start, count, out);
+    if (s != NC_NOERR) return nc_err(f->path, name, s);
+    float fill;
+    size_t n = (size_t)(hm ? f->nmem : 1) * f->nlat * f->nlon;
+    if (nc_get_att_float(f->ncid, varid, "_FillValue", &fill) == NC_NOERR && !isnan(fill))
+        for (size_t p = 0; p < n; p++)
+            if (out[p] == fill) out[p] = NAN;
+    if (nc_get_att_float(f->ncid, varid, "missing_value", &fill) == NC_NOERR && !isnan(fill))
+        for (size_t p = 0; p < n; p++)
+            if (out[p] == fill) out[p] = NAN;
+    return SM_OK;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static int parse_when(const char *text, const char *calendar, const char *what, double *hours)
+{
+    cf_calendar cal;
+    if (cf_calendar_parse(calendar, &cal) != SM_OK) cal = CAL_PROLEPTIC;
+    cf_date d;
+    if (cf_date_parse(text, &d) != SM_OK || !cf_date_valid(&d, cal))
+        return sm_fail(SM_ERR_USAGE, "%s: '%s' is not a date (use e.g. 2019-03-21T23)", what, text);
+    *hours = cf_date_to_hours(&d, cal);
+    return SM_OK;
+}
+
+static void fmt_time(double h, const char *calendar, char *buf, int len)
+{
+    cf_calendar cal;
+    if (cf_calendar_parse(calendar, &cal) != SM_OK) cal = CAL_PROLEPTIC;
+    cf_format_hours(h, cal, buf, len);
+}
+
+/* Training period: --train-period, else the checkpoint named by the first forecast file. */
+static int resolve_train_period(const evaluate_opts *o, const fc_file *f0, const dataset *truth, double *start, double *end,
+                                char *source, size_t slen)
+{
+    if (o->train_period) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", o->train_period);
+        char *slash = strchr(buf, '/');
+        if (!slash) return sm_fail(SM_ERR_USAGE, "--train-period expects START/END (e.g. 2019-03-01T00/2019-03-21T23), got '%s'", o->train_period);
+        *slash = '\0';
+        int st = parse_when(buf, truth->calendar, "--train-period", start);
+        if (!st) st = parse_when(slash + 1, truth->calendar, "--train-period", end);
+        if (st) return st;
+        if (*end < *start) return sm_fail(SM_ERR_USAGE, "--train-period: end %s is before start %s", slash + 1, buf);
+        snprintf(source, slen, "--train-period");
+        return SM_OK;
+    }
+    if (!f0->checkpoint[0])
+        return sm_fail(SM_ERR_USAGE, "%s has no smoecast_checkpoint attribute, so the training period of the climatology and "
+                       "damped-persistence baselines is unknown; pass --train-period START/END", f0->path);
+    char ck[2 * PATH_MAX + 2];
+    snprintf(ck, sizeof ck, "%s", f0->checkpoint);
+    if (access(ck, R_OK) != 0 && ck[0] != '/') {
+        /* relative to the forecast file's directory */
+        const char *slash = strrchr(f0->path, '/');
+        if (slash) snprintf(ck, sizeof ck, "%.*s/%s", (int)(slash - f0->path), f0->path, f0->checkpoint);
+    }
+    if (access(ck, R_OK) != 0)
+        return sm_fail(SM_ERR_USAGE, "%s: its checkpoint %s is not readable, so the training period is unknown; pass "
+                       "--train-period START/END", f0->path, f0->checkpoint);
+    char *yaml = NULL;
+    sm_config *cfg = NULL;
+    int st = checkpoint_read_config(ck, &yaml);
+    if (!st) st = config_load_text(yaml, ck, 0, NULL, &cfg);
+    free(yaml);
+    if (st) return st;
+    if (!cfg->data.train_end[0]) {
+        config_free(cfg);
+        return sm_fail(SM_ERR_USAGE, "checkpoint %s does not set data.train_end (it used the default split), so the training "
+                       "period is unknown; pass --train-period START/END", ck);
+    }
+    st = parse_when(cfg->data.train_end, truth->calendar, "data.train_end", end);
+    if (!st) {
+        if (cfg->data.train_start[0]) st = parse_when(cfg->data.train_start, truth->calendar, "data.train_start", start);
+        else *start = -1e300; /* empty = start of data */
+    }
+    config_free(cfg);
+    snprintf(source, slen, "checkpoint %.1000s", ck);
+    return st;
+}
+
+static int parse_list(const char *text, char items[][96], int max, int *n, const char *what)
+{
+    *n = 0;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        if (!*tok) continue;
+        if (*n >= max) return sm_fail(SM_ERR_USAGE, "%s: at most %d entries", what, max);
+        snprintf(items[(*n)++], 96, "%s", tok);
+    }
+    if (*n == 0) return sm_fail(SM_ERR_USAGE, "%s: empty list", what);
+    return SM_OK;
+}
+
+/* Land-sea mask: "FILE:VAR" (smoecast dataset or any NetCDF with a (..., lat, lon) variable), or
+ * the truth's static land_binary_mask / land_area_fraction / lsm variable. */
+static int load_lsm(const evaluate_opts *o, const dataset *truth, float *lsm, int *found)
+{
+    size_t np = (size_t)truth->nlat * truth->nlon;
+    *found = 0;
+    if (!o->lsm) {
+        for (int v = 0; v < truth->nvars; v++) {
+            const dataset_var_info *vi = &truth->vars[v];
+            if (!vi->is_static || vi->has_members) continue;
+            if (!strcmp(vi->standard_name, "land_binary_mask") || !strcmp(vi->standard_name, "land_area_fraction") ||
+                !strcmp(vi->name, "lsm") || !strcmp(vi->short_name, "lsm")) {
+                int st = dataset_read(truth, v, 0, 0, lsm);
+                if (st) return st;
+                *found = 1;
+                return SM_OK;
+            }
+        }
+        return SM_OK;
+    }
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", o->lsm);
+    char *colon = strrchr(buf, ':');
+    if (!colon || !colon[1]) return sm_fail(SM_ERR_USAGE, "--lsm expects FILE:VARIABLE, got '%s'", o->lsm);
+    *colon = '\0';
+    const char *path = buf, *var = colon + 1;
+    int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
+    if (s != NC_NOERR) return nc_err(path, "cannot open --lsm file", s);
+    int varid, nd = 0, dims[NC_MAX_VAR_DIMS];
+    int st = SM_OK;
+    if (nc_inq_varid(ncid, var, &varid) != NC_NOERR) {
+        st = sm_fail(SM_ERR_IO, "%s: no variable %s (--lsm)", path, var);
+    } else {
+        nc_inq_varndims(ncid, varid, &nd);
+        nc_inq_vardimid(ncid, varid, dims);
+        size_t ly = 0, lx = 0;
+        if (nd >= 2) {
+            nc_inq_dimlen(ncid, dims[nd - 2], &ly);
+            nc_inq_dimlen(ncid, dims[nd - 1], &lx);
+        }
+        if (nd < 2 || (int)ly != truth->nlat || (int)lx != truth->nlon) {
+            st = sm_fail(SM_ERR_IO, "%s: variable %s is not a %d x %d field on the truth grid", path, var, truth->nlat, truth->nlon);
+        } else {
+            size_t start[NC_MAX_VAR_DIMS] = {0}, count[NC_MAX_VAR_DIMS];
+            for (int k = 0; k < nd; k++) count[k] = 1;
+            count[nd - 2] = ly;
+            count[nd - 1] = lx;
+            s = nc_get_vara_float(ncid, varid, start, count, lsm);
+            if (s != NC_NOERR) st = nc_err(path, var, s);
+            float fill;
+            if (!st && nc_get_att_float(ncid, varid, "_FillValue", &fill) == NC_NOERR && !isnan(fill))
+                for (size_t p = 0; p < np; p++)
+                    if (lsm[p] == fill) lsm[p] = NAN;
+            if (!st) *found = 1;
+        }
+    }
+    nc_close(ncid);
+    return st;
+}
+
+static int grids_match(const fc_file *f, const dataset *ds)
+{
+    if (f->nlat != ds->nlat || f->nlon != ds->nlon) return 0;
+    for (int j = 0; j < f->nlat; j++)
+        if (fabs(f->lat[j] - ds->lat[j]) > 1e-4) return 0;
+    for (int i = 0; i < f->nlon; i++)
+        if (fabs(f->lon[i] - ds->lon[i]) > 1e-4) return 0;
+    return 1;
+}
+
+static void fmt_lead(double h, char *buf, size_t len)
+{
+    snprintf(buf, len, "%gh", h);
+}
+
+/* ------------------------------------------------------------------ probabilistic helpers */
+
+/* Model-climate quantiles for a valid time: every climate field (all members) whose valid day of
+ * year is within +-15 days of the target's (circular, leap-aligned); cached per day bin. */
+typedef struct {
+    dataset *ds;
+    int var;
+    int doy;          /* cached day bin, -1 none */
+    float *q;         /* (EVAL_EFI_NQ, npts) */
+    float *sample;
+    size_t npts;
+} clim_cache;
+
+static int clim_quantiles(clim_cache *c, double valid, const float **q)
+{
+    int doy = eval_clim_doy(valid);
+    *q = c->q;
+    if (doy == c->doy) return SM_OK;
+    int nsel = 0, m = c->ds->nmembers > 0 ? c->ds->nmembers : 1;
+    for (int t = 0; t < c->ds->ntimes; t++) {
+        int d = abs(eval_clim_doy(c->ds->times[t]) - doy);
+        if (d > 183) d = 366 - d;
+        if (d <= EV_CLIM_WINDOW_DAYS) nsel++;
+    }
+    if (nsel == 0) {
+        for (size_t p = 0; p < EVAL_EFI_NQ * c->npts; p++) c->q[p] = NAN;
+        c->doy = doy;
+        return SM_OK;
+    }
+    float *s = realloc(c->sample, sizeof(float) * (size_t)nsel * m * c->npts);
+    if (!s) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    c->sample = s;
+    int k = 0;
+    for (int t = 0; t < c->ds->ntimes; t++) {
+        int d = abs(eval_clim_doy(c->ds->times[t]) - doy);
+        if (d > 183) d = 366 - d;
+        if (d > EV_CLIM_WINDOW_DAYS) continue;
+        for (int mm = 0; mm < m; mm++, k++) {
+            int st = dataset_read(c->ds, c->var, t, mm, s + (size_t)k * c->npts);
+            if (st) return st;
+        }
+    }
+    int st = eval_efi_clim_quantiles(s, k, c->npts, c->q);
+    if (st) return st;
+    c->doy = doy;
+    return SM_OK;
+}
+
+/* ------------------------------------------------------------------ output */
+
+typedef struct {
+    int mode;
+    int n_src, n_met, n_var, n_lead, n_reg, reg_dim, n_bins;
+    const char *src_names[EVAL_SRC_COUNT];
+    const char *met_names[EVAL_PM_COUNT + EVAL_M_COUNT];
+    char var_names[EV_MAX_VARS][96];
+    char var_units[EV_MAX_VARS][64];
+    double leads[EV_MAX_LEADS];
+    eval_region regions[EVAL_REGION_COUNT];
+    double *score;   /* (src, met, var, lead, reg) */
+    long *n_fc;      /* (var, lead) */
+    double *alpha;   /* (var, lead), deterministic */
+    double *hist;    /* (var, lead, reg, bins), probabilistic */
+} ev_table;
+
+#define SCORE(T, s, m, v, l, r) \
+    (T)->score[((((size_t)(s) * (T)->n_met + (m)) * (T)->n_var + (v)) * (T)->n_lead + (l)) * (T)->n_reg + (r)]
+
+static int write_scores(const evaluate_opts *o, const ev_table *T, const char *train_text, const char *clim_text, long skipped)
+{
+    outfile of;
+    int st = outfile_begin(&of, o->out);
+    if (st) return st;
+    int ncid, s = nc_create(of.tmp_path, NC_NETCDF4 | NC_CLOBBER, &ncid);
+    if (s != NC_NOERR) {
+        outfile_abort(&of);
+        return nc_err(o->out, "cannot create", s);
+    }
+#define NCX(call)                                   \
+    do {                                            \
+        if ((s = (call)) != NC_NOERR) goto nc_fail; \
+    } while (0)
+    int d_src, d_met, d_var, d_lead, d_reg = -1, d_bin = -1;
+    int v_src, v_met, v_var, v_lead, v_reg = -1, v_score, v_nfc, v_units, v_alpha = -1, v_hist = -1;
+    NCX(cf_global_attributes(ncid, "smoecast evaluate scores", o->history));
+    NCX(cf_put_text(ncid, NC_GLOBAL, "smoecast_truth", o->truth));
+    {
+        size_t len = 1;
+        for (int i = 0; i < o->n_forecasts; i++) len += strlen(o->forecasts[i]) + 1;
+        char *list = calloc(len, 1);
+        if (!list) {
+            s = NC_ENOMEM;
+            goto nc_fail;
+        }
+        for (int i = 0; i < o->n_forecasts; i++) {
+            strcat(list, o->forecasts[i]);
+            if (i + 1 < o->n_forecasts) strcat(list, "\n");
+        }
+        s = cf_put_text(ncid, NC_GLOBAL, "smoecast_forecasts", list);
+        free(list);
+        if (s) goto nc_fail;
+    }
+    NCX(cf_put_text(ncid, NC_GLOBAL, "smoecast_forecast_kind", T->mode == MODE_DET ? "deterministic" : T->mode == MODE_GAUSS ? "gaussian" : "ensemble"));
+    if (train_text[0]) NCX(cf_put_text(ncid, NC_GLOBAL, "smoecast_train_period", train_text));
+    if (clim_text[0]) NCX(cf_put_text(ncid, NC_GLOBAL, "smoecast_climatology", clim_text));
+    NCX(cf_put_text(ncid, NC_GLOBAL, "smoecast_rmse",
+                    "rmse = sqrt(sum_{t,i,j} w (f-o)^2 / sum w): time mean before the root (headline, WeatherBench score "
+                    "code); rmse_mean_fc = mean over forecasts of per-forecast RMSE"));
+    NCX(nc_put_att_long(ncid, NC_GLOBAL, "smoecast_skipped_forecasts", NC_INT64, 1, &skipped));
+    NCX(nc_def_dim(ncid, "source", (size_t)T->n_src, &d_src));
+    NCX(nc_def_dim(ncid, "metric", (size_t)T->n_met, &d_met));
+    NCX(nc_def_dim(ncid, "variable", (size_t)T->n_var, &d_var));
+    NCX(nc_def_dim(ncid, "lead_time", (size_t)T->n_lead, &d_lead));
+    if (T->reg_dim) NCX(nc_def_dim(ncid, "region", (size_t)T->n_reg, &d_reg));
+    NCX(nc_def_var(ncid, "source", NC_STRING, 1, &d_src, &v_src));
+    NCX(cf_put_text(ncid, v_src, "long_name", "forecast source (model or baseline)"));
+    NCX(nc_def_var(ncid, "metric", NC_STRING, 1, &d_met, &v_met));
+    NCX(cf_put_text(ncid, v_met, "long_name", "score"));
+    NCX(nc_def_var(ncid, "variable", NC_STRING, 1, &d_var, &v_var));
+    NCX(cf_put_text(ncid, v_var, "long_name", "forecast variable"));
+    NCX(nc_def_var(ncid, "lead_time", NC_DOUBLE, 1, &d_lead, &v_lead));
+    NCX(cf_put_text(ncid, v_lead, "standard_name", "forecast_period"));
+    NCX(cf_put_text(ncid, v_lead, "long_name", "lead time"));
+    NCX(cf_put_text(ncid, v_lead, "units", "hours"));
+    if (T->reg_dim) {
+        NCX(nc_def_var(ncid, "region", NC_STRING, 1, &d_reg, &v_reg));
+        NCX(cf_put_text(ncid, v_reg, "long_name", "verification region (docs/scores.md)"));
+    }
+    NCX(nc_def_var(ncid, "variable_units", NC_STRING, 1, &d_var, &v_units));
+    NCX(cf_put_text(ncid, v_units, "long_name", "units of each variable (rmse, bias, mae, crps, spread carry them)"));
+    int dims[5] = {d_src, d_met, d_var, d_lead, d_reg};
+    NCX(nc_def_var(ncid, "score", NC_DOUBLE, T->reg_dim ? 5 : 4, dims, &v_score));
+    double nan = NAN;
+    NCX(nc_put_att_double(ncid, v_score, "_FillValue", NC_DOUBLE, 1, &nan));
+    NCX(cf_put_text(ncid, v_score, "long_name", "score of each source, metric, variable and lead time"));
+    NCX(cf_put_text(ncid, v_score, "coordinates", "variable_units"));
+    int dvl[2] = {d_var, d_lead};
+    NCX(nc_def_var(ncid, "n_forecasts", NC_INT64, 2, dvl, &v_nfc));
+    NCX(cf_put_text(ncid, v_nfc, "long_name", "number of forecasts scored"));
+    if (T->mode == MODE_DET) {
+        NCX(nc_def_var(ncid, "damped_persistence_alpha", NC_DOUBLE, 2, dvl, &v_alpha));
+        NCX(cf_put_text(ncid, v_alpha, "long_name", "damping factor of the damped anomaly persistence fitted on the training period"));
+    } else {
+        NCX(nc_def_dim(ncid, T->mode == MODE_ENS ? "rank" : "pit_bin", (size_t)T->n_bins, &d_bin));
+        int hd[4] = {d_var, d_lead, T->reg_dim ? d_reg : d_bin, d_bin};
+        NCX(nc_def_var(ncid, T->mode == MODE_ENS ? "rank_histogram" : "pit_histogram", NC_DOUBLE, T->reg_dim ? 4 : 3, hd, &v_hist));
+        NCX(cf_put_text(ncid, v_hist, "long_name",
+                        T->mode == MODE_ENS ? "rank histogram of the observation among the members (counts)"
+                                            : "PIT histogram, equal bins on [0, 1] (counts)"));
+        NCX(cf_put_text(ncid, v_hist, "units", "1"));
+    }
+    NCX(nc_enddef(ncid));
+    NCX(nc_put_var_string(ncid, v_src, (const char **)T->src_names));
+    NCX(nc_put_var_string(ncid, v_met, (const char **)T->met_names));
+    {
+        const char *vn[EV_MAX_VARS], *vu[EV_MAX_VARS], *rn[EVAL_REGION_COUNT];
+        for (int v = 0; v < T->n_var; v++) {
+            vn[v] = T->var_names[v];
+            vu[v] = T->var_units[v];
+        }
+        NCX(nc_put_var_string(ncid, v_var, vn));
+        NCX(nc_put_var_string(ncid, v_units, vu));
+        if (T->reg_dim) {
+            for (int r = 0; r < T->n_reg; r++) rn[r] = eval_region_name(T->regions[r]);
+            NCX(nc_put_var_string(ncid, v_reg, rn));
+        }
+    }
+    NCX(nc_put_var_double(ncid, v_lead, T->leads));
+    NCX(nc_put_var_double(ncid, v_score, T->score));
+    NCX(nc_put_var_longlong(ncid, v_nfc, (const long long *)T->n_fc));
+    if (v_alpha >= 0) NCX(nc_put_var_double(ncid, v_alpha, T->alpha));
+    if (v_hist >= 0) NCX(nc_put_var_double(ncid, v_hist, T->hist));
+#undef NCX
+    s = nc_close(ncid);
+    if (s != NC_NOERR) {
+        outfile_abort(&of);
+        return nc_err(o->out, "cannot close", s);
+    }
+    return outfile_commit(&of);
+nc_fail:
+    nc_close(ncid);
+    outfile_abort(&of);
+    return nc_err(o->out, "cannot write scores", s);
+}
+
+static void print_table(const ev_table *T, const int *src_ids)
+{
+    for (int v = 0; v < T->n_var; v++)
+        for (int r = 0; r < T->n_reg; r++) {
+            printf("\n%s [%s]  region %s\n", T->var_names[v], T->var_units[v], eval_region_name(T->regions[r]));
+            char lb[32];
+            if (T->mode == MODE_DET) {
+                printf("RMSE (headline: time mean before the root)\n%6s %5s %11s", "lead", "n", "model");
+                for (int k = 1; k < T->n_src; k++) printf(" %18s", T->src_names[k]);
+                int kp = -1; /* ratios to persistence only when it is scored */
+                for (int k = 0; k < T->n_src; k++)
+                    if (src_ids[k] == EVAL_SRC_PERSISTENCE) kp = k;
+                if (kp >= 0) printf(" %11s", "model/pers");
+                for (int k = 1; k < T->n_src && kp >= 0; k++)
+                    if (src_ids[k] != EVAL_SRC_PERSISTENCE) printf(" %11s", src_ids[k] == EVAL_SRC_CLIMATOLOGY ? "clim/pers" : "damped/pers");
+                printf("\n");
+                for (int l = 0; l < T->n_lead; l++) {
+                    fmt_lead(T->leads[l], lb, sizeof lb);
+                    printf("%6s %5ld %11.5g", lb, T->n_fc[(size_t)v * T->n_lead + l], SCORE(T, 0, EVAL_M_RMSE, v, l, r));
+                    for (int k = 1; k < T->n_src; k++) printf(" %18.5g", SCORE(T, k, EVAL_M_RMSE, v, l, r));
+                    double p = kp >= 0 ? SCORE(T, kp, EVAL_M_RMSE, v, l, r) : NAN;
+                    if (kp >= 0) printf(" %11.3f", SCORE(T, 0, EVAL_M_RMSE, v, l, r) / p);
+                    for (int k = 1; k < T->n_src && kp >= 0; k++)
+                        if (src_ids[k] != EVAL_SRC_PERSISTENCE) printf(" %11.3f", SCORE(T, k, EVAL_M_RMSE, v, l, r) / p);
+                    printf("\n");
+                }
+                printf("model: %6s %13s %11s %11s %9s", "lead", "rmse_mean_fc", "bias", "mae", "acc");
+                for (int k = 1; k < T->n_src; k++)
+                    if (src_ids[k] != EVAL_SRC_CLIMATOLOGY)
+                        printf(" %9s", src_ids[k] == EVAL_SRC_PERSISTENCE ? "acc_pers" : "acc_damp");
+                printf("\n");
+                for (int l = 0; l < T->n_lead; l++) {
+                    fmt_lead(T->leads[l], lb, sizeof lb);
+                    printf("       %6s %13.5g %11.4g %11.5g %9.4f", lb, SCORE(T, 0, EVAL_M_RMSE_MEAN_FC, v, l, r),
+                           SCORE(T, 0, EVAL_M_BIAS, v, l, r), SCORE(T, 0, EVAL_M_MAE, v, l, r), SCORE(T, 0, EVAL_M_ACC, v, l, r));
+                    for (int k = 1; k < T->n_src; k++)
+                        if (src_ids[k] != EVAL_SRC_CLIMATOLOGY) printf(" %9.4f", SCORE(T, k, EVAL_M_ACC, v, l, r));
+                    printf("\n");
+                }
+            } else {
+                printf("%6s %5s", "lead", "n");
+                for (int m = 0; m < T->n_met; m++) printf(" %12s", T->met_names[m]);
+                printf("\n");
+                for (int l = 0; l < T->n_lead; l++) {
+                    fmt_lead(T->leads[l], lb, sizeof lb);
+                    printf("%6s %5ld", lb, T->n_fc[(size_t)v * T->n_lead + l]);
+                    for (int m = 0; m < T->n_met; m++) printf(" %12.5g", SCORE(T, 0, m, v, l, r));
+                    printf("\n");
+                }
+            }
+        }
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int lead_index(const ev_table *T, double lead)
+{
+    for (int l = 0; l < T->n_lead; l++)
+        if (fabs(T->leads[l] - lead) < 1e-6) return l;
+    return -1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    double init, lead;
+    int file;
+} fc_key;
+
+static int cmp_key(const void *a, const void *b)
+{
+    const fc_key *x = a, *y = b;
+    if (x->init != y->init) return x->init < y->init ? -1 : 1;
+    if (x->lead != y->lead) return x->lead < y->lead ? -1 : 1;
+    return (x->file > y->file) - (x->file < y->file);
+}
+
+/* The same (initialisation, lead) twice, e.g. overlapping files, would be scored twice. */
+static int check_duplicates(const fc_file *files, int n)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += files[i].nrec;
+    fc_key *k = malloc(sizeof *k * (total ? total : 1));
+    if (!k) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    size_t c = 0;
+    for (int i = 0; i < n; i++)
+        for (size_t r = 0; r < files[i].nrec; r++) k[c++] = (fc_key){files[i].init[r], files[i].lead[r], i};
+    qsort(k, total, sizeof *k, cmp_key);
+    int st = SM_OK;
+    for (size_t j = 1; j < total && !st; j++)
+        if (fabs(k[j].init - k[j - 1].init) < 1e-6 && fabs(k[j].lead - k[j - 1].lead) < 1e-6) {
+            char when[64];
+            fmt_time(k[j].init, "proleptic_gregorian", when, sizeof when);
+            st = sm_fail(SM_ERR_USAGE, "forecast initialised %s with lead %gh appears twice (%s and %s); give each forecast once",
+                         when, k[j].lead, files[k[j - 1].file].path, files[k[j].file].path);
+        }
+    free(k);
+    return st;
+}
+
+int evaluate_run(const evaluate_opts *o, evaluate_result *result)
+{
+    memset(result, 0, sizeof *result);
+    int st = SM_OK;
+    fc_file *files = calloc((size_t)(o->n_forecasts > 0 ? o->n_forecasts : 1), sizeof *files);
+    int n_open = 0;
+    dataset *truth = NULL, *cds = NULL, *rds = NULL;
+    float *series = NULL, *field = NULL, *lsm = NULL, *obs = NULL, *mean = NULL, *efi = NULL, *sigma = NULL, *rawens = NULL;
+    double *wlat = NULL, *det_out = NULL, *sel_times = NULL;
+    int *sel = NULL, n_sel = 0;
+    uint8_t *masks = NULL;
+    eval_session *sess = NULL;
+    eval_prob_acc *pacc = NULL;
+    eval_det_acc *dacc = NULL;
+    int n_pacc = 0;
+    clim_cache cc = {.doy = -1};
+    ev_table T;
+    memset(&T, 0, sizeof T);
+    char train_text[512] = "", clim_text[256] = "";
+    int src_ids[EVAL_SRC_COUNT];
+    if (!files) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    if (o->n_forecasts < 1) {
+        free(files);
+        return sm_fail(SM_ERR_USAGE, "evaluate: --forecast is required");
+    }
+    for (int i = 0; i < o->n_forecasts; i++) files[i].ncid = -1;
+
+    /* forecast files */
+    for (int i = 0; i < o->n_forecasts && !st; i++) {
+        st = fc_open(o->forecasts[i], o->lead_hours, &files[i]);
+        n_open = i + 1;
+    }
+    if (st) goto done;
+    /* variables and mode from the first file */
+    fc_file *f0 = &files[0];
+    {
+        int nv = 0;
+        nc_inq_nvars(f0->ncid, &nv);
+        int n_det = 0, n_gauss = 0, n_ens = 0;
+        char det[EV_MAX_VARS][96], gauss[EV_MAX_VARS][96], ens[EV_MAX_VARS][96];
+        for (int v = 0; v < nv; v++) {
+            int hm;
+            char name[NC_MAX_NAME + 1];
+            if (!fc_is_field(f0, v, &hm)) continue;
+            nc_inq_varname(f0->ncid, v, name);
+            size_t len = strlen(name);
+            if (hm) {
+                if (n_ens < EV_MAX_VARS) snprintf(ens[n_ens++], 96, "%.95s", name);
+            } else if (len > 3 && !strcmp(name + len - 3, "_mu")) {
+                char sg[NC_MAX_NAME + 8];
+                int vs, hm2;
+                snprintf(sg, sizeof sg, "%.*s_sigma", (int)(len - 3), name);
+                if (nc_inq_varid(f0->ncid, sg, &vs) == NC_NOERR && fc_is_field(f0, vs, &hm2) && !hm2 && n_gauss < EV_MAX_VARS)
+                    snprintf(gauss[n_gauss++], 96, "%.*s", (int)(len - 3), name);
+                else if (n_det < EV_MAX_VARS)
+                    snprintf(det[n_det++], 96, "%.95s", name);
+            } else if (len > 6 && !strcmp(name + len - 6, "_sigma")) {
+                char mu[NC_MAX_NAME + 8];
+                int vm;
+                snprintf(mu, sizeof mu, "%.*s_mu", (int)(len - 6), name);
+                if (nc_inq_varid(f0->ncid, mu, &vm) != NC_NOERR && n_det < EV_MAX_VARS) snprintf(det[n_det++], 96, "%.95s", name);
+            } else if (n_det < EV_MAX_VARS) {
+                snprintf(det[n_det++], 96, "%.95s", name);
+            }
+        }
+        char (*avail)[96] = det;
+        int n_avail = n_det;
+        if (n_ens) {
+            T.mode = MODE_ENS;
+            avail = ens;
+            n_avail = n_ens;
+        } else if (n_gauss) {
+            T.mode = MODE_GAUSS;
+            avail = gauss;
+            n_avail = n_gauss;
+        }
+        if (n_avail == 0) {
+            st = sm_fail(SM_ERR_IO, "%s: no forecast field (a variable with dims (forecast_reference_time, forecast_period, "
+                         "latitude, longitude) or (time, [realization,] latitude, longitude))", f0->path);
+            goto done;
+        }
+        if (o->vars) {
+            char want[EV_MAX_VARS][96];
+            int nw;
+            if ((st = parse_list(o->vars, want, EV_MAX_VARS, &nw, "--vars"))) goto done;
+            for (int k = 0; k < nw; k++) {
+                int found = 0;
+                for (int a = 0; a < n_avail; a++) found |= !strcmp(want[k], avail[a]);
+                if (!found) {
+                    char list[2048] = "";
+                    for (int a = 0; a < n_avail; a++) {
+                        strncat(list, a ? ", " : "", sizeof list - strlen(list) - 1);
+                        strncat(list, avail[a], sizeof list - strlen(list) - 1);
+                    }
+                    st = sm_fail(SM_ERR_USAGE, "--vars: %s is not a forecast field of %s (it has: %s)", want[k], f0->path, list);
+                    goto done;
+                }
+                snprintf(T.var_names[T.n_var++], 96, "%.95s", want[k]);
+            }
+        } else {
+            for (int a = 0; a < n_avail; a++) snprintf(T.var_names[T.n_var++], 96, "%.95s", avail[a]);
+        }
+    }
+    result->probabilistic = T.mode;
+    if (T.mode == MODE_ENS && f0->nmem < 1) {
+        st = sm_fail(SM_ERR_IO, "%s: empty realization dimension", f0->path);
+        goto done;
+    }
+
+    /* leads: union over every file */
+    for (int i = 0; i < o->n_forecasts; i++)
+        for (size_t r = 0; r < files[i].nrec; r++) {
+            double L = files[i].lead[r];
+            if (lead_index(&T, L) >= 0) continue;
+            if (T.n_lead >= EV_MAX_LEADS) {
+                st = sm_fail(SM_ERR_USAGE, "evaluate: more than %d distinct lead times", EV_MAX_LEADS);
+                goto done;
+            }
+            T.leads[T.n_lead++] = L;
+        }
+    if (T.n_lead == 0) {
+        st = sm_fail(SM_ERR_IO, "%s: the forecast files hold no forecast", f0->path);
+        goto done;
+    }
+    qsort(T.leads, (size_t)T.n_lead, sizeof(double), cmp_double);
+    if ((st = check_duplicates(files, o->n_forecasts))) goto done;
+
+    /* truth */
+    if ((st = dataset_open(o->truth, &truth))) goto done;
+    size_t np = (size_t)truth->nlat * truth->nlon;
+    for (int i = 0; i < o->n_forecasts; i++) {
+        if (!grids_match(&files[i], truth)) {
+            st = sm_fail(SM_ERR_IO, "%s: grid (%d x %d) differs from the truth %s (%d x %d, latitude north to south); "
+                         "regrid the forecast or ingest the truth on the forecast grid", files[i].path, files[i].nlat,
+                         files[i].nlon, o->truth, truth->nlat, truth->nlon);
+            goto done;
+        }
+        if (T.mode == MODE_ENS && files[i].nmem != f0->nmem) {
+            st = sm_fail(SM_ERR_IO, "%s: %d members, but %s has %d", files[i].path, files[i].nmem, f0->path, f0->nmem);
+            goto done;
+        }
+        for (int v = 0; v < T.n_var; v++) {
+            char nm[128];
+            int vid, hm;
+            snprintf(nm, sizeof nm, T.mode == MODE_GAUSS ? "%s_mu" : "%s", T.var_names[v]);
+            if (nc_inq_varid(files[i].ncid, nm, &vid) != NC_NOERR || !fc_is_field(&files[i], vid, &hm)) {
+                st = sm_fail(SM_ERR_IO, "%s: variable %s missing (present in %s)", files[i].path, nm, f0->path);
+                goto done;
+            }
+        }
+    }
+    int tvar[EV_MAX_VARS];
+    for (int v = 0; v < T.n_var; v++) {
+        tvar[v] = dataset_find_var(truth, T.var_names[v]);
+        if (tvar[v] < 0 || truth->vars[tvar[v]].is_static || truth->vars[tvar[v]].has_members) {
+            char list[2048] = "";
+            for (int k = 0; k < truth->nvars; k++) {
+                strncat(list, k ? ", " : "", sizeof list - strlen(list) - 1);
+                strncat(list, truth->vars[k].name, sizeof list - strlen(list) - 1);
+            }
+            st = sm_fail(SM_ERR_IO, "variable %s of forecast %s is not a time-dependent field of the truth %s (it has: %s)",
+                         T.var_names[v], f0->path, o->truth, list);
+            goto done;
+        }
+        snprintf(T.var_units[v], sizeof T.var_units[v], "%s", truth->vars[tvar[v]].units);
+    }
+    if (truth->is_latlon) {
+        wlat = malloc(sizeof(double) * (size_t)truth->nlat);
+        if (!wlat) {
+            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+            goto done;
+        }
+        eval_lat_weights(truth->lat, truth->nlat, wlat);
+    }
+
+    /* regions */
+    int need_lsm = 0;
+    if (o->regions) {
+        char names[EVAL_REGION_COUNT * 2][96];
+        int nr;
+        if ((st = parse_list(o->regions, names, EVAL_REGION_COUNT * 2, &nr, "--regions"))) goto done;
+        for (int k = 0; k < nr; k++) {
+            int id = eval_region_from_name(names[k]);
+            if (id < 0) {
+                st = sm_fail(SM_ERR_USAGE, "--regions: unknown region '%s' (known: global, tropics, nh_extratropics, "
+                             "sh_extratropics, extratropics, nh_polar, sh_polar, polar, land, sea)", names[k]);
+                goto done;
+            }
+            int dup = 0;
+            for (int j = 0; j < T.n_reg; j++) dup |= T.regions[j] == (eval_region)id;
+            if (dup) continue;
+            if (T.n_reg >= EVAL_REGION_COUNT) break;
+            T.regions[T.n_reg++] = (eval_region)id;
+            need_lsm |= id == EVAL_REGION_LAND || id == EVAL_REGION_SEA;
+        }
+        T.reg_dim = 1;
+    } else {
+        T.regions[0] = EVAL_REGION_GLOBAL;
+        T.n_reg = 1;
+    }
+    lsm = malloc(sizeof(float) * np);
+    if (!lsm) {
+        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+        goto done;
+    }
+    int have_lsm = 0;
+    if (need_lsm || o->lsm) {
+        if ((st = load_lsm(o, truth, lsm, &have_lsm))) goto done;
+        if (need_lsm && !have_lsm) {
+            st = sm_fail(SM_ERR_USAGE, "--regions land/sea need a land-sea mask: the truth %s has no static lsm variable; "
+                         "pass --lsm FILE:VARIABLE", o->truth);
+            goto done;
+        }
+    }
+
+    /* sources and metrics */
+    T.src_names[0] = eval_source_name(EVAL_SRC_MODEL);
+    src_ids[0] = EVAL_SRC_MODEL;
+    T.n_src = 1;
+    if (T.mode == MODE_DET) {
+        int want[EVAL_SRC_COUNT] = {1, 1, 1, 1};
+        if (o->baselines) {
+            want[1] = want[2] = want[3] = 0;
+            char names[16][96];
+            int nb;
+            if ((st = parse_list(o->baselines, names, 16, &nb, "--baselines"))) goto done;
+            for (int k = 0; k < nb; k++) {
+                if (!strcmp(names[k], "persistence")) want[EVAL_SRC_PERSISTENCE] = 1;
+                else if (!strcmp(names[k], "climatology")) want[EVAL_SRC_CLIMATOLOGY] = 1;
+                else if (!strcmp(names[k], "damped-persistence") || !strcmp(names[k], "damped_persistence")) want[EVAL_SRC_DAMPED] = 1;
+                else if (strcmp(names[k], "none") != 0) {
+                    st = sm_fail(SM_ERR_USAGE, "--baselines: unknown baseline '%s' (known: persistence, climatology, "
+                                 "damped-persistence, none)", names[k]);
+                    goto done;
+                }
+            }
+        }
+        for (int k = 1; k < EVAL_SRC_COUNT; k++)
+            if (want[k]) {
+                src_ids[T.n_src] = k;
+                T.src_names[T.n_src++] = eval_source_name((eval_source)k);
+            }
+        T.n_met = EVAL_M_COUNT;
+        for (int m = 0; m < EVAL_M_COUNT; m++) T.met_names[m] = eval_metric_name((eval_metric)m);
+    } else {
+        if (o->baselines && strcmp(o->baselines, "none") != 0) {
+            char names[16][96];
+            int nb;
+            if ((st = parse_list(o->baselines, names, 16, &nb, "--baselines"))) goto done;
+            for (int k = 0; k < nb; k++)
+                if (strcmp(names[k], "persistence") && strcmp(names[k], "climatology") && strcmp(names[k], "damped-persistence") &&
+                    strcmp(names[k], "damped_persistence")) {
+                    st = sm_fail(SM_ERR_USAGE, "--baselines: unknown baseline '%s' (known: persistence, climatology, "
+                                 "damped-persistence, none)", names[k]);
+                    goto done;
+                }
+            st = sm_fail(SM_ERR_USAGE, "--baselines: the baselines are deterministic forecasts; %s is a probabilistic (%s) "
+                         "forecast, scored without baselines (use --baselines none)", f0->path, T.mode == MODE_ENS ? "ensemble" : "gaussian");
+            goto done;
+        }
+        T.n_met = EVAL_PM_COUNT + 2;
+        for (int m = 0; m < EVAL_PM_COUNT; m++) T.met_names[m] = eval_prob_metric_name((eval_prob_metric)m);
+        T.met_names[EVAL_PM_COUNT] = "bias";
+        T.met_names[EVAL_PM_COUNT + 1] = "mae";
+        T.n_bins = T.mode == MODE_ENS ? f0->nmem + 1 : EV_PIT_BINS;
+    }
+    size_t n_score = (size_t)T.n_src * T.n_met * T.n_var * T.n_lead * T.n_reg;
+    T.score = malloc(sizeof(double) * n_score);
+    T.n_fc = calloc((size_t)T.n_var * T.n_lead, sizeof(long));
+    T.alpha = malloc(sizeof(double) * (size_t)T.n_var * T.n_lead);
+    if (T.mode != MODE_DET) T.hist = calloc((size_t)T.n_var * T.n_lead * T.n_reg * T.n_bins, sizeof(double));
+    field = malloc(sizeof(float) * np * (size_t)(f0->nmem > 0 ? f0->nmem : 1));
+    if (!T.score || !T.n_fc || !T.alpha || !field || (T.mode != MODE_DET && !T.hist)) {
+        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+        goto done;
+    }
+    for (size_t k = 0; k < n_score; k++) T.score[k] = NAN;
+    for (size_t k = 0; k < (size_t)T.n_var * T.n_lead; k++) T.alpha[k] = NAN;
+
+    if (T.mode == MODE_DET) {
+        /* ---------------- deterministic: eval_session per variable */
+        double t0 = 0, t1 = 0;
+        char srcdesc[PATH_MAX + 32];
+        if ((st = resolve_train_period(o, f0, truth, &t0, &t1, srcdesc, sizeof srcdesc))) goto done;
+        /* clamp to the truth for the climatology option choice */
+        double a = t0 > truth->times[0] ? t0 : truth->times[0];
+        double b = t1 < truth->times[truth->ntimes - 1] ? t1 : truth->times[truth->ntimes - 1];
+        eval_truth tr;
+        memset(&tr, 0, sizeof tr);
+        tr.clim.by_hour = 1;
+        tr.clim.by_doy = (b - a) >= 90 * 24.0;
+        tr.clim.window_days = tr.clim.by_doy ? EV_CLIM_WINDOW_DAYS : 0;
+        char s0[64], s1[64];
+        fmt_time(t0 < -1e299 ? truth->times[0] : t0, truth->calendar, s0, sizeof s0);
+        fmt_time(t1, truth->calendar, s1, sizeof s1);
+        snprintf(train_text, sizeof train_text, "%s/%s (from %.150s)", s0, s1, srcdesc);
+        snprintf(clim_text, sizeof clim_text, "%s",
+                 tr.clim.by_doy ? "per day of year (+-15 day window) and hour of day, training period only"
+                                : "per hour of day, training period only (training period shorter than 90 days)");
+        log_info("training period for the baselines: %s; climatology %s", train_text, clim_text);
+        /* Only the truth times the scores need: the training period and every initialisation
+         * and valid time of the forecasts (a 40-year truth is not read in full). */
+        sel = malloc(sizeof(int) * (size_t)truth->ntimes);
+        sel_times = malloc(sizeof(double) * (size_t)truth->ntimes);
+        uint8_t *need = calloc((size_t)truth->ntimes, 1);
+        if (!sel || !sel_times || !need) {
+            free(need);
+            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+            goto done;
+        }
+        int n_train = 0;
+        for (int t = 0; t < truth->ntimes; t++) {
+            need[t] = truth->times[t] >= t0 - 1e-3 && truth->times[t] <= t1 + 1e-3;
+            n_train += need[t];
+        }
+        if (n_train == 0) {
+            free(need);
+            st = sm_fail(SM_ERR_USAGE, "the truth %s has no time in the training period %s; the climatology and damped "
+                         "persistence need it (pass --train-period, or a truth that covers the training period)", o->truth, train_text);
+            goto done;
+        }
+        for (int i = 0; i < o->n_forecasts; i++)
+            for (size_t r = 0; r < files[i].nrec; r++) {
+                int ki = dataset_find_time(truth, files[i].init[r]), kv = dataset_find_time(truth, files[i].init[r] + files[i].lead[r]);
+                if (ki >= 0) need[ki] = 1;
+                if (kv >= 0) need[kv] = 1;
+            }
+        for (int t = 0; t < truth->ntimes; t++)
+            if (need[t]) {
+                sel_times[n_sel] = truth->times[t];
+                sel[n_sel++] = t;
+            }
+        free(need);
+        series = malloc(sizeof(float) * np * (size_t)(n_sel ? n_sel : 1));
+        det_out = malloc(sizeof(double) * (size_t)EVAL_SRC_COUNT * T.n_lead * T.n_reg * EVAL_M_COUNT);
+        if (!series || !det_out) {
+            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+            goto done;
+        }
+        eval_region regs[EVAL_REGION_COUNT];
+        memcpy(regs, T.regions, sizeof regs);
+        for (int v = 0; v < T.n_var && !st; v++) {
+            for (int t = 0; t < n_sel && !st; t++) st = dataset_read(truth, tvar[v], sel[t], 0, series + (size_t)t * np);
+            if (st) goto done;
+            tr.times = sel_times;
+            tr.data = series;
+            tr.T = n_sel;
+            tr.h = truth->nlat;
+            tr.w = truth->nlon;
+            tr.lat = truth->is_latlon ? truth->lat : NULL;
+            tr.wlat = wlat;
+            tr.lsm = have_lsm ? lsm : NULL;
+            tr.train_start = t0;
+            tr.train_end = t1;
+            tr.damped_per_point = 0;
+            if ((st = eval_session_create(&tr, T.leads, T.n_lead, regs, T.n_reg, &sess))) {
+                char why[1024];
+                snprintf(why, sizeof why, "%s", sm_last_error());
+                st = sm_fail(st, "%s (variable %s, truth %s)", why, T.var_names[v], o->truth);
+                goto done;
+            }
+            for (int i = 0; i < o->n_forecasts && !st; i++)
+                for (size_t r = 0; r < files[i].nrec && !st; r++) {
+                    int l = lead_index(&T, files[i].lead[r]), skipped = 0;
+                    if ((st = fc_read(&files[i], T.var_names[v], r, field))) break;
+                    st = eval_session_add(sess, files[i].init[r], l, field, &skipped);
+                    if (skipped && v == 0) result->n_skipped++;
+                    if (!skipped) result->n_scored++;
+                    if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no scores written");
+                }
+            if (st) goto done;
+            long nfc[EV_MAX_LEADS];
+            eval_session_finish(sess, det_out, nfc);
+            for (int l = 0; l < T.n_lead; l++) {
+                T.n_fc[(size_t)v * T.n_lead + l] = nfc[l];
+                T.alpha[(size_t)v * T.n_lead + l] = eval_session_alpha(sess, l)[0];
+                for (int k = 0; k < T.n_src; k++)
+                    for (int r = 0; r < T.n_reg; r++)
+                        for (int m = 0; m < EVAL_M_COUNT; m++)
+                            SCORE(&T, k, m, v, l, r) = det_out[(((size_t)src_ids[k] * T.n_lead + l) * T.n_reg + r) * EVAL_M_COUNT + m];
+            }
+            eval_session_free(sess);
+            sess = NULL;
+        }
+    } else {
+        /* ---------------- probabilistic */
+        int m = f0->nmem;
+        masks = malloc(np * (size_t)T.n_reg);
+        obs = malloc(sizeof(float) * np);
+        mean = malloc(sizeof(float) * np);
+        sigma = malloc(sizeof(float) * np);
+        efi = malloc(sizeof(float) * np);
+        n_pacc = T.n_lead * T.n_reg;
+        pacc = calloc((size_t)n_pacc, sizeof *pacc);
+        dacc = calloc((size_t)n_pacc, sizeof *dacc);
+        if (!masks || !obs || !mean || !sigma || !efi || !pacc || !dacc) {
+            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+            goto done;
+        }
+        for (int r = 0; r < T.n_reg && !st; r++) {
+            if (!truth->is_latlon && T.regions[r] != EVAL_REGION_GLOBAL && T.regions[r] != EVAL_REGION_LAND &&
+                T.regions[r] != EVAL_REGION_SEA)
+                st = sm_fail(SM_ERR_USAGE, "--regions: region '%s' needs latitudes (x/y grid)", eval_region_name(T.regions[r]));
+            else
+                st = eval_region_mask(T.regions[r], truth->lat, have_lsm ? lsm : NULL, truth->nlat, truth->nlon, masks + (size_t)r * np);
+        }
+        if (st) goto done;
+        if (o->climate) {
+            if ((st = dataset_open(o->climate, &cds))) goto done;
+            if (cds->nlat != truth->nlat || cds->nlon != truth->nlon) {
+                st = sm_fail(SM_ERR_IO, "%s: model-climate grid differs from the truth %s", o->climate, o->truth);
+                goto done;
+            }
+            cc.ds = cds;
+            cc.npts = np;
+            cc.q = malloc(sizeof(float) * EVAL_EFI_NQ * np);
+            if (!cc.q) {
+                st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+                goto done;
+            }
+            if (T.mode == MODE_GAUSS) {
+                if (!o->ensemble) {
+                    st = sm_fail(SM_ERR_USAGE, "--climate: the EFI weights of EECRPS come from the raw ensemble; for the "
+                                 "Gaussian forecast %s pass the raw ensemble with --ensemble RAW.nc", f0->path);
+                    goto done;
+                }
+                if ((st = dataset_open(o->ensemble, &rds))) goto done;
+                if (rds->nmembers < 1 || rds->nlat != truth->nlat || rds->nlon != truth->nlon) {
+                    st = sm_fail(SM_ERR_IO, "%s: not an ensemble dataset on the truth grid (--ensemble)", o->ensemble);
+                    goto done;
+                }
+                rawens = malloc(sizeof(float) * np * (size_t)rds->nmembers);
+                if (!rawens) {
+                    st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+                    goto done;
+                }
+            }
+        }
+        for (int v = 0; v < T.n_var && !st; v++) {
+            int rv = -1;
+            if (cds) {
+                cc.var = dataset_find_var(cds, T.var_names[v]);
+                cc.doy = -1;
+                if (cc.var < 0 || cds->vars[cc.var].is_static) {
+                    st = sm_fail(SM_ERR_IO, "%s: no time-dependent variable %s (--climate)", o->climate, T.var_names[v]);
+                    goto done;
+                }
+                if (rds && ((rv = dataset_find_var(rds, T.var_names[v])) < 0 || !rds->vars[rv].has_members)) {
+                    st = sm_fail(SM_ERR_IO, "%s: no ensemble variable %s (--ensemble)", o->ensemble, T.var_names[v]);
+                    goto done;
+                }
+            }
+            for (int k = 0; k < n_pacc && !st; k++) {
+                eval_prob_free(&pacc[k]);
+                st = T.mode == MODE_ENS ? eval_prob_init_ens(&pacc[k], m) : eval_prob_init_gauss(&pacc[k], EV_PIT_BINS);
+                eval_det_init(&dacc[k]);
+            }
+            if (st) goto done;
+            rng_t rng;
+            rng_seed(&rng, 20240601u, EV_RNG_STREAM + (uint64_t)v);
+            for (int i = 0; i < o->n_forecasts && !st; i++)
+                for (size_t r = 0; r < files[i].nrec && !st; r++) {
+                    const fc_file *f = &files[i];
+                    int l = lead_index(&T, f->lead[r]);
+                    double valid = f->init[r] + f->lead[r];
+                    int kv = dataset_find_time(truth, valid);
+                    if (kv < 0) {
+                        if (v == 0) result->n_skipped++;
+                        continue;
+                    }
+                    if ((st = dataset_read(truth, tvar[v], kv, 0, obs))) break;
+                    const float *efi_p = NULL;
+                    if (T.mode == MODE_ENS) {
+                        if ((st = fc_read(f, T.var_names[v], r, field))) break;
+                        for (size_t p = 0; p < np; p++) {
+                            double s = 0;
+                            for (int k = 0; k < m; k++) s += field[(size_t)k * np + p];
+                            mean[p] = (float)(s / m);
+                        }
+                        if (cds) {
+                            const float *q;
+                            if ((st = clim_quantiles(&cc, valid, &q))) break;
+                            eval_efi_field(field, m, q, np, efi);
+                            efi_p = efi;
+                        }
+                    } else {
+                        char nm[128];
+                        snprintf(nm, sizeof nm, "%s_mu", T.var_names[v]);
+                        if ((st = fc_read(f, nm, r, mean))) break;
+                        snprintf(nm, sizeof nm, "%s_sigma", T.var_names[v]);
+                        if ((st = fc_read(f, nm, r, sigma))) break;
+                        if (rds) {
+                            int kr = dataset_find_time(rds, valid);
+                            if (kr >= 0) {
+                                for (int k = 0; k < rds->nmembers && !st; k++)
+                                    st = dataset_read(rds, rv, kr, k, rawens + (size_t)k * np);
+                                if (st) break;
+                                const float *q;
+                                if ((st = clim_quantiles(&cc, valid, &q))) break;
+                                eval_efi_field(rawens, rds->nmembers, q, np, efi);
+                                efi_p = efi;
+                            }
+                        }
+                    }
+                    for (int g = 0; g < T.n_reg && !st; g++) {
+                        eval_prob_acc *pa = &pacc[l * T.n_reg + g];
+                        const uint8_t *mk = masks + (size_t)g * np;
+                        if (T.mode == MODE_ENS)
+                            st = eval_prob_add_ens(pa, field, obs, truth->nlat, truth->nlon, wlat, mk, &rng, efi_p);
+                        else
+                            eval_prob_add_gauss(pa, mean, sigma, obs, truth->nlat, truth->nlon, wlat, mk, efi_p);
+                        eval_det_add(&dacc[l * T.n_reg + g], mean, obs, NULL, truth->nlat, truth->nlon, wlat, mk);
+                    }
+                    T.n_fc[(size_t)v * T.n_lead + l]++;
+                    result->n_scored++;
+                    if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no scores written");
+                }
+            if (st) goto done;
+            for (int l = 0; l < T.n_lead; l++)
+                for (int g = 0; g < T.n_reg; g++) {
+                    eval_prob_result pr;
+                    eval_det_result dr;
+                    eval_prob_finish(&pacc[l * T.n_reg + g], &pr);
+                    eval_det_finish(&dacc[l * T.n_reg + g], &dr);
+                    double vals[EVAL_PM_COUNT];
+                    eval_prob_result_values(&pr, vals);
+                    for (int k = 0; k < EVAL_PM_COUNT; k++) SCORE(&T, 0, k, v, l, g) = vals[k];
+                    SCORE(&T, 0, EVAL_PM_COUNT, v, l, g) = dr.bias;
+                    SCORE(&T, 0, EVAL_PM_COUNT + 1, v, l, g) = dr.mae;
+                    double *h = T.hist + (((size_t)v * T.n_lead + l) * T.n_reg + g) * T.n_bins;
+                    for (int k = 0; k < T.n_bins; k++) h[k] = pacc[l * T.n_reg + g].hist[k];
+                }
+        }
+    }
+
+    result->n_vars = T.n_var;
+    result->n_leads = T.n_lead;
+    result->n_regions = T.n_reg;
+    print_table(&T, src_ids);
+    if (result->n_skipped)
+        printf("\nskipped %ld forecast%s whose initialisation or valid time is not in the truth %s\n", result->n_skipped,
+               result->n_skipped == 1 ? "" : "s", o->truth);
+    if (o->out && (st = write_scores(o, &T, train_text, clim_text, result->n_skipped))) goto done;
+
+done:
+    for (int i = 0; i < n_open; i++) fc_close(&files[i]);
+    free(files);
+    eval_session_free(sess);
+    for (int k = 0; k < n_pacc && pacc; k++) eval_prob_free(&pacc[k]);
+    free(pacc);
+    free(dacc);
+    free(cc.q);
+    free(cc.sample);
+    if (truth) dataset_close(truth);
+    if (cds) dataset_close(cds);
+    if (rds) dataset_close(rds);
+    free(series);
+    free(sel);
+    free(sel_times);
+    free(field);
+    free(lsm);
+    free(obs);
+    free(mean);
+    free(sigma);
+    free(efi);
+    free(rawens);
+    free(wlat);
+    free(det_out);
+    free(masks);
+    free(T.score);
+    free(T.n_fc);
+    free(T.alpha);
+    free(T.hist);
+    return st;
+}
