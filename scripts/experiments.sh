@@ -74,7 +74,75 @@ experiment_ncep_air() {
   replace_section ncep_air "$d/section.md"
 }
 
-all=(era5_uk ncep_air)
+# Ensemble post-processing acceptance (issue 8, docs/postprocess.md) on the synthetic ensemble:
+# for each seed in PP_SEEDS (default "1 2 3"): `smoecast synth ensemble` (3 years 2000-2002 + 2
+# model-climate years, 10 members), ingest, then raw, EMOS global, EMOS per grid point, U-Net and
+# SMoE (configs/ens_*.yaml, target t2m, train 2000-01..2001-10, validation 2001-11/12, test
+# 2002), PP_EPOCHS (default 30) epochs for the networks. Each method writes scores_<m>.json
+# (test CRPS, spread-skill, coverage, EECRPS); the table is the per-seed and mean scores.
+experiment_postprocess() {
+  local d=$work/postprocess seeds=${PP_SEEDS:-"1 2 3"} epochs=${PP_EPOCHS:-30}
+  mkdir -p "$d"
+  for s in $seeds; do
+    local e="$d/seed$s"
+    mkdir -p "$e/data"
+    if [ ! -s "$e/data/climate.nc" ]; then
+      "$bin" synth ensemble --out "$e/syn" --seed "$s"
+      for f in ens:ensemble truth:ensemble_truth climate:ensemble_climate; do
+        "$bin" ingest --grid native --var z500 --var t850 --var t2m --out "$e/data/${f%%:*}.nc" "$e/syn/${f#*:}.nc"
+      done
+    fi
+    local common="run.seed=$s postprocess.forecast=$e/data/ens.nc postprocess.truth=$e/data/truth.nc postprocess.climate=$e/data/climate.nc"
+    for m in raw emos_global emos unet smoe; do
+      [ -s "$e/$m/scores_${m%_global}.json" ] && continue
+      case $m in
+        raw) "$bin" postprocess fit -c configs/ens_emos.yaml --method raw $common output.dir="$e/$m" ;;
+        emos_global) "$bin" postprocess fit -c configs/ens_emos.yaml postprocess.emos_scope=global $common output.dir="$e/$m" ;;
+        emos) "$bin" postprocess fit -c configs/ens_emos.yaml $common output.dir="$e/$m" ;;
+        *) "$bin" postprocess fit -c "configs/ens_$m.yaml" $common training.epochs="$epochs" output.dir="$e/$m" ;;
+      esac
+    done
+  done
+  {
+    echo "## Ensemble post-processing on the synthetic ensemble (issue 8)"
+    echo
+    echo "Target t2m, test year 2002 (104 forecasts x 2048 points), latitude-weighted; EECRPS from the"
+    echo "model climate; networks trained $epochs epochs. See docs/postprocess.md."
+    echo
+    echo '```'
+    /usr/bin/python3 - "$d" $seeds <<'PY'
+import json, os, sys
+root, seeds = sys.argv[1], sys.argv[2:]
+methods = ["raw", "emos_global", "emos", "mlp", "unet", "smoe"]
+keys = ["crps", "crps_fair", "rmse", "spread", "ssr", "coverage80", "eecrps"]
+rows = {m: [] for m in methods}
+for s in seeds:
+    print(f"seed {s}")
+    print("| method | " + " | ".join(keys) + " |")
+    for m in methods:
+        p = os.path.join(root, f"seed{s}", m, f"scores_{m.replace('_global', '')}.json")
+        if not os.path.exists(p):
+            continue
+        r = json.load(open(p))
+        rows[m].append(r)
+        print(f"| {m} | " + " | ".join("-" if r.get(k) is None else f"{r[k]:.4f}" for k in keys) + " |")
+print(f"mean over seeds {' '.join(seeds)}")
+print("| method | seeds | " + " | ".join(keys) + " |")
+for m in methods:
+    if not rows[m]:
+        continue
+    vals = []
+    for k in keys:
+        v = [r[k] for r in rows[m] if r.get(k) is not None]
+        vals.append("-" if not v else f"{sum(v) / len(v):.4f}")
+    print(f"| {m} | {len(rows[m])} | " + " | ".join(vals) + " |")
+PY
+    echo '```'
+  } > "$d/section.md"
+  replace_section postprocess "$d/section.md"
+}
+
+all=(era5_uk ncep_air postprocess)
 declare -F experiment_heat >/dev/null && all+=(heat)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")

@@ -1,0 +1,340 @@
+/* The shared training engine (see train_engine.h). */
+#include "tasks/train_engine.h"
+#include "core/log.h"
+#include "core/outfile.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "moe/moe_balance.h"
+#include "moe/routing_metrics.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define TRAIN_MAX_MOE 16
+
+typedef struct {
+    const sm_config *cfg;
+    sm_model *m;
+    const grid *g;
+    train_task *task;
+    optim *opt;
+    lr_schedule sched;
+    early_stop stop;
+    int use_early_stop;
+    rng_t rng_dropout;
+    int64_t *order;
+    int batch;
+    char dir[CFG_PATH], last_path[CFG_PATH + 16], best_path[CFG_PATH + 16], metrics_path[CFG_PATH + 16];
+    int n_moe;
+    moe_routing_metrics routing[TRAIN_MAX_MOE];
+} engine;
+
+int train_engine_make_dir(const char *path)
+{
+    char buf[CFG_PATH];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return SM_OK;
+}
+
+static void state_fill(engine *E, ckpt_state *st, int64_t epoch, int64_t step)
+{
+    checkpoint_state_init(st);
+    st->epoch = epoch;
+    st->step = step;
+    st->opt = E->opt;
+    st->sched = &E->sched;
+    st->stop = E->use_early_stop ? &E->stop : NULL;
+    st->n_rng = 1;
+    st->rng_names[0] = "dropout";
+    st->rng[0] = &E->rng_dropout;
+    st->input_variables = E->task->input_vars;
+    st->output_variables = E->task->output_vars;
+    st->n_norm = E->task->n_arrays;
+    st->norm = E->task->arrays;
+}
+
+static int save_checkpoint(engine *E, const char *path, int64_t epoch, int64_t step, double best, int64_t best_epoch)
+{
+    ckpt_state st;
+    state_fill(E, &st, epoch, step);
+    st.best_score = best;
+    st.best_epoch = best_epoch;
+    /* Routing metrics of the last validation, one row per MoE layer:
+     * [cv_importance, H_s, H_u, load_frac_0 .. load_frac_{N-1}]. */
+    ckpt_array metrics[TRAIN_MAX_MOE];
+    float metric_data[TRAIN_MAX_MOE][3 + MOE_METRICS_MAX_EXPERTS];
+    for (int i = 0; i < E->n_moe; i++) {
+        const moe_routing_metrics *r = &E->routing[i];
+        model_moe_info info;
+        model_moe_get(E->m, i, &info);
+        memset(&metrics[i], 0, sizeof metrics[i]);
+        snprintf(metrics[i].name, CKPT_NAME_MAX, "routing_%s", info.name);
+        metrics[i].ndim = 1;
+        metrics[i].shape[0] = (size_t)(3 + r->n_experts);
+        metric_data[i][0] = (float)r->cv_importance;
+        metric_data[i][1] = (float)r->h_s;
+        metric_data[i][2] = (float)r->h_u;
+        for (int e = 0; e < r->n_experts; e++) metric_data[i][3 + e] = (float)r->load_frac[e];
+        metrics[i].data = metric_data[i];
+    }
+    st.n_metrics = E->n_moe;
+    st.metrics = metrics;
+    return checkpoint_save(path, E->m, E->cfg, E->g, &st);
+}
+
+static int report_nonfinite(engine *E, int64_t step, const char *what)
+{
+    int bad = -1;
+    param_store *ps = model_params(E->m);
+    const char *where = "";
+    if (!param_store_all_finite(ps, 1, &bad) && bad >= 0) where = param_store_view(ps, bad)->name;
+    return sm_fail(SM_ERR_NUMERIC, "training diverged at step %lld: %s is NaN/Inf%s%s; the last good checkpoint %s is kept "
+                   "(try a lower training.lr or training.grad_clip)",
+                   (long long)step, what, where[0] ? " in the gradient of " : "", where, E->last_path);
+}
+
+/* Validation loss (same loss as training, mean over batches) and the task's metrics; also
+ * fills the routing metrics from the first batch (latent gates are the same for every batch). */
+static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *loss_out)
+{
+    train_task *T = E->task;
+    double loss_sum = 0;
+    int64_t batches = 0;
+    int moe_done = 0;
+    size_t np = (size_t)model_out_h(E->m) * model_out_w(E->m);
+    if (T->val_reset) T->val_reset(T->ctx);
+    for (int64_t start = 0; start < n_samples; start += E->batch) {
+        int n = (int)(n_samples - start < E->batch ? n_samples - start : E->batch);
+        model_set_batch(E->m, n);
+        int st = T->assemble(T->ctx, idx + start, n, model_input(E->m));
+        if (st) return st;
+        if ((st = model_forward(E->m, 0, NULL))) return st;
+        const float *out = model_output(E->m);
+        loss_sum += T->loss(T->ctx, out, n);
+        batches++;
+        if (T->val_add && (st = T->val_add(T->ctx, idx + start, n, out))) return st;
+        for (int i = 0; i < E->n_moe && !moe_done; i++) {
+            model_moe_info info;
+            model_moe_get(E->m, i, &info);
+            moe_layout l = {n, info.shape.n_experts, np};
+            size_t cnt = (size_t)n * info.shape.n_experts * np;
+            float *p = malloc(cnt * sizeof *p);
+            if (!p) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+            moe_softmax_experts(&l, info.gate_raw, p);
+            moe_routing_metrics_compute(&l, p, NULL, 0, &E->routing[i]);
+            free(p);
+        }
+        moe_done = 1;
+    }
+    model_set_batch(E->m, E->batch);
+    *loss_out = batches ? loss_sum / batches : NAN;
+    return SM_OK;
+}
+
+static void write_metrics(engine *E, int64_t epoch, int64_t step, double train_loss, double aux, double val_loss, double lr,
+                          double seconds, int improved)
+{
+    FILE *f = fopen(E->metrics_path, "a");
+    if (!f) {
+        log_warn("%s: cannot append metrics: %s", E->metrics_path, strerror(errno));
+        return;
+    }
+    fprintf(f, "{\"epoch\": %lld, \"step\": %lld, \"train_loss\": %.8g, \"aux_loss\": %.8g, \"val_loss\": %.8g, \"lr\": %.8g, "
+               "\"seconds\": %.3f, \"improved\": %s, ",
+            (long long)epoch, (long long)step, train_loss, aux, isnan(val_loss) ? -1.0 : val_loss, lr, seconds,
+            improved ? "true" : "false");
+    if (E->task->val_json) E->task->val_json(E->task->ctx, f);
+    fprintf(f, ", \"routing\": [");
+    for (int i = 0; i < E->n_moe; i++) {
+        model_moe_info info;
+        model_moe_get(E->m, i, &info);
+        const moe_routing_metrics *r = &E->routing[i];
+        fprintf(f, "%s{\"layer\": \"%s\", \"cv_importance\": %.6g, \"H_s\": %.6g, \"H_u\": %.6g, \"load\": [", i ? ", " : "",
+                info.name, r->cv_importance, r->h_s, r->h_u);
+        for (int e = 0; e < r->n_experts; e++) fprintf(f, "%s%.6g", e ? ", " : "", r->load_frac[e]);
+        fprintf(f, "]}");
+    }
+    fprintf(f, "]}\n");
+    fclose(f);
+}
+
+static int engine_setup(engine *E, int resume, ckpt_state *resumed)
+{
+    const sm_config *cfg = E->cfg;
+    int st;
+    E->n_moe = model_moe_count(E->m);
+    if (E->n_moe > TRAIN_MAX_MOE) E->n_moe = TRAIN_MAX_MOE;
+    optim_config oc;
+    lr_schedule_config sc;
+    if ((st = optim_config_from_training(&cfg->training, &oc))) return st;
+    if ((st = optim_create(&E->opt, model_params(E->m), &oc))) return st;
+    if ((st = lr_schedule_config_from_training(&cfg->training, &sc))) return st;
+    if ((st = lr_schedule_init(&E->sched, &sc))) return st;
+    E->use_early_stop = cfg->training.early_stopping_patience > 0;
+    if (E->use_early_stop && (st = early_stop_init(&E->stop, cfg->training.early_stopping_patience, 0.0))) return st;
+    rng_seed(&E->rng_dropout, (uint64_t)cfg->run.seed, TRAIN_RNG_STREAM_DROPOUT);
+    E->order = malloc(sizeof(int64_t) * (size_t)(E->task->n_train > 0 ? E->task->n_train : 1));
+    if (!E->order) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    snprintf(E->dir, sizeof E->dir, "%s", cfg->output.dir);
+    snprintf(E->last_path, sizeof E->last_path, "%s/last.nc", E->dir);
+    snprintf(E->best_path, sizeof E->best_path, "%s/best.nc", E->dir);
+    snprintf(E->metrics_path, sizeof E->metrics_path, "%s/metrics.jsonl", E->dir);
+    if ((st = train_engine_make_dir(E->dir))) return st;
+    if (resume) {
+        checkpoint_state_init(resumed);
+        resumed->opt = E->opt;
+        resumed->sched = &E->sched;
+        resumed->stop = E->use_early_stop ? &E->stop : NULL;
+        resumed->n_rng = 1;
+        resumed->rng_names[0] = "dropout";
+        resumed->rng[0] = &E->rng_dropout;
+        resumed->input_variables = E->task->input_vars;
+        resumed->output_variables = E->task->output_vars;
+        if ((st = checkpoint_load(E->last_path, E->m, cfg, E->g, resumed))) return st;
+        if (E->task->restore && (st = E->task->restore(E->task->ctx, resumed, E->last_path))) return st;
+        log_info("resuming from %s at epoch %lld, step %lld", E->last_path, (long long)resumed->epoch, (long long)resumed->step);
+    }
+    if (log_get_level() >= LOG_LEVEL_INFO) model_summary(E->m, stderr);
+    return SM_OK;
+}
+
+int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch, train_task *task, int resume,
+                     train_result *result)
+{
+    engine E;
+    memset(&E, 0, sizeof E);
+    memset(result, 0, sizeof *result);
+    E.cfg = cfg;
+    E.m = m;
+    E.g = g;
+    E.task = task;
+    E.batch = batch;
+    ckpt_state resumed;
+    checkpoint_state_init(&resumed);
+    int st = engine_setup(&E, resume, &resumed);
+    int64_t epoch = resume && st == SM_OK ? resumed.epoch : 0;
+    int64_t step = resume && st == SM_OK ? resumed.step : 0;
+    double best = resume && st == SM_OK ? resumed.best_score : NAN;
+    int64_t best_epoch = resume && st == SM_OK ? resumed.best_epoch : -1;
+    checkpoint_state_free_arrays(&resumed);
+
+    int64_t nb = (task->n_train + E.batch - 1) / (E.batch > 0 ? E.batch : 1);
+    if (cfg->training.steps_per_epoch > 0 && cfg->training.steps_per_epoch < nb) nb = cfg->training.steps_per_epoch;
+    int64_t skip = step - epoch * nb; /* batches already done inside an interrupted epoch */
+    if (skip < 0) skip = 0;
+    double t_start = progress_now_seconds();
+
+    for (; st == SM_OK && epoch < cfg->training.epochs; epoch++) {
+        if (E.use_early_stop && E.stop.stopped) break;
+        /* The data order of an epoch depends only on (seed, epoch): resuming reproduces it. */
+        rng_t shuffle;
+        rng_seed(&shuffle, (uint64_t)cfg->run.seed * 1000003u + (uint64_t)epoch, TRAIN_RNG_STREAM_SHUFFLE);
+        memcpy(E.order, task->train_idx, sizeof(int64_t) * (size_t)task->n_train);
+        rng_shuffle(&shuffle, E.order, task->n_train);
+
+        char label[64];
+        snprintf(label, sizeof label, "epoch %lld/%d", (long long)epoch + 1, cfg->training.epochs);
+        progress bar;
+        progress_begin(&bar, label, nb);
+        double loss_sum = 0, aux_sum = 0;
+        int64_t loss_n = 0;
+        optim_set_lr(E.opt, lr_schedule_lr(&E.sched));
+        for (int64_t b = skip; b < nb && st == SM_OK; b++) {
+            int64_t first = b * E.batch;
+            int n = (int)(task->n_train - first < E.batch ? task->n_train - first : E.batch);
+            model_set_batch(m, n);
+            if ((st = task->assemble(task->ctx, E.order + first, n, model_input(m)))) break;
+            model_zero_grad(m);
+            if ((st = model_forward(m, 1, &E.rng_dropout))) break;
+            double loss = task->loss(task->ctx, model_output(m), n);
+            if (!isfinite(loss)) {
+                st = report_nonfinite(&E, step, "the loss");
+                break;
+            }
+            size_t nout = (size_t)n * model_c_out(m) * model_out_h(m) * model_out_w(m);
+            memset(model_output_grad(m), 0, nout * sizeof(float));
+            task->loss_grad(task->ctx, model_output_grad(m), model_output(m), n);
+            if ((st = model_backward(m))) break;
+            double gnorm = cfg->training.grad_clip > 0 ? optim_clip_grad_norm(model_params(m), cfg->training.grad_clip)
+                                                      : optim_grad_norm(model_params(m));
+            if (!isfinite(gnorm)) {
+                st = report_nonfinite(&E, step, "a gradient");
+                break;
+            }
+            optim_step(E.opt);
+            step++;
+            loss_sum += loss;
+            aux_sum += model_aux_loss(m);
+            loss_n++;
+            char extra[96];
+            snprintf(extra, sizeof extra, "loss %.5g", loss_sum / loss_n);
+            progress_update(&bar, b + 1, extra);
+            if (sm_interrupted()) {
+                save_checkpoint(&E, E.last_path, epoch, step, best, best_epoch);
+                st = sm_fail(SM_ERR_INTERRUPTED, "interrupted at epoch %lld step %lld; resume with '%s' "
+                             "(state saved in %s)", (long long)epoch + 1, (long long)step, task->resume_command, E.last_path);
+            }
+        }
+        skip = 0;
+        if (st) break;
+        progress_end(&bar);
+
+        double val_loss = NAN;
+        int on_train = task->n_val == 0;
+        if (on_train && epoch == 0) log_warn("no validation samples: monitoring the training loss instead");
+        if ((st = validate(&E, on_train ? task->train_idx : task->val_idx, on_train ? task->n_train : task->n_val, &val_loss))) break;
+        if (!isfinite(val_loss)) {
+            st = report_nonfinite(&E, step, "the validation loss");
+            break;
+        }
+        int improved = 0;
+        if (E.use_early_stop)
+            early_stop_update(&E.stop, val_loss, &improved);
+        else
+            improved = isnan(best) || val_loss < best;
+        if (improved) {
+            best = val_loss;
+            best_epoch = epoch;
+        }
+        double lr_used = optim_get_lr(E.opt);
+        lr_schedule_step(&E.sched, val_loss);
+        double train_loss = loss_n ? loss_sum / loss_n : NAN;
+        write_metrics(&E, epoch + 1, step, train_loss, loss_n ? aux_sum / loss_n : 0, val_loss, lr_used,
+                      progress_now_seconds() - t_start, improved);
+        char vtext[512] = "";
+        if (task->val_text) task->val_text(task->ctx, vtext, sizeof vtext);
+        log_info("epoch %lld: train %.5g val %.5g (%s) lr %.3g%s", (long long)epoch + 1, train_loss, val_loss, vtext, lr_used,
+                 improved ? " *best*" : "");
+        if (improved && (st = save_checkpoint(&E, E.best_path, epoch + 1, step, best, best_epoch))) break;
+        if (((epoch + 1) % cfg->output.checkpoint_every == 0 || epoch + 1 == cfg->training.epochs || (E.use_early_stop && E.stop.stopped)) &&
+            (st = save_checkpoint(&E, E.last_path, epoch + 1, step, best, best_epoch)))
+            break;
+        if (E.use_early_stop && E.stop.stopped) {
+            log_info("early stopping: no improvement for %d epochs (best epoch %lld)", cfg->training.early_stopping_patience,
+                     (long long)best_epoch + 1);
+            result->stopped_early = 1;
+            epoch++;
+            break;
+        }
+    }
+    result->epochs_done = epoch;
+    result->steps_done = step;
+    result->best_val = best;
+    result->best_epoch = best_epoch;
+    optim_free(E.opt);
+    free(E.order);
+    return st;
+}

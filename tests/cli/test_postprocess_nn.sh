@@ -1,0 +1,64 @@
+# Neural post-processing (mlp, unet, smoe) through the shared training engine: a few CRPS
+# steps, checkpoints, metrics.jsonl, exact --resume, scores, and apply with the checkpoint.
+. "$(dirname "$0")/lib.sh"
+cd "$TMP"
+"$BIN" synth ensemble --out syn --years 1 --clim-years 0 --members 5 --seed 7 >/dev/null 2>&1 || { fail "synth"; finish; }
+"$BIN" ingest --grid native --var t850 --var t2m --out ens.nc syn/ensemble.nc >/dev/null 2>&1 || { fail "ingest ensemble"; finish; }
+"$BIN" ingest --grid native --var t850 --var t2m --out truth.nc syn/ensemble_truth.nc >/dev/null 2>&1 || { fail "ingest truth"; finish; }
+cat > cfg.yaml <<'YAML'
+run:
+  threads: 1
+postprocess:
+  method: mlp
+  target: t2m
+  predictors: [t850]
+  latlon_features: true
+  forecast: ens.nc
+  truth: truth.nc
+data:
+  train_end: 2000-09-30
+  val_start: 2000-10-01
+  val_end: 2000-10-31
+  test_start: 2000-11-01
+  test_end: 2000-12-31
+model:
+  channels: [8]
+  kernel: 1
+  activation: relu
+training:
+  epochs: 2
+  batch_size: 4
+  steps_per_epoch: 3
+  lr: 1e-3
+output:
+  dir: mlp
+YAML
+expect_exit 0 "epoch 2: train .* \(t2m crps" -- "$BIN" postprocess fit -c cfg.yaml
+[ -s mlp/best.nc ] && [ -s mlp/last.nc ] && ok "checkpoints written" || fail "best.nc/last.nc missing"
+[ "$(wc -l < mlp/metrics.jsonl)" = 2 ] && ok "metrics.jsonl: one line per epoch" || fail "metrics.jsonl: $(cat mlp/metrics.jsonl)"
+grep -q '"val_crps": {"t2m": [0-9]' mlp/metrics.jsonl && ok "metrics carry the validation CRPS" || fail "metrics lack val_crps"
+grep -q '"crps": [0-9]' mlp/scores_mlp.json && grep -q '"split": "test"' mlp/scores_mlp.json && ok "test scores" || fail "scores: $(cat mlp/scores_mlp.json)"
+ncdump -h mlp/best.nc | grep -q 'input_variables = "t2m_mean,t2m_std,t850_mean,t850_std,sin_lat,cos_lat_sin_lon,cos_lat_cos_lon"' \
+  && ok "checkpoint names the features" || fail "checkpoint input_variables"
+
+# exact resume: 1 epoch + --resume to 2 epochs == 2 epochs straight
+params() { ncdump -p 9,17 "$1" | sed -n '/group: params/,/group: optim/p'; }
+expect_exit 0 "epoch 1: train" -- "$BIN" postprocess fit -c cfg.yaml training.epochs=1 output.dir=split
+expect_exit 0 "resuming from" -- "$BIN" postprocess fit -c cfg.yaml output.dir=split --resume
+if [ -n "$(params mlp/last.nc)" ] && diff <(params mlp/last.nc) <(params split/last.nc) >/dev/null; then ok "resume is exact"; else fail "resumed weights differ"; fi
+expect_exit 1 "--resume applies to the neural methods" -- "$BIN" postprocess fit -c cfg.yaml --method emos --resume output.dir=e
+
+# apply with the checkpoint
+expect_exit 0 "mlp-calibrated t2m for 104 forecasts" -- "$BIN" postprocess apply --model mlp/best.nc --forecast ens.nc --out cal.nc --lead 48h
+ncdump -h cal.nc | grep -q 'float t2m_sigma(forecast_reference_time, latitude, longitude)' && ok "neural CF output" || fail "cal.nc layout"
+"$BIN" ingest --grid native --var t2m --out only_t2m.nc syn/ensemble.nc >/dev/null 2>&1
+expect_exit 2 "predictor 't850' is not in the ensemble dataset" -- "$BIN" postprocess apply --model mlp/best.nc --forecast only_t2m.nc --out x.nc --lead 48h
+
+# U-Net and SMoE train a few steps through the same engine
+expect_exit 0 "unet on test" -- "$BIN" postprocess fit -c cfg.yaml --method unet model.channels=[4,8] model.kernel=3 training.epochs=1 \
+  training.steps_per_epoch=2 output.dir=unet
+expect_exit 0 "smoe on test" -- "$BIN" postprocess fit -c cfg.yaml --method smoe model.architecture=cnn model.channels=[8] model.kernel=3 \
+  model.moe.experts=3 model.moe.gate=latent training.epochs=1 training.steps_per_epoch=2 output.dir=smoe
+grep -q '"routing": \[{"layer"' smoe/metrics.jsonl && ok "SMoE routing metrics logged" || fail "smoe metrics: $(cat smoe/metrics.jsonl)"
+expect_exit 0 "smoe-calibrated t2m" -- "$BIN" postprocess apply --model smoe/best.nc --forecast ens.nc --out smoe.nc --lead 48h
+finish
