@@ -37,8 +37,11 @@ have_evaluate() { "$bin" evaluate --help >/dev/null 2>&1; }
 # scripts/score_rmse.py (latitude-weighted RMSE, time mean before the root, beside persistence).
 train_and_score() {
   local d=$1 cfg=$2 ds=$3 inits=$4 leads=$5 s0=$6 s1=$7
-  /usr/bin/time -f "%U %S %e" -o "$d/$cfg.time" "$bin" train -c "configs/$cfg.yaml" output.dir="$d/$cfg" \
-    > "$d/$cfg.train.log" 2>&1
+  # SMOECAST_EXPERIMENTS_REUSE=1 keeps a finished run of the same config (best.nc and its .time).
+  if [ "${SMOECAST_EXPERIMENTS_REUSE:-0}" != 1 ] || [ ! -s "$d/$cfg/best.nc" ] || [ ! -s "$d/$cfg.time" ]; then
+    /usr/bin/time -f "%U %S %e" -o "$d/$cfg.time" "$bin" train -c "configs/$cfg.yaml" output.dir="$d/$cfg" \
+      > "$d/$cfg.train.log" 2>&1
+  fi
   "$bin" --quiet forecast --checkpoint "$d/$cfg/best.nc" --dataset "$ds" --init "$inits" --lead "$leads" --out "$d/$cfg.fc.nc"
   /usr/bin/python3 scripts/score_rmse.py "$d/$cfg.fc.nc" "$ds" "$s0" 6 "$s1" > "$d/$cfg.table"
   if have_evaluate; then
@@ -47,10 +50,13 @@ train_and_score() {
   fi
 }
 
-# describe D CFG: the heading line of one trained config (parameters, CPU and wall time).
+# describe D CFG: the heading line of one trained config (parameters counted in its checkpoint,
+# CPU and wall time of training).
 describe() {
   local d=$1 cfg=$2 params cpu wall
-  params=$(sed -n 's/.*trainable parameters: \([0-9]*\).*/\1/p' "$d/$cfg.train.log" 2>/dev/null | head -1)
+  params=$(/usr/bin/python3 -c '
+import sys, netCDF4
+print(sum(v.size for v in netCDF4.Dataset(sys.argv[1])["params"].variables.values()))' "$d/$cfg/best.nc")
   read -r u s wall < "$d/$cfg.time"
   cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.0f", u + s }')
   echo "### $cfg: ${params:-?} trainable parameters, trained in $cpu CPU s ($wall s wall)"
