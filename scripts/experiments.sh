@@ -80,6 +80,7 @@ experiment_era5_uk() {
     echo "stays inside the file; latitude-weighted RMSE, time mean before the root (scripts/score_rmse.py)."
     echo "Targets: +6 h <= 0.58x and +24 h <= 0.95x persistence. CPU seconds are user + system time of"
     echo "\`smoecast train\` on a shared, heavily loaded machine (the estimate for an idle 2-core machine)."
+    have_evaluate || echo "Climatology and damped persistence are added by \`smoecast evaluate\` once this build has it."
     for cfg in era5_uk_t2m era5_uk_t2m_dense; do
       echo; describe "$d" "$cfg"; echo
       echo 'Test (25-31 March):'; echo; echo '```'; cat "$d/$cfg.table"; echo '```'
@@ -103,6 +104,7 @@ experiment_ncep_air() {
     echo "6-hourly init whose lead stays inside 2013; latitude-weighted RMSE, time mean before the root)."
     echo "The held-out year 2014 is scored independently; these numbers are the tuning estimate only."
     echo "Targets on 2014: <= 0.75x persistence at +1 d, <= 0.80x at +3 d and +5 d."
+    have_evaluate || echo "Climatology and damped persistence are added by \`smoecast evaluate\` once this build has it."
     for cfg in ncep_air ncep_air_dense; do
       echo; describe "$d" "$cfg"; echo; echo '```'; cat "$d/$cfg.table"; echo '```'
     done
