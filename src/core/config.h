@@ -40,7 +40,9 @@ typedef struct {
     char test_start[CFG_STR], test_end[CFG_STR];
     char lead_time[CFG_STR];
     char step[CFG_STR];
+    cfg_strlist leads;
     int history;
+    char history_step[CFG_STR];
     char normalisation[CFG_STR];
     int tendency;
 } data_config;

@@ -158,11 +158,31 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     /* Autoregressive models see their history at the model step, so that a rollout can feed
      * its own earlier steps back; direct models see the dataset's own time step. */
     L->dt_hours = dc->step[0] ? L->step_hours : median_step(ds);
+    if (dc->history_step[0]) {
+        if ((st = samples_parse_duration(dc->history_step, "data.history_step", &L->dt_hours))) return st;
+        if (!(L->dt_hours > 0)) return sm_fail(SM_ERR_USAGE, "data.history_step must be positive");
+        if (dc->step[0] && fabs(L->dt_hours - L->step_hours) > 1e-9)
+            return sm_fail(SM_ERR_USAGE, "data.history_step %s must equal data.step %s for an autoregressive model (its rollout "
+                           "feeds its own steps back)", dc->history_step, dc->step);
+    }
+    if (dc->leads.n > 0) {
+        if (dc->step[0]) return sm_fail(SM_ERR_USAGE, "data.leads (a direct multi-lead model) needs an empty data.step");
+        if (dc->leads.n > SAMPLES_MAX_LEADS) return sm_fail(SM_ERR_USAGE, "data.leads: at most %d leads", SAMPLES_MAX_LEADS);
+        for (int j = 0; j < dc->leads.n; j++) {
+            if ((st = samples_parse_duration(dc->leads.items[j], "data.leads", &L->leads[j]))) return st;
+            if (L->leads[j] <= 0) return sm_fail(SM_ERR_USAGE, "data.leads: '%s' is not positive", dc->leads.items[j]);
+            for (int i = 0; i < j; i++)
+                if (fabs(L->leads[i] - L->leads[j]) < 1e-9) return sm_fail(SM_ERR_USAGE, "data.leads: '%s' is listed twice", dc->leads.items[j]);
+        }
+        L->n_leads = dc->leads.n;
+        if (samples_lead_index(L, L->lead_hours) < 0)
+            return sm_fail(SM_ERR_USAGE, "data.leads must include data.lead_time %s (the lead validated on)", dc->lead_time);
+    }
     L->history = dc->history;
     L->tendency = dc->tendency;
     L->h = ds->nlat;
     L->w = ds->nlon;
-    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed) + 4 * n_computed;
+    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed) + 4 * n_computed + (L->n_leads > 0);
     L->c_out = L->n_prog + L->n_diag;
 
     norm_stats *S = &L->stats;
@@ -171,6 +191,27 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     for (int i = 0; i < L->n_forc; i++)
         if (L->forc_kind[i] == FORCING_FIELD) snprintf(S->names[S->nvars++], 80, "%s", ds->vars[L->forc_var[i]].name);
     return SM_OK;
+}
+
+int samples_lead_index(const sample_layout *L, double hours)
+{
+    for (int j = 0; j < L->n_leads; j++)
+        if (fabs(L->leads[j] - hours) < 1e-6) return j;
+    return -1;
+}
+
+void samples_decode(const sample_layout *L, const dataset *ds, int64_t idx, int64_t *t, double *lead_hours)
+{
+    int64_t code = ds->ntimes > 0 ? idx / ds->ntimes : 0;
+    *t = ds->ntimes > 0 ? idx % ds->ntimes : idx;
+    *lead_hours = code > 0 && code <= L->n_leads ? L->leads[code - 1] : L->step_hours;
+}
+
+static double max_lead(const sample_layout *L)
+{
+    double m = L->step_hours;
+    for (int j = 0; j < L->n_leads; j++) m = fmax(m, L->leads[j]);
+    return m;
 }
 
 void samples_layout_free(sample_layout *L)
@@ -195,6 +236,35 @@ static int stat_forc(const sample_layout *L, int f)
 
 static int inside(double t, double start, double end) { return t >= start - 1e-6 && t <= end + 1e-6; }
 
+/* Appends to `out` the inits valid for lead `lead` inside [start, end], encoded with `code`. */
+static void valid_inits_lead(const sample_layout *L, const dataset *ds, double start, double end, double lead, int64_t code,
+                             sample_split *out)
+{
+    for (int64_t i = 0; i < ds->ntimes; i++) {
+        double t = ds->times[i];
+        if (!inside(t, start, end) || !inside(t + lead, start, end)) continue;
+        if (find_time(ds, t + lead) < 0) continue;
+        int ok = 1;
+        for (int h = 1; h < L->history && ok; h++) {
+            double th = t - h * L->dt_hours;
+            ok = inside(th, start, end) && find_time(ds, th) >= 0;
+        }
+        if (ok) out->idx[out->n++] = i + code * ds->ntimes;
+    }
+}
+
+/* Every (init, lead) pair of a multi-lead model inside [start, end], encoded (see samples.h). */
+static int valid_inits_all_leads(const sample_layout *L, const dataset *ds, double start, double end, sample_split *out)
+{
+    memset(out, 0, sizeof *out);
+    out->start = start;
+    out->end = end;
+    out->idx = malloc(sizeof(int64_t) * (size_t)(ds->ntimes > 0 ? ds->ntimes : 1) * (size_t)L->n_leads);
+    if (!out->idx) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    for (int j = 0; j < L->n_leads; j++) valid_inits_lead(L, ds, start, end, L->leads[j], j + 1, out);
+    return SM_OK;
+}
+
 int samples_valid_inits(const sample_layout *L, const dataset *ds, double start, double end, sample_split *out)
 {
     memset(out, 0, sizeof *out);
@@ -202,17 +272,7 @@ int samples_valid_inits(const sample_layout *L, const dataset *ds, double start,
     out->end = end;
     out->idx = malloc(sizeof(int64_t) * (size_t)(ds->ntimes > 0 ? ds->ntimes : 1));
     if (!out->idx) return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    for (int64_t i = 0; i < ds->ntimes; i++) {
-        double t = ds->times[i];
-        if (!inside(t, start, end) || !inside(t + L->step_hours, start, end)) continue;
-        if (find_time(ds, t + L->step_hours) < 0) continue;
-        int ok = 1;
-        for (int h = 1; h < L->history && ok; h++) {
-            double th = t - h * L->dt_hours;
-            ok = inside(th, start, end) && find_time(ds, th) >= 0;
-        }
-        if (ok) out->idx[out->n++] = i;
-    }
+    valid_inits_lead(L, ds, start, end, L->step_hours, 0, out);
     return SM_OK;
 }
 
@@ -267,7 +327,8 @@ int samples_splits(const sample_layout *L, const data_config *dc, const dataset 
     }
     sample_split *out[3] = {train, val, test};
     for (int k = 0; k < 3; k++) {
-        int st = samples_valid_inits(L, ds, s[k], e[k], out[k]);
+        int st = k == 0 && L->n_leads > 0 ? valid_inits_all_leads(L, ds, s[k], e[k], out[k])
+                                          : samples_valid_inits(L, ds, s[k], e[k], out[k]);
         if (st) return st;
     }
     if (train->n == 0)
@@ -404,9 +465,12 @@ static int tendency_std(const sample_layout *L, sample_cache *cache, int var, co
     size_t np = (size_t)L->h * L->w;
     double sum = 0, sq = 0, cnt = 0;
     for (int64_t i = 0; i < train->n; i++) {
-        int t0 = (int)train->idx[i];
+        int64_t t0;
+        double lead;
+        samples_decode(L, ds, train->idx[i], &t0, &lead);
+        if (fabs(lead - L->step_hours) > 1e-6) continue;
         int64_t t1 = find_time(ds, ds->times[t0] + L->step_hours);
-        const float *a = sample_cache_get(cache, var, t0);
+        const float *a = sample_cache_get(cache, var, (int)t0);
         const float *b = a ? sample_cache_get(cache, var, (int)t1) : NULL;
         if (!b) return SM_ERR_IO;
         for (size_t p = 0; p < np; p++) {
@@ -481,15 +545,17 @@ typedef struct {
     const float *prog_hist[SAMPLES_MAX_VARS * 8]; /* [h * n_prog + i] */
     const float *forc[SAMPLES_MAX_VARS];
     const float *target_prog[SAMPLES_MAX_VARS], *target_diag[SAMPLES_MAX_VARS];
-    double t0, t1;
+    double t0, t1, lead;
 } sample_fields;
 
-static int gather(const sample_layout *L, sample_cache *cache, int64_t init, int want_target, sample_fields *F)
+static int gather(const sample_layout *L, sample_cache *cache, int64_t sample, int want_target, sample_fields *F)
 {
     const dataset *ds = cache->ds;
     size_t np = (size_t)L->h * L->w;
+    int64_t init;
+    samples_decode(L, ds, sample, &init, &F->lead);
     F->t0 = ds->times[init];
-    F->t1 = F->t0 + L->step_hours;
+    F->t1 = F->t0 + F->lead;
     int64_t t1 = find_time(ds, F->t1);
     if (L->history > 8) return sm_fail(SM_ERR_USAGE, "data.history is at most 8");
     for (int h = 0; h < L->history; h++) {
@@ -511,7 +577,7 @@ static int gather(const sample_layout *L, sample_cache *cache, int64_t init, int
         F->forc[i] = f;
     }
     if (!want_target) return SM_OK;
-    if (t1 < 0) return sm_fail(SM_ERR_IO, "%s: no target time %gh after init index %lld", ds->path, L->step_hours, (long long)init);
+    if (t1 < 0) return sm_fail(SM_ERR_IO, "%s: no target time %gh after init index %lld", ds->path, F->lead, (long long)init);
     for (int i = 0; i < L->n_prog; i++)
         if (!(F->target_prog[i] = sample_cache_get(cache, L->prog_var[i], (int)t1))) return SM_ERR_IO;
     for (int i = 0; i < L->n_diag; i++)
@@ -538,6 +604,10 @@ static void fill_forcings(const sample_layout *L, const char *calendar, const sa
         float v[4] = {(float)sin(a0), (float)cos(a0), (float)sin(a1), (float)cos(a1)};
         for (int c = 0; c < 4; c++, out += np)
             for (size_t p = 0; p < np; p++) out[p] = v[c];
+    }
+    if (L->n_leads > 0) {
+        float v = (float)(F->lead / max_lead(L));
+        for (size_t p = 0; p < np; p++) out[p] = v;
     }
 }
 
@@ -581,12 +651,19 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
 
 int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, const float *const *prog_hist, float *input)
 {
+    return samples_assemble_state_lead(L, cache, t0, L->step_hours, prog_hist, input);
+}
+
+int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, double t0, double lead_hours,
+                                const float *const *prog_hist, float *input)
+{
     const dataset *ds = cache->ds;
     size_t np = (size_t)L->h * L->w;
     sample_fields F;
     memset(&F, 0, sizeof F);
     F.t0 = t0;
-    F.t1 = t0 + L->step_hours;
+    F.lead = lead_hours;
+    F.t1 = t0 + lead_hours;
     for (int k = 0; k < L->history * L->n_prog; k++) F.prog_hist[k] = prog_hist[k];
     int64_t t1 = find_time(ds, F.t1);
     for (int i = 0; i < L->n_forc; i++) {

@@ -3,17 +3,26 @@
  * test initialisation times, and batch assembly into the model's input and target buffers.
  *
  * Channel layout (C_in), for an initialisation time t and model step s:
- *   for h = 0 .. history-1: every prognostic variable at t - h * dt   (dt = dataset time step;
- *                           the model step for autoregressive models, data.step)
+ *   for h = 0 .. history-1: every prognostic variable at t - h * dt   (dt = data.history_step if
+ *                           given, else the dataset time step; the model step for
+ *                           autoregressive models, data.step)
  *   every forcing field from the dataset (time-dependent at t + s, static as is)
  *   computed forcings: hour_of_day -> sin, cos at t and at t + s; day_of_year -> the same
+ *   multi-lead direct models (data.leads): one more channel, the lead divided by the longest lead
  * Targets (C_out): prognostic variables at t + s, then diagnostic variables at t + s.
  *   With data.tendency, a prognostic target is (x(t+s) - x(t)) / tend_std (the forecast adds
  *   it back); otherwise and for diagnostics (x(t+s) - mean) / std.
  * Inputs are (x - mean) / std with the statistics of the training period: per variable
  * (`global`: mean over time and space; std = the time standard deviation averaged over space,
  * as WeatherBench) or per grid point. NaN inputs are an error naming variable and time; NaN
- * targets stay NaN (the losses mask them). */
+ * targets stay NaN (the losses mask them).
+ *
+ * Multi-lead direct models (data.leads, no data.step) learn every listed lead with one network:
+ * the step s of a sample is its own lead. Training samples cover every (init, lead) pair and are
+ * encoded as idx = t + (j + 1) * ntimes for lead j; a plain time index idx < ntimes means the
+ * primary lead (data.lead_time = step_hours). Validation and test splits hold plain indices (the
+ * primary lead), so a trainer's per-sample validation metric sees ordinary times. The tendency
+ * scale tend_std is the one of the primary lead for every lead. */
 #ifndef SMOECAST_DATA_SAMPLES_H
 #define SMOECAST_DATA_SAMPLES_H
 
@@ -24,6 +33,7 @@
 #include <stdint.h>
 
 #define SAMPLES_MAX_VARS 32
+#define SAMPLES_MAX_LEADS 16
 
 typedef enum { FORCING_FIELD = 0, FORCING_HOUR_OF_DAY, FORCING_DAY_OF_YEAR } forcing_kind;
 
@@ -49,6 +59,8 @@ typedef struct {
     double dt_hours;                     /* spacing of history inputs: the dataset time step for
                                             direct models, the model step for autoregressive ones */
     int tendency;
+    int n_leads;                         /* multi-lead direct model: number of leads (0 = off) */
+    double leads[SAMPLES_MAX_LEADS];     /* its leads in hours (one of them is lead_hours) */
     int c_in, c_out, h, w;
     norm_stats stats;                    /* names: prognostic, diagnostic, forcing fields */
 } sample_layout;
@@ -95,6 +107,14 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
  * pointers prog_hist[h * n_prog + i] (history h, variable i), e.g. the previous step of an
  * autoregressive forecast; forcings come from the dataset at t0 + step. */
 int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, const float *const *prog_hist, float *input);
+
+/* The same at lead `lead_hours` of a multi-lead direct model (forcings at t0 + lead_hours). */
+int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, double t0, double lead_hours,
+                                const float *const *prog_hist, float *input);
+/* Index of `hours` in L->leads, -1 when the model was not trained for it (or is not multi-lead). */
+int samples_lead_index(const sample_layout *L, double hours);
+/* Splits a sample index into the dataset time index and the sample's lead (see above). */
+void samples_decode(const sample_layout *L, const dataset *ds, int64_t idx, int64_t *t, double *lead_hours);
 
 /* Raw prognostic fields of the history of an initialisation time index (checked for NaN). */
 int samples_prognostic_history(const sample_layout *L, sample_cache *cache, int64_t init, const float **prog_hist);

@@ -299,6 +299,18 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
     int max_steps = 0;
     for (int j = 0; j < n_leads; j++) {
         double k = leads[j] / L.step_hours;
+        if (L.n_leads > 0) {
+            /* A direct multi-lead model predicts each of its trained leads in one step. */
+            if (samples_lead_index(&L, leads[j]) < 0) {
+                char list[256] = "";
+                for (int i = 0; i < L.n_leads; i++)
+                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%gh", i ? ", " : "", L.leads[i]);
+                st = sm_fail(SM_ERR_USAGE, "--lead %gh: %s is a direct multi-lead model trained for the leads %s only", leads[j],
+                             o->checkpoint, list);
+                goto done;
+            }
+            k = 1;
+        }
         if (fabs(k - round(k)) > 1e-9) {
             st = sm_fail(SM_ERR_USAGE, "--lead %gh is not a multiple of the model step %gh of %s", leads[j], L.step_hours,
                          o->checkpoint);
@@ -362,7 +374,19 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
             for (size_t k = 0; k < hist_n; k++) memcpy(state + ((size_t)b * hist_n + k) * np, src[k], np * sizeof(float));
         }
         if (st) break;
-        for (int step = 1; step <= max_steps && st == SM_OK; step++) {
+        for (int j = 0; j < n_leads && L.n_leads > 0 && st == SM_OK; j++) {
+            /* Direct multi-lead model: every lead straight from the analysed history. */
+            for (int b = 0; b < n && st == SM_OK; b++) {
+                for (size_t k = 0; k < hist_n; k++) hist_ptr[b * hist_n + k] = state + ((size_t)b * hist_n + k) * np;
+                st = samples_assemble_state_lead(&L, cache, ds->times[inits[first + b]], leads[j], hist_ptr + b * hist_n,
+                                                 model_input(m) + (size_t)b * L.c_in * np);
+            }
+            if (st || (st = model_forward(m, 0, NULL))) break;
+            for (int b = 0; b < n; b++)
+                samples_denormalise(&L, model_output(m) + (size_t)b * L.c_out * np, state + (size_t)b * hist_n * np,
+                                    lead_buf + ((size_t)b * n_leads + j) * L.c_out * np);
+        }
+        for (int step = 1; step <= max_steps && L.n_leads == 0 && st == SM_OK; step++) {
             for (int b = 0; b < n && st == SM_OK; b++) {
                 double t0 = ds->times[inits[first + b]] + (step - 1) * L.step_hours;
                 for (size_t k = 0; k < hist_n; k++) hist_ptr[b * hist_n + k] = state + ((size_t)b * hist_n + k) * np;

@@ -159,8 +159,97 @@ static void test_durations_and_errors(void **state)
     dataset_close(ds);
 }
 
+/* A direct multi-lead model (data.leads): training samples cover every (init, lead) pair,
+ * validation holds the primary lead, and the lead is an input channel. */
+static void test_multi_lead(void **state)
+{
+    (void)state;
+    char ds_key[700];
+    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
+    char *ov[] = {ds_key, "data.prognostic=[a]", "data.forcing=[hour_of_day]", "data.lead_time=12h", "data.leads=[6h, 12h]",
+                  "data.train_end=2000-01-02T12", "data.val_start=2000-01-02T18", "data.val_end=2000-01-03T18",
+                  "data.history=2", "data.history_step=12h"};
+    sm_config *cfg = load(10, ov);
+    dataset *ds;
+    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sample_layout L;
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
+    assert_int_equal(L.n_leads, 2);
+    assert_int_equal(L.c_in, 2 + 4 + 1);
+    assert_true(L.step_hours == 12.0 && L.dt_hours == 12.0);
+    assert_int_equal(samples_lead_index(&L, 6.0), 0);
+    assert_int_equal(samples_lead_index(&L, 24.0), -1);
+
+    sample_split tr, va, te;
+    assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
+    /* Train times 0..6, history at t - 12 h: +6 h inits 2..5 (code 1), +12 h inits 2..4 (code 2). */
+    assert_int_equal(tr.n, 4 + 3);
+    int64_t t;
+    double lead;
+    samples_decode(&L, ds, tr.idx[3], &t, &lead);
+    assert_true(t == 5 && lead == 6.0);
+    samples_decode(&L, ds, tr.idx[4], &t, &lead);
+    assert_true(t == 2 && lead == 12.0);
+    /* Validation (times 7..11): plain time indices at the primary lead. */
+    assert_int_equal(va.n, 1);
+    assert_int_equal(va.idx[0], 9);
+    samples_decode(&L, ds, va.idx[0], &t, &lead);
+    assert_true(t == 9 && lead == 12.0);
+
+    sample_cache *cache;
+    assert_int_equal(sample_cache_create(ds, &cache), SM_OK);
+    assert_int_equal(samples_compute_stats(&L, cache, &tr, 0), SM_OK);
+    /* The tendency scale is the primary lead's: the 12 h change is exactly 2 -> std 0 -> 1. */
+    assert_true(fabs(L.stats.tend_std[0] - 1.0f) < 1e-6);
+
+    size_t np = NY * NX;
+    float in[2 * 7 * NY * NX], target[2 * NY * NX];
+    int64_t samples[2] = {tr.idx[1], tr.idx[5]}; /* time 3 at +6 h, time 3 at +12 h */
+    assert_int_equal(samples_assemble(&L, cache, samples, 2, in, target), SM_OK);
+    assert_true(fabs(target[0] - 1.0f) < 1e-6);      /* x(t+6h) - x(t) = 1 */
+    assert_true(fabs(target[np] - 2.0f) < 1e-6);     /* x(t+12h) - x(t) = 2 */
+    /* History: a at time 3 and at time 1 (12 h earlier). */
+    assert_true(fabs((in[0] - in[np]) * L.stats.std[0] - 2.0f) < 1e-4);
+    /* hour_of_day at the valid time: 00Z for +6 h (sin 0, cos 1), 06Z for +12 h (sin 1). */
+    assert_true(fabs(in[4 * np]) < 1e-6 && fabs(in[5 * np] - 1.0f) < 1e-6);
+    assert_true(fabs(in[7 * np + 4 * np] - 1.0f) < 1e-6);
+    /* The lead channel: lead / longest lead. */
+    assert_true(fabs(in[6 * np] - 0.5f) < 1e-6);
+    assert_true(fabs(in[7 * np + 6 * np] - 1.0f) < 1e-6);
+
+    /* Forecast assembly at a chosen lead gives the same input as the training sample. */
+    const float *hist[2];
+    assert_int_equal(samples_prognostic_history(&L, cache, 3, hist), SM_OK);
+    float in2[7 * NY * NX];
+    assert_int_equal(samples_assemble_state_lead(&L, cache, ds->times[3], 6.0, hist, in2), SM_OK);
+    for (size_t k = 0; k < 7 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
+
+    sample_cache_free(cache);
+    samples_split_free(&tr);
+    samples_split_free(&va);
+    samples_split_free(&te);
+    samples_layout_free(&L);
+    config_free(cfg);
+
+    /* data.leads needs lead_time among them and no autoregressive step. */
+    char *bad1[] = {ds_key, "data.prognostic=[a]", "data.lead_time=18h", "data.leads=[6h, 12h]"};
+    cfg = load(4, bad1);
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "data.leads must include"));
+    samples_layout_free(&L);
+    config_free(cfg);
+    char *bad2[] = {ds_key, "data.prognostic=[a]", "data.lead_time=12h", "data.step=6h", "data.leads=[6h, 12h]"};
+    cfg = load(5, bad2);
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "empty data.step"));
+    samples_layout_free(&L);
+    config_free(cfg);
+    dataset_close(ds);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_layout_splits_stats), cmocka_unit_test(test_durations_and_errors)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_layout_splits_stats), cmocka_unit_test(test_durations_and_errors),
+                                       cmocka_unit_test(test_multi_lead)};
     return cmocka_run_group_tests(tests, setup, NULL);
 }
