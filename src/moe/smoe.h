@@ -29,6 +29,11 @@
 #include "moe/moe_param.h"
 #include "nn/conv2d.h"
 
+/* RC / damping threshold defaults (docs/moe.md, "RC thresholds"). */
+#define SMOE_RC_ABSOLUTE_DEFAULT 0
+#define SMOE_RC_TOL_CORRECT_DEFAULT 1e-5f
+#define SMOE_RC_TOL_DAMP_DEFAULT 1e-3f
+
 typedef enum { SMOE_GATE_LATENT = 0, SMOE_GATE_CONV = 1, SMOE_GATE_CONV1X1 = 2 } smoe_gate_type;
 
 typedef struct {
@@ -45,6 +50,10 @@ typedef struct {
     float rc_error_scale;    /* e_s = |e| * scale: numel(y_final)/2 under a mean-MSE head, else 1 */
     int damping;             /* expert error damping on */
     float damping_factor;    /* multiplies damped expert gradients (default 0) */
+    int rc_absolute;         /* RC / damping thresholds: 1 absolute q_b + tol (reference code),
+                                0 relative q_b (1 + 1e-5) / q_b (1 + 1e-3) (rc_loss.h) */
+    float rc_tol_correct;    /* absolute: correct when e_s <= q_b + rc_tol_correct */
+    float rc_tol_damp;       /* absolute: damped when e_s > q_b + rc_tol_damp */
 } smoe_shape;
 
 /* Reference defaults: kernel 3, zero pad, latent gate, weighted, no softmax/noise, RC off with
