@@ -23,9 +23,15 @@ void smoe_shape_defaults(smoe_shape *s)
     s->rc_error_scale = 1.0f;
     s->damping = 0;
     s->damping_factor = 0.0f;
-    s->rc_absolute = SMOE_RC_ABSOLUTE_DEFAULT;
+    s->rc_absolute = SMOE_RC_AUTO;
     s->rc_tol_correct = SMOE_RC_TOL_CORRECT_DEFAULT;
     s->rc_tol_damp = SMOE_RC_TOL_DAMP_DEFAULT;
+}
+
+int smoe_rc_is_absolute(const smoe_shape *s)
+{
+    if (s->rc_absolute == SMOE_RC_AUTO) return s->rc_error_scale != 1.0f;
+    return s->rc_absolute == SMOE_RC_ABSOLUTE;
 }
 
 int smoe_check(const smoe_shape *s)
@@ -52,6 +58,8 @@ int smoe_check(const smoe_shape *s)
             return sm_fail(SM_ERR_USAGE, "model.moe.gate: conv gate unsupported for a %dx%d grid",
                            s->h, s->w);
     }
+    if (s->rc_absolute < SMOE_RC_AUTO || s->rc_absolute > SMOE_RC_ABSOLUTE)
+        return sm_fail(SM_ERR_USAGE, "smoe: rc_absolute %d must be -1 (auto), 0 or 1", s->rc_absolute);
     if (!(s->rc_tol_correct >= 0.0f) || !(s->rc_tol_damp >= 0.0f))
         return sm_fail(SM_ERR_USAGE, "smoe: RC tolerances %g / %g must be >= 0",
                        (double)s->rc_tol_correct, (double)s->rc_tol_damp);
@@ -261,8 +269,9 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
             e_s[o] = fabsf(e) * s->rc_error_scale;
         }
         rc_sample_quantiles(B, khw, e_s, s->rc_quantile, qb, scratch);
-        rc_thresholds(B, qb, s->rc_absolute, s->rc_absolute ? s->rc_tol_correct : RC_CORRECT_REL, thr_c);
-        rc_thresholds(B, qb, s->rc_absolute, s->rc_absolute ? s->rc_tol_damp : RC_DAMP_REL, thr_d);
+        const int abs_thr = smoe_rc_is_absolute(s);
+        rc_thresholds(B, qb, abs_thr, abs_thr ? s->rc_tol_correct : RC_CORRECT_REL, thr_c);
+        rc_thresholds(B, qb, abs_thr, abs_thr ? s->rc_tol_damp : RC_DAMP_REL, thr_d);
     }
     /* 3. damping */
     if (s->damping) {

@@ -169,6 +169,29 @@ static void test_absolute_zero_tolerance(void **st)
     free_layer(&rel);
 }
 
+/* SMOE_RC_AUTO (the default): absolute at the model's output layer (errors rescaled to pointwise
+ * errors, rc_error_scale != 1), relative elsewhere. */
+static void test_auto(void **st)
+{
+    (void)st;
+    smoe_shape s;
+    memset(&s, 0, sizeof s);
+    s.batch = 1; s.c_in = 1; s.h = 4; s.w = 4; s.n_experts = 3; s.k = 1;
+    smoe_shape_defaults(&s);
+    assert_int_equal(s.rc_absolute, SMOE_RC_AUTO);
+    assert_int_equal(smoe_check(&s), SM_OK);
+    assert_int_equal(smoe_rc_is_absolute(&s), 0);
+    s.rc_error_scale = 48.0f;
+    assert_int_equal(smoe_rc_is_absolute(&s), 1);
+    s.rc_absolute = SMOE_RC_RELATIVE;
+    assert_int_equal(smoe_rc_is_absolute(&s), 0);
+    s.rc_absolute = SMOE_RC_ABSOLUTE;
+    s.rc_error_scale = 1.0f;
+    assert_int_equal(smoe_rc_is_absolute(&s), 1);
+    s.rc_absolute = 2;
+    assert_int_equal(smoe_check(&s), SM_ERR_USAGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_relative_wrappers),
         cmocka_unit_test(test_layer_absolute_vs_relative),
         cmocka_unit_test(test_absolute_zero_tolerance),
+        cmocka_unit_test(test_auto),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
