@@ -32,13 +32,13 @@
 /* RC / damping thresholds (docs/moe.md, "RC and damping thresholds"). rc_absolute:
  * SMOE_RC_AUTO (default) = absolute when the layer's errors are pointwise prediction errors
  * (rc_error_scale != 1: the model's output layer under a mean loss, set by model.c), relative
- * otherwise. Default tolerances: the reference's 1e-5 / 1e-3 on its raw heat data (standard
- * deviation 0.0227) expressed in units of the normalised target: 1e-5 / 0.0227, 1e-3 / 0.0227. */
+ * otherwise. Default tolerances: the reference code's 1e-5 (correct) and 1e-3 (damped), in the
+ * units of e_s, i.e. of the (normalised) target. */
 #define SMOE_RC_RELATIVE 0
 #define SMOE_RC_ABSOLUTE 1
 #define SMOE_RC_AUTO (-1)
-#define SMOE_RC_TOL_CORRECT_DEFAULT 4.4e-4f
-#define SMOE_RC_TOL_DAMP_DEFAULT 4.4e-2f
+#define SMOE_RC_TOL_CORRECT_DEFAULT 1e-5f
+#define SMOE_RC_TOL_DAMP_DEFAULT 1e-3f
 
 typedef enum { SMOE_GATE_LATENT = 0, SMOE_GATE_CONV = 1, SMOE_GATE_CONV1X1 = 2 } smoe_gate_type;
 
