@@ -91,9 +91,10 @@ int synth_heat_write_dataset(const synth_heat_opts *o, const char *path)
     snprintf(vars[2].units, sizeof vars[2].units, "1");
     snprintf(vars[2].long_name, sizeof vars[2].long_name, "diffusivity of the 5-point stencil");
     vars[2].is_static = 1;
+    static const char *const short_names[3] = {"temperature", "region", "diffusivity"};
     for (int v = 0; v < 3; v++) {
         vars[v].level = NAN;
-        snprintf(vars[v].short_name, sizeof vars[v].short_name, "%.63s", vars[v].name);
+        snprintf(vars[v].short_name, sizeof vars[v].short_name, "%s", short_names[v]);
     }
     char config[256];
     snprintf(config, sizeof config,
