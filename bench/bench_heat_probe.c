@@ -7,7 +7,7 @@
  * 4 neighbours and mean diagonal weight.
  *
  *   bench_heat_probe [-seed 1] [-runs 100] [-iters 20000] [-batch 4] [-lr 1e-3] [-q 0.3]
- *                    [-norm 0|1] (1: (x - mean) / std as the training engine) [-tend 0|1]
+ *                    [-norm 0|1|2] (1: (x - mean) / std as the training engine, 2: x / std) [-tend 0|1]
  *                    [-abs 1|0] (absolute / relative thresholds) [-absc 1e-5] [-absd 1e-3]
  *                    [-damp 1] [-dfac 0] [-every 1000] [-N 3] [-H 64] */
 #include <math.h>
@@ -69,7 +69,8 @@ int main(int argc, char **argv) {
             const float *a0 = data + ((size_t)rr * (S + 1) + ss) * hw, *a1 = a0 + hw;
             for (int i = 0; i < hw; i++) {
                 float xi = a0[i], ti = a1[i];
-                if (norm) { xi = (float)((xi - mean) / sd); ti = (float)((ti - mean) / sd); }
+                if (norm == 1) { xi = (float)((xi - mean) / sd); ti = (float)((ti - mean) / sd); }
+                if (norm == 2) { xi = (float)(xi / sd); ti = (float)(ti / sd); }
                 if (tend) ti = ti - xi;
                 x[(size_t)b * hw + i] = xi; t[(size_t)b * hw + i] = ti;
             }
