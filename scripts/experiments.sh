@@ -97,7 +97,7 @@ experiment_heat() {
                        (hu == "" ? "nan" : hu), (mi == "" ? "nan" : mi) }' "$out/metrics.txt" >> "$results"
       else
         local why
-        why=$(grep -m1 -i -E "error|unknown|not |cannot|only" "$log" | tr '\t|' '  ' | cut -c1-160)
+        why=$( (grep -m1 -i -E "error|unknown|not |cannot|only|denied" "$log" || tail -1 "$log") | tr '\t|' '  ' | cut -c1-160)
         printf "%s\t%s\t-\tnan\tnan\tnan\tnan\tfailed: %s\n" "$v" "$s" "${why:-see $log}" >> "$results"
         echo "   failed: ${why:-see $log}"
       fi
