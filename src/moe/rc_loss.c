@@ -33,13 +33,18 @@ void rc_sample_quantiles(int batch, size_t per_sample, const float *e_s, float q
     }
 }
 
-void rc_labels(int batch, int n_experts, int k, size_t hw, const float *e_s, const int32_t *idx,
-               const float *qb, float *labels)
+void rc_thresholds(int batch, const float *qb, int absolute, float tol, float *thr)
+{
+    for (int b = 0; b < batch; b++) thr[b] = absolute ? qb[b] + tol : qb[b] * (1.0f + tol);
+}
+
+void rc_labels_thr(int batch, int n_experts, int k, size_t hw, const float *e_s, const int32_t *idx,
+                   const float *thr_correct, float *labels)
 {
     const int N = n_experts;
     const float unsel = N > k ? 1.0f / (float)(N - k) : 0.0f;
     for (int b = 0; b < batch; b++) {
-        const float thr = qb[b] * (1.0f + RC_CORRECT_REL);
+        const float thr = thr_correct[b];
         float *lb = labels + (size_t)b * N * hw;
         for (size_t p = 0; p < hw; p++) {
             int wrong = 0;
@@ -54,6 +59,16 @@ void rc_labels(int batch, int n_experts, int k, size_t hw, const float *e_s, con
                 lb[(size_t)idx[o] * hw + p] = e_s[o] <= thr ? 1.0f : 0.0f;
             }
         }
+    }
+}
+
+void rc_labels(int batch, int n_experts, int k, size_t hw, const float *e_s, const int32_t *idx,
+               const float *qb, float *labels)
+{
+    for (int b = 0; b < batch; b++) {
+        float thr = qb[b] * (1.0f + RC_CORRECT_REL);
+        rc_labels_thr(1, n_experts, k, hw, e_s + (size_t)b * k * hw, idx + (size_t)b * k * hw, &thr,
+                      labels + (size_t)b * n_experts * hw);
     }
 }
 
@@ -78,12 +93,12 @@ double rc_bce_with_logits(int batch, size_t per_sample, const float *logits, siz
     return loss * inv;
 }
 
-size_t rc_damp(int batch, size_t per_sample, const float *e_s, const float *qb, float factor,
-               float *d_esel)
+size_t rc_damp_thr(int batch, size_t per_sample, const float *e_s, const float *thr_damp, float factor,
+                   float *d_esel)
 {
     size_t n = 0;
     for (int b = 0; b < batch; b++) {
-        const float thr = qb[b] * (1.0f + RC_DAMP_REL);
+        const float thr = thr_damp[b];
         for (size_t i = 0; i < per_sample; i++) {
             size_t o = (size_t)b * per_sample + i;
             if (e_s[o] > thr) {
@@ -91,6 +106,18 @@ size_t rc_damp(int batch, size_t per_sample, const float *e_s, const float *qb, 
                 n++;
             }
         }
+    }
+    return n;
+}
+
+size_t rc_damp(int batch, size_t per_sample, const float *e_s, const float *qb, float factor,
+               float *d_esel)
+{
+    size_t n = 0;
+    for (int b = 0; b < batch; b++) {
+        float thr = qb[b] * (1.0f + RC_DAMP_REL);
+        n += rc_damp_thr(1, per_sample, e_s + (size_t)b * per_sample, &thr, factor,
+                         d_esel + (size_t)b * per_sample);
     }
     return n;
 }

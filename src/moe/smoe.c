@@ -23,6 +23,15 @@ void smoe_shape_defaults(smoe_shape *s)
     s->rc_error_scale = 1.0f;
     s->damping = 0;
     s->damping_factor = 0.0f;
+    s->rc_absolute = SMOE_RC_AUTO;
+    s->rc_tol_correct = SMOE_RC_TOL_CORRECT_DEFAULT;
+    s->rc_tol_damp = SMOE_RC_TOL_DAMP_DEFAULT;
+}
+
+int smoe_rc_is_absolute(const smoe_shape *s)
+{
+    if (s->rc_absolute == SMOE_RC_AUTO) return s->rc_error_scale != 1.0f;
+    return s->rc_absolute == SMOE_RC_ABSOLUTE;
 }
 
 int smoe_check(const smoe_shape *s)
@@ -49,6 +58,11 @@ int smoe_check(const smoe_shape *s)
             return sm_fail(SM_ERR_USAGE, "model.moe.gate: conv gate unsupported for a %dx%d grid",
                            s->h, s->w);
     }
+    if (s->rc_absolute < SMOE_RC_AUTO || s->rc_absolute > SMOE_RC_ABSOLUTE)
+        return sm_fail(SM_ERR_USAGE, "smoe: rc_absolute %d must be -1 (auto), 0 or 1", s->rc_absolute);
+    if (!(s->rc_tol_correct >= 0.0f) || !(s->rc_tol_damp >= 0.0f))
+        return sm_fail(SM_ERR_USAGE, "smoe: RC tolerances %g / %g must be >= 0",
+                       (double)s->rc_tol_correct, (double)s->rc_tol_damp);
     if (!(s->rc_error_scale > 0.0f))
         return sm_fail(SM_ERR_USAGE, "smoe: rc_error_scale %g must be > 0", (double)s->rc_error_scale);
     return SM_OK;
@@ -136,8 +150,9 @@ size_t smoe_workspace_floats(const smoe_shape *s)
     size_t g = s->gate == SMOE_GATE_LATENT ? 0 : conv2d_workspace_floats(&gs);
     if (g > conv) conv = g;
     size_t hw = (size_t)s->h * s->w;
-    /* conv scratch, d_esel, e_s, quantile scratch, qb, d_raw, labels */
-    return conv + 2 * bkhw(s) + (size_t)s->k * hw + (size_t)s->batch + 2 * bnhw(s) + 64;
+    /* conv scratch, d_esel, e_s, quantile scratch, qb, d_raw, labels, two thresholds */
+    return conv + 2 * bkhw(s) + (size_t)s->k * hw + (size_t)s->batch + 2 * bnhw(s) +
+           2 * (size_t)s->batch + 64;
 }
 
 void smoe_forward(const smoe_shape *s, float *out, const float *in, const float *params,
@@ -235,6 +250,7 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
     float *qb = scratch + khw;
     float *d_raw = qb + B;
     float *labels = d_raw + bnhw(s);
+    float *thr_c = labels + bnhw(s), *thr_d = thr_c + B;
 
     /* 1. expert gradient at the selected outputs */
     for (int b = 0; b < B; b++)
@@ -253,10 +269,13 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
             e_s[o] = fabsf(e) * s->rc_error_scale;
         }
         rc_sample_quantiles(B, khw, e_s, s->rc_quantile, qb, scratch);
+        const int abs_thr = smoe_rc_is_absolute(s);
+        rc_thresholds(B, qb, abs_thr, abs_thr ? s->rc_tol_correct : RC_CORRECT_REL, thr_c);
+        rc_thresholds(B, qb, abs_thr, abs_thr ? s->rc_tol_damp : RC_DAMP_REL, thr_d);
     }
     /* 3. damping */
     if (s->damping) {
-        size_t nd = rc_damp(B, khw, e_s, qb, s->damping_factor, d_esel);
+        size_t nd = rc_damp_thr(B, khw, e_s, thr_d, s->damping_factor, d_esel);
         v.stats[SMOE_STAT_DAMPED_FRAC] = (float)((double)nd / (double)bkhw(s));
     }
     /* 4. experts */
@@ -287,12 +306,12 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
             }
         }
     } else {
-        rc_labels(B, N, k, hw, e_s, v.idx, qb, labels);
+        rc_labels_thr(B, N, k, hw, e_s, v.idx, thr_c, labels);
         v.stats[SMOE_STAT_RC_LOSS] =
             (float)rc_bce_with_logits(B, nhw, v.gate_raw, nhw, labels, d_raw);
         size_t nc = 0;
         for (int b = 0; b < B; b++) {
-            float thr = qb[b] * (1.0f + RC_CORRECT_REL);
+            const float thr = thr_c[b];
             for (size_t i = 0; i < khw; i++) nc += e_s[(size_t)b * khw + i] <= thr;
         }
         v.stats[SMOE_STAT_CORRECT_FRAC] = (float)((double)nc / (double)bkhw(s));

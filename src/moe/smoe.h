@@ -29,6 +29,17 @@
 #include "moe/moe_param.h"
 #include "nn/conv2d.h"
 
+/* RC / damping thresholds (docs/moe.md, "RC and damping thresholds"). rc_absolute:
+ * SMOE_RC_AUTO (default) = absolute when the layer's errors are pointwise prediction errors
+ * (rc_error_scale != 1: the model's output layer under a mean loss, set by model.c), relative
+ * otherwise. Default tolerances: the reference code's 1e-5 (correct) and 1e-3 (damped), in the
+ * units of e_s, i.e. of the (normalised) target. */
+#define SMOE_RC_RELATIVE 0
+#define SMOE_RC_ABSOLUTE 1
+#define SMOE_RC_AUTO (-1)
+#define SMOE_RC_TOL_CORRECT_DEFAULT 1e-5f
+#define SMOE_RC_TOL_DAMP_DEFAULT 1e-3f
+
 typedef enum { SMOE_GATE_LATENT = 0, SMOE_GATE_CONV = 1, SMOE_GATE_CONV1X1 = 2 } smoe_gate_type;
 
 typedef struct {
@@ -45,11 +56,19 @@ typedef struct {
     float rc_error_scale;    /* e_s = |e| * scale: numel(y_final)/2 under a mean-MSE head, else 1 */
     int damping;             /* expert error damping on */
     float damping_factor;    /* multiplies damped expert gradients (default 0) */
+    int rc_absolute;         /* RC / damping thresholds: SMOE_RC_ABSOLUTE q_b + tol (reference
+                                code), SMOE_RC_RELATIVE q_b (1 + 1e-5) / q_b (1 + 1e-3)
+                                (rc_loss.h), SMOE_RC_AUTO (default) see above */
+    float rc_tol_correct;    /* absolute: correct when e_s <= q_b + rc_tol_correct */
+    float rc_tol_damp;       /* absolute: damped when e_s > q_b + rc_tol_damp */
 } smoe_shape;
 
 /* Reference defaults: kernel 3, zero pad, latent gate, weighted, no softmax/noise, RC off with
- * q = 0.7, error scale 1, damping off with factor 0. Shape fields (batch..k) are left as given. */
+ * q = 0.7, error scale 1, damping off with factor 0; thresholds SMOE_RC_AUTO with the default
+ * tolerances. Shape fields (batch..k) are left as given. */
 void smoe_shape_defaults(smoe_shape *s);
+/* 1 when the RC / damping thresholds are absolute for this shape (resolves SMOE_RC_AUTO). */
+int smoe_rc_is_absolute(const smoe_shape *s);
 /* SM_OK or SM_ERR_USAGE (with sm_fail naming the offending field). */
 int smoe_check(const smoe_shape *s);
 

@@ -1,6 +1,9 @@
 /* `smoecast synth heat`: the reference heat-diffusion data of METHODS.md section 2 (region map,
- * per-region diffusivity, explicit 5-point stencil, heat sources) written as DIR/heat.nc. */
+ * per-region diffusivity, explicit 5-point stencil, heat sources) written as DIR/heat.nc
+ * (run, step, y, x) and, for `smoecast train`, as the smoecast dataset DIR/heat_dataset.nc
+ * (tasks/synth_heat_dataset.h). */
 #include "tasks/synth.h"
+#include "tasks/synth_heat_dataset.h"
 #include "tasks/synth_write.h"
 #include "core/log.h"
 #include "core/outfile.h"
@@ -251,6 +254,13 @@ int synth_heat_write(const synth_heat_opts *o, const char *dir)
 #undef NC
 #undef ATT
     st = synth_nc_close(&nc);
+    if (st == SM_OK) {
+        /* the same runs as a smoecast dataset (bit-identical fields, own temp + rename) */
+        if (snprintf(path, sizeof path, "%s/heat_dataset.nc", dir) >= (int)sizeof path)
+            st = sm_fail(SM_ERR_IO, "%s: output path too long", dir);
+        else
+            st = synth_heat_write_dataset(o, path);
+    }
 done:
     if (st) synth_nc_abort(&nc);
     free(region);

@@ -211,6 +211,15 @@ static void test_file(void **state)
     assert_int_equal(n1, n2);
     assert_memory_equal(t1, t2, n1 * sizeof(float));
     assert_memory_not_equal(t1, t3, n1 * sizeof(float));
+    /* the smoecast dataset written beside it (tasks/synth_heat_dataset.h) holds the same
+     * fields with (run, step) flattened into its time axis */
+    char pd[600];
+    snprintf(pd, sizeof pd, "%s/heat_dataset.nc", d1);
+    size_t nd;
+    float *td = read_var(pd, "temperature", &nd);
+    assert_int_equal(nd, n1);
+    assert_memory_equal(td, t1, n1 * sizeof(float));
+    free(td);
 
     /* the file's runs are the generator's runs; region/diffusivity match the map */
     o.seed = 5;
