@@ -32,8 +32,8 @@ const cfg_key config_schema[] = {
     {"data.history", CFG_T_INT, F(data.history), "1", 0, 1, 64, 0, "Number of past time steps given as input."},
     {"data.history_step", CFG_T_STRING, F(data.history_step), "", 0, ANY, 0,
      "Spacing of the history inputs (e.g. 6h); empty = the dataset step (direct) or the model step (autoregressive)."},
-    {"data.normalisation", CFG_T_ENUM, F(data.normalisation), "global", "global|per_point", ANY, 0,
-     "Statistics over the training period: per variable (global) or per grid point."},
+    {"data.normalisation", CFG_T_ENUM, F(data.normalisation), "global", "global|per_point|none", ANY, 0,
+     "Statistics over the training period: per variable (global), per grid point, or none (raw fields, as the SMoE heat recipe)."},
     {"data.tendency", CFG_T_BOOL, F(data.tendency), "true", 0, ANY, 0,
      "Prognostic targets are the normalised change over one step (forecast = input + change)."},
 

@@ -488,6 +488,23 @@ static int tendency_std(const sample_layout *L, sample_cache *cache, int var, co
 
 int samples_compute_stats(sample_layout *L, sample_cache *cache, const sample_split *train, int per_point)
 {
+    if (per_point < 0) {
+        /* No normalisation: mean 0, std 1 (a field's zero boundary stays zero, which the
+         * SMoE heat recipe needs); tendencies are still scaled by their own std. */
+        norm_stats *S = &L->stats;
+        S->npts = 1;
+        free(S->mean);
+        free(S->std);
+        S->mean = calloc((size_t)S->nvars, sizeof *S->mean);
+        S->std = malloc(sizeof *S->std * (size_t)S->nvars);
+        if (!S->mean || !S->std) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        for (int i = 0; i < S->nvars; i++) S->std[i] = 1.0f;
+        for (int i = 0; i < L->n_prog; i++) {
+            int st = tendency_std(L, cache, L->prog_var[i], train, &S->tend_std[i]);
+            if (st) return st;
+        }
+        return SM_OK;
+    }
     const dataset *ds = cache->ds;
     norm_stats *S = &L->stats;
     S->npts = per_point ? L->h * L->w : 1;

@@ -91,7 +91,8 @@ int samples_valid_inits(const sample_layout *L, const dataset *ds, double start,
 /* A cache of raw fields (physical units) read from the dataset on first use. */
 typedef struct sample_cache sample_cache;
 
-/* Normalisation statistics over every dataset time inside the training period. */
+/* Normalisation statistics over every dataset time inside the training period; per_point 1 =
+ * per grid point, 0 = per variable, -1 = none (mean 0, std 1). */
 int samples_compute_stats(sample_layout *L, sample_cache *cache, const sample_split *train, int per_point);
 int sample_cache_create(const dataset *ds, sample_cache **out);
 void sample_cache_free(sample_cache *c);

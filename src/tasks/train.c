@@ -166,7 +166,7 @@ static int trainer_setup(trainer *T, const sm_config *cfg, int resume)
         loss_lat_weights(T->wlat, T->ds->lat, T->L.h);
     else
         for (int j = 0; j < T->L.h; j++) T->wlat[j] = 1.0f;
-    if (!resume && (st = samples_compute_stats(&T->L, T->cache, &T->train, !strcmp(cfg->data.normalisation, "per_point"))))
+    if (!resume && (st = samples_compute_stats(&T->L, T->cache, &T->train, !strcmp(cfg->data.normalisation, "per_point") ? 1 : !strcmp(cfg->data.normalisation, "none") ? -1 : 0)))
         return st;
     stats_to_arrays(&T->L, T->norm);
     return SM_OK;
