@@ -3,6 +3,7 @@
 #include "eval/baselines.h"
 
 #include "core/log.h"
+#include "io/cf_time.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,49 +11,33 @@
 
 /* ---- calendar ---------------------------------------------------------------------------- */
 
-int eval_is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+/* Proleptic Gregorian dates through io/cf_time. */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static long days_from_civil(long y, int m, int d)
+int eval_is_leap(int y)
 {
-    y -= m <= 2;
-    long era = (y >= 0 ? y : y - 399) / 400;
-    long yoe = y - era * 400;
-    long doy = (153L * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(long z, int *yy, int *mm, int *dd)
-{
-    z += 719468;
-    long era = (z >= 0 ? z : z - 146096) / 146097;
-    long doe = z - era * 146097;
-    long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    long y = yoe + era * 400;
-    long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    long mp = (5 * doy + 2) / 153;
-    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *yy = (int)(y + (m <= 2));
-    *mm = m;
-    *dd = d;
+    const cf_date feb29 = {y, 2, 29, 0, 0, 0.0};
+    return cf_date_valid(&feb29, CAL_PROLEPTIC);
 }
 
 void eval_time_split(double hours, eval_date *d)
 {
+    /* rounded to the minute first, so the date never carries seconds */
     double minutes = floor(hours * 60.0 + 0.5);
-    long day = (long)floor(minutes / 1440.0);
-    long mod = (long)(minutes - (double)day * 1440.0);
-    civil_from_days(day, &d->year, &d->month, &d->day);
-    d->hour = (int)(mod / 60);
-    d->minute = (int)(mod % 60);
-    d->doy = (int)(day - days_from_civil(d->year, 1, 1)) + 1;
+    cf_date c;
+    cf_hours_to_date(minutes / 60.0, CAL_PROLEPTIC, &c);
+    d->year = c.year;
+    d->month = c.month;
+    d->day = c.day;
+    d->hour = c.hour;
+    d->minute = c.minute;
+    const cf_date jan1 = {c.year, 1, 1, 0, 0, 0.0};
+    d->doy = (int)(floor(minutes / 1440.0) - cf_date_to_hours(&jan1, CAL_PROLEPTIC) / 24.0) + 1;
 }
 
 double eval_time_make(int year, int month, int day, int hour, int minute)
 {
-    return (double)days_from_civil(year, month, day) * 24.0 + hour + minute / 60.0;
+    const cf_date d = {year, month, day, hour, minute, 0.0};
+    return cf_date_to_hours(&d, CAL_PROLEPTIC);
 }
 
 int eval_clim_doy(double hours)

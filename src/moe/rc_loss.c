@@ -2,26 +2,55 @@
 #include "moe/rc_loss.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-static int cmp_float(const void *a, const void *b)
+static void swap_f(float *a, float *b)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    float t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Reorders buf[0 .. n-1] so that buf[kth] holds the value a full sort would put there, with no
+ * larger value before it and no smaller value after it (nth_element). In place, no allocation:
+ * quickselect with a median-of-three pivot and Hoare partitioning. */
+static void select_kth(float *buf, size_t n, size_t kth)
+{
+    size_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (buf[mid] < buf[lo]) swap_f(&buf[mid], &buf[lo]);
+        if (buf[hi] < buf[lo]) swap_f(&buf[hi], &buf[lo]);
+        if (buf[hi] < buf[mid]) swap_f(&buf[hi], &buf[mid]);
+        if (hi - lo < 3) return; /* three or fewer values are now sorted */
+        const float pivot = buf[mid];
+        size_t i = lo, j = hi;
+        for (;;) {
+            do i++; while (buf[i] < pivot);
+            do j--; while (pivot < buf[j]);
+            if (i >= j) break;
+            swap_f(&buf[i], &buf[j]);
+        }
+        /* buf[lo .. j] <= pivot <= buf[j+1 .. hi] */
+        if (kth <= j) hi = j;
+        else lo = j + 1;
+    }
 }
 
 float rc_quantile(float *buf, size_t n, float q)
 {
     if (n == 0) return 0.0f;
-    qsort(buf, n, sizeof *buf, cmp_float);
-    if (q <= 0) return buf[0];
-    if (q >= 1) return buf[n - 1];
     double pos = (double)q * (double)(n - 1);
-    size_t lo = (size_t)floor(pos);
-    if (lo >= n - 1) return buf[n - 1];
+    size_t lo = q <= 0 ? 0 : q >= 1 ? n - 1 : (size_t)floor(pos);
+    if (lo > n - 1) lo = n - 1;
+    select_kth(buf, n, lo);
+    if (q <= 0 || q >= 1 || lo == n - 1) return buf[lo];
+    /* the next order statistic is the smallest value after buf[lo] */
+    float next = buf[lo + 1];
+    for (size_t i = lo + 2; i < n; i++)
+        if (buf[i] < next) next = buf[i];
     float frac = (float)(pos - (double)lo);
-    return buf[lo] + frac * (buf[lo + 1] - buf[lo]);
+    return buf[lo] + frac * (next - buf[lo]);
 }
 
 void rc_sample_quantiles(int batch, size_t per_sample, const float *e_s, float q, float *qb,

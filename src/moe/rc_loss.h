@@ -16,7 +16,7 @@
 #define RC_DAMP_REL 1e-3f
 
 /* q-quantile (q in [0, 1]) of n values with linear interpolation (numpy/torch "linear").
- * Sorts buf in place. n must be >= 1. */
+ * Reorders buf in place (selection, no allocation). n must be >= 1. */
 float rc_quantile(float *buf, size_t n, float q);
 
 /* qb[b] = q-quantile of e_s[b, 0 .. per_sample-1] for each of `batch` samples.

@@ -879,19 +879,7 @@ void conv2d_backward(const conv2d_shape *s, float *d_in, float *d_weight, float 
     const size_t ohw = (size_t)oh * ow, nw = (size_t)s->c_out * s->c_in * kk;
     conv_ws L = conv_ws_layout(s);
 
-    if (d_bias) {
-#pragma omp parallel for schedule(static) if((long long)s->batch * s->c_out * ohw >= NN_PAR_MIN)
-        for (int co = 0; co < s->c_out; co++) {
-            double acc = 0.0;
-            for (int b = 0; b < s->batch; b++) {
-                const float *g = d_out + ((size_t)b * s->c_out + co) * ohw;
-                float part = 0.0f;
-                for (size_t i = 0; i < ohw; i++) part += g[i];
-                acc += part;
-            }
-            d_bias[co] += (float)acc;
-        }
-    }
+    if (d_bias) nn_bias_backward(s->batch, s->c_out, ohw, d_out, d_bias);
 
     conv_ctx c = {NULL, d_in, in, weight, NULL, d_out, NULL, &L};
     const int shift = conv_path_of(s) == PATH_SHIFT, wino = conv_path_of(s) == PATH_WINOGRAD;

@@ -59,19 +59,7 @@ void conv_transpose_backward(const conv_transpose_shape *s, float *d_in, float *
     const int oh = conv_transpose_out_h(s), ow = conv_transpose_out_w(s), k = s->kernel;
     const int hw = s->h * s->w, okk = s->c_out * k * k;
     const size_t ohw = (size_t)oh * ow;
-    if (d_bias) {
-#pragma omp parallel for schedule(static) if((long long)s->batch * s->c_out * ohw >= NN_PAR_MIN)
-        for (int co = 0; co < s->c_out; co++) {
-            double acc = 0.0;
-            for (int b = 0; b < s->batch; b++) {
-                const float *g = d_out + ((size_t)b * s->c_out + co) * ohw;
-                float part = 0.0f;
-                for (size_t i = 0; i < ohw; i++) part += g[i];
-                acc += part;
-            }
-            d_bias[co] += (float)acc;
-        }
-    }
+    if (d_bias) nn_bias_backward(s->batch, s->c_out, ohw, d_out, d_bias);
     for (int b = 0; b < s->batch; b++) {
         const float *x = in + (size_t)b * s->c_in * hw;
         const float *g = d_out + (size_t)b * s->c_out * ohw;

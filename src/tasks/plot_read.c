@@ -2,6 +2,7 @@
  * the other dimensions, unpacking and missing values, categories (see plot_read.h). */
 #include "tasks/plot_read.h"
 #include "core/log.h"
+#include "io/cf_time.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -12,180 +13,18 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum { CAL_PROLEPTIC = 0, CAL_JULIAN, CAL_NOLEAP, CAL_ALL_LEAP, CAL_360 };
-
-/* ---------------------------------------------------------------- CF time (small subset) */
-
-static const int cum_days[2][13] = {{0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365},
-                                    {0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335, 366}};
-
-
-/* Days since 1970-01-01 of y-m-d in a calendar. */
-static double days_from_date(long y, long m, long d, int cal)
+/* Hours since 1970-01-01 -> "YYYY-MM-DDTHH:MM" in the file's calendar, rounded to the minute. */
+static void format_minutes(double hours, cf_calendar cal, char *buf, size_t len)
 {
-    switch (cal) {
-    case CAL_NOLEAP: return (double)(y - 1970) * 365 + cum_days[0][m - 1] + d - 1;
-    case CAL_ALL_LEAP: return (double)(y - 1970) * 366 + cum_days[1][m - 1] + d - 1;
-    case CAL_360: return (double)(y - 1970) * 360 + (m - 1) * 30 + d - 1;
-    case CAL_JULIAN: {
-        long a = (14 - m) / 12, yy = y + 4800 - a, mm = m + 12 * a - 3;
-        long jdn = d + (153 * mm + 2) / 5 + 365 * yy + yy / 4 - 32083;
-        return (double)(jdn - 2440588);
-    }
-    default: { /* proleptic Gregorian (H. Hinnant's days_from_civil) */
-        y -= m <= 2;
-        long era = (y >= 0 ? y : y - 399) / 400;
-        long yoe = y - era * 400;
-        long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return (double)(era * 146097 + doe - 719468);
-    }
-    }
+    cf_format_hours(floor(hours * 60.0 + 0.5) / 60.0, cal, buf, (int)len);
 }
 
-static void date_from_days(long z, int cal, long *y, long *m, long *d)
+/* A coordinate's "<unit> since <date>" units; a failure only means "not a time axis" here, so
+ * it leaves no error message behind. */
+static int time_units(const char *units, const char *calendar, cf_time_units *u)
 {
-    if (cal == CAL_NOLEAP || cal == CAL_ALL_LEAP) {
-        int leap = cal == CAL_ALL_LEAP, len = leap ? 366 : 365;
-        long q = z >= 0 ? z / len : -((-z + len - 1) / len);
-        long r = z - q * len;
-        *y = 1970 + q;
-        int mo = 1;
-        while (mo < 12 && r >= cum_days[leap][mo]) mo++;
-        *m = mo;
-        *d = r - cum_days[leap][mo - 1] + 1;
-        return;
-    }
-    if (cal == CAL_360) {
-        long q = z >= 0 ? z / 360 : -((-z + 359) / 360);
-        long r = z - q * 360;
-        *y = 1970 + q;
-        *m = r / 30 + 1;
-        *d = r % 30 + 1;
-        return;
-    }
-    if (cal == CAL_JULIAN) {
-        long c = z + 2440588 + 32082;
-        long dd = (4 * c + 3) / 1461, e = c - 1461 * dd / 4, mm = (5 * e + 2) / 153;
-        *d = e - (153 * mm + 2) / 5 + 1;
-        *m = mm + 3 - 12 * (mm / 10);
-        *y = dd - 4800 + mm / 10;
-        return;
-    }
-    z += 719468;
-    long era = (z >= 0 ? z : z - 146096) / 146097;
-    long doe = z - era * 146097;
-    long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    long mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-int plot_date_parse(const char *text, int *ymdhm, double *second)
-{
-    int y, mo, d, h = 0, mi = 0, n = 0;
-    double s = 0;
-    const char *p = text;
-    while (isspace((unsigned char)*p)) p++;
-    if (sscanf(p, "%d-%d-%d%n", &y, &mo, &d, &n) != 3) return -1;
-    p += n;
-    if (*p == 'T' || *p == ' ') {
-        const char *q = p + 1;
-        while (*q == ' ') q++;
-        if (isdigit((unsigned char)*q)) {
-            int k = 0;
-            if (sscanf(q, "%d%n", &h, &k) != 1) return -1;
-            q += k;
-            if (*q == ':') {
-                if (sscanf(q + 1, "%d%n", &mi, &k) != 1) return -1;
-                q += 1 + k;
-                if (*q == ':') {
-                    if (sscanf(q + 1, "%lf%n", &s, &k) != 1) return -1;
-                    q += 1 + k;
-                }
-            }
-            p = q;
-        }
-    }
-    while (isspace((unsigned char)*p)) p++;
-    /* A time zone of Z/UTC/+00:00 is accepted; other offsets are not supported. */
-    if (*p && strcasecmp(p, "Z") && strcasecmp(p, "UTC") && strcmp(p, "+00:00") && strcmp(p, "+0000") &&
-        strcmp(p, "00:00") && strcmp(p, "+00"))
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 24 || mi < 0 || mi > 59 || s < 0 || s >= 61) return -1;
-    ymdhm[0] = y, ymdhm[1] = mo, ymdhm[2] = d, ymdhm[3] = h, ymdhm[4] = mi;
-    *second = s;
-    return 0;
-}
-
-int plot_date_valid(const int *ymdhm, int cal)
-{
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int y = ymdhm[0], m = ymdhm[1], d = ymdhm[2];
-    if (m < 1 || m > 12 || d < 1) return 0;
-    if (cal == CAL_360) return d <= 30;
-    int len = mdays[m - 1];
-    if (m == 2) {
-        int leap = cal == CAL_ALL_LEAP || (cal == CAL_JULIAN && y % 4 == 0) ||
-                   (cal == CAL_PROLEPTIC && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
-        len += leap;
-    }
-    return d <= len;
-}
-
-double plot_date_to_hours(const int *ymdhm, double second, int cal)
-{
-    return days_from_date(ymdhm[0], ymdhm[1], ymdhm[2], cal) * 24.0 + ymdhm[3] + ymdhm[4] / 60.0 + second / 3600.0;
-}
-
-void plot_format_hours(double hours, int cal, char *buf, size_t len)
-{
-    double minutes = floor(hours * 60.0 + 0.5);
-    long days = (long)floor(minutes / 1440.0);
-    long rem = (long)(minutes - days * 1440.0);
-    long y, m, d;
-    date_from_days(days, cal, &y, &m, &d);
-    snprintf(buf, len, "%04ld-%02ld-%02ldT%02ld:%02ld", y, m, d, rem / 60, rem % 60);
-}
-
-int plot_time_units_parse(const char *units, const char *calendar, double *unit_hours, double *ref_hours, int *cal)
-{
-    int c = CAL_PROLEPTIC;
-    if (calendar && *calendar) {
-        if (!strcasecmp(calendar, "standard") || !strcasecmp(calendar, "gregorian") ||
-            !strcasecmp(calendar, "proleptic_gregorian"))
-            c = CAL_PROLEPTIC;
-        else if (!strcasecmp(calendar, "julian")) c = CAL_JULIAN;
-        else if (!strcasecmp(calendar, "noleap") || !strcasecmp(calendar, "365_day")) c = CAL_NOLEAP;
-        else if (!strcasecmp(calendar, "all_leap") || !strcasecmp(calendar, "366_day")) c = CAL_ALL_LEAP;
-        else if (!strcasecmp(calendar, "360_day")) c = CAL_360;
-        else return -1;
-    }
-    char unit[32];
-    int n = 0;
-    if (sscanf(units, " %31s since %n", unit, &n) != 1 || n == 0) return -1;
-    double uh;
-    if (!strcasecmp(unit, "seconds") || !strcasecmp(unit, "second") || !strcasecmp(unit, "s") ||
-        !strcasecmp(unit, "sec") || !strcasecmp(unit, "secs"))
-        uh = 1.0 / 3600.0;
-    else if (!strcasecmp(unit, "minutes") || !strcasecmp(unit, "minute") || !strcasecmp(unit, "min") ||
-             !strcasecmp(unit, "mins"))
-        uh = 1.0 / 60.0;
-    else if (!strcasecmp(unit, "hours") || !strcasecmp(unit, "hour") || !strcasecmp(unit, "h") ||
-             !strcasecmp(unit, "hr") || !strcasecmp(unit, "hrs"))
-        uh = 1.0;
-    else if (!strcasecmp(unit, "days") || !strcasecmp(unit, "day") || !strcasecmp(unit, "d"))
-        uh = 24.0;
-    else
-        return -1;
-    int ymdhm[5];
-    double s;
-    if (plot_date_parse(units + n, ymdhm, &s) != 0) return -1;
-    *unit_hours = uh;
-    *ref_hours = plot_date_to_hours(ymdhm, s, c);
-    *cal = c;
+    if (cf_time_units_parse(units, calendar, u) == SM_OK) return 1;
+    sm_clear_error();
     return 0;
 }
 
@@ -320,8 +159,7 @@ static int is_index_text(const char *s)
 
 typedef struct {
     int is_time;     /* time coordinate decoded */
-    double uh, ref;
-    int cal;
+    cf_time_units u;
 } time_decode;
 
 static void describe_values(int nc, const dim_info *d, const time_decode *td, char *buf, size_t len)
@@ -333,8 +171,8 @@ static void describe_values(int nc, const dim_info *d, const time_decode *td, ch
     }
     char a[64], b[64];
     if (td && td->is_time) {
-        plot_format_hours(td->ref + v[0] * td->uh, td->cal, a, sizeof a);
-        plot_format_hours(td->ref + v[d->len - 1] * td->uh, td->cal, b, sizeof b);
+        format_minutes(cf_time_to_hours(&td->u, v[0]), td->u.cal, a, sizeof a);
+        format_minutes(cf_time_to_hours(&td->u, v[d->len - 1]), td->u.cal, b, sizeof b);
     } else {
         fmt_value(v[0], a, sizeof a);
         fmt_value(v[d->len - 1], b, sizeof b);
@@ -353,18 +191,17 @@ static int select_index(int nc, const char *path, const char *var, const dim_inf
     if (!text) return SM_OK;
     char avail[256];
     if (d->kind == D_TIME && td->is_time && !is_index_text(text)) {
-        int ymdhm[5];
-        double s;
-        if (plot_date_parse(text, ymdhm, &s) != 0)
+        cf_date date;
+        if (cf_date_parse(text, &date) != SM_OK)
             return sm_fail(SM_ERR_USAGE, "%s: variable '%s': cannot parse time '%s' (use YYYY-MM-DDTHH:MM or an index)", path, var, text);
-        if (!plot_date_valid(ymdhm, td->cal))
+        if (!cf_date_valid(&date, td->u.cal))
             return sm_fail(SM_ERR_USAGE, "%s: variable '%s': %s is not a date in the file's calendar '%s'", path, var, text,
                            d->calendar[0] ? d->calendar : "standard");
-        double want = plot_date_to_hours(ymdhm, s, td->cal);
+        double want = cf_date_to_hours(&date, td->u.cal);
         double *v = read_coord(nc, d);
         if (!v) return sm_fail(SM_ERR_IO, "%s: out of memory", path);
         for (size_t i = 0; i < d->len; i++) {
-            if (fabs(td->ref + v[i] * td->uh - want) < 1.0 / 120.0) {
+            if (fabs(cf_time_to_hours(&td->u, v[i]) - want) < 1.0 / 120.0) {
                 *index = i;
                 free(v);
                 return SM_OK;
@@ -672,7 +509,7 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
     f->time_hours = NAN;
     size_t used_sel = 0;
     double init_h = NAN, lead_h = NAN;
-    int init_cal = 0;
+    cf_calendar init_cal = CAL_STANDARD;
     for (int i = 0; i < nd; i++) {
         dim_info *d = &dims[i];
         start[i] = 0;
@@ -683,9 +520,7 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
         }
         if (d->len == 0) return sm_fail(SM_ERR_IO, "%s: variable '%s': dimension '%s' is empty; nothing to map", path, var, d->name);
         time_decode td = {0};
-        if (d->kind == D_TIME && d->coord >= 0 &&
-            plot_time_units_parse(d->units, d->calendar, &td.uh, &td.ref, &td.cal) == 0)
-            td.is_time = 1;
+        if (d->kind == D_TIME && d->coord >= 0) td.is_time = time_units(d->units, d->calendar, &td.u);
         const char *text = NULL;
         for (int s = 0; s < 4; s++)
             if (d->kind == sel_kind[s]) text = want[s];
@@ -727,13 +562,13 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
             if (td.is_time && !strcmp(sn, "forecast_reference_time")) {
                 /* forecasts with (forecast_reference_time, forecast_period) dimensions: the
                  * valid time is init + lead (below) */
-                init_h = td.ref + cv * td.uh;
-                init_cal = td.cal;
+                init_h = cf_time_to_hours(&td.u, cv);
+                init_cal = td.u.cal;
                 continue;
             }
             if (td.is_time) {
-                f->time_hours = td.ref + cv * td.uh;
-                plot_format_hours(f->time_hours, td.cal, f->time_label, sizeof f->time_label);
+                f->time_hours = cf_time_to_hours(&td.u, cv);
+                format_minutes(f->time_hours, td.u.cal, f->time_label, sizeof f->time_label);
             } else {
                 fmt_value(cv, val, sizeof val);
                 snprintf(f->time_label, sizeof f->time_label, "%.40s %.20s", d->name, val);
@@ -749,7 +584,7 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
     }
     if (isfinite(init_h)) {
         char init[32], rest[sizeof f->selection];
-        plot_format_hours(init_h, init_cal, init, sizeof init);
+        format_minutes(init_h, init_cal, init, sizeof init);
         memcpy(rest, f->selection, sizeof rest);
         int w = snprintf(f->selection, sizeof f->selection, "init %s%s", init, rest[0] ? ", " : "");
         size_t used = w > 0 ? (size_t)w : 0, k = 0;
@@ -757,7 +592,7 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
         f->selection[used] = 0;
         if (isfinite(lead_h) && !f->time_label[0]) {
             f->time_hours = init_h + lead_h;
-            plot_format_hours(f->time_hours, init_cal, f->time_label, sizeof f->time_label);
+            format_minutes(f->time_hours, init_cal, f->time_label, sizeof f->time_label);
         }
     }
     /* time from a scalar coordinate named in `coordinates` */
@@ -768,17 +603,17 @@ static int read_slice(int nc, const char *path, const char *var, const plot_sele
             for (char *tok = strtok_r(coords, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
                 int cid, cnd;
                 char units[128], cal[64];
-                double uh, ref, val;
-                int c;
+                cf_time_units tu;
+                double val;
                 if (nc_inq_varid(nc, tok, &cid) != NC_NOERR || nc_inq_varndims(nc, cid, &cnd) != NC_NOERR || cnd != 0) continue;
                 if (!att_text(nc, cid, "units", units, sizeof units) || !strstr(units, " since ")) continue;
                 att_text(nc, cid, "calendar", cal, sizeof cal);
-                if (plot_time_units_parse(units, cal, &uh, &ref, &c) != 0 || nc_get_var_double(nc, cid, &val) != NC_NOERR) continue;
+                if (!time_units(units, cal, &tu) || nc_get_var_double(nc, cid, &val) != NC_NOERR) continue;
                 char sn[64] = "";
                 att_text(nc, cid, "standard_name", sn, sizeof sn);
                 if (!strcmp(sn, "forecast_reference_time")) continue;
-                f->time_hours = ref + val * uh;
-                plot_format_hours(f->time_hours, c, f->time_label, sizeof f->time_label);
+                f->time_hours = cf_time_to_hours(&tu, val);
+                format_minutes(f->time_hours, tu.cal, f->time_label, sizeof f->time_label);
                 break;
             }
         }

@@ -8,7 +8,8 @@
  * ensemble members and lead times by coordinate value (or index when there is no coordinate
  * variable), any other dimension by an explicit "dim=index"; unselected dimensions take their
  * first entry. Packing (scale_factor/add_offset, also negative), _FillValue/missing_value and
- * valid_min/valid_max/valid_range are applied; missing points become NaN.
+ * valid_min/valid_max/valid_range are applied; missing points become NaN. Time coordinates are
+ * decoded by io/cf_time (udunits2 units, every CF calendar); time labels are YYYY-MM-DDTHH:MM.
  *
  * A slice is categorical when the variable carries flag_values/flag_meanings (expert maps), or
  * when it is an unpacked integer variable (or a smoecast dataset variable with
@@ -71,14 +72,5 @@ int plot_field_subtract(plot_field *field, const plot_field *truth);
 void plot_default_title(const plot_field *f, char *buf, size_t len);
 /* The same in two parts: "long_name [units]" and "time, selection" (maps draw a subtitle). */
 void plot_default_title_parts(const plot_field *f, char *title, size_t tlen, char *sub, size_t slen);
-
-/* Minimal CF time support (no udunits): "<seconds|minutes|hours|days> since <date>" with the
- * calendars standard/gregorian/proleptic_gregorian (treated as proleptic), julian,
- * noleap/365_day, all_leap/366_day, 360_day. Exposed for the tests. */
-int plot_time_units_parse(const char *units, const char *calendar, double *unit_hours, double *ref_hours, int *cal);
-int plot_date_parse(const char *text, int *ymdhm, double *second);
-int plot_date_valid(const int *ymdhm, int cal); /* 1 when the day exists in the calendar */
-double plot_date_to_hours(const int *ymdhm, double second, int cal);
-void plot_format_hours(double hours, int cal, char *buf, size_t len);
 
 #endif

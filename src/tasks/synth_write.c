@@ -1,6 +1,7 @@
 /* CF NetCDF and GRIB2 writing shared by the synthetic data sets (see synth_write.h). */
 #include "tasks/synth_write.h"
 #include "core/log.h"
+#include "io/cf_time.h"
 
 #include <eccodes.h>
 #include <netcdf.h>
@@ -17,39 +18,22 @@ const synth_field synth_field_t2m = {"t2m", "air_temperature", "2 metre temperat
 const synth_field synth_field_lsm = {"lsm", "land_binary_mask", "Land-sea mask (1 land, 0 sea)", "1",
                                      172, "surface", 0, 8};
 
-/* ---- calendar (H. Hinnant's days_from_civil / civil_from_days) ---- */
-
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
+/* ---- calendar (proleptic Gregorian, through io/cf_time) ---- */
 
 int64_t synth_hours_from_civil(int year, int month, int day, int hour)
 {
-    return days_from_civil(year, month, day) * 24 + hour;
+    const cf_date d = {year, month, day, hour, 0, 0.0};
+    return (int64_t)cf_date_to_hours(&d, CAL_PROLEPTIC);
 }
 
 void synth_civil_from_hours(int64_t hours, int *year, int *month, int *day, int *hour)
 {
-    int64_t z = hours >= 0 ? hours / 24 : -((-hours + 23) / 24);
-    *hour = (int)(hours - z * 24);
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t y = yoe + era * 400;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *year = (int)(y + (m <= 2));
-    *month = m;
-    *day = d;
+    cf_date d;
+    cf_hours_to_date((double)hours, CAL_PROLEPTIC, &d);
+    *year = d.year;
+    *month = d.month;
+    *day = d.day;
+    *hour = d.hour;
 }
 
 int synth_weekday(int64_t hours)

@@ -84,11 +84,11 @@ static void test_no_malloc_in_step(void **state)
     steps_without_malloc(4, unet, 2, 2, 16, 32, 2);
     const char *resnet[] = {"model.architecture=resnet", "model.channels=[8]", "model.kernel=3",
                             "model.batchnorm=true", "model.moe.enabled=true", "model.moe.experts=4",
-                            "model.moe.k=2", "model.moe.rc_loss.enabled=false",
+                            "model.moe.k=2", "model.moe.rc_loss.enabled=true",
                             "model.moe.aux.spatial_agreement=0.1"};
-    /* RC loss off: its per-sample quantile (moe/rc_loss.c) sorts with glibc qsort, which
-     * allocates a merge buffer for arrays over 1 KB */
-    steps_without_malloc(9, resnet, 2, 2, 8, 16, 2);
+    /* RC loss on, with k * H * W = 1024 errors per sample (4 KB: glibc qsort would allocate a
+     * merge buffer for it; the quantile selects in place instead) */
+    steps_without_malloc(9, resnet, 2, 2, 16, 32, 2);
     const char *pm[] = {"model.architecture=cnn", "model.channels=[4]", "model.kernel=3",
                         "model.moe.enabled=true", "model.moe.gate=softmax_topk", "model.moe.experts=4",
                         "model.moe.k=2", "model.moe.noise=true", "model.moe.aux.load=0.1"};

@@ -98,53 +98,123 @@ static void write_geo(const char *path)
     NCX(nc_close(nc));
 }
 
+/* A 2 x 2 field "f" on lat/lon with time(n) in `units` and `calendar`. */
+static void write_times(const char *path, const char *units, const char *calendar, const double *times, int n)
+{
+    int nc, dt, dy, dx, vt, vy, vx, vf;
+    NCX(nc_create(path, NC_CLOBBER, &nc));
+    NCX(nc_def_dim(nc, "time", (size_t)n, &dt));
+    NCX(nc_def_dim(nc, "lat", 2, &dy));
+    NCX(nc_def_dim(nc, "lon", 2, &dx));
+    NCX(nc_def_var(nc, "time", NC_DOUBLE, 1, &dt, &vt));
+    put_text(nc, vt, "units", units);
+    if (calendar) put_text(nc, vt, "calendar", calendar);
+    NCX(nc_def_var(nc, "lat", NC_FLOAT, 1, &dy, &vy));
+    put_text(nc, vy, "units", "degrees_north");
+    NCX(nc_def_var(nc, "lon", NC_FLOAT, 1, &dx, &vx));
+    put_text(nc, vx, "units", "degrees_east");
+    int d3[3] = {dt, dy, dx};
+    NCX(nc_def_var(nc, "f", NC_FLOAT, 3, d3, &vf));
+    NCX(nc_enddef(nc));
+    float yv[2] = {10, 0}, xv[2] = {0, 10}, fv[4 * 8] = {0};
+    NCX(nc_put_var_double(nc, vt, times));
+    NCX(nc_put_var_float(nc, vy, yv));
+    NCX(nc_put_var_float(nc, vx, xv));
+    NCX(nc_put_var_float(nc, vf, fv));
+    NCX(nc_close(nc));
+}
+
+/* Selects `text` by --time; returns the status and the label (the time actually chosen). */
+static int pick_time(const char *path, const char *text, char *label, size_t len)
+{
+    plot_field f;
+    plot_select sel = {0};
+    sel.time = text;
+    int st = plot_read_slice(path, "f", &sel, &f);
+    snprintf(label, len, "%s", st ? "" : f.time_label);
+    plot_field_free(&f);
+    return st;
+}
+
 static void test_time(void **state)
 {
     (void)state;
-    double uh, ref;
-    int cal, ymdhm[5];
-    double s;
-    assert_int_equal(plot_time_units_parse("hours since 1970-01-01 00:00:00", NULL, &uh, &ref, &cal), 0);
-    assert_true(uh == 1.0 && ref == 0.0);
-    assert_int_equal(plot_time_units_parse("days since 2000-01-01", "gregorian", &uh, &ref, &cal), 0);
-    assert_true(uh == 24.0);
-    assert_true(ref == 10957.0 * 24.0); /* 30 years incl. 7 leap days */
-    assert_int_equal(plot_time_units_parse("seconds since 1970-01-02T00:00Z", "standard", &uh, &ref, &cal), 0);
-    assert_true(fabs(uh * 3600.0 - 1.0) < 1e-12 && ref == 24.0);
-    assert_int_equal(plot_time_units_parse("hours since 1970-01-01", "julian", &uh, &ref, &cal), 0);
-    assert_true(ref == 13.0 * 24.0); /* Julian 1970-01-01 is Gregorian 1970-01-14 */
-    assert_int_not_equal(plot_time_units_parse("months since 2000-01-01", NULL, &uh, &ref, &cal), 0);
-    assert_int_not_equal(plot_time_units_parse("hours since 2000-01-01", "martian", &uh, &ref, &cal), 0);
-    assert_int_not_equal(plot_time_units_parse("1", NULL, &uh, &ref, &cal), 0);
+    char path[512], label[64];
+    tmp_path("time.nc", path, sizeof path);
+    /* units through udunits2, reference dates with a time zone, the calendar attribute */
+    const struct {
+        const char *units, *calendar;
+        double value;
+        const char *label;
+    } units_cases[] = {
+        {"hours since 1970-01-01 00:00:00", NULL, 30.0, "1970-01-02T06:00"},
+        {"days since 2000-01-01", "gregorian", -10957.0, "1970-01-01T00:00"}, /* 30 years incl. 7 leap days */
+        {"seconds since 1970-01-02T00:00Z", "standard", 90.0, "1970-01-02T00:02"}, /* 1.5 minutes round up */
+        {"hr since 1970-01-01", "julian", 13.0 * 24.0, "1970-01-14T00:00"},
+        {"minutes since 2019-03-26 06:00 UTC", "proleptic_gregorian", 30.0, "2019-03-26T06:30"},
+    };
+    for (size_t k = 0; k < sizeof units_cases / sizeof units_cases[0]; k++) {
+        write_times(path, units_cases[k].units, units_cases[k].calendar, &units_cases[k].value, 1);
+        assert_int_equal(pick_time(path, "0", label, sizeof label), 0);
+        assert_string_equal(label, units_cases[k].label);
+    }
+    /* units that are not a time axis: the coordinate value is shown and --time needs an index */
+    const char *not_time[][2] = {{"months since 2000-01-01", NULL}, {"hours since 2000-01-01", "martian"}, {"1", NULL}};
+    for (int k = 0; k < 3; k++) {
+        double v = 5;
+        write_times(path, not_time[k][0], not_time[k][1], &v, 1);
+        assert_int_equal(pick_time(path, "0", label, sizeof label), 0);
+        assert_string_equal(label, "time 5");
+        assert_int_not_equal(pick_time(path, "2000-01-01", label, sizeof label), 0);
+    }
+    /* date syntax of --time */
+    double t2019 = 0;
+    write_times(path, "hours since 2019-03-26 06:30:00", NULL, &t2019, 1);
+    assert_int_equal(pick_time(path, "2019-03-26 06:30:00", label, sizeof label), 0);
+    assert_string_equal(label, "2019-03-26T06:30");
+    assert_int_equal(pick_time(path, "2019-03-26T06:30Z", label, sizeof label), 0);
+    assert_int_not_equal(pick_time(path, "2019-03-26", label, sizeof label), 0);
+    assert_non_null(strstr(sm_last_error(), "time 2019-03-26 is not in the file; it has 1 time: 2019-03-26T06:30"));
+    assert_int_not_equal(pick_time(path, "2019-13-01", label, sizeof label), 0);
+    assert_non_null(strstr(sm_last_error(), "2019-13-01 is not a date in the file's calendar 'standard'"));
+    assert_int_not_equal(pick_time(path, "tomorrow", label, sizeof label), 0);
+    assert_non_null(strstr(sm_last_error(), "cannot parse time 'tomorrow'"));
 
-    assert_int_equal(plot_date_parse("2019-03-26 06:30:00", ymdhm, &s), 0);
-    assert_true(ymdhm[0] == 2019 && ymdhm[1] == 3 && ymdhm[2] == 26 && ymdhm[3] == 6 && ymdhm[4] == 30 && s == 0);
-    assert_int_equal(plot_date_parse("2019-03-26T06:00Z", ymdhm, &s), 0);
-    assert_int_equal(plot_date_parse("2019-03-26", ymdhm, &s), 0);
-    assert_int_not_equal(plot_date_parse("2019-13-01", ymdhm, &s), 0);
-    assert_int_not_equal(plot_date_parse("tomorrow", ymdhm, &s), 0);
-
-    /* round trips in every calendar, including 29 February where it exists, and day 30 in 360_day */
+    /* every calendar, including 29 February where it exists, and day 30 in 360_day: the hours
+     * since 1970-01-01 come from cftime (date2num), NAN where the date does not exist */
     const char *cals[] = {"standard", "julian", "noleap", "all_leap", "360_day"};
     const char *dates[] = {"1850-02-28T23:00", "2000-02-29T12:00", "2001-03-01T00:00", "1969-12-31T18:45", "2024-02-30T00:00"};
+    const double hours[5][5] = {{-1050481, 264396, 273168, -5.25, NAN},
+                                {-1050505, 264396, 273168, -5.25, NAN},
+                                {-1049785, NAN, 272976, -5.25, NAN},
+                                {-1052665, 264948, 273744, -5.25, NAN},
+                                {-1035409, 260604, 269280, NAN, 467976}};
     for (int c = 0; c < 5; c++) {
-        plot_time_units_parse("hours since 1970-01-01", cals[c], &uh, &ref, &cal);
+        double times[5];
+        int n = 0;
+        for (int d = 0; d < 5; d++)
+            if (!isnan(hours[c][d])) times[n++] = hours[c][d];
+        write_times(path, "hours since 1970-01-01", cals[c], times, n);
+        int i = 0;
         for (int d = 0; d < 5; d++) {
-            assert_int_equal(plot_date_parse(dates[d], ymdhm, &s), 0);
-            /* no 29 February in noleap, no 31st in 360_day, 30 February only there */
-            int valid = !(c == 2 && d == 1) && !(c == 4 && d == 3) && (c == 4 || d != 4);
-            assert_int_equal(plot_date_valid(ymdhm, cal), valid);
-            if (!valid) continue;
-            char buf[64];
-            plot_format_hours(plot_date_to_hours(ymdhm, s, cal), cal, buf, sizeof buf);
-            assert_string_equal(buf, dates[d]);
+            if (isnan(hours[c][d])) {
+                assert_int_not_equal(pick_time(path, dates[d], label, sizeof label), 0);
+                assert_non_null(strstr(sm_last_error(), "is not a date in the file's calendar"));
+                continue;
+            }
+            assert_int_equal(pick_time(path, dates[d], label, sizeof label), 0);
+            assert_string_equal(label, dates[d]);
+            char idx[16];
+            snprintf(idx, sizeof idx, "%d", i++);
+            assert_int_equal(pick_time(path, idx, label, sizeof label), 0);
+            assert_string_equal(label, dates[d]);
         }
     }
     /* consecutive days stay consecutive across month ends */
-    plot_time_units_parse("days since 2000-01-01", "noleap", &uh, &ref, &cal);
-    char a[64];
-    plot_format_hours(ref + 59 * 24.0, cal, a, sizeof a);
-    assert_string_equal(a, "2000-03-01T00:00");
+    double day59 = 59;
+    write_times(path, "days since 2000-01-01", "noleap", &day59, 1);
+    assert_int_equal(pick_time(path, "0", label, sizeof label), 0);
+    assert_string_equal(label, "2000-03-01T00:00");
 }
 
 static void test_read_geo(void **state)
