@@ -68,6 +68,7 @@ struct sm_model {
     size_t ws_floats;
     int last_training;
     int forwarded;
+    int64_t sample_first;       /* >= 0: per-sample dropout streams (model_set_sample_offset) */
 };
 
 static size_t align_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
@@ -78,6 +79,7 @@ sm_model *model_create(int c_in, int h, int w)
     if (!m) return NULL;
     m->store = param_store_create();
     m->cap_slots = 16;
+    m->sample_first = -1;
     m->slots = calloc((size_t)m->cap_slots, sizeof *m->slots);
     if (!m->store || !m->slots) {
         model_free(m);
@@ -608,6 +610,7 @@ int model_set_batch(sm_model *m, int batch)
 }
 
 int model_batch(const sm_model *m) { return m->batch; }
+void model_set_sample_offset(sm_model *m, int64_t first) { m->sample_first = first; }
 int model_max_batch(const sm_model *m) { return m->max_batch; }
 
 /* ---------------------------------------------------------------- init ---- */
@@ -695,6 +698,11 @@ int model_forward(sm_model *m, int training, rng_t *rng)
 {
     if (!m->arena) return sm_fail(SM_ERR_USAGE, "model: model_forward before model_finalize");
     const int B = m->batch;
+    /* Per-sample mode: one draw from `rng` per forward gives the key of this step; sample b's
+     * dropout mask in layer i comes from the stream (key + i, sample_first + b), so it does
+     * not depend on how the global batch is split over ranks. */
+    uint64_t key = 0;
+    if (training && rng && m->sample_first >= 0) key = ((uint64_t)rng_u32(rng) << 32) | rng_u32(rng);
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
         const slot *x = &m->slots[l->in0];
@@ -722,7 +730,16 @@ int model_forward(sm_model *m, int training, rng_t *rng)
         case LAYER_DROPOUT:
             if (training && l->alpha > 0.0f && !rng)
                 return sm_fail(SM_ERR_USAGE, "model: training forward with dropout needs an rng");
-            dropout_forward(l->alpha, training, n, out, in, (uint8_t *)state, rng);
+            if (training && l->alpha > 0.0f && m->sample_first >= 0) {
+                size_t per = n / (size_t)B;
+                for (int b = 0; b < B; b++) {
+                    rng_t r;
+                    rng_seed(&r, key + (uint64_t)i * 0x9E3779B97F4A7C15ull, (uint64_t)(m->sample_first + b));
+                    dropout_forward(l->alpha, training, per, out + b * per, in + b * per, (uint8_t *)state + b * per, &r);
+                }
+            } else {
+                dropout_forward(l->alpha, training, n, out, in, (uint8_t *)state, rng);
+            }
             break;
         case LAYER_MAXPOOL:
         case LAYER_AVGPOOL: {

@@ -100,6 +100,11 @@ int model_plan(sm_model *m, int max_batch, int with_grads);
 int model_set_batch(sm_model *m, int batch);
 int model_batch(const sm_model *m);
 int model_max_batch(const sm_model *m);
+/* Data-parallel training: with first >= 0, training forwards draw ONE key from their rng and
+ * give sample b of the batch its own dropout stream (key, first + b), where first is the
+ * position of the batch's first sample in the global batch; so masks do not depend on the
+ * number of ranks. first = -1 (default): draws in element order from the rng. */
+void model_set_sample_offset(sm_model *m, int64_t first);
 
 /* ---- passes ---- */
 /* Weights: torch-compatible defaults or the layer's init_mode; BatchNorm weight 1, bias 0,

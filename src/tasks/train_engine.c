@@ -301,6 +301,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             model_zero_grad(m);
             if (n > 0) {
                 model_set_batch(m, n);
+                model_set_sample_offset(m, lo);
                 if ((st = task->assemble(task->ctx, E.order + first + lo, n, model_input(m)))) break;
                 if ((st = model_forward(m, 1, &E.rng_dropout))) break;
                 double loss_local = task->loss(task->ctx, model_output(m), n);
@@ -310,6 +311,10 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
                 if ((st = model_backward(m))) break;
                 red[0] = n == ng ? loss_local : loss_local * n / ng;
                 red[1] = n == ng ? model_aux_loss(m) : model_aux_loss(m) * n / ng;
+            } else {
+                /* no sample here (short last batch): consume the step key as the others did */
+                rng_u32(&E.rng_dropout);
+                rng_u32(&E.rng_dropout);
             }
             if (E.size > 1) {
                 /* Each rank's gradient is that of its mean loss over n samples; weighting by

@@ -1,6 +1,6 @@
 # Data-parallel training under mpirun (label mpi): 2 ranks give the same weights as 1 rank
 # after 20 steps with the same global batch (per tensor ||w2 - w1|| <= 1e-5 ||w1|| + 1e-7), on a
-# CNN with a latent-gate SMoE last layer (RC loss, damping); rank 0 alone writes the run
+# CNN with dropout and a latent-gate SMoE last layer (RC loss, damping); rank 0 alone writes the run
 # directory; --resume works on every rank; a world size that does not divide the batch fails.
 . "$(dirname "$0")/lib.sh"
 [ "${SMOECAST_HAVE_MPI:-0}" = 1 ] || skip_or_fail "built without MPI"
@@ -26,6 +26,7 @@ model:
   architecture: cnn
   channels: [8, 8]
   kernel: 3
+  dropout: 0.2
   moe:
     enabled: true
     placement: last
