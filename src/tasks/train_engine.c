@@ -195,6 +195,12 @@ static void write_metrics(engine *E, int64_t epoch, int64_t step, double train_l
     fclose(f);
 }
 
+static int bn_allreduce(double *buf, size_t n, void *arg)
+{
+    (void)arg;
+    return dist_allreduce_sum_d(buf, n);
+}
+
 static int engine_setup(engine *E, int resume, ckpt_state *resumed)
 {
     const sm_config *cfg = E->cfg;
@@ -225,8 +231,9 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
     if (E->size > 1) {
         if (E->task->val_add && !E->task->val_reduce)
             log_warn("validation metrics are computed on rank 0's share of the validation set (the task has no val_reduce)");
-        log_info("data-parallel training on %d ranks: %d samples per rank and step (global batch %d)", E->size,
-                 E->batch / E->size, E->batch);
+        log_info("data-parallel training on %d ranks: %d samples per rank and step (global batch %d)%s", E->size,
+                 E->batch / E->size, E->batch, cfg->training.sync_batchnorm ? ", synchronised BatchNorm" : "");
+        if (cfg->training.sync_batchnorm && (st = model_set_batchnorm_sync(E->m, bn_allreduce, NULL))) return st;
     }
     if (resume) {
         checkpoint_state_init(resumed);
@@ -312,9 +319,11 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
                 red[0] = n == ng ? loss_local : loss_local * n / ng;
                 red[1] = n == ng ? model_aux_loss(m) : model_aux_loss(m) * n / ng;
             } else {
-                /* no sample here (short last batch): consume the step key as the others did */
+                /* no sample here (short last batch): consume the step key as the others did and
+                 * take part in the BatchNorm reductions */
                 rng_u32(&E.rng_dropout);
                 rng_u32(&E.rng_dropout);
+                if ((st = model_sync_idle(m))) break;
             }
             if (E.size > 1) {
                 /* Each rank's gradient is that of its mean loss over n samples; weighting by
@@ -391,6 +400,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             break;
         }
     }
+    model_set_batchnorm_sync(m, NULL, NULL);
     result->epochs_done = epoch;
     result->steps_done = step;
     result->best_val = best;

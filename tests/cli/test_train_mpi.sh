@@ -1,6 +1,6 @@
 # Data-parallel training under mpirun (label mpi): 2 ranks give the same weights as 1 rank
 # after 20 steps with the same global batch (per tensor ||w2 - w1|| <= 1e-5 ||w1|| + 1e-7), on a
-# CNN with dropout and a latent-gate SMoE last layer (RC loss, damping); rank 0 alone writes the run
+# CNN with BatchNorm (synchronised), dropout and a latent-gate SMoE last layer (RC loss, damping); rank 0 alone writes the run
 # directory; --resume works on every rank; a world size that does not divide the batch fails.
 . "$(dirname "$0")/lib.sh"
 [ "${SMOECAST_HAVE_MPI:-0}" = 1 ] || skip_or_fail "built without MPI"
@@ -27,6 +27,8 @@ model:
   channels: [8, 8]
   kernel: 3
   dropout: 0.2
+  batchnorm: true
+  bias: false   # a conv bias before BatchNorm has a zero gradient up to rounding, which Adam turns into lr-sized steps
   moe:
     enabled: true
     placement: last
