@@ -70,6 +70,8 @@ awk -v a="$mu" -v b="$p50" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != ""
 if command -v cdo >/dev/null 2>&1; then
   cdo -s sinfon cal.nc 2>&1 | grep -q "lonlat .*points=2048 (64x32)" && ok "cdo sees a lonlat grid" || fail "cdo sinfon: $(cdo -s sinfon cal.nc 2>&1)"
 fi
+# smoecast evaluate reads the calibrated output (<var>_mu / <var>_sigma): Gaussian CRPS
+expect_exit 0 "scored 104 forecast fields" -- "$BIN" evaluate --forecast cal.nc --truth truth.nc --vars t850 --baselines none --out ev.nc
 expect_exit 1 "percentiles strictly between 0 and 100" -- "$BIN" postprocess apply --model emos_t850/emos.nc --forecast ens.nc --out x.nc --lead 48h --quantiles 0,50
 [ ! -e x.nc ] && ok "no output after a usage error" || fail "x.nc written"
 
