@@ -698,7 +698,11 @@ char *config_doc_markdown(void)
                    "a test keeps this file in sync. Configs are YAML; every key can be overridden on the\n"
                    "command line as `key.sub=value` after the command. Relative paths resolve from the\n"
                    "config file's directory (from the working directory for overrides). `???` marks a\n"
-                   "required key without default. Unknown keys are errors.\n");
+                   "required key without default. Unknown keys are errors.\n\n"
+                   "MoE keys say which gate family they apply to: [SMoE] for `model.moe.gate` latent, conv,\n"
+                   "conv1x1 (the Spatial MoE layer); [point] for softmax_topk, laplace, hmoe, attention (the\n"
+                   "point-gated layer; [hmoe] and [attention] for those gates only); [both] for either.\n"
+                   "See docs/moe.md for the methods.\n");
     char section[64] = "";
     for (int i = 0; i < config_schema_len; i++) {
         const cfg_key *k = &config_schema[i];

@@ -1,6 +1,7 @@
 /* Probabilistic scores: CRPS (Gaussian, ensemble), spread-skill, PIT / ranks, coverage, EFI,
  * EECRPS; see prob_scores.h and docs/scores.md. */
 #include "eval/prob_scores.h"
+#include "nn/loss.h"
 
 #include "core/log.h"
 
@@ -16,25 +17,10 @@
 
 double eval_norm_cdf(double z) { return 0.5 * erfc(-z * INV_SQRT_2); }
 
+/* The scores and the training loss share one implementation (nn/loss.h). */
 double eval_crps_gauss(double mu, double sigma, double y, double *dmu, double *dsigma)
 {
-    if (isnan(mu) || isnan(sigma) || isnan(y) || sigma < 0) {
-        if (dmu) *dmu = NAN;
-        if (dsigma) *dsigma = NAN;
-        return NAN;
-    }
-    if (sigma == 0.0) {
-        double d = y - mu;
-        if (dmu) *dmu = d > 0 ? -1.0 : (d < 0 ? 1.0 : 0.0);
-        if (dsigma) *dsigma = -INV_SQRT_PI;
-        return fabs(d);
-    }
-    double z = (y - mu) / sigma;
-    double Phi = eval_norm_cdf(z);
-    double phi = INV_SQRT_2PI * exp(-0.5 * z * z);
-    if (dmu) *dmu = 1.0 - 2.0 * Phi;
-    if (dsigma) *dsigma = 2.0 * phi - INV_SQRT_PI;
-    return sigma * (z * (2.0 * Phi - 1.0) + 2.0 * phi - INV_SQRT_PI);
+    return loss_crps_gauss_point(mu, sigma, y, dmu, dsigma);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -53,34 +39,7 @@ static double pair_sum_sorted(const double *s, int m)
 
 double eval_crps_ens(const float *x, size_t stride, int m, double y, int fair)
 {
-    if (m < 1 || isnan(y) || (fair && m < 2)) return NAN;
-    double skill = 0.0, spread = 0.0; /* spread = sum_{i,l} |x_i - x_l| */
-    double stack[SORT_MAX];
-    double *buf = m <= SORT_MAX ? stack : malloc((size_t)m * sizeof *buf);
-    if (buf) {
-        for (int i = 0; i < m; i++) {
-            buf[i] = x[(size_t)i * stride];
-            if (isnan(buf[i])) {
-                if (buf != stack) free(buf);
-                return NAN;
-            }
-            skill += fabs(buf[i] - y);
-        }
-        qsort(buf, (size_t)m, sizeof *buf, cmp_double);
-        /* sorted: sum_{i,l} |x_i - x_l| = 2 sum_i (2 i - (m - 1)) x_(i) */
-        spread = pair_sum_sorted(buf, m);
-        if (buf != stack) free(buf);
-    } else { /* no memory for the sort: O(m^2) pairs */
-        for (int i = 0; i < m; i++) {
-            double xi = x[(size_t)i * stride];
-            if (isnan(xi)) return NAN;
-            skill += fabs(xi - y);
-            for (int l = i + 1; l < m; l++) spread += 2.0 * fabs(xi - x[(size_t)l * stride]);
-        }
-    }
-    double md = (double)m;
-    double denom = fair ? 2.0 * md * (md - 1.0) : 2.0 * md * md;
-    return skill / md - spread / denom;
+    return loss_crps_ensemble_point(x, stride, m, y, fair);
 }
 
 double eval_pit_gauss(double mu, double sigma, double y)

@@ -113,9 +113,9 @@ int geometry_same(const src_geometry *a, const src_geometry *b)
     if (a->nrows != b->nrows) return 0;
     for (int j = 0; j < a->nrows; j++) {
         if (a->row_len[j] != b->row_len[j]) return 0;
-        if (fabs(a->lat[j] - b->lat[j]) > 1e-9 || fabs(a->dlon[j] - b->dlon[j]) > 1e-9) return 0;
+        if (fabs(a->lat[j] - b->lat[j]) > 1e-6 || fabs(a->dlon[j] - b->dlon[j]) > 1e-6) return 0;
         double d = fmod(fabs(a->lon0[j] - b->lon0[j]), 360.0); /* -10 and 350 are the same meridian */
-        if (d > 1e-9 && d < 360.0 - 1e-9) return 0;
+        if (d > 1e-6 && d < 360.0 - 1e-6) return 0;
     }
     return 1;
 }

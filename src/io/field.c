@@ -65,97 +65,23 @@ int var_selector_match(const var_selector *sel, const field_meta *m)
     return 1;
 }
 
-static int geometry_alloc(int nrows, src_geometry **out)
+/* The grid module owns the geometry and its validation; readers add what the source called it. */
+static int with_type(int st, const char *grid_type, src_geometry **out)
 {
-    src_geometry *g = calloc(1, sizeof *g);
-    if (!g) return sm_fail(SM_ERR_NUMERIC, "out of memory for a geometry of %d rows", nrows);
-    g->nrows = nrows;
-    g->lat = malloc((size_t)nrows * sizeof *g->lat);
-    g->row_len = malloc((size_t)nrows * sizeof *g->row_len);
-    g->row_start = malloc(((size_t)nrows + 1) * sizeof *g->row_start);
-    g->lon0 = malloc((size_t)nrows * sizeof *g->lon0);
-    g->dlon = malloc((size_t)nrows * sizeof *g->dlon);
-    if (!g->lat || !g->row_len || !g->row_start || !g->lon0 || !g->dlon) {
-        io_geometry_free(g);
-        return sm_fail(SM_ERR_NUMERIC, "out of memory for a geometry of %d rows", nrows);
-    }
-    *out = g;
-    return SM_OK;
+    if (st == SM_OK) snprintf((*out)->grid_type, sizeof (*out)->grid_type, "%s", grid_type);
+    return st;
 }
 
 int io_geometry_regular(int nlat, const double *lat, int nlon, double lon0, double dlon,
                         const char *grid_type, src_geometry **out)
 {
-    if (nlat < 1 || nlon < 1 || !(dlon > 0))
-        return sm_fail(SM_ERR_IO, "invalid regular grid %d x %d with spacing %g", nlon, nlat, dlon);
-    src_geometry *g;
-    int st = geometry_alloc(nlat, &g);
-    if (st) return st;
-    for (int j = 0; j < nlat; j++) {
-        g->lat[j] = lat[j];
-        g->row_len[j] = nlon;
-        g->row_start[j] = (int64_t)j * nlon;
-        g->lon0[j] = lon0;
-        g->dlon[j] = dlon;
-    }
-    g->row_start[nlat] = (int64_t)nlat * nlon;
-    g->is_regular = 1;
-    snprintf(g->grid_type, sizeof g->grid_type, "%s", grid_type);
-    *out = g;
-    return SM_OK;
+    return with_type(geometry_create_regular(nlat, lat, nlon, lon0, dlon, out), grid_type, out);
 }
 
 int io_geometry_rows(int nrows, const double *lat, const int *row_len, const double *lon0,
                      const double *dlon, const char *grid_type, src_geometry **out)
 {
-    if (nrows < 1) return sm_fail(SM_ERR_IO, "grid without rows");
-    src_geometry *g;
-    int st = geometry_alloc(nrows, &g);
-    if (st) return st;
-    int64_t off = 0;
-    int regular = 1;
-    for (int j = 0; j < nrows; j++) {
-        if (row_len[j] < 0 || !(dlon[j] > 0)) {
-            io_geometry_free(g);
-            return sm_fail(SM_ERR_IO, "grid row %d: invalid length %d or spacing %g", j, row_len[j], dlon[j]);
-        }
-        g->lat[j] = lat[j];
-        g->row_len[j] = row_len[j];
-        g->row_start[j] = off;
-        g->lon0[j] = lon0[j];
-        g->dlon[j] = dlon[j];
-        off += row_len[j];
-        if (row_len[j] != row_len[0] || lon0[j] != lon0[0] || dlon[j] != dlon[0]) regular = 0;
-    }
-    g->row_start[nrows] = off;
-    g->is_regular = regular;
-    snprintf(g->grid_type, sizeof g->grid_type, "%s", grid_type);
-    *out = g;
-    return SM_OK;
-}
-
-void io_geometry_free(src_geometry *g)
-{
-    if (!g) return;
-    free(g->lat);
-    free(g->row_len);
-    free(g->row_start);
-    free(g->lon0);
-    free(g->dlon);
-    free(g);
-}
-
-int io_geometry_same(const src_geometry *a, const src_geometry *b)
-{
-    if (a->nrows != b->nrows) return 0;
-    for (int j = 0; j < a->nrows; j++) {
-        if (a->row_len[j] != b->row_len[j]) return 0;
-        if (fabs(a->lat[j] - b->lat[j]) > 1e-6) return 0;
-        if (fabs(a->dlon[j] - b->dlon[j]) > 1e-6) return 0;
-        double d = fmod(fabs(a->lon0[j] - b->lon0[j]), 360.0);
-        if (d > 1e-6 && 360.0 - d > 1e-6) return 0;
-    }
-    return 1;
+    return with_type(geometry_create_rows(nrows, lat, row_len, lon0, dlon, out), grid_type, out);
 }
 
 double io_lon0_canonical(double lon0, int n, double dlon)
@@ -164,7 +90,3 @@ double io_lon0_canonical(double lon0, int n, double dlon)
     return lon0;
 }
 
-int io_geometry_row_is_global(const src_geometry *g, int row)
-{
-    return fabs(g->row_len[row] * g->dlon[row] - 360.0) < 1e-6;
-}

@@ -51,17 +51,12 @@ int var_selector_parse(const char *text, var_selector *out);
  * given). */
 int var_selector_match(const var_selector *sel, const field_meta *m);
 
-/* Geometry construction for the readers (all arrays copied). */
+/* Geometry construction for the readers (grid/geometry.h, plus the source's grid type name);
+ * free with geometry_free, compare with geometry_same. */
 int io_geometry_regular(int nlat, const double *lat, int nlon, double lon0, double dlon,
                         const char *grid_type, src_geometry **out);
 int io_geometry_rows(int nrows, const double *lat, const int *row_len, const double *lon0,
                      const double *dlon, const char *grid_type, src_geometry **out);
-void io_geometry_free(src_geometry *g);
-/* Same rows, latitudes, lengths, first longitudes (mod 360) and spacings within 1e-6 degrees. */
-int io_geometry_same(const src_geometry *a, const src_geometry *b);
-
-/* 1 when row `row` spans the full circle (n * dlon == 360 within 1e-6). */
-int io_geometry_row_is_global(const src_geometry *g, int row);
 
 /* Canonical longitude of the first point of a regular row: unchanged unless the row runs past
  * 360 degrees east, in which case it is shifted by -360 so the axis increases monotonically

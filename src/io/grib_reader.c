@@ -92,7 +92,7 @@ void grib_reader_close(grib_reader *r)
     free(r->raw);
     free(r->values);
     free(r->cache);
-    io_geometry_free(r->geom);
+    geometry_free(r->geom);
     free(r);
 }
 
@@ -255,7 +255,7 @@ static int build_geometry(grib_reader *r)
     codes_handle *h = r->h;
     char gt[64];
     get_string(h, "gridType", gt, sizeof gt);
-    io_geometry_free(r->geom);
+    geometry_free(r->geom);
     r->geom = NULL;
     size_t n = 0;
     codes_get_size(h, "values", &n);

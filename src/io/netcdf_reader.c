@@ -237,7 +237,7 @@ void nc_var_close(nc_var *v)
     free(v->missing);
     free(v->times);
     free(v->members);
-    io_geometry_free(v->geom);
+    geometry_free(v->geom);
     free(v->raw);
     free(v->values);
     free(v);

@@ -36,6 +36,48 @@ static int parse_gate(const char *name, smoe_gate_type *g)
     return 0;
 }
 
+/* Point-gated family: softmax_topk, laplace, hmoe, attention. */
+static int parse_point_gate(const char *name, pmoe_gate_type *g)
+{
+    if (strcmp(name, "softmax_topk") == 0) *g = PMOE_SOFTMAX_TOPK;
+    else if (strcmp(name, "laplace") == 0) *g = PMOE_LAPLACE;
+    else if (strcmp(name, "hmoe") == 0) *g = PMOE_HMOE;
+    else if (strcmp(name, "attention") == 0) *g = PMOE_ATTENTION;
+    else return -1;
+    return 0;
+}
+
+static pmoe_shape pmoe_template(const model_config *mc, int c_out, pad_mode pad)
+{
+    const moe_config *e = &mc->moe;
+    pmoe_shape s;
+    memset(&s, 0, sizeof s);
+    pmoe_shape_defaults(&s);
+    s.c_out = c_out;
+    parse_point_gate(e->gate, &s.gate);
+    s.n_experts = e->experts;
+    s.k = e->k;
+    s.hidden = e->expert_hidden;
+    s.attn_hidden = e->attention.hidden;
+    s.kernel = e->expert_kernel;
+    s.pad = pad;
+    s.noisy = e->noise;
+    s.capacity_factor = isnan(e->capacity_factor) ? 0.0f : (float)e->capacity_factor;
+    s.groups = e->hmoe.groups;
+    s.experts_per_group = e->hmoe.experts_per_group;
+    s.k_outer = e->hmoe.k_outer;
+    s.k_inner = e->hmoe.k_inner;
+    if (s.gate == PMOE_HMOE) {
+        s.n_experts = s.groups * s.experts_per_group;
+        s.k = s.k_outer * s.k_inner;
+        s.outer_kind = e->hmoe.levels[0] == 'S' ? MOE_GATE_SOFTMAX : MOE_GATE_LAPLACE;
+        s.inner_kind = e->hmoe.levels[1] == 'S' ? MOE_GATE_SOFTMAX : MOE_GATE_LAPLACE;
+    }
+    const similarity_config *sim = &e->aux.similarity;
+    s.sim_pairs = (sim->beta_same != 0 || sim->beta_diff != 0) ? sim->pairs : 0;
+    return s;
+}
+
 static smoe_shape smoe_template(const model_config *mc, int c_out, pad_mode pad)
 {
     const moe_config *e = &mc->moe;
@@ -72,6 +114,16 @@ static int add_smoe_bias(bctx *c, const char *name, int x, int c_out, int bias)
     return x;
 }
 
+static int add_pmoe(bctx *c, const char *name, int x, int c_out)
+{
+    pmoe_shape t = pmoe_template(c->mc, c_out, c->pad);
+    const aux_config *a = &c->mc->moe.aux;
+    pmoe_aux_weights w = {(float)a->importance, (float)a->load, (float)a->switch_loss,
+                          (float)a->entropy, (float)a->similarity.beta_same,
+                          (float)a->similarity.beta_diff};
+    return model_add_pmoe(c->m, name, x, &t, &w);
+}
+
 /* A replaceable convolution: an ordinary conv, or an MoE layer when MoE insertion picks it. */
 static int conv(bctx *c, const char *name, int x, int c_out, int kernel, int bias, init_mode init)
 {
@@ -84,6 +136,8 @@ static int conv(bctx *c, const char *name, int x, int c_out, int kernel, int bia
     }
     if (!replace) return model_add_conv(c->m, name, x, c_out, kernel, 1, c->pad, bias, init);
     c->n_replaced++;
+    pmoe_gate_type pg;
+    if (parse_point_gate(c->mc->moe.gate, &pg) == 0) return add_pmoe(c, name, x, c_out);
     return add_smoe_bias(c, name, x, c_out, bias);
 }
 
@@ -224,19 +278,30 @@ static int check_config(const model_config *mc, int *arch)
     int uses_moe = (*arch == 3) || e->enabled;
     if (uses_moe) {
         smoe_gate_type g;
-        if (parse_gate(e->gate, &g) != 0)
-            return sm_fail(SM_ERR_USAGE,
-                           "model.moe.gate: '%s' selects the point-gated MoE layer, which this build's "
-                           "model builder does not provide yet; use latent, conv or conv1x1", e->gate);
-        if (e->k < 1 || e->k > e->experts)
+        pmoe_gate_type pg;
+        int smoe_gate = parse_gate(e->gate, &g) == 0;
+        int point_gate = parse_point_gate(e->gate, &pg) == 0;
+        if (!smoe_gate && !point_gate)
+            return sm_fail(SM_ERR_USAGE, "model.moe.gate: unknown '%s'", e->gate);
+        if (*arch == 3 && !smoe_gate)
+            return sm_fail(SM_ERR_USAGE, "model.moe.gate: smoe_net is built from SMoE layers; gate '%s' "
+                           "selects the point-gated layer (use latent, conv or conv1x1, or insert it into "
+                           "cnn/resnet/unet/mlp with model.moe.enabled)", e->gate);
+        if (point_gate && e->attention.distill && pg == PMOE_ATTENTION)
+            return sm_fail(SM_ERR_USAGE, "model.moe.attention.distill: distillation into a plain gate is "
+                           "not available in the model builder; set it to false");
+        if (smoe_gate && (e->aux.switch_loss != 0 || e->aux.entropy != 0 ||
+                          e->aux.similarity.beta_same != 0 || e->aux.similarity.beta_diff != 0))
+            return sm_fail(SM_ERR_USAGE, "model.moe.aux: switch, entropy and similarity losses apply to "
+                           "the point-gated layer only; with gate '%s' set them to 0", e->gate);
+        if (point_gate && e->aux.spatial_agreement != 0)
+            return sm_fail(SM_ERR_USAGE, "model.moe.aux.spatial_agreement: applies to the SMoE layer only; "
+                           "with gate '%s' set it to 0", e->gate);
+        if ((!point_gate || pg != PMOE_HMOE) && (e->k < 1 || e->k > e->experts))
             return sm_fail(SM_ERR_USAGE, "model.moe.k: %d with model.moe.experts = %d; need 1 <= k <= experts",
                            e->k, e->experts);
         if (e->expert_kernel < 1 || e->expert_kernel % 2 == 0)
             return sm_fail(SM_ERR_USAGE, "model.moe.expert_kernel: %d must be odd", e->expert_kernel);
-        if (e->aux.switch_loss != 0 || e->aux.entropy != 0 || e->aux.similarity.beta_same != 0 ||
-            e->aux.similarity.beta_diff != 0)
-            return sm_fail(SM_ERR_USAGE, "model.moe.aux: switch, entropy and similarity losses apply to "
-                           "the point-gated layer only; with gate '%s' set them to 0", e->gate);
     }
     if (e->enabled && *arch != 3) {
         if (strcmp(e->placement, "decoder") == 0 && *arch != 2)

@@ -10,9 +10,9 @@
  *             two units; 2x2 max-pool down; 2x2 stride-2 transposed conv up; concat skips
  *             [skip, up]; 1x1 linear head. H and W must be divisible by 2^(levels-1).
  *   smoe_net  the SMoE reference stack: per model.channels entry
- *             SMoE(k = channels) -> bias (model.bias) -> BatchNorm (model.batchnorm) -> act
- *             (ReLU unless model.activation is set), then an SMoE to the output channels
- *             (+ bias). Kaiming-uniform (ReLU gain) experts, zero biases, latent gate by smoe_init.
+ *             SMoE(k = channels) -> bias (model.bias) -> BatchNorm (model.batchnorm) -> act,
+ *             then an SMoE to the output channels (+ bias). (The reference's optional
+ *             residual 1x1 conv + BN has no config key yet.) Kaiming-uniform (ReLU gain) experts, zero biases, latent gate by smoe_init.
  *   mlp       per-grid-point MLP: 1x1 convs with model.channels, act, then a 1x1 linear head.
  * Every unit applies dropout when model.dropout > 0; conv/BN parameters use torch's defaults.
  *
@@ -26,7 +26,17 @@
  * output channels becomes SMoE with k = c_out ranked outputs and
  * N = max(k, round(c_out * model.moe.experts / model.moe.k)) experts (so the configured
  * k : N ratio is kept; the heat recipe's 1-channel last layer gets N = experts, k = k), expert
- * kernel model.moe.expert_kernel, followed by a per-channel bias when model.bias. */
+ * kernel model.moe.expert_kernel, followed by a per-channel bias when model.bias; its
+ * auxiliary losses are model.moe.aux.importance / load / spatial_agreement.
+ * A gate in {softmax_topk, laplace, hmoe, attention} makes it a point-gated MoE layer
+ * (moe/point_moe.h) with c_out outputs: model.moe.experts experts (hmoe: groups x
+ * experts_per_group, k = k_outer x k_inner, levels SS/SL/LL), top model.moe.k, expert blocks
+ * conv(expert_kernel) -> expert_hidden -> ReLU -> 1x1, attention dimension
+ * model.moe.attention.hidden, learned gate noise when model.moe.noise, capacity
+ * model.moe.capacity_factor (null: off), aux importance / load / switch / entropy /
+ * similarity (beta_same, beta_diff, pairs). attention.distill is not available here (error).
+ * smoe_net takes SMoE gates only; its activation is ReLU while model.activation has its
+ * default (elu), otherwise the one given. */
 #ifndef SMOECAST_MODEL_BUILDER_H
 #define SMOECAST_MODEL_BUILDER_H
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/outfile.h"
@@ -138,6 +139,30 @@ const ckpt_array *checkpoint_find_array(const ckpt_array *arrays, int n, const c
     for (int i = 0; i < n; i++)
         if (strcmp(arrays[i].name, name) == 0) return &arrays[i];
     return NULL;
+}
+
+void checkpoint_routing_arrays(const char *layer, const moe_routing_metrics *rm,
+                               float buf[CKPT_ROUTING_FLOATS], ckpt_array out[2])
+{
+    int n = rm->n_experts;
+    if (n > MOE_METRICS_MAX_EXPERTS) n = MOE_METRICS_MAX_EXPERTS;
+    if (n < 1) n = 1;
+    memset(out, 0, 2 * sizeof *out);
+    for (int e = 0; e < n; e++) buf[e] = (float)rm->load_frac[e];
+    float *sc = buf + MOE_METRICS_MAX_EXPERTS;
+    sc[0] = (float)rm->cv_importance;
+    sc[1] = (float)rm->h_s;
+    sc[2] = (float)rm->h_u;
+    sc[3] = (float)rm->mi;
+    sc[4] = (float)rm->ari;
+    snprintf(out[0].name, sizeof out[0].name, "%.40s.load_fraction", layer);
+    out[0].ndim = 1;
+    out[0].shape[0] = (size_t)n;
+    out[0].data = buf;
+    snprintf(out[1].name, sizeof out[1].name, "%.40s.routing", layer);
+    out[1].ndim = 1;
+    out[1].shape[0] = 5;
+    out[1].data = sc;
 }
 
 /* ---------------------------------------------------------------------- save ---- */
@@ -442,7 +467,7 @@ static int check_grid(ncf *f, const grid *g)
 static int check_text(ncf *f, const char *att, const char *what, const char *want, const char *where)
 {
     char *got = get_text(f->nc, att);
-    if (!got) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint does not record its %s", f->path, what);
+    if (!got) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint does not record %s", f->path, what);
     if (strcmp(got, want) != 0) {
         f->rc = sm_fail(SM_ERR_IO, "%s: %s is %s in the checkpoint but %s %s", f->path, what, got, want, where);
     }
@@ -550,9 +575,12 @@ static int check_all(ncf *f, sm_model *m, const sm_config *cfg, const grid *g, c
         int og = find_group(f->nc, "optim");
         if (og < 0) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no optimiser state", f->path);
         if (check_text_grp(f, og, st->opt)) return f->rc;
-        int mg = find_group(og, "m");
-        if (mg < 0) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no optimiser moments", f->path);
-        if (check_tensors(f, mg, "optimiser state", ps, 1)) return f->rc;
+        if (st->opt->m) {
+            int mg = find_group(og, "m");
+            if (mg < 0)
+                return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no optimiser moments", f->path);
+            if (check_tensors(f, mg, "optimiser state", ps, 1)) return f->rc;
+        }
         if (st->opt->v) {
             int vg = find_group(og, "v");
             if (vg < 0) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no Adam second moments", f->path);
@@ -606,21 +634,21 @@ static int load_contents(ncf *f, sm_model *m, ckpt_state *st)
     if (st->opt) {
         optim *o = st->opt;
         int og = find_group(f->nc, "optim");
-        float *mm = malloc(o->size * sizeof(float) * (o->v ? 2 : 1) + sizeof(float));
+        float *mm = malloc(o->size * sizeof(float) * 2 + sizeof(float));
         if (!mm) {
             free(tmp);
             return f->rc = sm_fail(SM_ERR_NUMERIC, "%s: out of memory", f->path);
         }
         float *vv = o->v ? mm + o->size : NULL;
-        memset(mm, 0, o->size * sizeof(float) * (o->v ? 2 : 1));
-        if (read_tensors(f, find_group(og, "m"), ps, mm, 1) ||
+        memset(mm, 0, o->size * sizeof(float) * 2);
+        if ((o->m && read_tensors(f, find_group(og, "m"), ps, mm, 1)) ||
             (vv && read_tensors(f, find_group(og, "v"), ps, vv, 1)) ||
             get_i64(f, og, "step", &i64) || get_f64(f, og, "lr", &d)) {
             free(mm);
             free(tmp);
             return f->rc;
         }
-        memcpy(o->m, mm, o->size * sizeof(float));
+        if (o->m) memcpy(o->m, mm, o->size * sizeof(float));
         if (vv) memcpy(o->v, vv, o->size * sizeof(float));
         o->step = i64;
         optim_set_lr(o, d);
@@ -715,5 +743,43 @@ int checkpoint_read_config(const char *path, char **yaml)
     *yaml = get_text(nc, "config");
     nc_close(nc);
     if (!*yaml) return sm_fail(SM_ERR_IO, "%s: the checkpoint has no config attribute", path);
+    return SM_OK;
+}
+
+int checkpoint_load_config(const char *path, int n_overrides, char *const *overrides,
+                           sm_config **out)
+{
+    *out = NULL;
+    char *yaml = NULL;
+    int rc = checkpoint_read_config(path, &yaml);
+    if (rc) return rc;
+    const char *dir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/smoecast-ckconfig-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        free(yaml);
+        return sm_fail(SM_ERR_IO, "%s: cannot create a temporary file for the stored config in %s",
+                       path, dir && *dir ? dir : "/tmp");
+    }
+    size_t len = strlen(yaml), done = 0;
+    while (done < len) {
+        ssize_t k = write(fd, yaml + done, len - done);
+        if (k <= 0) break;
+        done += (size_t)k;
+    }
+    close(fd);
+    free(yaml);
+    if (done != len) {
+        unlink(tmp);
+        return sm_fail(SM_ERR_IO, "%s: cannot write the stored config to %s", path, tmp);
+    }
+    rc = config_load(tmp, n_overrides, overrides, out);
+    unlink(tmp);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sm_last_error());
+        return sm_fail(rc, "%s: stored config: %s", path, msg);
+    }
     return SM_OK;
 }

@@ -29,6 +29,7 @@
 #include "core/rng.h"
 #include "grid/grid.h"
 #include "model/model.h"
+#include "moe/routing_metrics.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 
@@ -76,6 +77,13 @@ void checkpoint_state_free_arrays(ckpt_state *st);
 /* Find an array by name in a loaded/filled state (NULL when absent). */
 const ckpt_array *checkpoint_find_array(const ckpt_array *arrays, int n, const char *name);
 
+/* Routing metrics of one MoE layer as two checkpoint arrays (no allocation: they point into
+ * buf): "<layer>.load_fraction" (N) and "<layer>.routing" (5: CV(importance), H_s, H_u, MI,
+ * ARI; MI and ARI are 0 without labels). Append them to ckpt_state.metrics. */
+#define CKPT_ROUTING_FLOATS (MOE_METRICS_MAX_EXPERTS + 5)
+void checkpoint_routing_arrays(const char *layer, const moe_routing_metrics *rm,
+                               float buf[CKPT_ROUTING_FLOATS], ckpt_array out[2]);
+
 /* Write `path` (temp + rename). cfg: the resolved config (its YAML and architecture are stored);
  * g: the grid (nullable for grid-free models); st nullable (parameters only). */
 int checkpoint_save(const char *path, const sm_model *m, const sm_config *cfg, const grid *g,
@@ -91,5 +99,10 @@ int checkpoint_load(const char *path, sm_model *m, const sm_config *cfg, const g
 /* The resolved config YAML stored in a checkpoint (malloc'd; caller frees), e.g. to build the
  * model for forecasting. SM_OK or SM_ERR_IO. */
 int checkpoint_read_config(const char *path, char **yaml);
+/* The stored config parsed by config_load (with `overrides` applied on top), e.g. to build the
+ * model of a checkpoint for forecasting. Free with config_free. SM_OK, SM_ERR_IO or the
+ * config's SM_ERR_USAGE (message prefixed with the checkpoint's name). */
+int checkpoint_load_config(const char *path, int n_overrides, char *const *overrides,
+                           sm_config **out);
 
 #endif

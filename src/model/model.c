@@ -2,16 +2,19 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
+#include "moe/point_moe.h"
 #include "nn/conv_transpose.h"
 #include "nn/dropout.h"
 #include "nn/init.h"
 #include "nn/norm.h"
 #include "nn/pool.h"
 #include "nn/tensor_ops.h"
+#include "nn/threads.h"
 #include "nn/upsample.h"
 
 #define NAME_MAX_LEN 96
@@ -32,8 +35,12 @@ typedef struct {
     int pid[4];                 /* param ids (weight, bias) / (gamma, beta, mean, var) /
                                    (expert, gate) */
     smoe_shape smoe;            /* template: batch set per pass */
-    moe_param_info minfo[2];
-    size_t mfloats;             /* packed SMoE parameter block */
+    pmoe_shape pmoe;            /* point-gated layer template */
+    pmoe_aux_weights paux;
+    moe_param_info *minfo;      /* MoE parameter tensors in the packed block */
+    int *mpid;                  /* their param_store ids */
+    int n_minfo;
+    size_t mfloats;             /* packed MoE parameter block */
     int contiguous;             /* the store's tensors already form the packed block */
     size_t state_off;           /* BatchNorm save / dropout mask / SMoE state (floats) */
     size_t pack_off, pgrad_off; /* packed SMoE parameters and gradients */
@@ -62,6 +69,7 @@ struct sm_model {
     int finalized;
     /* plan */
     int max_batch, batch, with_grads;
+    int plan_threads;           /* nn thread count the workspace was sized for */
     float *arena;
     size_t arena_floats;
     float *ws;
@@ -72,6 +80,9 @@ struct sm_model {
     norm_reduce_fn bn_reduce;   /* synchronised BatchNorm (model_set_batchnorm_sync) */
     void *bn_arg;
     double *bn_scratch;
+    int profile;                /* accumulate per-layer times */
+    double *t_fwd, *t_bwd;      /* n_layers each (allocated by model_set_profile) */
+    long n_fwd, n_bwd;
 };
 
 static size_t align_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
@@ -100,11 +111,17 @@ void model_free(sm_model *m)
 {
     if (!m) return;
     param_store_free(m->store);
+    for (int i = 0; i < m->n_layers; i++) {
+        free(m->layers[i].minfo);
+        free(m->layers[i].mpid);
+    }
     free(m->layers);
     free(m->slots);
     free(m->arena);
     free(m->ws);
     free(m->bn_scratch);
+    free(m->t_fwd);
+    free(m->t_bwd);
     free(m);
 }
 
@@ -335,6 +352,45 @@ int model_add_bias(sm_model *m, const char *name, int in)
     return push_layer(m, x.c, x.h, x.w);
 }
 
+/* Room for n MoE tensor descriptors (freed by model_free once the layer is pushed; on failure
+ * here the layer is not pushed and the arrays are released at once). */
+static int declare_moe(sm_model *m, layer *l, int n)
+{
+    l->minfo = calloc((size_t)n, sizeof *l->minfo);
+    l->mpid = calloc((size_t)n, sizeof *l->mpid);
+    l->n_minfo = n;
+    if (!l->minfo || !l->mpid) {
+        free(l->minfo);
+        free(l->mpid);
+        l->minfo = NULL;
+        l->mpid = NULL;
+        m->error = sm_fail(SM_ERR_NUMERIC, "model: out of memory adding layer %s", l->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int declare_moe_tensors(sm_model *m, layer *l)
+{
+    for (int i = 0; i < l->n_minfo; i++) {
+        const moe_param_info *pi = &l->minfo[i];
+        int d[4] = {1, 1, 1, 1};
+        for (int j = 0; j < pi->ndim; j++) d[j] = pi->shape[j];
+        /* weights decay; gate tensors, biases and latent maps do not */
+        int decay = pi->ndim >= 2 && strstr(pi->name, "gate") == NULL;
+        l->mpid[i] = declare(m, l, pi->name, pi->ndim, d[0], d[1], d[2], d[3],
+                             decay ? PARAM_DEFAULT : PARAM_NO_DECAY);
+    }
+    if (m->error) {
+        free(l->minfo);
+        free(l->mpid);
+        l->minfo = NULL;
+        l->mpid = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int model_add_smoe(sm_model *m, const char *name, int in, const smoe_shape *tmpl,
                    const smoe_aux_weights *aux)
 {
@@ -358,17 +414,42 @@ int model_add_smoe(sm_model *m, const char *name, int in, const smoe_shape *tmpl
         l->aux = *aux;
         l->has_aux = aux->importance != 0.0f || aux->load != 0.0f || aux->agreement != 0.0f;
     }
+    int n = smoe_params(&s, NULL);
+    if (declare_moe(m, l, n)) return -1;
     smoe_params(&s, l->minfo);
     l->mfloats = smoe_param_floats(&s);
-    for (int i = 0; i < 2; i++) {
-        const moe_param_info *pi = &l->minfo[i];
-        int d[4] = {1, 1, 1, 1};
-        for (int j = 0; j < pi->ndim; j++) d[j] = pi->shape[j];
-        l->pid[i] = declare(m, l, pi->name, pi->ndim, d[0], d[1], d[2], d[3],
-                            i == 0 ? PARAM_DEFAULT : PARAM_NO_DECAY);
-    }
-    if (m->error) return -1;
+    if (declare_moe_tensors(m, l)) return -1;
+    l->pid[0] = l->mpid[0];
+    l->pid[1] = l->mpid[1];
     return push_layer(m, s.k, x.h, x.w);
+}
+
+int model_add_pmoe(sm_model *m, const char *name, int in, const pmoe_shape *tmpl,
+                   const pmoe_aux_weights *aux)
+{
+    if (!check_slot(m, in, "point-gated MoE")) return -1;
+    slot x = m->slots[in];
+    pmoe_shape s = *tmpl;
+    s.batch = 1;
+    s.c_in = x.c;
+    s.h = x.h;
+    s.w = x.w;
+    int rc = pmoe_check(&s);
+    if (rc) {
+        m->error = rc;
+        return -1;
+    }
+    layer *l = new_layer(m, LAYER_PMOE, name, in, -1);
+    if (!l) return -1;
+    l->pmoe = s;
+    if (aux) l->paux = *aux;
+    l->init = INIT_KAIMING_RELU;
+    int n = pmoe_param_count(&s);
+    if (declare_moe(m, l, n)) return -1;
+    pmoe_params(&s, l->minfo);
+    l->mfloats = pmoe_param_floats(&s);
+    if (declare_moe_tensors(m, l)) return -1;
+    return push_layer(m, s.c_out, x.h, x.w);
 }
 
 int model_set_output(sm_model *m, int s)
@@ -414,6 +495,15 @@ static smoe_shape moe_shape(const sm_model *m, const layer *l)
     return s;
 }
 
+static pmoe_shape pmoe_shape_now(const sm_model *m, const layer *l)
+{
+    pmoe_shape s = l->pmoe;
+    s.batch = m->batch;
+    return s;
+}
+
+static int is_moe(const layer *l) { return l->kind == LAYER_SMOE || l->kind == LAYER_PMOE; }
+
 static size_t layer_state_floats(const sm_model *m, const layer *l)
 {
     const slot *x = &m->slots[l->in0];
@@ -423,6 +513,10 @@ static size_t layer_state_floats(const sm_model *m, const layer *l)
     case LAYER_SMOE: {
         smoe_shape s = moe_shape(m, l);
         return smoe_state_floats(&s);
+    }
+    case LAYER_PMOE: {
+        pmoe_shape s = pmoe_shape_now(m, l);
+        return pmoe_state_floats(&s);
     }
     default: return 0;
     }
@@ -442,6 +536,10 @@ static size_t layer_ws_floats(const sm_model *m, const layer *l)
     case LAYER_SMOE: {
         smoe_shape s = moe_shape(m, l);
         return smoe_workspace_floats(&s);
+    }
+    case LAYER_PMOE: {
+        pmoe_shape s = pmoe_shape_now(m, l);
+        return pmoe_workspace_floats(&s);
     }
     default: return 0;
     }
@@ -525,6 +623,7 @@ int model_plan(sm_model *m, int max_batch, int with_grads)
     m->ws = NULL;
     m->max_batch = m->batch = max_batch;
     m->with_grads = with_grads;
+    m->plan_threads = nn_get_threads();
     m->forwarded = 0;
 
     size_t off = 0;
@@ -537,7 +636,7 @@ int model_plan(sm_model *m, int max_batch, int with_grads)
         layer *l = &m->layers[i];
         l->state_off = off;
         off += align_up(layer_state_floats(m, l));
-        if (l->kind == LAYER_SMOE && !l->contiguous) {
+        if (is_moe(l) && !l->contiguous) {
             l->pack_off = off;
             off += align_up(l->mfloats);
             l->pgrad_off = off;
@@ -588,9 +687,11 @@ int model_finalize(sm_model *m, int max_batch, int with_grads)
     m->finalized = 1;
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
-        if (l->kind != LAYER_SMOE) continue;
-        float *e = param_data(m->store, l->pid[0]), *g = param_data(m->store, l->pid[1]);
-        l->contiguous = (e + l->minfo[1].offset == g);
+        if (!is_moe(l)) continue;
+        const float *base = param_data(m->store, l->mpid[0]);
+        l->contiguous = 1;
+        for (int t = 0; t < l->n_minfo; t++)
+            if (base + l->minfo[t].offset != param_data(m->store, l->mpid[t])) l->contiguous = 0;
     }
     return model_plan(m, max_batch, with_grads);
 }
@@ -690,18 +791,20 @@ void model_init_params(sm_model *m, rng_t *rng)
         case LAYER_BIAS:
             init_zeros(param_data(m->store, l->pid[0]), (size_t)x->c);
             break;
-        case LAYER_SMOE: {
-            smoe_shape s = moe_shape(m, l);
-            float *e = param_data(m->store, l->pid[0]);
-            if (l->contiguous) {
-                smoe_init(&s, e, rng);
-            } else {
-                float *pack = m->arena + l->pack_off;
+        case LAYER_SMOE:
+        case LAYER_PMOE: {
+            float *pack = l->contiguous ? param_data(m->store, l->mpid[0]) : m->arena + l->pack_off;
+            if (l->kind == LAYER_SMOE) {
+                smoe_shape s = moe_shape(m, l);
                 smoe_init(&s, pack, rng);
-                for (int t = 0; t < 2; t++)
-                    memcpy(param_data(m->store, l->pid[t]), pack + l->minfo[t].offset,
-                           l->minfo[t].count * sizeof(float));
+            } else {
+                pmoe_shape s = pmoe_shape_now(m, l);
+                pmoe_init(&s, pack, rng);
             }
+            if (!l->contiguous)
+                for (int t = 0; t < l->n_minfo; t++)
+                    memcpy(param_data(m->store, l->mpid[t]), pack + l->minfo[t].offset,
+                           l->minfo[t].count * sizeof(float));
             break;
         }
         default: break;
@@ -718,6 +821,14 @@ float *model_output_grad(sm_model *m)
     return (m->arena && m->with_grads) ? m->arena + m->slots[out_slot(m)].grad_off : NULL;
 }
 
+/* Profile clock: process CPU time (all threads), steadier than wall time on a shared machine. */
+static double prof_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static float *act(sm_model *m, int s) { return m->arena + m->slots[s].act_off; }
 static float *grad(sm_model *m, int s)
 {
@@ -728,23 +839,41 @@ static float *G(sm_model *m, int id) { return id >= 0 ? param_grad(m->store, id)
 
 static float *moe_pack(sm_model *m, layer *l)
 {
-    if (l->contiguous) return P(m, l->pid[0]);
+    if (l->contiguous) return P(m, l->mpid[0]);
     float *pack = m->arena + l->pack_off;
-    for (int t = 0; t < 2; t++)
-        memcpy(pack + l->minfo[t].offset, P(m, l->pid[t]), l->minfo[t].count * sizeof(float));
+    for (int t = 0; t < l->n_minfo; t++)
+        memcpy(pack + l->minfo[t].offset, P(m, l->mpid[t]), l->minfo[t].count * sizeof(float));
     return pack;
+}
+
+/* conv2d's workspace grows with the thread count (nn/threads.h). */
+static int check_threads(const sm_model *m)
+{
+    int t = nn_get_threads();
+    if (t > m->plan_threads)
+        return sm_fail(SM_ERR_USAGE, "model: %d threads, but the workspace was planned for %d; call "
+                       "nn_set_threads before building the model (or model_plan again)", t, m->plan_threads);
+    return SM_OK;
 }
 
 int model_forward(sm_model *m, int training, rng_t *rng)
 {
     if (!m->arena) return sm_fail(SM_ERR_USAGE, "model: model_forward before model_finalize");
+    int trc = check_threads(m);
+    if (trc) return trc;
     const int B = m->batch;
     /* Per-sample mode: one draw from `rng` per forward gives the key of this step; sample b's
      * dropout mask in layer i comes from the stream (key + i, sample_first + b), so it does
      * not depend on how the global batch is split over ranks. */
     uint64_t key = 0;
     if (training && rng && m->sample_first >= 0) key = ((uint64_t)rng_u32(rng) << 32) | rng_u32(rng);
+    double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = 0; i < m->n_layers; i++) {
+        if (m->profile) {
+            double t1 = prof_clock();
+            if (i > 0) m->t_fwd[i - 1] += t1 - t0;
+            t0 = t1;
+        }
         layer *l = &m->layers[i];
         const slot *x = &m->slots[l->in0];
         float *in = act(m, l->in0), *out = act(m, l->out);
@@ -830,8 +959,19 @@ int model_forward(sm_model *m, int training, rng_t *rng)
                          (training && s.noise) ? rng : NULL);
             break;
         }
+        case LAYER_PMOE: {
+            pmoe_shape s = pmoe_shape_now(m, l);
+            if (training && (s.noisy || s.sim_pairs > 0) && !rng)
+                return sm_fail(SM_ERR_USAGE, "model: training forward with gate noise needs an rng");
+            pmoe_forward(&s, out, in, moe_pack(m, l), state, m->ws, training, rng);
+            break;
+        }
         default: break;
         }
+    }
+    if (m->profile) {
+        m->t_fwd[m->n_layers - 1] += prof_clock() - t0;
+        m->n_fwd++;
     }
     m->last_training = training;
     m->forwarded = 1;
@@ -840,13 +980,33 @@ int model_forward(sm_model *m, int training, rng_t *rng)
 
 void model_zero_grad(sm_model *m) { param_store_zero_grad(m->store); }
 
+/* Packed MoE gradients back into the store (+=); nothing to do when the store's tensors are
+ * the packed block. */
+static void moe_unpack_grad(sm_model *m, const layer *l, const float *pgrad)
+{
+    if (l->contiguous) return;
+    for (int t = 0; t < l->n_minfo; t++) {
+        float *g = G(m, l->mpid[t]);
+        const float *src = pgrad + l->minfo[t].offset;
+        for (size_t e = 0; e < l->minfo[t].count; e++) g[e] += src[e];
+    }
+}
+
 int model_backward(sm_model *m)
 {
     if (!m->arena || !m->with_grads)
         return sm_fail(SM_ERR_USAGE, "model: model_backward needs an arena planned with gradients");
     if (!m->forwarded) return sm_fail(SM_ERR_USAGE, "model: model_backward without a forward pass");
+    int trc = check_threads(m);
+    if (trc) return trc;
     const int B = m->batch, training = m->last_training;
+    double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
+        if (m->profile) {
+            double t1 = prof_clock();
+            if (i < m->n_layers - 1) m->t_bwd[i + 1] += t1 - t0;
+            t0 = t1;
+        }
         layer *l = &m->layers[i];
         const slot *x = &m->slots[l->in0];
         /* gradients born here (this layer is their last consumer) start at zero */
@@ -933,8 +1093,8 @@ int model_backward(sm_model *m)
         }
         case LAYER_SMOE: {
             smoe_shape s = moe_shape(m, l);
-            float *pack = l->contiguous ? P(m, l->pid[0]) : m->arena + l->pack_off;
-            float *pgrad = l->contiguous ? G(m, l->pid[0]) : m->arena + l->pgrad_off;
+            float *pack = l->contiguous ? P(m, l->mpid[0]) : m->arena + l->pack_off;
+            float *pgrad = l->contiguous ? G(m, l->mpid[0]) : m->arena + l->pgrad_off;
             if (!l->contiguous) memset(pgrad, 0, l->mfloats * sizeof(float));
             float *dgate = NULL;
             l->aux_value = 0.0;
@@ -944,18 +1104,63 @@ int model_backward(sm_model *m)
                 l->aux_value = smoe_aux_losses(&s, state, &l->aux, dgate, NULL);
             }
             smoe_backward(&s, d_in, pgrad, d_out, dgate, in, pack, state, m->ws);
-            if (!l->contiguous)
-                for (int t = 0; t < 2; t++) {
-                    float *g = G(m, l->pid[t]);
-                    const float *src = pgrad + l->minfo[t].offset;
-                    for (size_t e = 0; e < l->minfo[t].count; e++) g[e] += src[e];
-                }
+            moe_unpack_grad(m, l, pgrad);
+            break;
+        }
+        case LAYER_PMOE: {
+            pmoe_shape s = pmoe_shape_now(m, l);
+            float *pack = l->contiguous ? P(m, l->mpid[0]) : m->arena + l->pack_off;
+            float *pgrad = l->contiguous ? G(m, l->mpid[0]) : m->arena + l->pgrad_off;
+            if (!l->contiguous) memset(pgrad, 0, l->mfloats * sizeof(float));
+            pmoe_backward(&s, d_in, pgrad, d_out, &l->paux, in, pack, state, m->ws);
+            l->aux_value = pmoe_stats(&s, state)[PMOE_STAT_AUX_TOTAL];
+            moe_unpack_grad(m, l, pgrad);
             break;
         }
         default: break;
         }
     }
+    if (m->profile) {
+        m->t_bwd[0] += prof_clock() - t0;
+        m->n_bwd++;
+    }
     return SM_OK;
+}
+
+int model_set_profile(sm_model *m, int on)
+{
+    if (on && !m->t_fwd) {
+        m->t_fwd = calloc((size_t)(m->n_layers ? m->n_layers : 1), sizeof(double));
+        m->t_bwd = calloc((size_t)(m->n_layers ? m->n_layers : 1), sizeof(double));
+        if (!m->t_fwd || !m->t_bwd) return sm_fail(SM_ERR_NUMERIC, "model: out of memory for the profile");
+    }
+    if (on && m->t_fwd) {
+        memset(m->t_fwd, 0, (size_t)m->n_layers * sizeof(double));
+        memset(m->t_bwd, 0, (size_t)m->n_layers * sizeof(double));
+        m->n_fwd = m->n_bwd = 0;
+    }
+    m->profile = on;
+    return SM_OK;
+}
+
+void model_profile_print(const sm_model *m, FILE *f)
+{
+    if (!m->t_fwd) return;
+    double tf = 0.0, tb = 0.0;
+    for (int i = 0; i < m->n_layers; i++) {
+        tf += m->t_fwd[i];
+        tb += m->t_bwd[i];
+    }
+    const double nf = m->n_fwd ? (double)m->n_fwd : 1.0, nb = m->n_bwd ? (double)m->n_bwd : 1.0;
+    fprintf(f, "%-4s %-24s %-15s %12s %12s %7s\n", "#", "layer", "kind", "fwd cpu ms", "bwd cpu ms", "share");
+    for (int i = 0; i < m->n_layers; i++) {
+        double a = 1e3 * m->t_fwd[i] / nf, b = 1e3 * m->t_bwd[i] / nb;
+        fprintf(f, "%-4d %-24s %-15s %12.3f %12.3f %6.1f%%\n", i, m->layers[i].name,
+                layer_kind_name(m->layers[i].kind), a, b,
+                100.0 * (a + b) / (1e3 * (tf / nf + tb / nb) + 1e-30));
+    }
+    fprintf(f, "total: forward %.3f ms, backward %.3f ms process CPU per pass (%ld / %ld passes)\n",
+            1e3 * tf / nf, 1e3 * tb / nb, m->n_fwd, m->n_bwd);
 }
 
 double model_aux_loss(const sm_model *m)
@@ -964,6 +1169,7 @@ double model_aux_loss(const sm_model *m)
     if (!m->arena) return 0.0;
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
+        if (l->kind == LAYER_PMOE) s += l->aux_value;
         if (l->kind != LAYER_SMOE) continue;
         smoe_shape sh = moe_shape(m, l);
         smoe_state_view v = smoe_state(&sh, m->arena + l->state_off);
@@ -990,15 +1196,18 @@ const char *layer_kind_name(layer_kind kind)
 {
     static const char *names[LAYER_KIND_COUNT] = {
         "conv", "conv_transpose", "batchnorm", "activation", "dropout", "maxpool",
-        "avgpool", "upsample", "add", "concat", "bias", "smoe"};
+        "avgpool", "upsample", "add", "concat", "bias", "smoe", "point_moe"};
     return (kind >= 0 && kind < LAYER_KIND_COUNT) ? names[kind] : "?";
 }
 
 size_t model_layer_param_count(const sm_model *m, int i)
 {
     size_t n = 0;
-    for (int t = 0; t < 4; t++) {
-        int id = m->layers[i].pid[t];
+    const layer *l = &m->layers[i];
+    const int *ids = is_moe(l) ? l->mpid : l->pid;
+    const int nid = is_moe(l) ? l->n_minfo : 4;
+    for (int t = 0; t < nid; t++) {
+        int id = ids[t];
         if (id < 0) continue;
         const param_view *v = param_store_view(m->store, id);
         if (v && (v->flags & PARAM_TRAINABLE)) n += v->numel;
@@ -1028,6 +1237,8 @@ void model_summary(const sm_model *m, FILE *f)
         char kind[32];
         if (l->kind == LAYER_SMOE)
             snprintf(kind, sizeof kind, "smoe N%d k%d", l->smoe.n_experts, l->smoe.k);
+        else if (l->kind == LAYER_PMOE)
+            snprintf(kind, sizeof kind, "pmoe N%d k%d", l->pmoe.n_experts, l->pmoe.k);
         else
             snprintf(kind, sizeof kind, "%s", layer_kind_name(l->kind));
         fprintf(f, "%-4d %-24s %-15s %-22s %-22s %10zu\n", i, l->name, kind, a, b,
@@ -1043,7 +1254,7 @@ void model_summary(const sm_model *m, FILE *f)
 int model_moe_count(const sm_model *m)
 {
     int n = 0;
-    for (int i = 0; i < m->n_layers; i++) n += m->layers[i].kind == LAYER_SMOE;
+    for (int i = 0; i < m->n_layers; i++) n += is_moe(&m->layers[i]);
     return n;
 }
 
@@ -1052,23 +1263,94 @@ int model_moe_get(const sm_model *m, int i, model_moe_info *out)
     int n = 0;
     for (int li = 0; li < m->n_layers; li++) {
         const layer *l = &m->layers[li];
-        if (l->kind != LAYER_SMOE) continue;
+        if (!is_moe(l)) continue;
         if (n++ != i) continue;
         memset(out, 0, sizeof *out);
         out->layer = li;
         out->name = l->name;
         out->kind = l->kind;
-        out->shape = moe_shape(m, l);
-        out->param_expert = l->pid[0];
-        out->param_gate = l->pid[1];
-        if (m->arena) {
-            smoe_state_view v = smoe_state(&out->shape, m->arena + l->state_off);
-            out->gate_raw = v.gate_raw;
-            out->gate_route = v.gate_route;
-            out->idx = v.idx;
-            out->stats = v.stats;
+        out->param_first = l->mpid[0];
+        out->n_params = l->n_minfo;
+        if (l->kind == LAYER_SMOE) {
+            out->shape = moe_shape(m, l);
+            out->n_experts = out->shape.n_experts;
+            out->k = out->shape.k;
+            out->param_expert = l->mpid[0];
+            out->param_gate = l->mpid[1];
+            if (m->arena) {
+                smoe_state_view v = smoe_state(&out->shape, m->arena + l->state_off);
+                out->gate_raw = v.gate_raw;
+                out->gate_route = v.gate_route;
+                out->idx = v.idx;
+                out->stats = v.stats;
+            }
+        } else {
+            out->pshape = pmoe_shape_now(m, l);
+            out->n_experts = out->pshape.n_experts;
+            out->k = out->pshape.k;
+            out->param_expert = l->mpid[0];
+            out->param_gate = -1;
+            for (int t = 0; t < l->n_minfo; t++)
+                if (out->param_gate < 0 && strncmp(l->minfo[t].name, "expert", 6) != 0)
+                    out->param_gate = l->mpid[t];
+            if (m->arena) {
+                float *st = m->arena + l->state_off;
+                out->gate_weights = pmoe_gate_weights(&out->pshape, st);
+                out->routing_probs = pmoe_routing_probs(&out->pshape, st);
+                out->stats = pmoe_stats(&out->pshape, st);
+            }
         }
         return SM_OK;
     }
     return sm_fail(SM_ERR_USAGE, "model: MoE layer %d does not exist (the model has %d)", i, n);
+}
+
+int model_moe_routing_metrics(const sm_model *m, int i, const int32_t *labels,
+                              int labels_per_sample, moe_routing_metrics *out)
+{
+    model_moe_info info;
+    int rc = model_moe_get(m, i, &info);
+    if (rc) return rc;
+    if (!m->forwarded)
+        return sm_fail(SM_ERR_USAGE, "model: routing metrics of %s need a forward pass first", info.name);
+    const int H = m->slots[m->layers[info.layer].in0].h, W = m->slots[m->layers[info.layer].in0].w;
+    moe_layout lay = {m->batch, info.n_experts, (size_t)H * W};
+    size_t n = (size_t)m->batch * info.n_experts * H * W;
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (!p) return sm_fail(SM_ERR_NUMERIC, "model: out of memory for routing metrics");
+    if (info.kind == LAYER_SMOE)
+        moe_softmax_experts(&lay, info.gate_raw, p);
+    else
+        memcpy(p, info.routing_probs, n * sizeof(float));
+    int r = moe_routing_metrics_compute(&lay, p, labels, labels_per_sample, out);
+    free(p);
+    if (r != 0)
+        return sm_fail(SM_ERR_USAGE, "model: routing metrics of %s: more than %d experts or a negative "
+                       "label", info.name, MOE_METRICS_MAX_EXPERTS);
+    return SM_OK;
+}
+
+int model_first_nonfinite_layer(const sm_model *m)
+{
+    if (!m->arena || !m->forwarded) return -1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const slot *y = &m->slots[m->layers[i].out];
+        const float *a = m->arena + y->act_off;
+        size_t n = slot_floats(y, m->batch);
+        for (size_t e = 0; e < n; e++)
+            if (!isfinite(a[e])) return i;
+    }
+    return -1;
+}
+
+int model_param_layer(const sm_model *m, int param_id)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        const int *ids = is_moe(l) ? l->mpid : l->pid;
+        const int nid = is_moe(l) ? l->n_minfo : 4;
+        for (int t = 0; t < nid; t++)
+            if (ids[t] == param_id) return i;
+    }
+    return -1;
 }

@@ -31,6 +31,8 @@
 #include <stdio.h>
 
 #include "core/rng.h"
+#include "moe/point_moe.h"
+#include "moe/routing_metrics.h"
 #include "moe/smoe.h"
 #include "nn/activation.h"
 #include "nn/conv2d.h"
@@ -50,6 +52,7 @@ typedef enum {
     LAYER_CONCAT,          /* channel concat of two slots (a then b) */
     LAYER_BIAS,            /* per-channel bias (after an SMoE layer) */
     LAYER_SMOE,            /* Spatial Mixture-of-Experts (moe/smoe.h) */
+    LAYER_PMOE,            /* point-gated MoE (moe/point_moe.h) */
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -87,6 +90,11 @@ int model_add_bias(sm_model *m, const char *name, int in);
  * agreement), added to the gate gradient in backward and to model_aux_loss(). */
 int model_add_smoe(sm_model *m, const char *name, int in, const smoe_shape *tmpl,
                    const smoe_aux_weights *aux);
+/* Point-gated MoE layer (gate-weighted sum of conv-block experts): `tmpl` gives c_out, experts,
+ * k, hidden, kernel, pad, gate and its options; batch/c_in/h/w come from the graph. aux
+ * (nullable): the balancing-loss weights (importance, load, switch, entropy, similarity). */
+int model_add_pmoe(sm_model *m, const char *name, int in, const pmoe_shape *tmpl,
+                   const pmoe_aux_weights *aux);
 /* Which slot is the model output (default: the last layer's). */
 int model_set_output(sm_model *m, int slot);
 
@@ -95,7 +103,10 @@ int model_set_output(sm_model *m, int slot);
  * model_backward then fails). SM_OK, or the first construction error / SM_ERR_NUMERIC (out of
  * memory). */
 int model_finalize(sm_model *m, int max_batch, int with_grads);
-/* Re-plan the arena for another maximum batch (allocation: call between epochs, not steps). */
+/* Re-plan the arena for another maximum batch (allocation: call between epochs, not steps).
+ * The layer workspace is sized for the current nn thread count (nn/threads.h): call
+ * nn_set_threads before model_finalize / model_plan; the passes refuse to run with more
+ * threads than planned for (SM_ERR_USAGE). */
 int model_plan(sm_model *m, int max_batch, int with_grads);
 /* Batch size of the next passes (1 .. planned max_batch). SM_OK or SM_ERR_USAGE. */
 int model_set_batch(sm_model *m, int batch);
@@ -159,22 +170,51 @@ size_t model_workspace_bytes(const sm_model *m);
  * totals and memory plan. */
 void model_summary(const sm_model *m, FILE *f);
 
+/* After model_forward: index of the first layer whose output holds a NaN/Inf, or -1 (to stop
+ * training and say where it went wrong; scans the activations, so call it when the loss is not
+ * finite). For gradients use param_store_all_finite() and model_param_layer() on the tensor. */
+int model_first_nonfinite_layer(const sm_model *m);
+/* The layer owning param_store tensor `param_id`, or -1. */
+int model_param_layer(const sm_model *m, int param_id);
+
+/* Per-layer profile of the passes in process CPU time (all threads; off by default; turning it
+ * on resets it; the first call allocates, so call it before training). model_profile_print:
+ * mean CPU ms per pass and layer. */
+int model_set_profile(sm_model *m, int on);
+void model_profile_print(const sm_model *m, FILE *f);
+
 /* ---- MoE layers (expert maps, routing metrics) ---- */
 typedef struct {
     int layer;                 /* index in the graph */
     const char *name;          /* layer name, e.g. "conv4" */
-    layer_kind kind;           /* LAYER_SMOE */
-    smoe_shape shape;          /* with the current batch */
-    int param_expert;          /* param_store id of "<name>.expert_weight" */
-    int param_gate;            /* id of "<name>.gate_latent" or "<name>.gate_weight" */
-    /* After model_forward (arena views, (B, N, H, W) / (B, k, H, W)): */
+    layer_kind kind;           /* LAYER_SMOE or LAYER_PMOE */
+    int n_experts, k;
+    int param_first, n_params; /* the layer's param_store ids are param_first .. + n_params - 1 */
+    int param_expert;          /* id of the first expert tensor ("<name>.expert_weight" / _w1) */
+    int param_gate;            /* id of the (first) gate tensor ("<name>.gate_latent", ...) */
+    /* LAYER_SMOE: shape with the current batch, and after model_forward (arena views):
+     * gate_raw / gate_route (B, N, H, W), idx (B, k, H, W), stats SMOE_STAT_* */
+    smoe_shape shape;
     const float *gate_raw;     /* raw gate values R */
     const float *gate_route;   /* values ranked and used as weights */
     const int32_t *idx;        /* expert chosen for each output rank at each pixel */
-    const float *stats;        /* SMOE_STAT_* of the last backward */
+    /* LAYER_PMOE: shape, and after model_forward: gate weights G (B, N, H, W) (0 off the kept
+     * set) and the routing distribution for metrics (B, N, H, W); stats PMOE_STAT_* */
+    pmoe_shape pshape;
+    const float *gate_weights;
+    const float *routing_probs;
+    const float *stats;
 } model_moe_info;
 
 int model_moe_count(const sm_model *m);
+/* Routing metrics of MoE layer i from the last model_forward (moe/routing_metrics.h) over all
+ * (sample, pixel) tokens: SMoE layers use the softmax over the N raw gate values R, point-gated
+ * layers their routing distribution. labels (nullable): a class per pixel shared by all samples
+ * (labels_per_sample 0, e.g. true regions, land/sea) or per (sample, pixel) (1), for MI and
+ * ARI. Allocates a scratch buffer: call once per epoch, not inside a training step.
+ * SM_OK, SM_ERR_USAGE (no forward yet, bad layer/labels) or SM_ERR_NUMERIC (out of memory). */
+int model_moe_routing_metrics(const sm_model *m, int i, const int32_t *labels,
+                              int labels_per_sample, moe_routing_metrics *out);
 /* SM_OK or SM_ERR_USAGE (i out of range). */
 int model_moe_get(const sm_model *m, int i, model_moe_info *out);
 

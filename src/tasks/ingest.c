@@ -123,7 +123,7 @@ static int note_geometry(ingest_ctx *c, int k, const src_geometry *g, const char
         s->geom_msg = msg;
         return copy_geometry(g, &s->geom);
     }
-    if (io_geometry_same(s->geom, g)) return SM_OK;
+    if (geometry_same(s->geom, g)) return SM_OK;
     if (!strcmp(c->opt->grid, "native"))
         return sm_fail(SM_ERR_IO, "%s: message %d: variable %s is on a different grid (%s, %d rows) than in %s message %d (%s, %d rows); "
                                   "choose a target grid with --grid NAME",
@@ -305,13 +305,13 @@ static int build_target_grid(ingest_ctx *c)
 static int get_weights(ingest_ctx *c, const src_geometry *g, regrid_method method, const char *path, int msg, const regrid_weights **out)
 {
     for (int k = 0; k < c->nweights; k++)
-        if (c->wmethod[k] == method && io_geometry_same(c->wgeom[k], g)) {
+        if (c->wmethod[k] == method && geometry_same(c->wgeom[k], g)) {
             *out = c->weights[k];
             return SM_OK;
         }
     if (c->nweights == MAX_WEIGHTS) {
         /* many different source grids: recycle the oldest slot */
-        io_geometry_free(c->wgeom[0]);
+        geometry_free(c->wgeom[0]);
         regrid_weights_free(c->weights[0]);
         memmove(c->wgeom, c->wgeom + 1, (MAX_WEIGHTS - 1) * sizeof *c->wgeom);
         memmove(c->wmethod, c->wmethod + 1, (MAX_WEIGHTS - 1) * sizeof *c->wmethod);
@@ -323,7 +323,7 @@ static int get_weights(ingest_ctx *c, const src_geometry *g, regrid_method metho
     if (st) return st;
     st = regrid_weights_create(g, c->target, method, &c->weights[k]);
     if (st) {
-        io_geometry_free(c->wgeom[k]);
+        geometry_free(c->wgeom[k]);
         return sm_fail(st, "%s: message %d: %s", path, msg, sm_last_error());
     }
     c->wmethod[k] = method;
@@ -417,7 +417,7 @@ char *ingest_options_yaml(const ingest_options *o)
 
 static void ctx_free(ingest_ctx *c)
 {
-    for (int k = 0; c->sv && k < c->nsel; k++) io_geometry_free(c->sv[k].geom);
+    for (int k = 0; c->sv && k < c->nsel; k++) geometry_free(c->sv[k].geom);
     free(c->sv);
     free(c->e);
     free(c->fmt);
@@ -429,12 +429,12 @@ static void ctx_free(ingest_ctx *c)
     free(c->lat);
     free(c->lon);
     if (c->scratch_fd >= 0) close(c->scratch_fd);
-    io_geometry_free(c->native_geom);
+    geometry_free(c->native_geom);
     outfile_abort(&c->scratch);
     free(c->fbuf);
     free(c->fcheck);
     for (int k = 0; k < c->nweights; k++) {
-        io_geometry_free(c->wgeom[k]);
+        geometry_free(c->wgeom[k]);
         regrid_weights_free(c->weights[k]);
     }
     grid_free(c->target);
@@ -503,7 +503,7 @@ static int take_field(ingest_ctx *c, int f, int k, const field_meta *m, const sr
         if ((st = get_weights(c, g, s->categorical ? REGRID_NEAREST : c->method, path, m->msg, &w))) return st;
         regrid_apply(w, v, c->fbuf);
     } else {
-        if (g->nrows != c->nlat || g->row_len[0] != c->nlon || !c->native_geom || !io_geometry_same(g, c->native_geom))
+        if (g->nrows != c->nlat || g->row_len[0] != c->nlon || !c->native_geom || !geometry_same(g, c->native_geom))
             return sm_fail(SM_ERR_IO, "%s: message %d: variable %s is on a different grid than the first field; choose a target grid "
                                       "with --grid NAME",
                            path, m->msg, s->sel.out_name);

@@ -86,7 +86,7 @@ static void print_geometry(FILE *out, const src_geometry *g)
     if (g->is_regular) {
         double lon0 = io_lon0_canonical(g->lon0[0], g->row_len[0], g->dlon[0]), lon1 = lon0 + (g->row_len[0] - 1) * g->dlon[0];
         fprintf(out, "%s %d x %d (lat x lon, %lld points); lat %g -> %g (%s); lon %g -> %g (step %g%s)\n", g->grid_type, g->nrows, g->row_len[0],
-                (long long)npts, la0, la1, dir, lon0, lon1, g->dlon[0], io_geometry_row_is_global(g, 0) ? ", global" : "");
+                (long long)npts, la0, la1, dir, lon0, lon1, g->dlon[0], geometry_row_is_global(g, 0) ? ", global" : "");
     } else {
         int mn = g->row_len[0], mx = g->row_len[0];
         for (int j = 0; j < g->nrows; j++) {
@@ -143,7 +143,7 @@ static int inspect_grib(const char *path, FILE *out)
         double nmiss = 0;
         if (grib_reader_decode(r, &v, &g) == SM_OK) {
             for (int k = 0; k < ngeoms; k++)
-                if (io_geometry_same(geoms[k], g)) gi = k;
+                if (geometry_same(geoms[k], g)) gi = k;
             if (gi < 0 && ngeoms < MAX_GEOMS &&
                 io_geometry_rows(g->nrows, g->lat, g->row_len, g->lon0, g->dlon, g->grid_type, &geoms[ngeoms]) == SM_OK)
                 gi = ngeoms++;
@@ -230,7 +230,7 @@ static int inspect_grib(const char *path, FILE *out)
     }
     for (int k = 0; k < MAX_GROUPS; k++) free(gr[k].levels.v);
     free(gr);
-    for (int k = 0; k < ngeoms; k++) io_geometry_free(geoms[k]);
+    for (int k = 0; k < ngeoms; k++) geometry_free(geoms[k]);
     free(times.v);
     free(members.v);
     free(periods.v);
@@ -355,7 +355,7 @@ static int inspect_netcdf(const char *path, FILE *out)
         const src_geometry *g = nc_var_geometry(v);
         int gi = -1;
         for (int k = 0; k < ngeoms; k++)
-            if (io_geometry_same(geoms[k], g)) gi = k;
+            if (geometry_same(geoms[k], g)) gi = k;
         if (gi < 0 && ngeoms < MAX_GEOMS && io_geometry_rows(g->nrows, g->lat, g->row_len, g->lon0, g->dlon, g->grid_type, &geoms[ngeoms]) == SM_OK) {
             gi = ngeoms++;
             fprintf(out, "  grid        ");
@@ -402,7 +402,7 @@ static int inspect_netcdf(const char *path, FILE *out)
         if (!st) fprintf(out, "              missing %.2f%%%s\n", pts > 0 ? 100 * miss / pts : 0.0, nsample < total ? " (sampled)" : "");
         nc_var_close(v);
     }
-    for (int k = 0; k < ngeoms; k++) io_geometry_free(geoms[k]);
+    for (int k = 0; k < ngeoms; k++) geometry_free(geoms[k]);
     nc_reader_close(r);
     return st;
 }

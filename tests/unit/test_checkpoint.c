@@ -155,6 +155,23 @@ static void test_resume_exact(void **state)
     nn_set_threads(0);
 }
 
+/* Two identical training runs at 2 threads give bit-identical weights (fixed thread count). */
+static void test_deterministic_two_threads(void **state)
+{
+    (void)state;
+    nn_set_threads(2);
+    run a, b;
+    run_init(&a, 7, NOV, RUN_OV);
+    run_init(&b, 7, NOV, RUN_OV);
+    run_steps(&a, 3);
+    run_steps(&b, 3);
+    assert_memory_equal(param_store_data_all(model_params(a.m)), param_store_data_all(model_params(b.m)),
+                        param_store_size(model_params(a.m)) * sizeof(float));
+    run_free(&a);
+    run_free(&b);
+    nn_set_threads(0);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -223,6 +240,13 @@ static void test_round_trip(void **state)
     assert_int_equal(checkpoint_read_config(path, &yaml), SM_OK);
     assert_string_equal(yaml, want);
     free(yaml);
+    sm_config *back = NULL;
+    char *ovr[] = {"model.dropout=0.3"};
+    assert_int_equal(checkpoint_load_config(path, 1, ovr, &back), SM_OK);
+    assert_string_equal(back->model.architecture, "cnn");
+    assert_int_equal(back->model.channels.n, 2);
+    assert_true(back->model.dropout == 0.3);
+    config_free(back);
     free(want);
     checkpoint_state_free_arrays(&sb);
     assert_null(sb.norm);
@@ -313,6 +337,18 @@ static void test_grid_size_and_optimiser_mismatch(void **state)
     s2.opt = sgd;
     assert_int_equal(checkpoint_load(path, a.m, a.cfg, g, &s2), SM_ERR_IO);
     assert_non_null(strstr(sm_last_error(), "the optimiser is adam in the checkpoint but sgd in the config"));
+    /* plain SGD (no momentum buffer) saves and restores its step and lr */
+    ckpt_state s3;
+    checkpoint_state_init(&s3);
+    s3.opt = sgd;
+    sgd->step = 5;
+    optim_set_lr(sgd, 0.25);
+    assert_int_equal(checkpoint_save(path, a.m, a.cfg, g, &s3), SM_OK);
+    sgd->step = 0;
+    optim_set_lr(sgd, 1.0);
+    assert_int_equal(checkpoint_load(path, a.m, a.cfg, g, &s3), SM_OK);
+    assert_int_equal(sgd->step, 5);
+    assert_true(optim_get_lr(sgd) == 0.25);
     /* asking for state the checkpoint does not have */
     assert_int_equal(checkpoint_save(path, a.m, a.cfg, g, NULL), SM_OK);
     assert_int_equal(checkpoint_load(path, a.m, a.cfg, g, &st), SM_ERR_IO);
@@ -371,14 +407,76 @@ static void test_corrupt_files(void **state)
     run_free(&a);
 }
 
+/* Routing metrics of an SMoE layer (latent gate) from a forward pass, stored in and restored
+ * from the checkpoint; the load fractions equal the argmax counts of the latent gate map. */
+static void test_routing_metrics(void **state)
+{
+    (void)state;
+    char path[700];
+    ck_path("ck_routing", "ck.nc", path, sizeof path);
+    const char *ov[] = {"model.architecture=cnn", "model.channels=[4]", "model.kernel=3",
+                        "model.moe.enabled=true", "model.moe.experts=3", "model.moe.k=1"};
+    run a;
+    run_init(&a, 7, 6, ov);
+    memcpy(model_input(a.m), a.x, mt_in_floats(a.m) * sizeof(float));
+    assert_int_equal(model_forward(a.m, 0, NULL), SM_OK);
+    const int H = 6, W = 8, N = 3;
+    int32_t labels[6 * 8];
+    for (int p = 0; p < H * W; p++) labels[p] = (p % W) / 3; /* column bands 0, 1, 2 */
+    moe_routing_metrics rm;
+    assert_int_equal(model_moe_routing_metrics(a.m, 0, labels, 0, &rm), SM_OK);
+    assert_int_equal(rm.n_experts, N);
+    assert_int_equal(rm.has_labels, 1);
+    model_moe_info info;
+    assert_int_equal(model_moe_get(a.m, 0, &info), SM_OK);
+    const float *g = param_data(model_params(a.m), info.param_gate);
+    int count[3] = {0, 0, 0};
+    for (int p = 0; p < H * W; p++) {
+        int best = 0;
+        for (int e = 1; e < N; e++)
+            if (g[e * H * W + p] > g[best * H * W + p]) best = e;
+        count[best]++;
+    }
+    double sum = 0.0;
+    for (int e = 0; e < N; e++) {
+        assert_float_equal(rm.load_frac[e], count[e] / (double)(H * W), 1e-9);
+        sum += rm.load_frac[e];
+    }
+    assert_float_equal(sum, 1.0, 1e-9);
+    assert_true(rm.h_u >= 0.0 && rm.h_u <= log2(3.0) + 1e-9);
+    float buf[CKPT_ROUTING_FLOATS];
+    ckpt_array arr[2];
+    checkpoint_routing_arrays(info.name, &rm, buf, arr);
+    ckpt_state st;
+    checkpoint_state_init(&st);
+    st.n_metrics = 2;
+    st.metrics = arr;
+    assert_int_equal(checkpoint_save(path, a.m, a.cfg, NULL, &st), SM_OK);
+    ckpt_state sb;
+    checkpoint_state_init(&sb);
+    assert_int_equal(checkpoint_load(path, a.m, a.cfg, NULL, &sb), SM_OK);
+    const ckpt_array *lf = checkpoint_find_array(sb.metrics, sb.n_metrics, "conv1.load_fraction");
+    const ckpt_array *ro = checkpoint_find_array(sb.metrics, sb.n_metrics, "conv1.routing");
+    assert_non_null(lf);
+    assert_non_null(ro);
+    assert_int_equal(lf->shape[0], 3);
+    assert_float_equal(lf->data[1], (float)rm.load_frac[1], 0);
+    assert_float_equal(ro->data[2], (float)rm.h_u, 0);
+    assert_float_equal(ro->data[3], (float)rm.mi, 0);
+    checkpoint_state_free_arrays(&sb);
+    run_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_exact),
+        cmocka_unit_test(test_deterministic_two_threads),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_mismatch_errors),
         cmocka_unit_test(test_grid_size_and_optimiser_mismatch),
         cmocka_unit_test(test_corrupt_files),
+        cmocka_unit_test(test_routing_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,22 +64,22 @@ static void test_geometry(void **state)
     assert_int_equal(io_geometry_regular(3, lat, 4, -10, 10, "regular_ll", &b), SM_OK);
     assert_int_equal(a->row_start[3], 12);
     assert_true(a->is_regular);
-    assert_true(io_geometry_same(a, b)); /* 350 == -10 modulo 360 */
+    assert_true(geometry_same(a, b)); /* 350 == -10 modulo 360 */
     int len[3] = {4, 8, 4};
     double l0[3] = {0, 0, 0}, dl[3] = {90, 45, 90};
     assert_int_equal(io_geometry_rows(3, lat, len, l0, dl, "reduced_gg", &c), SM_OK);
     assert_false(c->is_regular);
     assert_int_equal(c->row_start[2], 12);
     assert_int_equal(c->row_start[3], 16);
-    assert_false(io_geometry_same(a, c));
-    assert_true(io_geometry_row_is_global(c, 1));
-    assert_false(io_geometry_row_is_global(a, 0));
+    assert_false(geometry_same(a, c));
+    assert_true(geometry_row_is_global(c, 1));
+    assert_false(geometry_row_is_global(a, 0));
     assert_true(io_lon0_canonical(350, 291, 0.1) == -10);
     assert_true(io_lon0_canonical(0, 120, 3) == 0);
     assert_true(io_lon0_canonical(200, 53, 2.5) == 200);
-    io_geometry_free(a);
-    io_geometry_free(b);
-    io_geometry_free(c);
+    geometry_free(a);
+    geometry_free(b);
+    geometry_free(c);
 }
 
 static void hex_of(const char *text, size_t n, char out[65])

@@ -3,6 +3,7 @@
 #include "model_testlib.h"
 
 #include "nn/optim.h"
+#include "nn/threads.h"
 
 typedef struct {
     int n;
@@ -27,7 +28,7 @@ static void run_fd(const fd_case *c)
     mt_fill(g, nout, &r, 1.0f);
     rng_t drop;
     rng_seed(&drop, 5, 2);
-    mt_gradcheck(m, x, g, &drop, c->training, c->step > 0 ? c->step : 1e-2f, c->tol, 40, c->skip);
+    mt_gradcheck(m, x, g, &drop, c->training, c->step > 0 ? c->step : 1e-2f, c->tol, 16, c->skip);
     free(x);
     free(g);
     model_free(m);
@@ -111,6 +112,112 @@ static void test_fd_cnn_smoe_last_rc(void **state)
                      "model.moe.k=1", "model.moe.weighted=false", "model.moe.rc_loss.quantile=0.3"},
                  2, 1, 6, 8, 1, 2, 1, "gate", 2e-2, 1e-3f};
     run_fd(&c);
+}
+
+static void test_fd_cnn_point_moe_softmax(void **state)
+{
+    (void)state;
+    /* noise-free softmax gate over all experts (k = N): smooth, every tensor is compared */
+    fd_case c = {9, {"model.architecture=cnn", "model.channels=[3]", "model.kernel=3",
+                     "model.moe.enabled=true", "model.moe.gate=softmax_topk", "model.moe.experts=3",
+                     "model.moe.k=3", "model.moe.noise=false", "model.moe.expert_hidden=4"},
+                 2, 2, 6, 8, 1, 2, 1, NULL, 2e-2, 1e-3f};
+    run_fd(&c);
+}
+
+static void test_fd_mlp_point_moe_laplace(void **state)
+{
+    (void)state;
+    fd_case c = {9, {"model.architecture=mlp", "model.channels=[4]", "model.moe.enabled=true",
+                     "model.moe.gate=laplace", "model.moe.experts=2", "model.moe.k=2",
+                     "model.moe.noise=false", "model.moe.expert_hidden=3", "model.activation=tanh"},
+                 2, 1, 5, 6, 0, 2, 1, NULL, 2e-2, 1e-3f};
+    run_fd(&c);
+}
+
+/* Hierarchical and attention gates with balancing losses build, run and report their aux loss. */
+static void test_point_moe_gates_run(void **state)
+{
+    (void)state;
+    const char *gates[] = {"model.moe.gate=hmoe", "model.moe.gate=attention", "model.moe.gate=softmax_topk"};
+    for (int gi = 0; gi < 3; gi++) {
+        const char *ov[] = {"model.architecture=cnn", "model.channels=[4]", "model.kernel=3",
+                            "model.moe.enabled=true", gates[gi], "model.moe.experts=4", "model.moe.k=2",
+                            "model.moe.noise=true", "model.moe.aux.importance=0.1",
+                            "model.moe.capacity_factor=1.5"};
+        int n = gi == 2 ? 10 : 9;
+        sm_model *m = mt_build(n, ov, 2, 2, 6, 8, 1, 2);
+        assert_int_equal(model_moe_count(m), 1);
+        model_moe_info info;
+        assert_int_equal(model_moe_get(m, 0, &info), SM_OK);
+        assert_int_equal(info.kind, LAYER_PMOE);
+        assert_true(info.param_gate >= 0);
+        rng_t r;
+        rng_seed(&r, 3, 1);
+        mt_fill(model_input(m), mt_in_floats(m), &r, 1.0f);
+        model_zero_grad(m);
+        assert_int_equal(model_forward(m, 1, &r), SM_OK);
+        mt_fill(model_output_grad(m), mt_out_floats(m), &r, 1.0f);
+        assert_int_equal(model_backward(m), SM_OK);
+        assert_true(model_aux_loss(m) > 0.0);
+        assert_int_equal(param_store_all_finite(model_params(m), 1, NULL), 1);
+        /* gate weights of every token sum to 1 over its kept experts */
+        assert_int_equal(model_moe_get(m, 0, &info), SM_OK);
+        size_t hw = 6 * 8;
+        for (size_t p = 0; p < hw; p++) {
+            double sum = 0.0;
+            for (int e = 0; e < info.n_experts; e++) sum += info.gate_weights[e * hw + p];
+            if (gi != 2) assert_float_equal(sum, 1.0, 1e-5); /* capacity may drop experts */
+        }
+        model_free(m);
+    }
+}
+
+/* The SMoE auxiliary losses (importance, load, spatial agreement) reach model_aux_loss and the
+ * gate gradient even with the RC loss off; a re-plan for a larger batch keeps the weights. */
+static void test_smoe_aux_and_replan(void **state)
+{
+    (void)state;
+    const char *ov[] = {"model.architecture=smoe_net", "model.channels=[3]", "model.moe.experts=3",
+                        "model.moe.k=1", "model.moe.rc_loss.enabled=false",
+                        "model.moe.aux.importance=0.5", "model.moe.aux.spatial_agreement=0.5",
+                        "model.moe.gate=conv"};
+    sm_model *m = mt_build(8, ov, 2, 1, 6, 8, 0, 2);
+    rng_t r;
+    rng_seed(&r, 4, 1);
+    mt_fill(model_input(m), mt_in_floats(m), &r, 1.0f);
+    model_zero_grad(m);
+    assert_int_equal(model_forward(m, 1, &r), SM_OK);
+    memset(model_output_grad(m), 0, mt_out_floats(m) * sizeof(float));
+    assert_int_equal(model_backward(m), SM_OK);
+    /* no main-loss gradient at all: every gate gradient comes from the aux losses */
+    assert_true(model_aux_loss(m) > 0.0);
+    model_moe_info info;
+    assert_int_equal(model_moe_count(m), 2);
+    assert_int_equal(model_moe_get(m, 1, &info), SM_OK); /* the last SMoE layer */
+    const param_view *gv = param_store_view(model_params(m), info.param_gate);
+    const float *gg = param_grad(model_params(m), info.param_gate);
+    double gn = 0.0;
+    for (size_t i = 0; i < gv->numel; i++) gn += (double)gg[i] * gg[i];
+    assert_true(gn > 0.0);
+    const float *ge = param_grad(model_params(m), info.param_expert);
+    assert_float_equal(ge[0], 0.0, 0.0); /* its experts get nothing from the gate losses */
+
+    /* re-plan for batch 5: same weights, same per-sample eval outputs */
+    size_t per_in = mt_in_floats(m) / 2, per_out = mt_out_floats(m) / 2;
+    float *x0 = malloc(per_in * sizeof(float)), *y0 = malloc(per_out * sizeof(float));
+    memcpy(x0, model_input(m), per_in * sizeof(float));
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    memcpy(y0, model_output(m), per_out * sizeof(float));
+    assert_int_equal(model_plan(m, 5, 1), SM_OK);
+    assert_int_equal(model_max_batch(m), 5);
+    for (int b = 0; b < 5; b++) memcpy(model_input(m) + b * per_in, x0, per_in * sizeof(float));
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    for (int b = 0; b < 5; b++)
+        for (size_t i = 0; i < per_out; i++) assert_float_equal(model_output(m)[b * per_out + i], y0[i], 1e-6);
+    free(x0);
+    free(y0);
+    model_free(m);
 }
 
 static void test_moe_insertion(void **state)
@@ -292,6 +399,42 @@ static void test_build_errors(void **state)
     expect_build_error(4, d, 8, 8, "model.moe.k");
     const char *e[] = {"model.architecture=cnn", "model.kernel=4"};
     expect_build_error(2, e, 8, 8, "model.kernel");
+    const char *f[] = {"model.architecture=smoe_net", "model.moe.gate=laplace"};
+    expect_build_error(2, f, 8, 8, "smoe_net");
+    const char *g[] = {"model.architecture=cnn", "model.moe.enabled=true", "model.moe.aux.switch=0.1"};
+    expect_build_error(3, g, 8, 8, "point-gated");
+}
+
+/* An inference-only plan has no gradient buffers and refuses backward. */
+static void test_inference_plan(void **state)
+{
+    (void)state;
+    const char *ov[] = {"model.architecture=unet", "model.channels=[4, 8]", "model.kernel=3"};
+    sm_config *cfg = mt_config(3, ov);
+    sm_model *mi = NULL, *mt = NULL;
+    assert_int_equal(model_build_dims(&cfg->model, 2, 2, 8, 8, 1, 2, 0, 7, &mi), SM_OK);
+    assert_int_equal(model_build_dims(&cfg->model, 2, 2, 8, 8, 1, 2, 1, 7, &mt), SM_OK);
+    config_free(cfg);
+    assert_true(model_arena_bytes(mi) < model_arena_bytes(mt));
+    assert_null(model_output_grad(mi));
+    rng_t r;
+    rng_seed(&r, 1, 1);
+    mt_fill(model_input(mi), mt_in_floats(mi), &r, 1.0f);
+    memcpy(model_input(mt), model_input(mi), mt_in_floats(mi) * sizeof(float));
+    assert_int_equal(model_forward(mi, 0, NULL), SM_OK);
+    assert_int_equal(model_forward(mt, 0, NULL), SM_OK);
+    /* same seed, same weights, same outputs */
+    assert_memory_equal(model_output(mi), model_output(mt), mt_out_floats(mi) * sizeof(float));
+    assert_int_equal(model_backward(mi), SM_ERR_USAGE);
+    /* more threads than the workspace was planned for are refused */
+    int t = nn_get_threads();
+    nn_set_threads(t + 1);
+    assert_int_equal(model_forward(mi, 0, NULL), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "nn_set_threads"));
+    nn_set_threads(t);
+    assert_int_equal(model_forward(mi, 0, NULL), SM_OK);
+    model_free(mi);
+    model_free(mt);
 }
 
 /* The gradient arena shares buffers between slots that are never live together. */
@@ -308,6 +451,29 @@ static void test_arena_plan(void **state)
     model_free(m);
 }
 
+/* A NaN weight is traced to the first layer whose output is not finite and to its owner. */
+static void test_nonfinite_layer(void **state)
+{
+    (void)state;
+    const char *ov[] = {"model.architecture=cnn", "model.channels=[3, 3]", "model.kernel=3"};
+    sm_model *m = mt_build(3, ov, 2, 1, 4, 6, 0, 1);
+    rng_t r;
+    rng_seed(&r, 2, 1);
+    mt_fill(model_input(m), mt_in_floats(m), &r, 1.0f);
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    assert_int_equal(model_first_nonfinite_layer(m), -1);
+    param_store *ps = model_params(m);
+    int id = param_store_find(ps, "conv1.weight");
+    assert_true(id >= 0);
+    param_data(ps, id)[0] = NAN;
+    assert_int_equal(model_forward(m, 0, NULL), SM_OK);
+    int l = model_first_nonfinite_layer(m);
+    assert_true(l >= 0);
+    assert_string_equal(model_layer_name(m, l), "conv1");
+    assert_int_equal(model_param_layer(m, id), l);
+    model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,12 +485,18 @@ int main(void)
         cmocka_unit_test(test_fd_smoe_net),
         cmocka_unit_test(test_fd_cnn_smoe_last_conv_gate),
         cmocka_unit_test(test_fd_cnn_smoe_last_rc),
+        cmocka_unit_test(test_fd_cnn_point_moe_softmax),
+        cmocka_unit_test(test_fd_mlp_point_moe_laplace),
+        cmocka_unit_test(test_point_moe_gates_run),
+        cmocka_unit_test(test_smoe_aux_and_replan),
         cmocka_unit_test(test_moe_insertion),
         cmocka_unit_test(test_batch_change),
         cmocka_unit_test(test_smoe_cnn_trains),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_build_errors),
         cmocka_unit_test(test_arena_plan),
+        cmocka_unit_test(test_nonfinite_layer),
+        cmocka_unit_test(test_inference_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
