@@ -76,6 +76,17 @@ expect_exit 0 "resuming from" -- "$BIN" train -c cfg.yaml run.threads=1 output.d
 expect_exit 0 "resuming from" -- "${MPI[@]}" -np 2 "$BIN" train -c cfg.yaml run.threads=1 output.dir=two training.epochs=3 --resume
 if out=$(compare one/last.nc two/last.nc 2>&1); then ok "resumed 2 ranks == 1 rank: $out"; else fail "resumed weights differ: $out"; fi
 
+# a failure on one rank mid-run (a NaN in one sample of the dataset, met by the rank whose
+# shard holds it) ends every rank with a rank-tagged message and keeps last.nc intact
+sum_before=$(md5sum two/last.nc | cut -d' ' -f1)
+cp ds.nc nan.nc
+/usr/bin/python3 -c "
+import netCDF4, numpy as np
+d = netCDF4.Dataset('nan.nc', 'a'); v = d['t2m']; x = v[100]; x[3, 4] = np.nan; v[100] = x; d.close()"
+expect_exit 2 "rank [01]: .*nan.nc: variable t2m at 2000-01-26T00:00 has NaN" -- "${MPI[@]}" -np 2 "$BIN" train -c cfg.yaml \
+  run.threads=1 output.dir=two data.dataset=nan.nc training.epochs=4 training.steps_per_epoch=0 --resume
+[ "$(md5sum two/last.nc | cut -d' ' -f1)" = "$sum_before" ] && ok "last.nc intact after the failed run" || fail "last.nc changed"
+
 # bad input: 3 ranks do not divide the global batch of 8
 expect_exit 1 "rank [0-9]: training.batch_size 8 is not a multiple of the 3 MPI ranks" -- \
   "${MPI[@]}" -np 3 "$BIN" train -c cfg.yaml run.threads=1 output.dir=three
