@@ -19,7 +19,7 @@
 #include "nn/threads.h"
 
 #define GLOBAL_BATCH 8
-#define STEPS 3
+#define STEPS 10
 
 static int run_steps(sm_model *m, optim *opt, int n, int ng, int reduce, rng_t *r)
 {
