@@ -1,5 +1,6 @@
 /* smoecast entry point: global options, command dispatch, exit codes. */
 #include "cli/commands.h"
+#include "core/dist.h"
 #include "core/log.h"
 #include "core/outfile.h"
 
@@ -70,14 +71,30 @@ int main(int argc, char **argv)
     const char *name = argv[i];
     for (int c = 0; c < smoecast_n_commands; c++) {
         if (strcmp(name, smoecast_commands[c].name) != 0) continue;
+        /* Under mpirun/srun, `train` and `postprocess fit` run data-parallel (core/dist.h):
+         * only rank 0 logs info; an error on any rank is printed with its rank and ends the
+         * whole job (MPI_Abort) so no rank waits forever in a collective. */
+        int distributed = !strcmp(name, "train") || (!strcmp(name, "postprocess") && argc - i > 1 && !strcmp(argv[i + 1], "fit"));
+        if (distributed) {
+            if (dist_init(NULL, NULL) != SM_OK) {
+                log_error("%s", sm_last_error());
+                return SM_ERR_NUMERIC;
+            }
+            if (dist_rank() != 0 && log_get_level() == LOG_LEVEL_INFO) log_set_level(LOG_LEVEL_WARN);
+        }
         interrupt_install();
         sm_clear_error();
         int status = smoecast_commands[c].run(argc - i, argv + i);
         outfile_cleanup_all();
         if (status != SM_OK) {
-            log_error("%s", sm_last_error());
-            if (sm_interrupted()) return SM_ERR_INTERRUPTED;
+            if (dist_size() > 1) {
+                dist_abort(status, sm_last_error());
+            } else {
+                log_error("%s", sm_last_error());
+            }
+            if (sm_interrupted()) status = SM_ERR_INTERRUPTED;
         }
+        if (distributed) dist_finalize();
         return status;
     }
     fprintf(stderr, "smoecast: unknown command '%s'; valid commands:", name);

@@ -76,6 +76,10 @@ struct sm_model {
     size_t ws_floats;
     int last_training;
     int forwarded;
+    int64_t sample_first;       /* >= 0: per-sample dropout streams (model_set_sample_offset) */
+    norm_reduce_fn bn_reduce;   /* synchronised BatchNorm (model_set_batchnorm_sync) */
+    void *bn_arg;
+    double *bn_scratch;
     int profile;                /* accumulate per-layer times */
     double *t_fwd, *t_bwd;      /* n_layers each (allocated by model_set_profile) */
     long n_fwd, n_bwd;
@@ -89,6 +93,7 @@ sm_model *model_create(int c_in, int h, int w)
     if (!m) return NULL;
     m->store = param_store_create();
     m->cap_slots = 16;
+    m->sample_first = -1;
     m->slots = calloc((size_t)m->cap_slots, sizeof *m->slots);
     if (!m->store || !m->slots) {
         model_free(m);
@@ -114,6 +119,7 @@ void model_free(sm_model *m)
     free(m->slots);
     free(m->arena);
     free(m->ws);
+    free(m->bn_scratch);
     free(m->t_fwd);
     free(m->t_bwd);
     free(m);
@@ -709,6 +715,44 @@ int model_set_batch(sm_model *m, int batch)
 }
 
 int model_batch(const sm_model *m) { return m->batch; }
+void model_set_sample_offset(sm_model *m, int64_t first) { m->sample_first = first; }
+
+int model_set_batchnorm_sync(sm_model *m, norm_reduce_fn reduce, void *arg)
+{
+    free(m->bn_scratch);
+    m->bn_scratch = NULL;
+    m->bn_reduce = NULL;
+    if (!reduce) return SM_OK;
+    int cmax = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == LAYER_BATCHNORM && m->slots[m->layers[i].in0].c > cmax) cmax = m->slots[m->layers[i].in0].c;
+    m->bn_scratch = calloc((size_t)(2 * cmax + 1), sizeof(double));
+    if (!m->bn_scratch) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    m->bn_reduce = reduce;
+    m->bn_arg = arg;
+    return SM_OK;
+}
+
+int model_sync_idle(sm_model *m)
+{
+    if (!m->bn_reduce) return SM_OK;
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = 0; j < m->n_layers; j++) {
+            int i = pass == 0 ? j : m->n_layers - 1 - j;
+            if (m->layers[i].kind != LAYER_BATCHNORM) continue;
+            size_t c = (size_t)m->slots[m->layers[i].in0].c;
+            int st;
+            memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
+            if (pass == 0) {
+                if ((st = m->bn_reduce(m->bn_scratch, c + 1, m->bn_arg))) return st;
+                memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
+                if ((st = m->bn_reduce(m->bn_scratch, c, m->bn_arg))) return st;
+            } else if ((st = m->bn_reduce(m->bn_scratch, 2 * c + 1, m->bn_arg))) {
+                return st;
+            }
+        }
+    return SM_OK;
+}
 int model_max_batch(const sm_model *m) { return m->max_batch; }
 
 /* ---------------------------------------------------------------- init ---- */
@@ -818,6 +862,11 @@ int model_forward(sm_model *m, int training, rng_t *rng)
     int trc = check_threads(m);
     if (trc) return trc;
     const int B = m->batch;
+    /* Per-sample mode: one draw from `rng` per forward gives the key of this step; sample b's
+     * dropout mask in layer i comes from the stream (key + i, sample_first + b), so it does
+     * not depend on how the global batch is split over ranks. */
+    uint64_t key = 0;
+    if (training && rng && m->sample_first >= 0) key = ((uint64_t)rng_u32(rng) << 32) | rng_u32(rng);
     double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = 0; i < m->n_layers; i++) {
         if (m->profile) {
@@ -843,15 +892,31 @@ int model_forward(sm_model *m, int training, rng_t *rng)
         }
         case LAYER_BATCHNORM: {
             norm_shape ns = {B, x->c, x->h, x->w};
-            batchnorm2d_forward(&ns, out, in, P(m, l->pid[0]), P(m, l->pid[1]), P(m, l->pid[2]),
-                                P(m, l->pid[3]), BN_MOMENTUM, BN_EPS, training, state);
+            if (training && m->bn_reduce) {
+                int st = batchnorm2d_forward_sync(&ns, out, in, P(m, l->pid[0]), P(m, l->pid[1]), P(m, l->pid[2]),
+                                                  P(m, l->pid[3]), BN_MOMENTUM, BN_EPS, training, state, m->bn_reduce,
+                                                  m->bn_arg, m->bn_scratch);
+                if (st) return st;
+            } else {
+                batchnorm2d_forward(&ns, out, in, P(m, l->pid[0]), P(m, l->pid[1]), P(m, l->pid[2]),
+                                    P(m, l->pid[3]), BN_MOMENTUM, BN_EPS, training, state);
+            }
             break;
         }
         case LAYER_ACT: activation_forward(l->act, l->alpha, n, out, in); break;
         case LAYER_DROPOUT:
             if (training && l->alpha > 0.0f && !rng)
                 return sm_fail(SM_ERR_USAGE, "model: training forward with dropout needs an rng");
-            dropout_forward(l->alpha, training, n, out, in, (uint8_t *)state, rng);
+            if (training && l->alpha > 0.0f && m->sample_first >= 0) {
+                size_t per = n / (size_t)B;
+                for (int b = 0; b < B; b++) {
+                    rng_t r;
+                    rng_seed(&r, key + (uint64_t)i * 0x9E3779B97F4A7C15ull, (uint64_t)(m->sample_first + b));
+                    dropout_forward(l->alpha, training, per, out + b * per, in + b * per, (uint8_t *)state + b * per, &r);
+                }
+            } else {
+                dropout_forward(l->alpha, training, n, out, in, (uint8_t *)state, rng);
+            }
             break;
         case LAYER_MAXPOOL:
         case LAYER_AVGPOOL: {
@@ -971,8 +1036,15 @@ int model_backward(sm_model *m)
         }
         case LAYER_BATCHNORM: {
             norm_shape ns = {B, x->c, x->h, x->w};
-            batchnorm2d_backward(&ns, d_in, G(m, l->pid[0]), G(m, l->pid[1]), d_out, in,
-                                 P(m, l->pid[0]), state, training);
+            if (training && m->bn_reduce) {
+                int st = batchnorm2d_backward_sync(&ns, d_in, G(m, l->pid[0]), G(m, l->pid[1]), d_out, in,
+                                                   P(m, l->pid[0]), state, training, m->bn_reduce, m->bn_arg,
+                                                   m->bn_scratch);
+                if (st) return st;
+            } else {
+                batchnorm2d_backward(&ns, d_in, G(m, l->pid[0]), G(m, l->pid[1]), d_out, in,
+                                     P(m, l->pid[0]), state, training);
+            }
             break;
         }
         case LAYER_ACT:

@@ -36,6 +36,7 @@
 #include "moe/smoe.h"
 #include "nn/activation.h"
 #include "nn/conv2d.h"
+#include "nn/norm.h"
 #include "nn/params.h"
 
 typedef enum {
@@ -111,6 +112,18 @@ int model_plan(sm_model *m, int max_batch, int with_grads);
 int model_set_batch(sm_model *m, int batch);
 int model_batch(const sm_model *m);
 int model_max_batch(const sm_model *m);
+/* Data-parallel training: with first >= 0, training forwards draw ONE key from their rng and
+ * give sample b of the batch its own dropout stream (key, first + b), where first is the
+ * position of the batch's first sample in the global batch; so masks do not depend on the
+ * number of ranks. first = -1 (default): draws in element order from the rng. */
+void model_set_sample_offset(sm_model *m, int64_t first);
+/* Synchronised BatchNorm (nn/norm.h batchnorm2d_*_sync): training forwards/backwards reduce
+ * the BatchNorm sums with `reduce` (e.g. an MPI allreduce), so the statistics are those of the
+ * global batch. NULL switches back to per-process statistics. SM_OK or SM_ERR_NUMERIC (OOM). */
+int model_set_batchnorm_sync(sm_model *m, norm_reduce_fn reduce, void *arg);
+/* For a process with no sample in this step: takes part in every BatchNorm reduction of one
+ * training forward + backward with zero contributions (so the others do not wait forever). */
+int model_sync_idle(sm_model *m);
 
 /* ---- passes ---- */
 /* Weights: torch-compatible defaults or the layer's init_mode; BatchNorm weight 1, bias 0,

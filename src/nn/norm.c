@@ -144,6 +144,109 @@ void batchnorm2d_backward(const norm_shape *s, float *d_in, float *d_gamma, floa
     }
 }
 
+int batchnorm2d_forward_sync(const norm_shape *s, float *out, const float *in, const float *gamma,
+                             const float *beta, float *running_mean, float *running_var, float momentum,
+                             float eps, int training, float *save, norm_reduce_fn reduce, void *arg,
+                             double *scratch)
+{
+    if (!training) {
+        batchnorm2d_forward(s, out, in, gamma, beta, running_mean, running_var, momentum, eps, training, save);
+        return 0;
+    }
+    const size_t hw = (size_t)s->h * s->w, cs = (size_t)s->c * hw;
+    float *save_mean = save, *save_rstd = save + s->c;
+    double *sum = scratch, *sq = scratch + s->c + 1;
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int c = 0; c < s->c; c++) {
+        double t = 0.0;
+        for (int b = 0; b < s->batch; b++) t += sum_f(in + b * cs + c * hw, hw);
+        sum[c] = t;
+    }
+    sum[s->c] = (double)s->batch * (double)hw;
+    int st = reduce(sum, (size_t)s->c + 1, arg);
+    if (st) return st;
+    const double n = sum[s->c];
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int c = 0; c < s->c; c++) {
+        const float mf = (float)(n > 0 ? sum[c] / n : 0.0);
+        double t = 0.0;
+        for (int b = 0; b < s->batch; b++) t += sumsq_dev(in + b * cs + c * hw, hw, mf);
+        sq[c] = t;
+    }
+    if ((st = reduce(sq, (size_t)s->c, arg))) return st;
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int c = 0; c < s->c; c++) {
+        const double mean = n > 0 ? sum[c] / n : 0.0;
+        const double dm = mean - (double)(float)mean;
+        double q = sq[c] - n * dm * dm;
+        if (q < 0.0) q = 0.0;
+        const double var = n > 0 ? q / n : 0.0;
+        if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+        if (running_var) {
+            double unbiased = n > 1 ? q / (n - 1) : q;
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+        float rstd = (float)(1.0 / sqrt(var + eps));
+        save_mean[c] = (float)mean;
+        save_rstd[c] = rstd;
+        float g = gamma ? gamma[c] : 1.0f, bt = beta ? beta[c] : 0.0f;
+        float scale = g * rstd, shift = bt - (float)mean * scale;
+        for (int b = 0; b < s->batch; b++) {
+            const float *x = in + b * cs + c * hw;
+            float *o = out + b * cs + c * hw;
+            for (size_t i = 0; i < hw; i++) o[i] = x[i] * scale + shift;
+        }
+    }
+    return 0;
+}
+
+int batchnorm2d_backward_sync(const norm_shape *s, float *d_in, float *d_gamma, float *d_beta,
+                              const float *d_out, const float *in, const float *gamma,
+                              const float *save, int training, norm_reduce_fn reduce, void *arg,
+                              double *scratch)
+{
+    if (!training) {
+        batchnorm2d_backward(s, d_in, d_gamma, d_beta, d_out, in, gamma, save, training);
+        return 0;
+    }
+    const size_t hw = (size_t)s->h * s->w, cs = (size_t)s->c * hw;
+    const float *save_mean = save, *save_rstd = save + s->c;
+    double *sg = scratch, *sgx = scratch + s->c; /* sg[c], sgx[c], then the count */
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int c = 0; c < s->c; c++) {
+        double a = 0.0, bx = 0.0;
+        for (int b = 0; b < s->batch; b++) {
+            const float *x = in + b * cs + c * hw, *g = d_out + b * cs + c * hw;
+            a += sum_f(g, hw);
+            bx += dot_dev(g, x, hw, save_mean[c]);
+        }
+        bx *= save_rstd[c];
+        if (d_gamma) d_gamma[c] += (float)bx;
+        if (d_beta) d_beta[c] += (float)a;
+        sg[c] = a;
+        sgx[c] = bx;
+    }
+    scratch[2 * s->c] = (double)s->batch * (double)hw;
+    int st = reduce(scratch, 2 * (size_t)s->c + 1, arg);
+    if (st || !d_in) return st;
+    const double n = scratch[2 * s->c];
+#pragma omp parallel for schedule(static) if((long long)s->batch * s->c * s->h * s->w >= NN_PAR_MIN)
+    for (int c = 0; c < s->c; c++) {
+        const float mean = save_mean[c], rstd = save_rstd[c];
+        const float gm = gamma ? gamma[c] : 1.0f, k = gm * rstd;
+        const float mg = (float)(sg[c] / n), mgx = (float)(sgx[c] / n);
+        for (int b = 0; b < s->batch; b++) {
+            const float *x = in + b * cs + c * hw, *g = d_out + b * cs + c * hw;
+            float *dx = d_in + b * cs + c * hw;
+            for (size_t i = 0; i < hw; i++) {
+                float xh = (x[i] - mean) * rstd;
+                dx[i] += k * (g[i] - mg - xh * mgx);
+            }
+        }
+    }
+    return 0;
+}
+
 void groupnorm_forward(const norm_shape *s, int groups, float *out, const float *in,
                        const float *gamma, const float *beta, float eps, float *save)
 {

@@ -10,6 +10,8 @@
 #ifndef SMOECAST_NN_NORM_H
 #define SMOECAST_NN_NORM_H
 
+#include <stddef.h>
+
 typedef struct {
     int batch, c, h, w;
 } norm_shape;
@@ -23,6 +25,24 @@ void batchnorm2d_forward(const norm_shape *s, float *out, const float *in, const
 void batchnorm2d_backward(const norm_shape *s, float *d_in, float *d_gamma, float *d_beta,
                           const float *d_out, const float *in, const float *gamma,
                           const float *save, int training);
+
+/* Synchronised BatchNorm (data-parallel training): the statistics are those of the batch
+ * formed by all processes together. `reduce` sums a double buffer in place over the processes
+ * (e.g. an MPI allreduce); `scratch` holds 2 * c + 1 doubles. Forward (training only; with
+ * training == 0 it is batchnorm2d_forward) reduces the per-channel sums and the sample count,
+ * then the squared deviations from the global mean. Backward reduces sum(d_out) and
+ * sum(d_out * x_hat) for d_in; d_gamma/d_beta receive this process's LOCAL sums (the caller
+ * sums parameter gradients over processes). Returns reduce's non-zero status, else 0. With a
+ * reduce that does nothing, results equal the plain functions up to summation order. */
+typedef int (*norm_reduce_fn)(double *buf, size_t n, void *arg);
+int batchnorm2d_forward_sync(const norm_shape *s, float *out, const float *in, const float *gamma,
+                             const float *beta, float *running_mean, float *running_var, float momentum,
+                             float eps, int training, float *save, norm_reduce_fn reduce, void *arg,
+                             double *scratch);
+int batchnorm2d_backward_sync(const norm_shape *s, float *d_in, float *d_gamma, float *d_beta,
+                              const float *d_out, const float *in, const float *gamma,
+                              const float *save, int training, norm_reduce_fn reduce, void *arg,
+                              double *scratch);
 
 /* groups must divide c. Torch GroupNorm eps default 1e-5. */
 void groupnorm_forward(const norm_shape *s, int groups, float *out, const float *in,

@@ -1,6 +1,7 @@
 /* The training engine behind `smoecast train` (see train.h). */
 #include "tasks/train.h"
 #include "tasks/train_engine.h"
+#include "core/dist.h"
 #include "core/log.h"
 #include "core/outfile.h"
 #include "core/progress.h"
@@ -255,6 +256,13 @@ static int task_val_add(void *ctx, const int64_t *idx, int n, const float *out)
     return SM_OK;
 }
 
+static int task_val_reduce(void *ctx)
+{
+    trainer *T = ctx;
+    int st = dist_allreduce_sum_d(T->wsum, SAMPLES_MAX_VARS);
+    return st ? st : dist_allreduce_sum_d(T->esum, SAMPLES_MAX_VARS);
+}
+
 static double val_rmse(const trainer *T, int c)
 {
     return T->wsum[c] > 0 ? sqrt(T->esum[c] / T->wsum[c]) : NAN;
@@ -312,7 +320,8 @@ int train_run(const sm_config *cfg, int resume, train_result *result)
                            .val_reset = task_val_reset,
                            .val_add = task_val_add,
                            .val_text = task_val_text,
-                           .val_json = task_val_json};
+                           .val_json = task_val_json,
+                           .val_reduce = task_val_reduce};
         st = train_engine_run(cfg, T.m, T.g, T.batch, &task, resume, result);
     }
     trainer_free(&T);

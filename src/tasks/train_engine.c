@@ -1,5 +1,6 @@
 /* The shared training engine (see train_engine.h). */
 #include "tasks/train_engine.h"
+#include "core/dist.h"
 #include "core/log.h"
 #include "core/outfile.h"
 #include "core/progress.h"
@@ -29,7 +30,8 @@ typedef struct {
     int use_early_stop;
     rng_t rng_dropout;
     int64_t *order;
-    int batch;
+    int batch;                     /* global batch (all ranks together) */
+    int rank, size;                /* core/dist.h: data-parallel ranks */
     char dir[CFG_PATH], last_path[CFG_PATH + 16], best_path[CFG_PATH + 16], metrics_path[CFG_PATH + 16];
     int n_moe;
     moe_routing_metrics routing[TRAIN_MAX_MOE];
@@ -47,6 +49,14 @@ int train_engine_make_dir(const char *path)
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
     return SM_OK;
+}
+
+/* The part [*lo, *hi) of a global batch of n samples that this rank processes: contiguous,
+ * sizes differ by at most one (only in a short last batch). */
+static void shard(const engine *E, int n, int *lo, int *hi)
+{
+    *lo = (int)((int64_t)n * E->rank / E->size);
+    *hi = (int)((int64_t)n * (E->rank + 1) / E->size);
 }
 
 static void state_fill(engine *E, ckpt_state *st, int64_t epoch, int64_t step)
@@ -68,6 +78,7 @@ static void state_fill(engine *E, ckpt_state *st, int64_t epoch, int64_t step)
 
 static int save_checkpoint(engine *E, const char *path, int64_t epoch, int64_t step, double best, int64_t best_epoch)
 {
+    if (E->rank != 0) return SM_OK; /* rank 0 writes; all ranks hold the same weights */
     ckpt_state st;
     state_fill(E, &st, epoch, step);
     st.best_score = best;
@@ -117,15 +128,23 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
     size_t np = (size_t)model_out_h(E->m) * model_out_w(E->m);
     if (T->val_reset) T->val_reset(T->ctx);
     for (int64_t start = 0; start < n_samples; start += E->batch) {
-        int n = (int)(n_samples - start < E->batch ? n_samples - start : E->batch);
-        model_set_batch(E->m, n);
-        int st = T->assemble(T->ctx, idx + start, n, model_input(E->m));
-        if (st) return st;
-        if ((st = model_forward(E->m, 0, NULL))) return st;
-        const float *out = model_output(E->m);
-        loss_sum += T->loss(T->ctx, out, n);
+        int ng = (int)(n_samples - start < E->batch ? n_samples - start : E->batch), lo, hi;
+        shard(E, ng, &lo, &hi);
+        int n = hi - lo, st;
+        double part = 0; /* this rank's share of the batch-mean loss */
+        if (n > 0) {
+            model_set_batch(E->m, n);
+            if ((st = T->assemble(T->ctx, idx + start + lo, n, model_input(E->m)))) return st;
+            if ((st = model_forward(E->m, 0, NULL))) return st;
+            const float *out = model_output(E->m);
+            part = T->loss(T->ctx, out, n);
+            if (n != ng) part = part * n / ng;
+            if (T->val_add && (st = T->val_add(T->ctx, idx + start + lo, n, out))) return st;
+        }
+        if (E->size > 1 && (st = dist_allreduce_sum_d(&part, 1))) return st;
+        loss_sum += part;
         batches++;
-        if (T->val_add && (st = T->val_add(T->ctx, idx + start, n, out))) return st;
+        if (n == 0) continue;
         for (int i = 0; i < E->n_moe && !moe_done; i++) {
             model_moe_info info;
             model_moe_get(E->m, i, &info);
@@ -140,6 +159,10 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
         moe_done = 1;
     }
     model_set_batch(E->m, E->batch);
+    if (E->size > 1 && T->val_reduce) {
+        int st = T->val_reduce(T->ctx);
+        if (st) return st;
+    }
     *loss_out = batches ? loss_sum / batches : NAN;
     return SM_OK;
 }
@@ -147,6 +170,7 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
 static void write_metrics(engine *E, int64_t epoch, int64_t step, double train_loss, double aux, double val_loss, double lr,
                           double seconds, int improved)
 {
+    if (E->rank != 0) return;
     FILE *f = fopen(E->metrics_path, "a");
     if (!f) {
         log_warn("%s: cannot append metrics: %s", E->metrics_path, strerror(errno));
@@ -171,6 +195,12 @@ static void write_metrics(engine *E, int64_t epoch, int64_t step, double train_l
     fclose(f);
 }
 
+static int bn_allreduce(double *buf, size_t n, void *arg)
+{
+    (void)arg;
+    return dist_allreduce_sum_d(buf, n);
+}
+
 static int engine_setup(engine *E, int resume, ckpt_state *resumed)
 {
     const sm_config *cfg = E->cfg;
@@ -192,7 +222,19 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
     snprintf(E->last_path, sizeof E->last_path, "%s/last.nc", E->dir);
     snprintf(E->best_path, sizeof E->best_path, "%s/best.nc", E->dir);
     snprintf(E->metrics_path, sizeof E->metrics_path, "%s/metrics.jsonl", E->dir);
-    if ((st = train_engine_make_dir(E->dir))) return st;
+    if (E->batch % E->size != 0)
+        return sm_fail(SM_ERR_USAGE, "training.batch_size %d is not a multiple of the %d MPI ranks; choose a batch size "
+                       "divisible by the number of ranks (each rank processes batch_size / ranks samples per step)",
+                       E->batch, E->size);
+    if (E->rank == 0 && (st = train_engine_make_dir(E->dir))) return st;
+    if ((st = dist_barrier())) return st;
+    if (E->size > 1) {
+        if (E->task->val_add && !E->task->val_reduce)
+            log_warn("validation metrics are computed on rank 0's share of the validation set (the task has no val_reduce)");
+        log_info("data-parallel training on %d ranks: %d samples per rank and step (global batch %d)%s", E->size,
+                 E->batch / E->size, E->batch, cfg->training.sync_batchnorm ? ", synchronised BatchNorm" : "");
+        if (cfg->training.sync_batchnorm && (st = model_set_batchnorm_sync(E->m, bn_allreduce, NULL))) return st;
+    }
     if (resume) {
         checkpoint_state_init(resumed);
         resumed->opt = E->opt;
@@ -222,6 +264,8 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
     E.g = g;
     E.task = task;
     E.batch = batch;
+    E.rank = dist_rank();
+    E.size = dist_size();
     ckpt_state resumed;
     checkpoint_state_init(&resumed);
     int st = engine_setup(&E, resume, &resumed);
@@ -233,6 +277,8 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
 
     int64_t nb = (task->n_train + E.batch - 1) / (E.batch > 0 ? E.batch : 1);
     if (cfg->training.steps_per_epoch > 0 && cfg->training.steps_per_epoch < nb) nb = cfg->training.steps_per_epoch;
+    size_t grad_n = param_store_size(model_params(m));
+    float *grad_all = param_store_grad_all(model_params(m));
     int64_t skip = step - epoch * nb; /* batches already done inside an interrupted epoch */
     if (skip < 0) skip = 0;
     double t_start = progress_now_seconds();
@@ -254,20 +300,44 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
         optim_set_lr(E.opt, lr_schedule_lr(&E.sched));
         for (int64_t b = skip; b < nb && st == SM_OK; b++) {
             int64_t first = b * E.batch;
-            int n = (int)(task->n_train - first < E.batch ? task->n_train - first : E.batch);
-            model_set_batch(m, n);
-            if ((st = task->assemble(task->ctx, E.order + first, n, model_input(m)))) break;
+            int ng = (int)(task->n_train - first < E.batch ? task->n_train - first : E.batch), lo, hi;
+            shard(&E, ng, &lo, &hi);
+            int n = hi - lo;
+            /* [loss share, aux share, interrupted]: summed over ranks with the gradient */
+            double red[3] = {0, 0, sm_interrupted() ? 1 : 0};
             model_zero_grad(m);
-            if ((st = model_forward(m, 1, &E.rng_dropout))) break;
-            double loss = task->loss(task->ctx, model_output(m), n);
+            if (n > 0) {
+                model_set_batch(m, n);
+                model_set_sample_offset(m, lo);
+                if ((st = task->assemble(task->ctx, E.order + first + lo, n, model_input(m)))) break;
+                if ((st = model_forward(m, 1, &E.rng_dropout))) break;
+                double loss_local = task->loss(task->ctx, model_output(m), n);
+                size_t nout = (size_t)n * model_c_out(m) * model_out_h(m) * model_out_w(m);
+                memset(model_output_grad(m), 0, nout * sizeof(float));
+                task->loss_grad(task->ctx, model_output_grad(m), model_output(m), n);
+                if ((st = model_backward(m))) break;
+                red[0] = n == ng ? loss_local : loss_local * n / ng;
+                red[1] = n == ng ? model_aux_loss(m) : model_aux_loss(m) * n / ng;
+            } else {
+                /* no sample here (short last batch): consume the step key as the others did and
+                 * take part in the BatchNorm reductions */
+                rng_u32(&E.rng_dropout);
+                rng_u32(&E.rng_dropout);
+                if ((st = model_sync_idle(m))) break;
+            }
+            if (E.size > 1) {
+                /* Each rank's gradient is that of its mean loss over n samples; weighting by
+                 * n / ng and summing gives the gradient of the global-batch mean loss. */
+                float w = (float)n / (float)ng;
+                for (size_t k = 0; k < grad_n; k++) grad_all[k] *= w;
+                if ((st = dist_allreduce_sum_f(grad_all, grad_n))) break;
+                if ((st = dist_allreduce_sum_d(red, 3))) break;
+            }
+            double loss = red[0];
             if (!isfinite(loss)) {
                 st = report_nonfinite(&E, step, "the loss");
                 break;
             }
-            size_t nout = (size_t)n * model_c_out(m) * model_out_h(m) * model_out_w(m);
-            memset(model_output_grad(m), 0, nout * sizeof(float));
-            task->loss_grad(task->ctx, model_output_grad(m), model_output(m), n);
-            if ((st = model_backward(m))) break;
             double gnorm = cfg->training.grad_clip > 0 ? optim_clip_grad_norm(model_params(m), cfg->training.grad_clip)
                                                       : optim_grad_norm(model_params(m));
             if (!isfinite(gnorm)) {
@@ -277,12 +347,12 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             optim_step(E.opt);
             step++;
             loss_sum += loss;
-            aux_sum += model_aux_loss(m);
+            aux_sum += red[1];
             loss_n++;
             char extra[96];
             snprintf(extra, sizeof extra, "loss %.5g", loss_sum / loss_n);
             progress_update(&bar, b + 1, extra);
-            if (sm_interrupted()) {
+            if (red[2] > 0) {
                 save_checkpoint(&E, E.last_path, epoch, step, best, best_epoch);
                 st = sm_fail(SM_ERR_INTERRUPTED, "interrupted at epoch %lld step %lld; resume with '%s' "
                              "(state saved in %s)", (long long)epoch + 1, (long long)step, task->resume_command, E.last_path);
@@ -330,6 +400,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             break;
         }
     }
+    model_set_batchnorm_sync(m, NULL, NULL);
     result->epochs_done = epoch;
     result->steps_done = step;
     result->best_val = best;

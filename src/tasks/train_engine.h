@@ -4,7 +4,14 @@
  * optimiser, LR schedule, early stopping, dropout RNG, the per-epoch shuffling (a function of
  * (seed, epoch) only), validation, best.nc / last.nc checkpoints (with the task's named
  * arrays, e.g. normalisation statistics), exact --resume, progress bars, metrics.jsonl,
- * the NaN guard and SIGINT handling. */
+ * the NaN guard and SIGINT handling.
+ *
+ * Data-parallel (under mpirun/srun, core/dist.h): every global batch of training.batch_size
+ * samples (which must be a multiple of the number of ranks) is split into contiguous shards,
+ * one per rank; each rank assembles only its shard, the gradients are weighted by
+ * shard / batch size and summed with one allreduce over the flat gradient buffer, so every
+ * rank takes the same optimiser step. Validation losses and the task's accumulators
+ * (val_reduce) are summed over ranks; rank 0 alone writes metrics.jsonl and checkpoints. */
 #ifndef SMOECAST_TASKS_TRAIN_ENGINE_H
 #define SMOECAST_TASKS_TRAIN_ENGINE_H
 
@@ -41,6 +48,9 @@ typedef struct {
     int (*val_add)(void *ctx, const int64_t *idx, int n, const float *out);
     void (*val_text)(void *ctx, char *buf, size_t len);
     void (*val_json)(void *ctx, FILE *f);
+    /* data-parallel runs (core/dist.h, more than one rank): sum the validation accumulators
+     * over ranks after every rank has added its share of the validation set (may be NULL) */
+    int (*val_reduce)(void *ctx);
 } train_task;
 
 /* Trains model m (built with gradients for `batch` samples) on the task. output.dir is
