@@ -228,9 +228,12 @@ static int task_val_add(void *ctx, const int64_t *idx, int n, const float *out)
     trainer *T = ctx;
     size_t np = (size_t)T->L.h * T->L.w;
     for (int b = 0; b < n; b++) {
-        int t0 = (int)idx[b];
-        double t1 = T->ds->times[t0] + T->L.step_hours;
-        int it1 = dataset_find_time(T->ds, t1);
+        /* A sample of a multi-lead model carries its lead in the index (samples_decode). */
+        int64_t t0;
+        double lead;
+        samples_decode(&T->L, T->ds, idx[b], &t0, &lead);
+        int it1 = dataset_find_time(T->ds, T->ds->times[t0] + lead);
+        if (it1 < 0) return sm_fail(SM_ERR_IO, "%s: no verifying time %gh after index %lld", T->ds->path, lead, (long long)t0);
         for (int i = 0; i < T->L.n_prog; i++) memcpy(T->state0 + i * np, sample_cache_get(T->cache, T->L.prog_var[i], t0), np * sizeof(float));
         samples_denormalise(&T->L, out + (size_t)b * T->L.c_out * np, T->state0, T->phys_out);
         for (int c = 0; c < T->L.c_out; c++) {
