@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/log.h"
 #include "core/outfile.h"
@@ -753,29 +752,8 @@ int checkpoint_load_config(const char *path, int n_overrides, char *const *overr
     char *yaml = NULL;
     int rc = checkpoint_read_config(path, &yaml);
     if (rc) return rc;
-    const char *dir = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/smoecast-ckconfig-XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        free(yaml);
-        return sm_fail(SM_ERR_IO, "%s: cannot create a temporary file for the stored config in %s",
-                       path, dir && *dir ? dir : "/tmp");
-    }
-    size_t len = strlen(yaml), done = 0;
-    while (done < len) {
-        ssize_t k = write(fd, yaml + done, len - done);
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    close(fd);
+    rc = config_load_text(yaml, path, n_overrides, overrides, out);
     free(yaml);
-    if (done != len) {
-        unlink(tmp);
-        return sm_fail(SM_ERR_IO, "%s: cannot write the stored config to %s", path, tmp);
-    }
-    rc = config_load(tmp, n_overrides, overrides, out);
-    unlink(tmp);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", sm_last_error());

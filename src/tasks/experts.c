@@ -333,11 +333,7 @@ int experts_append_static(int ncid, const char *path, const sm_model *m, const c
 /* Builds the model stored in a checkpoint (its config, channel counts and grid) and loads it. */
 static int open_checkpoint_model(const char *path, int batch, sm_config **cfg, grid **g, sm_model **m)
 {
-    char *yaml = NULL;
-    int st = checkpoint_read_config(path, &yaml);
-    if (st) return st;
-    st = config_load_text(yaml, path, 0, NULL, cfg);
-    free(yaml);
+    int st = checkpoint_load_config(path, 0, NULL, cfg);
     if (st) return st;
     int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
     if (s != NC_NOERR) return nc_bad(path, "cannot open", s);

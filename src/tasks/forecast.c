@@ -265,7 +265,6 @@ static int write_init(const forecast_opts *o, const dataset *ds, const sample_la
 int forecast_run(const forecast_opts *o, forecast_result *result)
 {
     memset(result, 0, sizeof *result);
-    char *yaml = NULL;
     sm_config *cfg = NULL;
     dataset *ds = NULL;
     grid *g = NULL;
@@ -286,8 +285,7 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
     checkpoint_state_init(&cs);
 
     if (o->threads > 0 || getenv("OMP_NUM_THREADS") == NULL) nn_set_threads(o->threads);
-    if ((st = checkpoint_read_config(o->checkpoint, &yaml))) goto done;
-    if ((st = config_load_text(yaml, o->checkpoint, 0, NULL, &cfg))) goto done;
+    if ((st = checkpoint_load_config(o->checkpoint, 0, NULL, &cfg))) goto done;
     if ((st = dataset_open(o->dataset, &ds))) goto done;
     if ((st = samples_layout_init(&L, &cfg->data, ds))) {
         char why[1024];
@@ -438,6 +436,5 @@ done:
     samples_layout_free(&L);
     if (ds) dataset_close(ds);
     config_free(cfg);
-    free(yaml);
     return st;
 }
