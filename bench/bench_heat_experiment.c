@@ -63,7 +63,7 @@ int main(int argc, char **argv)
     memset(&te, 0, sizeof te);
     ckpt_state cs;
     checkpoint_state_init(&cs);
-    float *target = NULL, *state0 = NULL, *po = NULL, *pt = NULL, *prob = NULL;
+    float *target = NULL, *state0 = NULL, *po = NULL, *pt = NULL;
     int32_t *labels = NULL;
     int st;
     if ((st = checkpoint_read_config(ckpt, &yaml))) goto done;
@@ -141,19 +141,11 @@ int main(int argc, char **argv)
         for (int i = 0; !gate_done && i < model_moe_count(m); i++) {
             model_moe_info info;
             model_moe_get(m, i, &info);
-            const int N = info.shape.n_experts;
-            moe_layout l = {n, N, np};
-            prob = realloc(prob, sizeof(float) * (size_t)n * N * np);
-            if (!prob) {
-                st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-                goto done;
-            }
-            moe_softmax_experts(&l, info.gate_raw, prob);
             moe_routing_metrics r;
-            moe_routing_metrics_compute(&l, prob, nreg > 0 ? labels : NULL, 0, &r);
+            if ((st = model_moe_routing_metrics(m, i, nreg > 0 ? labels : NULL, 0, &r))) goto done;
             printf("%s.ari %.6f\n%s.mi %.6f\n%s.h_u %.6f\n%s.h_s %.6f\n", info.name, r.ari, info.name, r.mi,
                    info.name, r.h_u, info.name, r.h_s);
-            for (int e = 0; e < N && e < MOE_METRICS_MAX_EXPERTS; e++)
+            for (int e = 0; e < info.n_experts && e < MOE_METRICS_MAX_EXPERTS; e++)
                 printf("%s.load_%d %.6f\n", info.name, e, r.load_frac[e]);
         }
         gate_done = 1;
@@ -162,7 +154,7 @@ int main(int argc, char **argv)
            count ? se_norm / count : NAN);
 done:
     if (st) fprintf(stderr, "bench_heat_experiment: %s\n", sm_last_error());
-    free(labels); free(target); free(state0); free(po); free(pt); free(prob);
+    free(labels); free(target); free(state0); free(po); free(pt);
     checkpoint_state_free_arrays(&cs);
     sample_cache_free(cache);
     samples_split_free(&tr);

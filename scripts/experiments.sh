@@ -184,7 +184,7 @@ PY
 # ---- heat-diffusion experiment (issue 6) -------------------------------------------------------
 # Environment: BUILD [build], SMOECAST_BIN, EXP_DOC [docs/experiments.md], EXP_DIR
 # [runs/experiments], THREADS [0], HEAT_SEEDS ["1 2 3"], HEAT_RUNS_TRAIN [1000], HEAT_RUNS_EVAL [20],
-# HEAT_EPOCHS, HEAT_STEPS_PER_EPOCH, HEAT_MODELS, HEAT_GATES (see experiment_heat).
+# HEAT_EPOCHS, HEAT_GATE_EPOCHS, HEAT_STEPS_PER_EPOCH, HEAT_MODELS, HEAT_GATES (see experiment_heat).
 ROOT=$root
 BUILD=${BUILD:-build}
 EXP_DIR=${EXP_DIR:-runs/experiments}
@@ -221,12 +221,9 @@ mean_sd() {
 
 experiment_heat() {
   local seeds=${HEAT_SEEDS:-1 2 3} runs=${HEAT_RUNS_TRAIN:-1000} eval_runs=${HEAT_RUNS_EVAL:-20}
-  local models=${HEAT_MODELS:-smoe dense dense_matched}
-  local gates=${HEAT_GATES:-conv conv1x1 softmax_topk laplace hmoe attention}
+  local all_models="smoe dense dense_matched" all_gates="conv conv1x1 softmax_topk laplace hmoe attention"
+  local models=${HEAT_MODELS-$all_models} gates=${HEAT_GATES-$all_gates}
   local dir=$EXP_DIR/heat data=$EXP_DIR/heat/data/heat_dataset.nc
-  local extra=()
-  [ -n "${HEAT_EPOCHS:-}" ] && extra+=("training.epochs=$HEAT_EPOCHS")
-  [ -n "${HEAT_STEPS_PER_EPOCH:-}" ] && extra+=("training.steps_per_epoch=$HEAT_STEPS_PER_EPOCH")
   mkdir -p "$dir/data"
   local stamp="$dir/data/heat.args" want="runs=$runs eval=$eval_runs seed=0"
   if [ ! -f "$data" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
@@ -234,37 +231,59 @@ experiment_heat() {
     "$BIN" synth heat --out "$dir/data" --seed 0 --runs-train "$runs" --runs-val "$eval_runs" --runs-test "$eval_runs"
     echo "$want" > "$stamp"
   fi
-  local variants=() v
-  for v in $models; do variants+=("$v"); done
-  for v in $gates; do variants+=("gate_$v"); done
-  local results=$dir/results.tsv
-  : > "$results"
-  for v in "${variants[@]}"; do
-    local cfg=configs/heat_smoe.yaml over=()
+  local v s
+  for v in $models $(for g in $gates; do echo "gate_$g"; done); do
+    local cfg=configs/heat_smoe.yaml over=() epochs=${HEAT_EPOCHS:-}
     case $v in
       smoe) ;;
       dense) cfg=configs/heat_dense.yaml ;;
       dense_matched) cfg=configs/heat_dense_matched.yaml ;;
-      gate_*) over=("model.moe.gate=${v#gate_}") ;;
+      gate_*) over=("model.moe.gate=${v#gate_}"); epochs=${HEAT_GATE_EPOCHS:-$epochs} ;;
     esac
-    local s
+    [ -n "$epochs" ] && over+=("training.epochs=$epochs")
+    [ -n "${HEAT_STEPS_PER_EPOCH:-}" ] && over+=("training.steps_per_epoch=$HEAT_STEPS_PER_EPOCH")
     for s in $seeds; do
       local out=$dir/$v/seed$s log=$dir/$v/seed$s.log
+      local args="$cfg run.seed=$s ${over[*]} data: $want"
       mkdir -p "$dir/$v"
+      # a finished run with the same settings is reused, so the variants can be run in chunks
+      # (or in parallel processes) and the table regenerated from all of them
+      if [ -f "$out/metrics.txt" ] && [ "$(cat "$out/run.args" 2>/dev/null)" = "$args" ]; then
+        echo "== heat: $v seed $s (reusing $out)"
+        continue
+      fi
       echo "== heat: $v seed $s"
+      rm -f "$out/metrics.txt" "$out/failed.txt"
       if "$BIN" train -c "$cfg" --threads "$THREADS" run.seed="$s" data.dataset="$(abspath "$data")" \
-           output.dir="$(abspath "$out")" "${over[@]}" "${extra[@]}" > "$log" 2>&1 &&
-         "$MEASURE" "$out/best.nc" "$data" > "$out/metrics.txt" 2>> "$log"; then
-        awk -v v="$v" -v s="$s" '
-          /\.ari / { ari = $2 } /\.mi / { mi = $2 } /\.h_u / { hu = $2 }
-          $1 == "mse" { mse = $2 } $1 == "params" { p = $2 }
-          END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\tok\n", v, s, p, mse, (ari == "" ? "nan" : ari),
-                       (hu == "" ? "nan" : hu), (mi == "" ? "nan" : mi) }' "$out/metrics.txt" >> "$results"
+           output.dir="$(abspath "$out")" "${over[@]}" > "$log" 2>&1 &&
+         "$MEASURE" "$out/best.nc" "$data" > "$out/metrics.tmp" 2>> "$log"; then
+        echo "${epochs:-config}" >> "$out/metrics.tmp"
+        mv "$out/metrics.tmp" "$out/metrics.txt"
       else
         local why
         why=$( (grep -m1 -i -E "error|unknown|not |cannot|only|denied" "$log" || tail -1 "$log") | tr '\t|' '  ' | cut -c1-160)
-        printf "%s\t%s\t-\tnan\tnan\tnan\tnan\tfailed: %s\n" "$v" "$s" "${why:-see $log}" >> "$results"
+        mkdir -p "$out"
+        echo "failed: ${why:-see $log}" > "$out/failed.txt"
         echo "   failed: ${why:-see $log}"
+      fi
+      echo "$args" > "$out/run.args"
+    done
+  done
+  # the table covers every variant with a finished run of the current data, requested now or not
+  local results=$dir/results.tsv
+  : > "$results"
+  for v in $all_models $(for g in $all_gates; do echo "gate_$g"; done); do
+    for s in $seeds; do
+      local out=$dir/$v/seed$s
+      [ "$(cut -d' ' -f1- "$out/run.args" 2>/dev/null | sed 's/.*data: //')" = "$want" ] || continue
+      if [ -f "$out/metrics.txt" ]; then
+        awk -v v="$v" -v s="$s" '
+          /\.ari / { ari = $2 } /\.mi / { mi = $2 } /\.h_u / { hu = $2 }
+          $1 == "mse" { mse = $2 } $1 == "params" { p = $2 } NF == 1 { ep = $1 }
+          END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\tok\t%s\n", v, s, p, mse, (ari == "" ? "nan" : ari),
+                       (hu == "" ? "nan" : hu), (mi == "" ? "nan" : mi), ep }' "$out/metrics.txt" >> "$results"
+      elif [ -f "$out/failed.txt" ]; then
+        printf "%s\t%s\t-\tnan\tnan\tnan\tnan\t%s\t-\n" "$v" "$s" "$(cat "$out/failed.txt")" >> "$results"
       fi
     done
   done
@@ -279,15 +298,16 @@ heat_table() {
   echo
   echo "Generated by \`scripts/experiments.sh heat\` on $(date -u +%Y-%m-%d) ($("$BIN" --version 2>/dev/null | head -1 || echo "smoecast, version unknown"));"
   echo "data: \`smoecast synth heat --seed 0\`, $runs training runs, $eval_runs validation and $eval_runs test runs;"
-  echo "seeds: $seeds; epochs: ${HEAT_EPOCHS:-config (150, early stop 30)}; steps per epoch: ${HEAT_STEPS_PER_EPOCH:-all (run, step) pairs}."
+  echo "seeds: $seeds; epochs per variant in the table (\"config\": up to 150, early stop after 30 flat); steps per epoch: ${HEAT_STEPS_PER_EPOCH:-all (run, step) pairs}."
   echo "Test MSE in physical units over every (run, step) pair of the test runs; ARI, H_u (bits), MI (bits)"
   echo "of the gate's argmax / softmax against the true region map (first test batch; see bench/bench_heat_experiment.c)."
   echo
-  echo "| model | parameters | test MSE | ARI | ARI per seed | H_u | MI | notes |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| model | epochs | parameters | test MSE | ARI | ARI per seed | H_u | MI | notes |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for v in $(cut -f1 "$results" | awk '!seen[$0]++'); do
-    local rows params mse ari per hu mi note
+    local rows params mse ari per hu mi note ep
     rows=$(awk -F'\t' -v v="$v" '$1 == v' "$results")
+    ep=$(echo "$rows" | awk -F'\t' '$8 == "ok" { print $9 }' | sort -u | paste -sd/ -)
     params=$(echo "$rows" | awk -F'\t' '$3 != "-" { print $3; exit }')
     mse=$(echo "$rows" | awk -F'\t' '$8 == "ok" { print $4 }' | mean_sd)
     ari=$(echo "$rows" | awk -F'\t' '$8 == "ok" { print $5 }' | mean_sd)
@@ -295,7 +315,7 @@ heat_table() {
     hu=$(echo "$rows" | awk -F'\t' '$8 == "ok" { print $6 }' | mean_sd)
     mi=$(echo "$rows" | awk -F'\t' '$8 == "ok" { print $7 }' | mean_sd)
     note=$(echo "$rows" | awk -F'\t' '$8 != "ok" { print $8; exit }')
-    echo "| $v | ${params:--} | $mse | $ari | ${per:--} | $hu | $mi | ${note:-} |"
+    echo "| $v | ${ep:--} | ${params:--} | $mse | $ari | ${per:--} | $hu | $mi | ${note:-} |"
   done
   echo
   awk -F'\t' '

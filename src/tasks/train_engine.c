@@ -125,7 +125,6 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
     double loss_sum = 0;
     int64_t batches = 0;
     int moe_done = 0;
-    size_t np = (size_t)model_out_h(E->m) * model_out_w(E->m);
     if (T->val_reset) T->val_reset(T->ctx);
     for (int64_t start = 0; start < n_samples; start += E->batch) {
         int ng = (int)(n_samples - start < E->batch ? n_samples - start : E->batch), lo, hi;
@@ -145,17 +144,9 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
         loss_sum += part;
         batches++;
         if (n == 0) continue;
-        for (int i = 0; i < E->n_moe && !moe_done; i++) {
-            model_moe_info info;
-            model_moe_get(E->m, i, &info);
-            moe_layout l = {n, info.shape.n_experts, np};
-            size_t cnt = (size_t)n * info.shape.n_experts * np;
-            float *p = malloc(cnt * sizeof *p);
-            if (!p) return sm_fail(SM_ERR_NUMERIC, "out of memory");
-            moe_softmax_experts(&l, info.gate_raw, p);
-            moe_routing_metrics_compute(&l, p, NULL, 0, &E->routing[i]);
-            free(p);
-        }
+        /* the model's own routing metrics know each MoE layer's grid and gate kind */
+        for (int i = 0; i < E->n_moe && !moe_done; i++)
+            if ((st = model_moe_routing_metrics(E->m, i, NULL, 0, &E->routing[i]))) return st;
         moe_done = 1;
     }
     model_set_batch(E->m, E->batch);
