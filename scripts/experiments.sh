@@ -272,7 +272,8 @@ experiment_heat() {
   # the table covers every variant with a finished run of the current data, requested now or not
   local results=$dir/results.tsv
   : > "$results"
-  for v in $all_models $(for g in $all_gates; do echo "gate_$g"; done); do
+  for v in $( (for m in $all_models $models; do echo "$m"; done
+               for g in $all_gates $gates; do echo "gate_$g"; done) | awk '!seen[$0]++'); do
     for s in $seeds; do
       local out=$dir/$v/seed$s
       [ "$(cut -d' ' -f1- "$out/run.args" 2>/dev/null | sed 's/.*data: //')" = "$want" ] || continue
