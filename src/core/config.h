@@ -105,6 +105,7 @@ typedef struct {
     char padding[CFG_STR];
     double dropout;
     int batchnorm;
+    int residual;
     int blocks;
     int bias;
     moe_config moe;

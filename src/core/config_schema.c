@@ -46,6 +46,7 @@ const cfg_key config_schema[] = {
      "Padding; auto = periodic in longitude on global grids, zero otherwise."},
     {"model.dropout", CFG_T_FLOAT, F(model.dropout), "0", 0, 0, 0.99, 0, "Dropout probability."},
     {"model.batchnorm", CFG_T_BOOL, F(model.batchnorm), "false", 0, ANY, 0, "BatchNorm after convolutions (resnet, unet, smoe_net)."},
+    {"model.residual", CFG_T_BOOL, F(model.residual), "false", 0, ANY, 0, "smoe_net: add each block's input before the activation (identity, or a 1x1 convolution + BatchNorm when the channel count changes), as the reference SMoE network."},
     {"model.blocks", CFG_T_INT, F(model.blocks), "2", 0, 1, 256, 0, "Residual blocks (resnet)."},
     {"model.bias", CFG_T_BOOL, F(model.bias), "true", 0, ANY, 0, "Convolutions carry a bias."},
     {"model.moe.enabled", CFG_T_BOOL, F(model.moe.enabled), "false", 0, ANY, 0, "Insert MoE layers into the architecture."},
