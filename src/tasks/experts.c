@@ -335,42 +335,9 @@ static int open_checkpoint_model(const char *path, int batch, sm_config **cfg, g
 {
     int st = checkpoint_load_config(path, 0, NULL, cfg);
     if (st) return st;
-    int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
-    if (s != NC_NOERR) return nc_bad(path, "cannot open", s);
-    long long c_in = 0, c_out = 0;
-    int gg;
-    size_t nlat = 0, nlon = 0, klen = 0;
-    int dl, dn, vl, vn;
-    char kind[16] = "latlon";
-    if ((s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_in", &c_in)) || (s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_out", &c_out)) ||
-        (s = nc_inq_ncid(ncid, "grid", &gg)) || (s = nc_inq_dimid(gg, "lat", &dl)) || (s = nc_inq_dimlen(gg, dl, &nlat)) ||
-        (s = nc_inq_dimid(gg, "lon", &dn)) || (s = nc_inq_dimlen(gg, dn, &nlon))) {
-        nc_close(ncid);
-        return nc_bad(path, "not a complete smoecast checkpoint (channels or grid missing)", s);
-    }
-    if (nc_inq_attlen(gg, NC_GLOBAL, "kind", &klen) == NC_NOERR && klen < sizeof kind) {
-        nc_get_att_text(gg, NC_GLOBAL, "kind", kind);
-        kind[klen] = '\0';
-    }
-    double *lat = malloc(sizeof(double) * (nlat + nlon));
-    if (!lat) {
-        nc_close(ncid);
-        return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    }
-    s = nc_inq_varid(gg, "lat", &vl);
-    if (s == NC_NOERR) s = nc_get_var_double(gg, vl, lat);
-    if (s == NC_NOERR) s = nc_inq_varid(gg, "lon", &vn);
-    if (s == NC_NOERR) s = nc_get_var_double(gg, vn, lat + nlat);
-    nc_close(ncid);
-    if (s != NC_NOERR) {
-        free(lat);
-        return nc_bad(path, "cannot read the grid", s);
-    }
-    st = !strcmp(kind, "xy") ? grid_create_xy("checkpoint", (int)nlat, lat, (int)nlon, lat + nlat, g)
-                             : grid_create_latlon("checkpoint", (int)nlat, lat, (int)nlon, lat + nlat, g);
-    free(lat);
-    if (st) return st;
-    if ((st = model_build(&(*cfg)->model, (int)c_in, (int)c_out, *g, batch, 0, (uint64_t)(*cfg)->run.seed, m))) return st;
+    int c_in, c_out;
+    if ((st = checkpoint_read_grid(path, g, &c_in, &c_out))) return st;
+    if ((st = model_build(&(*cfg)->model, c_in, c_out, *g, batch, 0, (uint64_t)(*cfg)->run.seed, m))) return st;
     return checkpoint_load(path, *m, *cfg, *g, NULL);
 }
 
