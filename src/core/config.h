@@ -130,6 +130,7 @@ typedef struct {
     char loss[CFG_STR];
     int steps_per_epoch;
     int sync_batchnorm;
+    char routing_labels[CFG_STR];
 } training_config;
 
 typedef struct {

@@ -541,37 +541,12 @@ static int read_label_map(const char *spec, const char *option, const layer_maps
         geometry_free(geo);
         free(tmp);
     }
-    float seen[MAX_LABEL_CATEGORIES];
-    int n = binary ? 2 : 0;
-    for (size_t p = 0; !st && p < (size_t)L->h * L->w; p++) {
-        const float v = out[p];
-        if (isnan(v)) {
-            labels[p] = -1;
-        } else if (binary) {
-            labels[p] = v >= 0.5f ? 1 : 0;
-        } else {
-            const float c = v;
-            int k = 0;
-            while (k < n && seen[k] != c) k++;
-            if (k == n) {
-                if (n == MAX_LABEL_CATEGORIES) {
-                    st = sm_fail(SM_ERR_IO, "%s: %s has more than %d distinct values; %s needs a categorical map",
-                                 file, var, MAX_LABEL_CATEGORIES, option);
-                    break;
-                }
-                seen[n++] = c;
-            }
-            labels[p] = k;
-        }
-    }
-    if (!st && !binary) { /* number the categories in increasing order of their values */
-        int rank[MAX_LABEL_CATEGORIES];
-        for (int k = 0; k < n; k++) {
-            rank[k] = 0;
-            for (int q = 0; q < n; q++) rank[k] += seen[q] < seen[k];
-        }
-        for (size_t p = 0; p < (size_t)L->h * L->w; p++)
-            if (labels[p] >= 0) labels[p] = rank[labels[p]];
+    int n = 2;
+    if (!st && binary) {
+        for (size_t p = 0; p < (size_t)L->h * L->w; p++) labels[p] = isnan(out[p]) ? -1 : out[p] >= 0.5f ? 1 : 0;
+    } else if (!st && (n = moe_labels_from_values(out, (size_t)L->h * L->w, MAX_LABEL_CATEGORIES, labels)) < 0) {
+        st = sm_fail(SM_ERR_IO, "%s: %s has more than %d distinct values; %s needs a categorical map", file, var,
+                     MAX_LABEL_CATEGORIES, option);
     }
     *n_categories = n;
     free(coord);
@@ -695,10 +670,8 @@ static int write_stats(const experts_opts *o, const layer_maps *maps, int n_maps
                 size_t p = (size_t)j * L->w + i;
                 area[L->argmax[p]] += wrow[j];
                 total += wrow[j];
-                /* 30-degree bands from the south pole: 0 .. 5. */
-                int band = is_latlon ? (int)floor((L->lat[j] + 90.0) / 30.0) : (int)((double)j * 6 / L->h);
-                bands[p] = band < 0 ? 0 : band > 5 ? 5 : band;
             }
+        moe_latitude_band_labels(is_latlon ? L->lat : NULL, L->h, L->w, bands);
         double mi_band = weighted_mi(L->argmax, L->n, bands, 6, L->h, L->w, wrow);
         double mi_lsm = NAN;
         int n_cat = 0;
