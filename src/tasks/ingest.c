@@ -482,7 +482,7 @@ static int scratch_io(ingest_ctx *c, int64_t idx, float *buf, int write_it)
     return SM_OK;
 }
 
-#define SCRATCH_BLOCK ((size_t)4 << 20)
+#define SCRATCH_BLOCK ((size_t)1 << 20)
 
 /* Writes the gathered fields to the scratch file (one pwrite per block instead of one per field). */
 static int scratch_flush(ingest_ctx *c)
@@ -716,7 +716,7 @@ static int hash_one(input_hasher *hs, const char *path, char hex[65])
         snprintf(hs->err, sizeof hs->err, "%s: cannot open: %s", path, strerror(errno));
         return SM_ERR_IO;
     }
-    enum { CHUNK = 1 << 20 };
+    enum { CHUNK = 1 << 18 };
     unsigned char *buf = malloc(CHUNK);
     if (!buf) {
         fclose(f);
