@@ -22,8 +22,9 @@
  * - the GRIB1 forecast period (validityDate/Time evaluate the stepType concept), keyed on the
  *   keys the step is defined from; valid time = reference time + period;
  * - which optional keys a message layout has at all (a lookup of a key that is absent scans
- *   every accessor of the handle), keyed on edition, centre, sub-centre, local definition and
- *   the GRIB2 product / representation templates;
+ *   every accessor of the handle), keyed on edition, centre, sub-centre, section 1 length, local
+ *   definition and the GRIB2 product / representation templates; only keys whose presence
+ *   follows from those (template fields, not keys defined under a condition on a value);
  * - geometry, keyed on the bytes of the grid section, so a file on one grid builds it once.
  * grib_reader_set_cache(r, 0) turns every cache off (the tests compare both ways field by field). */
 #define CONCEPT_KEYS 16
@@ -39,10 +40,10 @@ typedef struct {
 
 /* optional keys whose presence is remembered per layout (bit i of layout_entry.present) */
 enum {
-    OPT_LDN, OPT_NFCE, OPT_NUMBER, OPT_LEVEL, OPT_MVM, OPT_CAT, OPT_NUM, OPT_TFFS, OPT_SFFFS, OPT_SVFFS, OPT_TSFS, OPT_SFSFS, OPT_SVSFS,
+    OPT_LDN, OPT_NFCE, OPT_LEVEL, OPT_MVM, OPT_CAT, OPT_NUM, OPT_TFFS, OPT_SFFFS, OPT_SVFFS, OPT_TSFS, OPT_SFSFS, OPT_SVSFS,
     OPT_TOSP, OPT_CONST, OPT_COUNT
 };
-static const char *const opt_key[OPT_COUNT] = {"localDefinitionNumber", "numberOfForecastsInEnsemble", "number", "level",
+static const char *const opt_key[OPT_COUNT] = {"localDefinitionNumber", "numberOfForecastsInEnsemble", "level",
                                                "missingValueManagementUsed", "parameterCategory", "parameterNumber",
                                                "typeOfFirstFixedSurface", "scaleFactorOfFirstFixedSurface",
                                                "scaledValueOfFirstFixedSurface", "typeOfSecondFixedSurface",
@@ -436,7 +437,9 @@ int grib_reader_next(grib_reader *r, field_meta *m, int *done)
     snprintf(m->standard_name, sizeof m->standard_name, "%s", standard_name_for(m->param_id));
     m->level = opt_double(r, OPT_LEVEL, NAN);
     m->member = -1;
-    if (opt_long(r, OPT_NFCE, 0) > 0) m->member = (int)opt_long(r, OPT_NUMBER, -1);
+    /* `number` is read directly: some local definitions define it only for some values (centre 214
+     * local 1: only when perturbationNumber != 0), so its presence is not a property of the layout */
+    if (opt_long(r, OPT_NFCE, 0) > 0) m->member = (int)get_long(h, "number", -1);
     m->has_time = 1;
     long dd = get_long(h, "dataDate", 0), dt = get_long(h, "dataTime", 0);
     long minutes = period_minutes(r, dd, dt, ckey);

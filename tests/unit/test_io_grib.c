@@ -519,6 +519,44 @@ static void test_grib1_steps(void **state)
     remove("steps.grib");
 }
 
+/* A local definition that defines `number` only for some values (centre 214, local definition 1:
+ * only when perturbationNumber != 0): the control first, then a perturbed member of the same
+ * layout must still get its member number. */
+static void test_value_dependent_number(void **state)
+{
+    (void)state;
+    FILE *out = fopen("c214.grib", "wb");
+    assert_non_null(out);
+    const long pert[3] = {0, 5, 7};
+    for (int k = 0; k < 3; k++) {
+        codes_handle *h = codes_grib_handle_new_from_samples(NULL, "regular_ll_sfc_grib1");
+        assert_non_null(h);
+        assert_int_equal(codes_set_long(h, "centre", 214), 0);
+        assert_int_equal(codes_set_long(h, "setLocalDefinition", 1), 0);
+        assert_int_equal(codes_set_long(h, "localDefinitionNumber", 1), 0);
+        assert_int_equal(codes_set_long(h, "perturbationNumber", pert[k]), 0);
+        assert_int_equal(codes_set_long(h, "numberOfForecastsInEnsemble", 10), 0);
+        const void *msg;
+        size_t len;
+        assert_int_equal(codes_get_message(h, &msg, &len), 0);
+        assert_int_equal(fwrite(msg, 1, len, out), len);
+        codes_handle_delete(h);
+    }
+    fclose(out);
+    assert_int_equal(check_times("c214.grib"), 3);
+    grib_reader *r;
+    assert_int_equal(grib_reader_open("c214.grib", &r), SM_OK);
+    const int want[3] = {-1, 5, 7};
+    for (int k = 0; k < 3; k++) {
+        field_meta m;
+        int done;
+        assert_int_equal(grib_reader_next(r, &m, &done), SM_OK);
+        assert_int_equal(m.member, want[k]);
+    }
+    grib_reader_close(r);
+    remove("c214.grib");
+}
+
 /* The same on the shared forecast and ensemble files. */
 static void test_valid_time_against_eccodes(void **state)
 {
@@ -540,7 +578,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scanning_modes), cmocka_unit_test(test_bitmap), cmocka_unit_test(test_reduced_gg),
         cmocka_unit_test(test_not_grib),        cmocka_unit_test(test_shared_files), cmocka_unit_test(test_cache_matches_uncached),
-        cmocka_unit_test(test_grib1_steps), cmocka_unit_test(test_valid_time_against_eccodes),
+        cmocka_unit_test(test_grib1_steps), cmocka_unit_test(test_value_dependent_number),
+        cmocka_unit_test(test_valid_time_against_eccodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
