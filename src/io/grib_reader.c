@@ -36,6 +36,7 @@ typedef struct {
     long key[CONCEPT_KEYS];
     long param_id;
     char short_name[64], name[128], units[64], type_of_level[48];
+    int described; /* name, units and type_of_level evaluated too */
 } concept_entry;
 
 /* optional keys whose presence is remembered per layout (bit i of layout_entry.present) */
@@ -95,6 +96,9 @@ struct grib_reader {
     int use_cache;
     concept_entry *cache;
     int ncache;
+    int lazy;             /* next() leaves name, units, typeOfLevel to grib_reader_describe */
+    concept_entry own_concepts; /* the current field's concepts when they are not cached */
+    concept_entry *concepts;    /* the current field's concepts */
     layout_entry layouts[SMALL_CACHE];
     int nlayouts;
     packing_entry packings[SMALL_CACHE];
@@ -155,6 +159,7 @@ void grib_reader_set_cache(grib_reader *r, int on)
     r->geom_valid = 0;
     r->cur = NULL;
     r->layout = NULL;
+    r->concepts = NULL;
 }
 
 void grib_reader_close(grib_reader *r)
@@ -273,13 +278,19 @@ static const char *standard_name_for(long param_id)
     }
 }
 
-static void concepts_uncached(codes_handle *h, concept_entry *e)
+static void concepts_describe(codes_handle *h, concept_entry *e)
 {
-    e->param_id = get_long(h, "paramId", 0);
-    get_string(h, "shortName", e->short_name, sizeof e->short_name);
     get_string(h, "name", e->name, sizeof e->name);
     get_string(h, "units", e->units, sizeof e->units);
     get_string(h, "typeOfLevel", e->type_of_level, sizeof e->type_of_level);
+    e->described = 1;
+}
+
+static void copy_description(const concept_entry *e, field_meta *m)
+{
+    memcpy(m->name, e->name, sizeof m->name);
+    memcpy(m->units, e->units, sizeof m->units);
+    memcpy(m->type_of_level, e->type_of_level, sizeof m->type_of_level);
 }
 
 /* Concepts from the raw keys they are defined from; key[] is left filled (GRIB1: edition, centre,
@@ -311,28 +322,32 @@ static void get_concepts(grib_reader *r, field_meta *m, long centre, long sub_ce
         key[15] = opt_long(r, OPT_CONST, NA);
     }
     concept_entry *hit = NULL;
-    concept_entry e;
     if (r->use_cache)
         for (int i = 0; i < r->ncache && !hit; i++)
             if (!memcmp(r->cache[i].key, key, sizeof r->cache[i].key)) hit = &r->cache[i];
     if (!hit) {
-        memset(&e, 0, sizeof e);
-        memcpy(e.key, key, sizeof e.key);
-        concepts_uncached(h, &e);
-        if (r->use_cache) {
-            if (!r->cache) r->cache = calloc(CONCEPT_CACHE, sizeof *r->cache);
-            if (r->cache) {
-                hit = &r->cache[r->ncache < CONCEPT_CACHE ? r->ncache++ : CONCEPT_CACHE - 1];
-                *hit = e;
-            }
-        }
-        if (!hit) hit = &e;
+        if (r->use_cache && !r->cache) r->cache = calloc(CONCEPT_CACHE, sizeof *r->cache);
+        hit = r->use_cache && r->cache ? &r->cache[r->ncache < CONCEPT_CACHE ? r->ncache++ : CONCEPT_CACHE - 1] : &r->own_concepts;
+        memset(hit, 0, sizeof *hit);
+        memcpy(hit->key, key, sizeof hit->key);
+        hit->param_id = get_long(h, "paramId", 0);
+        get_string(h, "shortName", hit->short_name, sizeof hit->short_name);
     }
+    if (!hit->described && !r->lazy) concepts_describe(h, hit);
+    r->concepts = hit;
     m->param_id = hit->param_id;
     memcpy(m->short_name, hit->short_name, sizeof m->short_name);
-    memcpy(m->name, hit->name, sizeof m->name);
-    memcpy(m->units, hit->units, sizeof m->units);
-    memcpy(m->type_of_level, hit->type_of_level, sizeof m->type_of_level);
+    if (hit->described) copy_description(hit, m);
+}
+
+void grib_reader_set_lazy(grib_reader *r, int on) { r->lazy = on; }
+
+int grib_reader_describe(grib_reader *r, field_meta *m)
+{
+    if (!r->h || !r->concepts) return sm_fail(SM_ERR_IO, "%s: no current GRIB field", r->path);
+    if (!r->concepts->described) concepts_describe(r->h, r->concepts);
+    copy_description(r->concepts, m);
+    return SM_OK;
 }
 
 /* packingType: GRIB1 from the data flags (and the extended flags of second-order packing), GRIB2
@@ -405,6 +420,7 @@ int grib_reader_next(grib_reader *r, field_meta *m, int *done)
     }
     r->geom_valid = 0;
     r->layout = NULL;
+    r->concepts = NULL;
     int err = 0;
     long before = ftell(r->f);
     codes_handle *h = codes_handle_new_from_file(NULL, r->f, PRODUCT_GRIB, &err);

@@ -32,6 +32,12 @@ int grib_reader_recoverable(const grib_reader *r);
  * layout has; the geometry of each distinct grid section), each keyed on the raw keys or bytes it
  * derives from. 0 turns every cache off (for tests that compare both ways). */
 void grib_reader_set_cache(grib_reader *r, int on);
+/* Lazy metadata (off by default): grib_reader_next then evaluates only the concepts a selection
+ * needs (paramId, shortName) and leaves name, units and type_of_level empty; a caller that keeps
+ * the field calls grib_reader_describe to fill them. Concepts cost ecCodes more than decoding a
+ * small field, and a file with many parameters has a new set for almost every field. */
+void grib_reader_set_lazy(grib_reader *r, int on);
+int grib_reader_describe(grib_reader *r, field_meta *meta);
 const char *grib_reader_path(const grib_reader *r);
 void grib_reader_close(grib_reader *r);
 

@@ -576,6 +576,7 @@ static int pass_grib(ingest_ctx *c, int f)
     grib_reader *r;
     int st = grib_reader_open(path, &r);
     if (st) return st;
+    grib_reader_set_lazy(r, 1); /* name, units, typeOfLevel only for the fields we keep */
     for (;;) {
         if (sm_interrupted()) {
             st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
@@ -597,7 +598,8 @@ static int pass_grib(ingest_ctx *c, int f)
         const src_geometry *g = NULL;
         for (int k = 0; k < c->nsel && !st; k++) {
             if (!var_selector_match(&c->sv[k].sel, &m)) continue;
-            if (!v) st = grib_reader_decode(r, &v, &g);
+            if (!v) st = grib_reader_describe(r, &m);
+            if (!v && !st) st = grib_reader_decode(r, &v, &g);
             if (!st) st = take_field(c, f, k, &m, g, v);
         }
         if (st) break;

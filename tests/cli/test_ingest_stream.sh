@@ -63,10 +63,14 @@ PY
 sha256sum "$UK" "$W/rev.grib" > "$W/sums"
 /usr/bin/python3 - "$W/two.nc" "$W/sums" <<'PY' || fail "smoecast_inputs does not match sha256sum"
 import sys, netCDF4
-got = netCDF4.Dataset(sys.argv[1]).getncattr("smoecast_inputs").strip()
+ds = netCDF4.Dataset(sys.argv[1])
+got = ds.getncattr("smoecast_inputs").strip()
 want = open(sys.argv[2]).read().strip()
 assert got == want, f"smoecast_inputs {got!r} != sha256sum {want!r}"
-print("smoecast_inputs matches sha256sum for both inputs")
+# the reader describes (name, units, typeOfLevel) only the fields ingest keeps
+v = ds["2t"]
+assert v.units == "K" and v.long_name == "2 metre temperature", (v.units, v.long_name)
+print("smoecast_inputs matches sha256sum for both inputs; 2t described (K, 2 metre temperature)")
 PY
 
 # a conflicting duplicate: one message of a copy with its values scaled
