@@ -36,6 +36,7 @@ typedef struct {
     long key[CONCEPT_KEYS];
     long param_id;
     char short_name[64], name[128], units[64], type_of_level[48];
+    int have_param_id, have_short_name;
     int described; /* name, units and type_of_level evaluated too */
 } concept_entry;
 
@@ -96,7 +97,7 @@ struct grib_reader {
     int use_cache;
     concept_entry *cache;
     int ncache;
-    int lazy;             /* next() leaves name, units, typeOfLevel to grib_reader_describe */
+    int lazy;             /* GRIB_DESCRIBE_*: what next() evaluates, the rest in grib_reader_describe */
     concept_entry own_concepts; /* the current field's concepts when they are not cached */
     concept_entry *concepts;    /* the current field's concepts */
     layout_entry layouts[SMALL_CACHE];
@@ -278,16 +279,33 @@ static const char *standard_name_for(long param_id)
     }
 }
 
+static void concepts_ids(codes_handle *h, concept_entry *e, int param_id, int short_name)
+{
+    if (param_id && !e->have_param_id) {
+        e->param_id = get_long(h, "paramId", 0);
+        e->have_param_id = 1;
+    }
+    if (short_name && !e->have_short_name) {
+        get_string(h, "shortName", e->short_name, sizeof e->short_name);
+        e->have_short_name = 1;
+    }
+}
+
 static void concepts_describe(codes_handle *h, concept_entry *e)
 {
+    concepts_ids(h, e, 1, 1);
     get_string(h, "name", e->name, sizeof e->name);
     get_string(h, "units", e->units, sizeof e->units);
     get_string(h, "typeOfLevel", e->type_of_level, sizeof e->type_of_level);
     e->described = 1;
 }
 
-static void copy_description(const concept_entry *e, field_meta *m)
+static void copy_concepts(const concept_entry *e, field_meta *m)
 {
+    m->param_id = e->param_id;
+    memcpy(m->short_name, e->short_name, sizeof m->short_name);
+    snprintf(m->standard_name, sizeof m->standard_name, "%s", standard_name_for(e->param_id));
+    if (!e->described) return;
     memcpy(m->name, e->name, sizeof m->name);
     memcpy(m->units, e->units, sizeof m->units);
     memcpy(m->type_of_level, e->type_of_level, sizeof m->type_of_level);
@@ -330,23 +348,23 @@ static void get_concepts(grib_reader *r, field_meta *m, long centre, long sub_ce
         hit = r->use_cache && r->cache ? &r->cache[r->ncache < CONCEPT_CACHE ? r->ncache++ : CONCEPT_CACHE - 1] : &r->own_concepts;
         memset(hit, 0, sizeof *hit);
         memcpy(hit->key, key, sizeof hit->key);
-        hit->param_id = get_long(h, "paramId", 0);
-        get_string(h, "shortName", hit->short_name, sizeof hit->short_name);
     }
-    if (!hit->described && !r->lazy) concepts_describe(h, hit);
+    if (r->lazy == GRIB_DESCRIBE_ALL) {
+        if (!hit->described) concepts_describe(h, hit);
+    } else {
+        concepts_ids(h, hit, r->lazy != GRIB_DESCRIBE_SHORT_NAME, r->lazy != GRIB_DESCRIBE_PARAM_ID);
+    }
     r->concepts = hit;
-    m->param_id = hit->param_id;
-    memcpy(m->short_name, hit->short_name, sizeof m->short_name);
-    if (hit->described) copy_description(hit, m);
+    copy_concepts(hit, m);
 }
 
-void grib_reader_set_lazy(grib_reader *r, int on) { r->lazy = on; }
+void grib_reader_set_lazy(grib_reader *r, int mode) { r->lazy = mode; }
 
 int grib_reader_describe(grib_reader *r, field_meta *m)
 {
     if (!r->h || !r->concepts) return sm_fail(SM_ERR_IO, "%s: no current GRIB field", r->path);
     if (!r->concepts->described) concepts_describe(r->h, r->concepts);
-    copy_description(r->concepts, m);
+    copy_concepts(r->concepts, m);
     return SM_OK;
 }
 
@@ -450,7 +468,6 @@ int grib_reader_next(grib_reader *r, field_meta *m, int *done)
     find_layout(r, centre, sub_centre);
     long ckey[CONCEPT_KEYS];
     get_concepts(r, m, centre, sub_centre, ckey);
-    snprintf(m->standard_name, sizeof m->standard_name, "%s", standard_name_for(m->param_id));
     m->level = opt_double(r, OPT_LEVEL, NAN);
     m->member = -1;
     /* `number` is read directly: some local definitions define it only for some values (centre 214

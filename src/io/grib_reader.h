@@ -32,11 +32,14 @@ int grib_reader_recoverable(const grib_reader *r);
  * layout has; the geometry of each distinct grid section), each keyed on the raw keys or bytes it
  * derives from. 0 turns every cache off (for tests that compare both ways). */
 void grib_reader_set_cache(grib_reader *r, int on);
-/* Lazy metadata (off by default): grib_reader_next then evaluates only the concepts a selection
- * needs (paramId, shortName) and leaves name, units and type_of_level empty; a caller that keeps
- * the field calls grib_reader_describe to fill them. Concepts cost ecCodes more than decoding a
- * small field, and a file with many parameters has a new set for almost every field. */
-void grib_reader_set_lazy(grib_reader *r, int on);
+/* What grib_reader_next evaluates of the concepts (each costs ecCodes more than decoding a small
+ * field, and a file with many parameters has a new set for almost every field):
+ * GRIB_DESCRIBE_ALL (default) everything; GRIB_DESCRIBE_IDS paramId and shortName;
+ * GRIB_DESCRIBE_PARAM_ID only paramId (short_name ""); GRIB_DESCRIBE_SHORT_NAME only shortName
+ * (param_id 0, standard_name ""). The rest (name, units, type_of_level; standard_name) stays empty
+ * until grib_reader_describe fills all of them for the current field, for a caller that keeps it. */
+enum { GRIB_DESCRIBE_ALL = 0, GRIB_DESCRIBE_IDS = 1, GRIB_DESCRIBE_PARAM_ID = 2, GRIB_DESCRIBE_SHORT_NAME = 3 };
+void grib_reader_set_lazy(grib_reader *r, int mode);
 int grib_reader_describe(grib_reader *r, field_meta *meta);
 const char *grib_reader_path(const grib_reader *r);
 void grib_reader_close(grib_reader *r);

@@ -576,7 +576,14 @@ static int pass_grib(ingest_ctx *c, int f)
     grib_reader *r;
     int st = grib_reader_open(path, &r);
     if (st) return st;
-    grib_reader_set_lazy(r, 1); /* name, units, typeOfLevel only for the fields we keep */
+    /* only the concept the selectors compare (paramId or shortName) for every field; the rest for
+     * the fields we keep */
+    int by_id = 0, by_name = 0;
+    for (int k = 0; k < c->nsel; k++) {
+        if (c->sv[k].sel.param_id > 0) by_id = 1;
+        else by_name = 1;
+    }
+    grib_reader_set_lazy(r, by_id && by_name ? GRIB_DESCRIBE_IDS : by_id ? GRIB_DESCRIBE_PARAM_ID : GRIB_DESCRIBE_SHORT_NAME);
     for (;;) {
         if (sm_interrupted()) {
             st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);

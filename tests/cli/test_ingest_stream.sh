@@ -73,6 +73,22 @@ assert v.units == "K" and v.long_name == "2 metre temperature", (v.units, v.long
 print("smoecast_inputs matches sha256sum for both inputs; 2t described (K, 2 metre temperature)")
 PY
 
+# selection by paramId, and by paramId and shortName together (the reader then evaluates only the
+# concept the selectors compare for every message, the description for the fields kept)
+"$BIN" -q ingest --grid native --var 167 --out "$W/pid.nc" "$UK" 2>/dev/null || fail "ingest --var 167"
+"$BIN" -q ingest --grid native --var 167 --var x=2t --out "$W/mix.nc" "$UK" 2>/dev/null || fail "ingest --var 167 --var x=2t"
+/usr/bin/python3 - "$W/one.nc" "$W/pid.nc" "$W/mix.nc" <<'PY' || fail "selection by paramId differs"
+import sys, netCDF4, numpy as np
+one, pid, mix = (netCDF4.Dataset(p) for p in sys.argv[1:])
+ref = one["2t"][:]
+for d, names in ((pid, ["167"]), (mix, ["167", "x"])):
+    for n in names:
+        v = d[n]
+        assert np.array_equal(v[:], ref), n + " values"
+        assert v.units == "K" and v.long_name == "2 metre temperature" and v.standard_name == "air_temperature", (n, v.units, v.long_name)
+print("--var 167 and --var 167 --var x=2t give 2t's values and description")
+PY
+
 # a conflicting duplicate: one message of a copy with its values scaled
 grib_set -s scaleValuesBy=1.01 -w dataDate=20190315,dataTime=1200 "$UK" "$W/mod.grib"
 "$BIN" ingest --grid native --var 2t --out "$W/conf.nc" "$UK" "$W/mod.grib" 2>"$W/errc"; rc=$?
