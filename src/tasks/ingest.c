@@ -1,6 +1,7 @@
 /* smoecast ingest: one streaming pass over the inputs (each message parsed once: select, decode,
- * put on the output grid, append to a scratch file), then the dataset is written in time order
- * from the scratch file, with duplicate checks. */
+ * put on the output grid, append to a scratch file; the inputs' sha256 computed alongside in a
+ * second thread), then the dataset is written in time order from the scratch file, with duplicate
+ * checks. */
 #include "tasks/ingest.h"
 #include "core/log.h"
 #include "core/outfile.h"
@@ -16,6 +17,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +62,7 @@ typedef struct {
     int *fmt;        /* 1 GRIB, 2 NetCDF */
     char *inputs_text;
     size_t inputs_len;
+    char (*hex)[65];  /* sha256 of each input */
     /* time axis */
     double *times, *refs, *periods;
     int ntimes;
@@ -83,6 +87,9 @@ typedef struct {
     outfile scratch;
     int scratch_fd;
     int64_t nscratch;
+    char *wbuf;          /* scratch writes are gathered here and written in large blocks */
+    size_t wcap, wlen;
+    int64_t wfirst;      /* scratch index of the first field in wbuf */
     float *fbuf, *fcheck;
     dataset_writer *w;
     ingest_report *rep;
@@ -422,6 +429,7 @@ static void ctx_free(ingest_ctx *c)
     free(c->e);
     free(c->fmt);
     free(c->inputs_text);
+    free(c->hex);
     free(c->times);
     free(c->refs);
     free(c->periods);
@@ -433,6 +441,7 @@ static void ctx_free(ingest_ctx *c)
     outfile_abort(&c->scratch);
     free(c->fbuf);
     free(c->fcheck);
+    free(c->wbuf);
     for (int k = 0; k < c->nweights; k++) {
         geometry_free(c->wgeom[k]);
         regrid_weights_free(c->weights[k]);
@@ -473,6 +482,43 @@ static int scratch_io(ingest_ctx *c, int64_t idx, float *buf, int write_it)
     return SM_OK;
 }
 
+#define SCRATCH_BLOCK ((size_t)1 << 20)
+
+/* Writes the gathered fields to the scratch file (one pwrite per block instead of one per field). */
+static int scratch_flush(ingest_ctx *c)
+{
+    size_t done = 0;
+    off_t off = (off_t)c->wfirst * (off_t)((size_t)c->nlat * (size_t)c->nlon * sizeof(float));
+    while (done < c->wlen) {
+        ssize_t n = pwrite(c->scratch_fd, c->wbuf + done, c->wlen - done, off + (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return sm_fail(SM_ERR_IO, "%s: scratch file write failed (%s); is the disk full?", c->opt->output,
+                           n < 0 ? strerror(errno) : "short write");
+        done += (size_t)n;
+    }
+    c->wlen = 0;
+    return SM_OK;
+}
+
+/* Appends field `idx` (always the next one) to the scratch file through the block buffer. */
+static int scratch_put(ingest_ctx *c, int64_t idx, const float *field)
+{
+    size_t bytes = (size_t)c->nlat * (size_t)c->nlon * sizeof(float);
+    if (!c->wbuf && bytes <= SCRATCH_BLOCK / 2) {
+        c->wbuf = malloc(SCRATCH_BLOCK);
+        if (c->wbuf) c->wcap = SCRATCH_BLOCK;
+    }
+    if (!c->wbuf || bytes > c->wcap) return scratch_io(c, idx, (float *)field, 1);
+    int st;
+    if (c->wlen && (c->wlen + bytes > c->wcap || idx != c->wfirst + (int64_t)(c->wlen / bytes)))
+        if ((st = scratch_flush(c))) return st;
+    if (c->wlen == 0) c->wfirst = idx;
+    memcpy(c->wbuf + c->wlen, field, bytes);
+    c->wlen += bytes;
+    return SM_OK;
+}
+
 /* One selected field: checks, output grid, scratch. */
 static int take_field(ingest_ctx *c, int f, int k, const field_meta *m, const src_geometry *g, const double *v)
 {
@@ -509,7 +555,7 @@ static int take_field(ingest_ctx *c, int f, int k, const field_meta *m, const sr
                            path, m->msg, s->sel.out_name);
         to_output(c, v, c->fbuf);
     }
-    if ((st = scratch_io(c, c->nscratch, c->fbuf, 1))) return st;
+    if ((st = scratch_put(c, c->nscratch, c->fbuf))) return st;
     note_meta(c, k, m);
     entry e = {.file = f, .msg = m->msg, .sel = k, .member = m->member, .scratch = c->nscratch, .valid = m->valid_time,
                .ref = m->reference_time, .period = m->forecast_period, .has_time = m->has_time};
@@ -530,6 +576,14 @@ static int pass_grib(ingest_ctx *c, int f)
     grib_reader *r;
     int st = grib_reader_open(path, &r);
     if (st) return st;
+    /* only the concept the selectors compare (paramId or shortName) for every field; the rest for
+     * the fields we keep */
+    int by_id = 0, by_name = 0;
+    for (int k = 0; k < c->nsel; k++) {
+        if (c->sv[k].sel.param_id > 0) by_id = 1;
+        else by_name = 1;
+    }
+    grib_reader_set_lazy(r, by_id && by_name ? GRIB_DESCRIBE_IDS : by_id ? GRIB_DESCRIBE_PARAM_ID : GRIB_DESCRIBE_SHORT_NAME);
     for (;;) {
         if (sm_interrupted()) {
             st = sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", path);
@@ -551,7 +605,8 @@ static int pass_grib(ingest_ctx *c, int f)
         const src_geometry *g = NULL;
         for (int k = 0; k < c->nsel && !st; k++) {
             if (!var_selector_match(&c->sv[k].sel, &m)) continue;
-            if (!v) st = grib_reader_decode(r, &v, &g);
+            if (!v) st = grib_reader_describe(r, &m);
+            if (!v && !st) st = grib_reader_decode(r, &v, &g);
             if (!st) st = take_field(c, f, k, &m, g, v);
         }
         if (st) break;
@@ -608,11 +663,12 @@ static int cmp_entry_slot(const void *a, const void *b)
 /* Writes every field from the scratch file in (variable, time, member) order. */
 static int write_dataset(ingest_ctx *c)
 {
+    int st;
+    if (c->wlen && (st = scratch_flush(c))) return st;
     qsort(c->e, c->ne, sizeof *c->e, cmp_entry_slot);
     size_t n = (size_t)c->nlat * (size_t)c->nlon;
     cf_calendar cal = CAL_STANDARD;
     cf_calendar_parse(c->calendar, &cal);
-    int st;
     for (size_t i = 0; i < c->ne; i++) {
         if (sm_interrupted()) return sm_fail(SM_ERR_INTERRUPTED, "%s: interrupted", c->opt->output);
         const entry *e = &c->e[i];
@@ -649,6 +705,63 @@ static int write_dataset(ingest_ctx *c)
     if (c->rep->n_duplicates > 3)
         log_warn("%d exact duplicate fields dropped in total (only the first 3 are listed)", c->rep->n_duplicates);
     return SM_OK;
+}
+
+/* The sha256 of every input (provenance) is computed in a second thread while the main thread
+ * decodes; both read the same files, the second read comes from the page cache. The thread never
+ * touches the error state: it leaves its message in `err` for the main thread. */
+typedef struct {
+    const ingest_options *opt;
+    char (*hex)[65];
+    atomic_int cancel;
+    int st;
+    char err[1200];
+} input_hasher;
+
+static int hash_one(input_hasher *hs, const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(hs->err, sizeof hs->err, "%s: cannot open: %s", path, strerror(errno));
+        return SM_ERR_IO;
+    }
+    enum { CHUNK = 1 << 18 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) {
+        fclose(f);
+        snprintf(hs->err, sizeof hs->err, "%s: out of memory while hashing", path);
+        return SM_ERR_NUMERIC;
+    }
+    sha256_ctx ctx;
+    sha256_init(&ctx);
+    size_t n;
+    int st = SM_OK;
+    while ((n = fread(buf, 1, CHUNK, f)) > 0) {
+        if (atomic_load(&hs->cancel) || sm_interrupted()) {
+            snprintf(hs->err, sizeof hs->err, "%s: hashing interrupted", path);
+            st = SM_ERR_INTERRUPTED;
+            break;
+        }
+        sha256_update(&ctx, buf, n);
+    }
+    if (!st && ferror(f)) {
+        snprintf(hs->err, sizeof hs->err, "%s: read error while hashing", path);
+        st = SM_ERR_IO;
+    }
+    fclose(f);
+    free(buf);
+    if (st) return st;
+    unsigned char d[32];
+    sha256_final(&ctx, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return SM_OK;
+}
+
+static void *hash_inputs(void *arg)
+{
+    input_hasher *hs = arg;
+    for (int f = 0; f < hs->opt->n_inputs && !hs->st; f++) hs->st = hash_one(hs, hs->opt->inputs[f], hs->hex[f]);
+    return NULL;
 }
 
 int ingest_run(const ingest_options *opt, ingest_report *rep)
@@ -706,17 +819,36 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
     }
     if ((st = scratch_open(c))) goto done;
 
-    /* ---- the pass over the inputs ---- */
+    /* ---- the pass over the inputs (and their hashes, alongside) ---- */
     double t0 = now_seconds();
-    for (int f = 0; f < opt->n_inputs; f++) {
+    input_hasher hs;
+    memset(&hs, 0, sizeof hs);
+    hs.opt = opt;
+    hs.hex = c->hex = calloc((size_t)opt->n_inputs, sizeof *c->hex);
+    if (!c->hex) {
+        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+        goto done;
+    }
+    pthread_t hasher;
+    int threaded = pthread_create(&hasher, NULL, hash_inputs, &hs) == 0;
+    for (int f = 0; f < opt->n_inputs && !st; f++) {
         const char *path = opt->inputs[f];
-        char hex[65];
-        if ((st = sha256_file(path, hex))) goto done;
-        c->inputs_len += (size_t)sprintf(c->inputs_text + c->inputs_len, "%s  %s\n", hex, path);
         c->fmt[f] = nc_file_looks_like_netcdf(path) ? 2 : 1;
         st = c->fmt[f] == 2 ? pass_netcdf(c, f) : pass_grib(c, f);
-        if (st) goto done;
     }
+    if (threaded) {
+        if (st) atomic_store(&hs.cancel, 1);
+        pthread_join(hasher, NULL);
+    } else if (!st) {
+        hash_inputs(&hs);
+    }
+    if (st) goto done;
+    if (hs.st) {
+        st = sm_fail(hs.st, "%s", hs.err);
+        goto done;
+    }
+    for (int f = 0; f < opt->n_inputs; f++)
+        c->inputs_len += (size_t)sprintf(c->inputs_text + c->inputs_len, "%s  %s\n", c->hex[f], opt->inputs[f]);
     rep->seconds_decode = now_seconds() - t0;
     for (int k = 0; k < c->nsel; k++) {
         if (c->sv[k].n_entries > 0) continue;

@@ -2,7 +2,8 @@
 # Streaming ingest: peak RSS stays under 100 MB and does not grow with the number of messages
 # (the ERA5 UK file and ten concatenated copies of it); the copies' exact duplicates are dropped
 # with a warning; a conflicting duplicate is an error naming both messages; messages in reverse
-# order give the same, time-sorted dataset; a field given at one time only is stored as static.
+# order give the same, time-sorted dataset; a field given at one time only is stored as static;
+# the inputs' sha256 in the dataset match sha256sum.
 set -u
 BIN=${SMOECAST_BIN:?}
 DATA=${SMOECAST_SHARED_DATA:-}
@@ -55,6 +56,37 @@ for d in ds[1:]:
     assert (d["time"][:] == t0).all(), "time axes differ"
     assert np.array_equal(d["2t"][:], ds[0]["2t"][:]), "values differ"
 print("one copy, ten copies and reversed order give identical datasets (744 hourly times)")
+PY
+
+# provenance: the inputs' sha256 (hashed in a second thread during the pass) as sha256sum prints them
+"$BIN" -q ingest --grid native --var 2t --out "$W/two.nc" "$UK" "$W/rev.grib" 2>/dev/null || fail "ingest of two inputs"
+sha256sum "$UK" "$W/rev.grib" > "$W/sums"
+/usr/bin/python3 - "$W/two.nc" "$W/sums" <<'PY' || fail "smoecast_inputs does not match sha256sum"
+import sys, netCDF4
+ds = netCDF4.Dataset(sys.argv[1])
+got = ds.getncattr("smoecast_inputs").strip()
+want = open(sys.argv[2]).read().strip()
+assert got == want, f"smoecast_inputs {got!r} != sha256sum {want!r}"
+# the reader describes (name, units, typeOfLevel) only the fields ingest keeps
+v = ds["2t"]
+assert v.units == "K" and v.long_name == "2 metre temperature", (v.units, v.long_name)
+print("smoecast_inputs matches sha256sum for both inputs; 2t described (K, 2 metre temperature)")
+PY
+
+# selection by paramId, and by paramId and shortName together (the reader then evaluates only the
+# concept the selectors compare for every message, the description for the fields kept)
+"$BIN" -q ingest --grid native --var 167 --out "$W/pid.nc" "$UK" 2>/dev/null || fail "ingest --var 167"
+"$BIN" -q ingest --grid native --var 167 --var x=2t --out "$W/mix.nc" "$UK" 2>/dev/null || fail "ingest --var 167 --var x=2t"
+/usr/bin/python3 - "$W/one.nc" "$W/pid.nc" "$W/mix.nc" <<'PY' || fail "selection by paramId differs"
+import sys, netCDF4, numpy as np
+one, pid, mix = (netCDF4.Dataset(p) for p in sys.argv[1:])
+ref = one["2t"][:]
+for d, names in ((pid, ["167"]), (mix, ["167", "x"])):
+    for n in names:
+        v = d[n]
+        assert np.array_equal(v[:], ref), n + " values"
+        assert v.units == "K" and v.long_name == "2 metre temperature" and v.standard_name == "air_temperature", (n, v.units, v.long_name)
+print("--var 167 and --var 167 --var x=2t give 2t's values and description")
 PY
 
 # a conflicting duplicate: one message of a copy with its values scaled
