@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libnetcdf-dev libeccodes-dev libopenblas-dev libcmocka-dev libyaml-dev libudunits2-dev
+  libnetcdf-dev libeccodes-dev libopenblas-dev libcmocka-dev libyaml-dev libudunits2-dev libssl-dev
   libopenmpi-dev openmpi-bin
   libgmt-dev gmt gmt-common gmt-gshhg-low ghostscript
   libeccodes-tools netcdf-bin cdo

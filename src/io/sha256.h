@@ -1,15 +1,14 @@
-/* SHA-256 (FIPS 180-4) of files, for the provenance of every input a dataset was made from. */
+/* SHA-256 (FIPS 180-4) of files, for the provenance of every input a dataset was made from.
+ * A thin layer over OpenSSL's libcrypto (hardware SHA extensions where the CPU has them). */
 #ifndef SMOECAST_IO_SHA256_H
 #define SMOECAST_IO_SHA256_H
 
 #include <stddef.h>
-#include <stdint.h>
 
+/* Streaming state; the opaque buffer holds OpenSSL's SHA256_CTX (112 bytes in OpenSSL 1.1 and 3),
+ * so callers keep it on the stack and nothing needs freeing. */
 typedef struct {
-    uint32_t h[8];
-    uint64_t bytes;
-    unsigned char buf[64];
-    size_t nbuf;
+    _Alignas(8) unsigned char state[128];
 } sha256_ctx;
 
 void sha256_init(sha256_ctx *c);
