@@ -226,6 +226,9 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
                  E->batch / E->size, E->batch, cfg->training.sync_batchnorm ? ", synchronised BatchNorm" : "");
         if (cfg->training.sync_batchnorm && (st = model_set_batchnorm_sync(E->m, bn_allreduce, NULL))) return st;
     }
+    /* MoE draws per global sample and batch statistics over ranks (also on one rank, so that
+     * the draws are those of any split) */
+    if ((st = model_set_dist(E->m, E->size > 1 ? bn_allreduce : NULL, NULL, E->batch))) return st;
     if (resume) {
         checkpoint_state_init(resumed);
         resumed->opt = E->opt;
@@ -299,7 +302,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             model_zero_grad(m);
             if (n > 0) {
                 model_set_batch(m, n);
-                model_set_sample_offset(m, lo);
+                model_set_shard(m, lo, ng);
                 if ((st = task->assemble(task->ctx, E.order + first + lo, n, model_input(m)))) break;
                 if ((st = model_forward(m, 1, &E.rng_dropout))) break;
                 double loss_local = task->loss(task->ctx, model_output(m), n);
@@ -314,6 +317,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
                  * take part in the BatchNorm reductions */
                 rng_u32(&E.rng_dropout);
                 rng_u32(&E.rng_dropout);
+                model_set_shard(m, lo, ng);
                 if ((st = model_sync_idle(m))) break;
             }
             if (E.size > 1) {
@@ -392,6 +396,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
         }
     }
     model_set_batchnorm_sync(m, NULL, NULL);
+    model_set_dist(m, NULL, NULL, 0);
     result->epochs_done = epoch;
     result->steps_done = step;
     result->best_val = best;
