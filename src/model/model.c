@@ -81,7 +81,7 @@ struct sm_model {
     void *bn_arg;
     double *bn_scratch;
     /* data-parallel MoE layers (model_set_dist / model_set_shard) */
-    int dist_on, dist_max_global, global_batch, last_dist;
+    int dist_on, dist_max_global, global_batch, last_dist, dist_rank, dist_size;
     norm_reduce_fn dist_reduce;
     void *dist_arg;
     double *dist_scratch;
@@ -729,7 +729,7 @@ void model_set_shard(sm_model *m, int64_t first, int global_batch)
     m->global_batch = global_batch;
 }
 
-int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int max_global_batch)
+int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int rank, int size, int max_global_batch)
 {
     free(m->dist_scratch);
     m->dist_scratch = NULL;
@@ -750,6 +750,8 @@ int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int max_global
     m->dist_reduce = reduce;
     m->dist_arg = arg;
     m->dist_max_global = max_global_batch;
+    m->dist_rank = reduce && size > 1 ? rank : 0;
+    m->dist_size = reduce && size > 1 ? size : 1;
     return SM_OK;
 }
 
@@ -763,6 +765,8 @@ static pmoe_dist dist_ctx(const sm_model *m, int i, uint64_t key, int batch)
     d.red.sum = m->dist_reduce;
     d.red.arg = m->dist_arg;
     d.red.grad_scale = batch > 0 ? (double)global / batch : 1.0;
+    d.rank = m->dist_rank;
+    d.size = m->dist_size;
     d.first = m->sample_first > 0 ? m->sample_first : 0;
     d.global_batch = global;
     d.key = key + (uint64_t)i * 0x9E3779B97F4A7C15ull;

@@ -122,12 +122,13 @@ void model_set_sample_offset(sm_model *m, int64_t first);
  * the stream (step key, global sample), similarity pairs over the global batch's tokens, SMoE
  * gate noise as sample b's block of a per-step stream), run the capacity selection over the
  * global batch and sum the importance / load / switch / entropy / similarity statistics over
- * processes with `reduce` (moe/point_moe.h pmoe_dist; NULL: one process). So N processes
- * holding shards of a global batch compute what one process computes on the whole batch.
+ * processes with `reduce` (moe/point_moe.h pmoe_dist; NULL: one process). So `size`
+ * processes holding consecutive shards of a global batch (process `rank` the rank-th shard)
+ * compute what one process computes on the whole batch.
  * Needs model_set_shard (or model_set_sample_offset) before each training forward.
  * max_global_batch sizes a scratch buffer (allocated here); 0 switches dist off.
  * SM_OK or SM_ERR_NUMERIC (out of memory). */
-int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int max_global_batch);
+int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int rank, int size, int max_global_batch);
 /* The next batch is samples first .. first + batch - 1 of a global batch of global_batch
  * samples (model_set_sample_offset plus the global size, for model_set_dist). */
 void model_set_shard(sm_model *m, int64_t first, int global_batch);

@@ -319,7 +319,7 @@ static void softmax_all(int N, size_t P, const float *a, float *out)
 size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int global_batch)
 {
     const size_t P = (size_t)P_of(s);
-    size_t sel = 2 * (size_t)global_batch * s->n_experts * P;   /* noisy logits, kept flags */
+    size_t sel = 2 * (size_t)global_batch * s->n_experts * P;   /* noisy logits, kept flags (local batch <= global) */
     size_t sim = moe_similarity_scratch_doubles(s->c_in, s->n_experts, s->sim_pairs);
     return (sel > sim ? sel : sim) + 1;
 }
@@ -343,27 +343,52 @@ static int dist_best_free(int N, size_t P, const double *h, const double *kept, 
     return best;
 }
 
-/* moe_gate.h's selection (rank by rank, tokens in (b, p) order, capacity cap or 0) over
- * batch tokens of the layout (batch, N, P). */
-static void dist_select(int batch, int N, size_t P, int k, int cap, const double *h, double *kept,
+/* One pass (the j-th choice of every token) of moe_gate.h's selection over the tokens of the
+ * layout (batch, N, P) in (b, p) order; count: tokens per expert so far (updated). */
+static void select_pass(int batch, int N, size_t P, int cap, const double *h, double *kept, int *count,
                         double *dropped, double *rerouted)
 {
+    for (int b = 0; b < batch; b++)
+        for (size_t p = 0; p < P; p++) {
+            size_t q = (size_t)b * N * P + p;
+            int e = dist_best_free(N, P, h, kept, q, count, cap);
+            if (cap > 0 && e != dist_best_free(N, P, h, kept, q, count, 0)) *rerouted += 1;
+            if (e < 0) {
+                *dropped += 1;
+                continue;
+            }
+            kept[q + (size_t)e * P] = 1.0;
+            count[e]++;
+        }
+}
+
+/* The selection with a capacity over the global batch, whose tokens are split over the
+ * processes in rank order: for each pass j, the ranks take their turn in order; rank q runs
+ * the pass over its tokens with the counts left by the tokens before them, and the count
+ * increments (plus dropped / re-routed) are summed over processes, so each rank sees the
+ * counts of all earlier tokens: the result is that of one process on the global batch, for
+ * k * size reductions of N + 2 doubles. A rank without tokens (batch 0) takes part too. */
+static void select_global(int batch, int N, size_t P, int k, int cap, const double *h, double *kept,
+                          pmoe_dist *d, double *dropped, double *rerouted)
+{
     int count[DIST_MAX_EXPERTS] = {0};
-    memset(kept, 0, (size_t)batch * N * P * sizeof(double));
+    double buf[DIST_MAX_EXPERTS + 2];
+    if (batch > 0) memset(kept, 0, (size_t)batch * N * P * sizeof(double));
     *dropped = *rerouted = 0;
     for (int j = 0; j < k; j++)
-        for (int b = 0; b < batch; b++)
-            for (size_t p = 0; p < P; p++) {
-                size_t q = (size_t)b * N * P + p;
-                int e = dist_best_free(N, P, h, kept, q, count, cap);
-                if (cap > 0 && e != dist_best_free(N, P, h, kept, q, count, 0)) *rerouted += 1;
-                if (e < 0) {
-                    *dropped += 1;
-                    continue;
-                }
-                kept[q + (size_t)e * P] = 1.0;
-                count[e]++;
+        for (int q = 0; q < d->size; q++) {
+            memset(buf, 0, sizeof(double) * (size_t)(N + 2));
+            if (q == d->rank && batch > 0) {
+                int work[DIST_MAX_EXPERTS];
+                memcpy(work, count, sizeof(int) * (size_t)N);
+                select_pass(batch, N, P, cap, h, kept, work, &buf[N], &buf[N + 1]);
+                for (int n = 0; n < N; n++) buf[n] = work[n] - count[n];
             }
+            if (d->size > 1) moe_reduce_sum(&d->red, buf, (size_t)(N + 2));
+            for (int n = 0; n < N; n++) count[n] += (int)lround(buf[n]);
+            *dropped += buf[N];
+            *rerouted += buf[N + 1];
+        }
 }
 
 /* One token gate level in data-parallel mode: moe_gate_forward without noise or capacity,
@@ -389,17 +414,13 @@ static void gate_forward_dist(const moe_gate_shape *gs, const float *x, const fl
             for (size_t i = (size_t)b * NP; i < (size_t)(b + 1) * NP; i++)
                 v.noisy[i] = v.clean[i] + (float)rng_normal(&r) * v.std[i];
         }
-    /* noisy logits of the tokens taking part in the selection: the global batch with a
-     * capacity (zero except for the local slice, summed over processes), else the local one */
-    const int Bsel = cap > 0 ? d->global_batch : B;
-    const size_t off = cap > 0 ? (size_t)d->first * NP : 0;
-    double *h = d->scratch, *kept = d->scratch + (size_t)Bsel * NP;
-    memset(h, 0, (size_t)Bsel * NP * sizeof(double));
-    for (size_t i = 0; i < (size_t)B * NP; i++) h[off + i] = v.noisy[i];
-    if (cap > 0) moe_reduce_sum(&d->red, h, (size_t)Bsel * NP);
+    /* the selection over the local tokens, in turn with the other ranks when a capacity
+     * couples them */
+    double *h = d->scratch, *kept = d->scratch + (size_t)B * NP;
+    for (size_t i = 0; i < (size_t)B * NP; i++) h[i] = v.noisy[i];
     double dropped, rerouted;
-    dist_select(Bsel, N, P, gs->k, cap, h, kept, &dropped, &rerouted);
-    for (size_t i = 0; i < (size_t)B * NP; i++) v.kept[i] = (float)kept[off + i];
+    select_global(B, N, P, gs->k, cap, h, kept, d, &dropped, &rerouted);
+    for (size_t i = 0; i < (size_t)B * NP; i++) v.kept[i] = (float)kept[i];
     v.stats[0] = (float)dropped;
     v.stats[1] = (float)rerouted;
     /* softmax over the kept experts (as moe_gate_forward) */
@@ -796,10 +817,10 @@ void pmoe_dist_idle(const pmoe_shape *s, const pmoe_aux_weights *aux, int backwa
         if (s->gate != PMOE_SOFTMAX_TOPK && s->gate != PMOE_LAPLACE) return;
         moe_gate_shape glob = single_gate(s);
         glob.batch = d->global_batch;
-        if (moe_gate_capacity(&glob) == 0) return;
-        size_t n = (size_t)d->global_batch * s->n_experts * P;
-        memset(d->scratch, 0, n * sizeof(double));
-        moe_reduce_sum(r, d->scratch, n);
+        int cap = moe_gate_capacity(&glob);
+        if (cap == 0) return;
+        double dropped, rerouted;
+        select_global(0, s->n_experts, P, s->k, cap, NULL, NULL, d, &dropped, &rerouted);
         return;
     }
     moe_layout lg = {0, s->n_experts, P};

@@ -96,9 +96,10 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
  * are those of the global batch, so they do not depend on how it is split:
  *  - gate noise: sample b draws its (N, H, W) normals from the stream (key + level, first + b)
  *    (level 0: the single / outer gate, 1 + g: HMOE inner gate g);
- *  - capacity (training): the noisy logits of the global batch are gathered through red and
- *    every process runs the selection of moe_gate.h over the global batch (tokens in global
- *    (b, p) order, capacity from the global token count), keeping its own slice;
+ *  - capacity (training): moe_gate.h's selection over the global batch (tokens in global
+ *    (b, p) order, capacity from the global token count): for each of the k passes the ranks
+ *    (holding consecutive shards, rank order = sample order) take turns, each starting from
+ *    the expert counts of all earlier tokens (k * size reductions of N + 2 doubles);
  *  - similarity pairs: drawn over the global batch's tokens from the stream (key, 0x51);
  *    moe_similarity_loss_r gathers the paired tokens;
  *  - importance / load / switch / entropy statistics are summed over processes (moe_reduce;
@@ -108,6 +109,7 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
  * With training == 0 the passes equal pmoe_forward (no draws, no reductions). */
 typedef struct {
     moe_reduce red;
+    int rank, size;          /* this process's place among the processes (shards in rank order) */
     int64_t first;
     int global_batch;
     uint64_t key;            /* this step's key for this layer */

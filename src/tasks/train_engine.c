@@ -228,7 +228,7 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
     }
     /* MoE draws per global sample and batch statistics over ranks (also on one rank, so that
      * the draws are those of any split) */
-    if ((st = model_set_dist(E->m, E->size > 1 ? bn_allreduce : NULL, NULL, E->batch))) return st;
+    if ((st = model_set_dist(E->m, E->size > 1 ? bn_allreduce : NULL, NULL, E->rank, E->size, E->batch))) return st;
     if (resume) {
         checkpoint_state_init(resumed);
         resumed->opt = E->opt;
@@ -396,7 +396,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
         }
     }
     model_set_batchnorm_sync(m, NULL, NULL);
-    model_set_dist(m, NULL, NULL, 0);
+    model_set_dist(m, NULL, NULL, 0, 1, 0);
     result->epochs_done = epoch;
     result->steps_done = step;
     result->best_val = best;

@@ -92,7 +92,7 @@ static void test_dist_pmoe_equals_plain(void **state)
     /* no noise, no pairs: the only difference is the code path (selection with capacity and
      * the balancing statistics through moe_reduce) */
     sm_model *a = build(4, 0, 0), *b = build(4, 0, 0);
-    assert_int_equal(model_set_dist(b, NULL, NULL, 4), SM_OK);
+    assert_int_equal(model_set_dist(b, NULL, NULL, 0, 1, 4), SM_OK);
     model_set_shard(b, 0, 4);
     model_set_sample_offset(a, -1);
     rng_t r1, r2;
@@ -134,20 +134,21 @@ static void test_idle_matches_step(void **state)
     memset(&busy, 0, sizeof busy);
     memset(&idle, 0, sizeof idle);
     assert_int_equal(model_set_batchnorm_sync(m, log_reduce, &busy), SM_OK);
-    assert_int_equal(model_set_dist(m, log_reduce, &busy, 4), SM_OK);
+    assert_int_equal(model_set_dist(m, log_reduce, &busy, 1, 2, 4), SM_OK);
     model_set_shard(m, 2, 4);
     rng_t r;
     rng_seed(&r, 1, 1);
     step(m, 2, &r);
     assert_int_equal(model_set_batchnorm_sync(m, log_reduce, &idle), SM_OK);
-    assert_int_equal(model_set_dist(m, log_reduce, &idle, 4), SM_OK);
+    assert_int_equal(model_set_dist(m, log_reduce, &idle, 1, 2, 4), SM_OK);
     model_set_shard(m, 4, 4);
     assert_int_equal(model_sync_idle(m), SM_OK);
-    /* BatchNorm 3 + capacity gather 1 + importance, similarity, load, switch, entropy 5 */
-    assert_int_equal(busy.n, 9);
+    /* BatchNorm 3 + capacity turns k * size = 4 + importance, similarity, load, switch,
+     * entropy 5 */
+    assert_int_equal(busy.n, 12);
     assert_int_equal(idle.n, busy.n);
     for (int i = 0; i < busy.n; i++) assert_int_equal(idle.sizes[i], busy.sizes[i]);
-    model_set_dist(m, NULL, NULL, 0);
+    model_set_dist(m, NULL, NULL, 0, 1, 0);
     model_set_batchnorm_sync(m, NULL, NULL);
     model_free(m);
 }

@@ -128,7 +128,7 @@ static float *train(int lo, int hi, int shared, int reduce_moe, double *aux_sum)
     assert_non_null(m);
     param_store *ps = model_params(m);
     if (shared) assert_int_equal(model_set_batchnorm_sync(m, mpi_sum, NULL), SM_OK);
-    assert_int_equal(model_set_dist(m, reduce_moe ? mpi_sum : NULL, NULL, GB), SM_OK);
+    assert_int_equal(model_set_dist(m, reduce_moe ? mpi_sum : NULL, NULL, dist_rank(), dist_size(), GB), SM_OK);
     optim_config oc = optim_default_config(OPTIM_ADAM);
     oc.lr = 1e-2;
     optim *opt = NULL;
@@ -166,7 +166,7 @@ static float *train(int lo, int hi, int shared, int reduce_moe, double *aux_sum)
     memcpy(w, param_store_data_all(ps), sizeof(float) * np);
     /* tensor boundaries for the comparison: the store layout is the same for every batch */
     optim_free(opt);
-    model_set_dist(m, NULL, NULL, 0);
+    model_set_dist(m, NULL, NULL, 0, 1, 0);
     model_set_batchnorm_sync(m, NULL, NULL);
     model_free(m);
     free(x);
