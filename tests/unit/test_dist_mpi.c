@@ -8,7 +8,7 @@
  * Every rank trains a reference on the whole global batch of 8 (one process) and its shard of
  * 4 with the gradient allreduce; after 20 Adam steps the weights agree per tensor to
  * ||w2 - w1|| <= 1e-5 ||w1|| + 1e-7. Without the reductions of the MoE statistics (each rank
- * on its own) they do not. */
+ * on its own) they do not. The same with a hierarchical (HMOE) point gate. */
 #include "testutil.h"
 
 #include "core/dist.h"
@@ -59,6 +59,8 @@ static int mpi_sum(double *buf, size_t n, void *arg)
     return dist_allreduce_sum_d(buf, n);
 }
 
+static pmoe_gate_type g_gate = PMOE_SOFTMAX_TOPK;
+
 static sm_model *build(int batch)
 {
     sm_model *m = model_create(CI, HH, WW);
@@ -73,9 +75,19 @@ static sm_model *build(int batch)
     ps.n_experts = 4;
     ps.k = 2;
     ps.hidden = 4;
-    ps.gate = PMOE_SOFTMAX_TOPK;
+    ps.gate = g_gate;
     ps.noisy = 1;
-    ps.capacity_factor = 1.0f;
+    if (g_gate == PMOE_HMOE) {
+        /* 2 groups x 2 experts, noisy softmax levels (no capacity at either level) */
+        ps.groups = 2;
+        ps.experts_per_group = 2;
+        ps.k_outer = 1;
+        ps.k_inner = 1;
+        ps.k = 1;
+        ps.outer_kind = ps.inner_kind = MOE_GATE_SOFTMAX;
+    } else {
+        ps.capacity_factor = 1.0f;
+    }
     ps.sim_pairs = 32;
     pmoe_aux_weights pa = {0.1f, 0.1f, 0.05f, 0.02f, 0.1f, 0.05f};
     x = model_add_pmoe(m, "pmoe", x, &ps, &pa);
@@ -201,6 +213,7 @@ static int count_bad(const float *w1, const float *w2, int verbose)
 static void test_moe_model_equal(void **state)
 {
     (void)state;
+    g_gate = PMOE_SOFTMAX_TOPK;
     const int r = dist_rank(), n = dist_size();
     const int lo = GB * r / n, hi = GB * (r + 1) / n;
     double aux1, aux2, aux3;
@@ -218,6 +231,24 @@ static void test_moe_model_equal(void **state)
     free(w3);
 }
 
+/* The same with a hierarchical (HMOE) point gate: noise at both levels, per-level balancing
+ * statistics summed over ranks. */
+static void test_hmoe_model_equal(void **state)
+{
+    (void)state;
+    g_gate = PMOE_HMOE;
+    const int r = dist_rank(), n = dist_size();
+    double aux1, aux2;
+    float *w1 = train(0, GB, 0, 0, &aux1);
+    float *w2 = train(GB * r / n, GB * (r + 1) / n, 1, 1, &aux2);
+    assert_int_equal(count_bad(w1, w2, 0), 0);
+    assert_true(fabs(aux2 - aux1) <= 1e-5 * fabs(aux1));
+    if (r == 0) printf("  hmoe: 2 ranks == 1 rank (aux loss %.6g vs %.6g)\n", aux2, aux1);
+    free(w1);
+    free(w2);
+    g_gate = PMOE_SOFTMAX_TOPK;
+}
+
 int main(int argc, char **argv)
 {
     if (dist_init(&argc, &argv) != SM_OK) return 1;
@@ -226,7 +257,8 @@ int main(int argc, char **argv)
         dist_finalize();
         return 77;
     }
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_collectives), cmocka_unit_test(test_moe_model_equal)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_collectives), cmocka_unit_test(test_moe_model_equal),
+                                       cmocka_unit_test(test_hmoe_model_equal)};
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int any = failed != 0;
     dist_allreduce_max_i(&any);
