@@ -85,6 +85,9 @@ struct sm_model {
     norm_reduce_fn dist_reduce;
     void *dist_arg;
     double *dist_scratch;
+    model_grad_ready_fn grad_ready;   /* model_set_grad_ready */
+    void *grad_ready_arg;
+    size_t *grad_lo;
     int profile;                /* accumulate per-layer times */
     double *t_fwd, *t_bwd;      /* n_layers each (allocated by model_set_profile) */
     long n_fwd, n_bwd;
@@ -126,6 +129,7 @@ void model_free(sm_model *m)
     free(m->ws);
     free(m->bn_scratch);
     free(m->dist_scratch);
+    free(m->grad_lo);
     free(m->t_fwd);
     free(m->t_bwd);
     free(m);
@@ -800,30 +804,61 @@ int model_set_batchnorm_sync(sm_model *m, norm_reduce_fn reduce, void *arg)
     return SM_OK;
 }
 
+/* The reductions of layer i in one training pass (forward 0, backward 1) with no sample. */
+static int idle_layer(sm_model *m, int i, int pass)
+{
+    if (m->layers[i].kind == LAYER_PMOE && m->dist_on && m->dist_reduce) {
+        pmoe_dist d = dist_ctx(m, i, 0, 0);
+        pmoe_dist_idle(&m->layers[i].pmoe, &m->layers[i].paux, pass, &d);
+        return d.red.status;
+    }
+    if (m->layers[i].kind != LAYER_BATCHNORM || !m->bn_reduce) return SM_OK;
+    size_t c = (size_t)m->slots[m->layers[i].in0].c;
+    int st;
+    memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
+    if (pass == 0) {
+        if ((st = m->bn_reduce(m->bn_scratch, c + 1, m->bn_arg))) return st;
+        memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
+        return m->bn_reduce(m->bn_scratch, c, m->bn_arg);
+    }
+    return m->bn_reduce(m->bn_scratch, 2 * c + 1, m->bn_arg);
+}
+
 int model_sync_idle(sm_model *m)
 {
-    if (!m->bn_reduce && !(m->dist_on && m->dist_reduce)) return SM_OK;
     for (int pass = 0; pass < 2; pass++)
         for (int j = 0; j < m->n_layers; j++) {
             int i = pass == 0 ? j : m->n_layers - 1 - j;
-            if (m->layers[i].kind == LAYER_PMOE && m->dist_on && m->dist_reduce) {
-                pmoe_dist d = dist_ctx(m, i, 0, 0);
-                pmoe_dist_idle(&m->layers[i].pmoe, &m->layers[i].paux, pass, &d);
-                if (d.red.status) return d.red.status;
-                continue;
-            }
-            if (m->layers[i].kind != LAYER_BATCHNORM || !m->bn_reduce) continue;
-            size_t c = (size_t)m->slots[m->layers[i].in0].c;
-            int st;
-            memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
-            if (pass == 0) {
-                if ((st = m->bn_reduce(m->bn_scratch, c + 1, m->bn_arg))) return st;
-                memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
-                if ((st = m->bn_reduce(m->bn_scratch, c, m->bn_arg))) return st;
-            } else if ((st = m->bn_reduce(m->bn_scratch, 2 * c + 1, m->bn_arg))) {
-                return st;
-            }
+            int st = idle_layer(m, i, pass);
+            if (!st && pass == 1 && m->grad_ready) st = m->grad_ready(m->grad_lo[i], m->grad_ready_arg);
+            if (st) return st;
         }
+    return SM_OK;
+}
+
+int model_set_grad_ready(sm_model *m, model_grad_ready_fn fn, void *arg)
+{
+    free(m->grad_lo);
+    m->grad_lo = NULL;
+    m->grad_ready = NULL;
+    m->grad_ready_arg = NULL;
+    if (!fn) return SM_OK;
+    if (!m->finalized) return sm_fail(SM_ERR_USAGE, "model: model_set_grad_ready before model_finalize");
+    m->grad_lo = malloc(sizeof(size_t) * (size_t)(m->n_layers > 0 ? m->n_layers : 1));
+    if (!m->grad_lo) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    /* lowest store offset of each layer's tensors, then the minimum over the layers from i to
+     * the last: after layer i's backward, every gradient from there on is final */
+    size_t lo = param_store_size(m->store);
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const layer *l = &m->layers[i];
+        const int *ids = is_moe(l) ? l->mpid : l->pid;
+        const int nid = is_moe(l) ? l->n_minfo : 4;
+        for (int t = 0; t < nid; t++)
+            if (ids[t] >= 0 && param_store_view(m->store, ids[t])->offset < lo) lo = param_store_view(m->store, ids[t])->offset;
+        m->grad_lo[i] = lo;
+    }
+    m->grad_ready = fn;
+    m->grad_ready_arg = arg;
     return SM_OK;
 }
 int model_max_batch(const sm_model *m) { return m->max_batch; }
@@ -1215,6 +1250,10 @@ int model_backward(sm_model *m)
             break;
         }
         default: break;
+        }
+        if (m->grad_ready) {
+            int st = m->grad_ready(m->grad_lo[i], m->grad_ready_arg);
+            if (st) return st;
         }
     }
     if (m->profile) {

@@ -141,6 +141,14 @@ int model_set_batchnorm_sync(sm_model *m, norm_reduce_fn reduce, void *arg);
  * forever). */
 int model_sync_idle(sm_model *m);
 
+/* Gradient-ready hook (data-parallel overlap, core/dist.h dist_grad_sync_ready): called by
+ * model_backward (and model_sync_idle) after each layer, in reverse layer order, with the
+ * store offset from which every parameter gradient to the end of the store is final. NULL
+ * switches it off. After model_finalize. SM_OK, SM_ERR_USAGE or SM_ERR_NUMERIC (OOM). A
+ * non-zero return of fn ends the backward with that status. */
+typedef int (*model_grad_ready_fn)(size_t first, void *arg);
+int model_set_grad_ready(sm_model *m, model_grad_ready_fn fn, void *arg);
+
 /* ---- passes ---- */
 /* Weights: torch-compatible defaults or the layer's init_mode; BatchNorm weight 1, bias 0,
  * running mean 0, running var 1; SMoE layers by smoe_init. Draws from `rng` in layer order. */

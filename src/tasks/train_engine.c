@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #define TRAIN_MAX_MOE 16
+#define TRAIN_OVERLAP_CHUNK 65536   /* floats per non-blocking gradient allreduce (at least) */
 
 typedef struct {
     const sm_config *cfg;
@@ -32,6 +33,8 @@ typedef struct {
     int64_t *order;
     int batch;                     /* global batch (all ranks together) */
     int rank, size;                /* core/dist.h: data-parallel ranks */
+    int overlap;                   /* gradient allreduce overlapped with backward */
+    dist_grad_sync gsync;
     char dir[CFG_PATH], last_path[CFG_PATH + 16], best_path[CFG_PATH + 16], metrics_path[CFG_PATH + 16];
     int n_moe;
     moe_routing_metrics routing[TRAIN_MAX_MOE];
@@ -229,6 +232,14 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
     /* MoE draws per global sample and batch statistics over ranks (also on one rank, so that
      * the draws are those of any split) */
     if ((st = model_set_dist(E->m, E->size > 1 ? bn_allreduce : NULL, NULL, E->rank, E->size, E->batch))) return st;
+    /* SMOECAST_GRAD_OVERLAP=1: start the allreduce of each layer's gradients as soon as its
+     * backward is done (docs/distributed.md: no gain measured for these models) */
+    const char *ov = getenv("SMOECAST_GRAD_OVERLAP");
+    E->overlap = E->size > 1 && ov && !strcmp(ov, "1");
+    if (E->overlap) {
+        if ((st = model_set_grad_ready(E->m, dist_grad_sync_ready, &E->gsync))) return st;
+        log_info("gradient allreduce overlapped with backward (non-blocking, chunks of at least %d floats)", TRAIN_OVERLAP_CHUNK);
+    }
     if (resume) {
         checkpoint_state_init(resumed);
         resumed->opt = E->opt;
@@ -300,6 +311,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             /* [loss share, aux share, interrupted]: summed over ranks with the gradient */
             double red[3] = {0, 0, sm_interrupted() ? 1 : 0};
             model_zero_grad(m);
+            if (E.overlap) dist_grad_sync_begin(&E.gsync, grad_all, grad_n, (float)n / (float)ng, TRAIN_OVERLAP_CHUNK);
             if (n > 0) {
                 model_set_batch(m, n);
                 model_set_shard(m, lo, ng);
@@ -323,9 +335,13 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             if (E.size > 1) {
                 /* Each rank's gradient is that of its mean loss over n samples; weighting by
                  * n / ng and summing gives the gradient of the global-batch mean loss. */
-                float w = (float)n / (float)ng;
-                for (size_t k = 0; k < grad_n; k++) grad_all[k] *= w;
-                if ((st = dist_allreduce_sum_f(grad_all, grad_n))) break;
+                if (E.overlap) {
+                    if ((st = dist_grad_sync_finish(&E.gsync))) break;
+                } else {
+                    float w = (float)n / (float)ng;
+                    for (size_t k = 0; k < grad_n; k++) grad_all[k] *= w;
+                    if ((st = dist_allreduce_sum_f(grad_all, grad_n))) break;
+                }
                 if ((st = dist_allreduce_sum_d(red, 3))) break;
             }
             double loss = red[0];
@@ -397,6 +413,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
     }
     model_set_batchnorm_sync(m, NULL, NULL);
     model_set_dist(m, NULL, NULL, 0, 1, 0);
+    model_set_grad_ready(m, NULL, NULL);
     result->epochs_done = epoch;
     result->steps_done = step;
     result->best_val = best;

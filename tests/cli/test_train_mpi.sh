@@ -75,6 +75,11 @@ PY
 }
 if out=$(compare one/last.nc two/last.nc 2>&1); then ok "2 ranks == 1 rank after 20 steps: $out"; else fail "weights differ: $out"; fi
 
+# the gradient allreduce overlapped with backward (SMOECAST_GRAD_OVERLAP=1) gives the same weights
+expect_exit 0 "allreduce overlapped with backward" -- "${MPI[@]}" -x SMOECAST_GRAD_OVERLAP=1 -np 2 "$BIN" train -c cfg.yaml \
+  run.threads=1 output.dir=overlap
+if out=$(compare one/last.nc overlap/last.nc 2>&1); then ok "overlapped allreduce: 2 ranks == 1 rank: $out"; else fail "overlap weights differ: $out"; fi
+
 # the point-gated layer: gate noise, capacity order and similarity pairs drawn per global sample,
 # its batch statistics summed over ranks
 sed -e 's/gate: latent/gate: softmax_topk/' -e 's/experts: 3/experts: 4/' -e 's/k: 1$/k: 2/' \

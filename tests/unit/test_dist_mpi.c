@@ -8,7 +8,9 @@
  * Every rank trains a reference on the whole global batch of 8 (one process) and its shard of
  * 4 with the gradient allreduce; after 20 Adam steps the weights agree per tensor to
  * ||w2 - w1|| <= 1e-5 ||w1|| + 1e-7. Without the reductions of the MoE statistics (each rank
- * on its own) they do not. The same with a hierarchical (HMOE) point gate. */
+ * on its own) they do not. The gradient allreduce overlapped with backward (non-blocking, in
+ * chunks) gives the same weights as the single allreduce. The same with a hierarchical (HMOE)
+ * point gate. */
 #include "testutil.h"
 
 #include "core/dist.h"
@@ -133,6 +135,8 @@ static void make_batch(int step, float *x, float *t)
 /* 20 Adam steps on samples [lo, hi) of every global batch; with `shared` the MoE statistics and
  * BatchNorm are reduced over ranks and the gradients weighted and summed. Returns the flat
  * parameters (caller frees) and the sum over steps of the global aux loss. */
+static int g_overlap; /* gradient allreduce overlapped with backward (dist_grad_sync) */
+
 static float *train(int lo, int hi, int shared, int reduce_moe, double *aux_sum)
 {
     const int n = hi - lo;
@@ -141,6 +145,9 @@ static float *train(int lo, int hi, int shared, int reduce_moe, double *aux_sum)
     param_store *ps = model_params(m);
     if (shared) assert_int_equal(model_set_batchnorm_sync(m, mpi_sum, NULL), SM_OK);
     assert_int_equal(model_set_dist(m, reduce_moe ? mpi_sum : NULL, NULL, dist_rank(), dist_size(), GB), SM_OK);
+    dist_grad_sync gsync;
+    int overlap = shared && g_overlap;
+    if (overlap) assert_int_equal(model_set_grad_ready(m, dist_grad_sync_ready, &gsync), SM_OK);
     optim_config oc = optim_default_config(OPTIM_ADAM);
     oc.lr = 1e-2;
     optim *opt = NULL;
@@ -157,12 +164,17 @@ static float *train(int lo, int hi, int shared, int reduce_moe, double *aux_sum)
         model_set_shard(m, lo, GB);
         memcpy(model_input(m), x + (size_t)lo * CI * P, sizeof(float) * (size_t)n * CI * P);
         model_zero_grad(m);
+        if (overlap) dist_grad_sync_begin(&gsync, param_store_grad_all(ps), param_store_size(ps), (float)n / GB, 512);
         assert_int_equal(model_forward(m, 1, &drop), SM_OK);
         memset(model_output_grad(m), 0, nout * sizeof(float));
         loss_mse_masked_backward(model_output_grad(m), model_output(m), t + (size_t)lo * 2 * P, nout, 1.0);
         assert_int_equal(model_backward(m), SM_OK);
         double aux = model_aux_loss(m) * n / GB;
-        if (shared) {
+        if (overlap) {
+            assert_int_equal(dist_grad_sync_finish(&gsync), SM_OK);
+            assert_true(gsync.chunks > 1);
+            assert_int_equal(dist_allreduce_sum_d(&aux, 1), SM_OK);
+        } else if (shared) {
             float *g = param_store_grad_all(ps);
             size_t ng = param_store_size(ps);
             for (size_t i = 0; i < ng; i++) g[i] *= (float)n / GB;
@@ -180,6 +192,7 @@ static float *train(int lo, int hi, int shared, int reduce_moe, double *aux_sum)
     optim_free(opt);
     model_set_dist(m, NULL, NULL, 0, 1, 0);
     model_set_batchnorm_sync(m, NULL, NULL);
+    model_set_grad_ready(m, NULL, NULL);
     model_free(m);
     free(x);
     free(t);
@@ -226,9 +239,23 @@ static void test_moe_model_equal(void **state)
     int bad3 = count_bad(w1, w3, 0);
     if (r == 0) printf("  without the MoE reductions %d tensors differ; aux loss %.6g vs %.6g\n", bad3, aux3, aux1);
     assert_true(bad3 > 0);
+    /* the gradient allreduce in chunks started during backward (between the BatchNorm and MoE
+     * reductions) gives the weights of the single allreduce exactly */
+    g_overlap = 1;
+    double aux4;
+    float *w4 = train(lo, hi, 1, 1, &aux4);
+    g_overlap = 0;
+    size_t np = 0;
+    {
+        sm_model *m = build(GB);
+        np = param_store_size(model_params(m));
+        model_free(m);
+    }
+    assert_memory_equal(w4, w2, np * sizeof(float));
     free(w1);
     free(w2);
     free(w3);
+    free(w4);
 }
 
 /* The same with a hierarchical (HMOE) point gate: noise at both levels, per-level balancing
