@@ -68,6 +68,10 @@ static void sleepy_barrier(void)
 
 /* STEPS training steps on n samples of a global batch of ng. reduce: weight and allreduce the
  * gradient (with a barrier before it to separate imbalance from communication). */
+static dist_grad_sync g_sync;
+
+/* reduce: 0 none, 1 one allreduce after backward, 2 overlapped with backward (dist_grad_sync;
+ * "allreduce" is then the final wait, "optim" includes nothing of the weighting) */
 static int run_steps(sm_model *m, optim *opt, int n, int ng, int reduce, rng_t *r, timing *tm)
 {
     param_store *ps = model_params(m);
@@ -88,6 +92,7 @@ static int run_steps(sm_model *m, optim *opt, int n, int ng, int reduce, rng_t *
         t = t2;
         c = c2;
         model_zero_grad(m);
+        if (reduce == 2) dist_grad_sync_begin(&g_sync, grad, gn, (float)n / (float)ng, 65536);
         if (model_forward(m, 1, r)) return 1;
         const float *out = model_output(m);
         float *dout = model_output_grad(m);
@@ -99,7 +104,22 @@ static int run_steps(sm_model *m, optim *opt, int n, int ng, int reduce, rng_t *
         tm->phase_cpu[PH_COMPUTE] += c2 - c;
         t = t2;
         c = c2;
-        if (reduce) {
+        if (reduce == 2) {
+            if (dist_barrier()) return 1;
+            t2 = MPI_Wtime();
+            c2 = cpu_now();
+            tm->phase[PH_WAIT] += t2 - t;
+            tm->phase_cpu[PH_WAIT] += c2 - c;
+            t = t2;
+            c = c2;
+            if (dist_grad_sync_finish(&g_sync)) return 1;
+            t2 = MPI_Wtime();
+            c2 = cpu_now();
+            tm->phase[PH_ALLREDUCE] += t2 - t;
+            tm->phase_cpu[PH_ALLREDUCE] += c2 - c;
+            t = t2;
+            c = c2;
+        } else if (reduce) {
             float w = (float)n / (float)ng;
             for (size_t k = 0; k < gn; k++) grad[k] *= w;
             t2 = MPI_Wtime();
@@ -187,6 +207,13 @@ int main(int argc, char **argv)
     dist_reset_bytes();
     if (!st) st = run_steps(m, opt, local, GLOBAL_BATCH, 1, &r, &tn);
     size_t bytes = dist_bytes_reduced() / STEPS;
+    /* the same with the allreduce overlapped with backward */
+    timing to;
+    memset(&to, 0, sizeof to);
+    if (!st) st = model_set_grad_ready(m, dist_grad_sync_ready, &g_sync);
+    dist_barrier();
+    if (!st) st = run_steps(m, opt, local, GLOBAL_BATCH, 2, &r, &to);
+    model_set_grad_ready(m, NULL, NULL);
     /* the gradient allreduce alone (the most an overlap with backward could hide) */
     size_t gn = param_store_size(model_params(m));
     dist_barrier();
@@ -225,6 +252,8 @@ int main(int argc, char **argv)
             double work = tq.phase_cpu[PH_DATA] + tq.phase_cpu[PH_COMPUTE] + tq.phase_cpu[PH_OPTIM];
             if (work > cpu_max) cpu_max = work;
         }
+        print_timing("2ranks_overlap", 0, &to, local);
+        printf("samples_per_s_%dranks_overlap: %.3f (%d chunks per step)\n", size, STEPS * GLOBAL_BATCH / to.wall, g_sync.chunks);
         printf("allreduce_alone_s: %.6f (%zu bytes, %.1f MB/s)\n", t_ar, gn * sizeof(float), gn * sizeof(float) / t_ar / 1e6);
         printf("allreduce_share_of_step: %.4f\n", tn.phase[PH_ALLREDUCE] / tn.wall);
         printf("batch_efficiency_cpu: %.3f (CPU s per sample at %d vs %d samples per step, 1 rank)\n",
