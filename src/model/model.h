@@ -126,7 +126,8 @@ void model_set_sample_offset(sm_model *m, int64_t first);
  * processes holding consecutive shards of a global batch (process `rank` the rank-th shard)
  * compute what one process computes on the whole batch.
  * Needs model_set_shard (or model_set_sample_offset) before each training forward.
- * max_global_batch sizes a scratch buffer (allocated here); 0 switches dist off.
+ * max_global_batch: the largest global batch; 0 switches dist off. Allocates a scratch
+ * buffer for the planned (local) batch: call after model_plan.
  * SM_OK or SM_ERR_NUMERIC (out of memory). */
 int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int rank, int size, int max_global_batch);
 /* The next batch is samples first .. first + batch - 1 of a global batch of global_batch

@@ -316,10 +316,10 @@ static void softmax_all(int N, size_t P, const float *a, float *out)
 #define DIST_LEVEL_STRIDE 0x9E3779B97F4A7C15ull
 #define DIST_PAIR_STREAM 0x51u
 
-size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int global_batch)
+size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int batch)
 {
     const size_t P = (size_t)P_of(s);
-    size_t sel = 2 * (size_t)global_batch * s->n_experts * P;   /* noisy logits, kept flags (local batch <= global) */
+    size_t sel = 2 * (size_t)batch * s->n_experts * P;   /* local noisy logits, kept flags */
     size_t sim = moe_similarity_scratch_doubles(s->c_in, s->n_experts, s->sim_pairs);
     return (sel > sim ? sel : sim) + 1;
 }

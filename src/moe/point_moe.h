@@ -113,10 +113,11 @@ typedef struct {
     int64_t first;
     int global_batch;
     uint64_t key;            /* this step's key for this layer */
-    double *scratch;         /* pmoe_dist_scratch_doubles(s, global_batch) doubles */
+    double *scratch;         /* pmoe_dist_scratch_doubles(s, batch) doubles */
 } pmoe_dist;
 
-size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int global_batch);
+/* Scratch for up to `batch` local samples. */
+size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int batch);
 void pmoe_forward_dist(const pmoe_shape *s, float *out, const float *in, const float *params,
                        float *state, float *workspace, int training, pmoe_dist *d);
 void pmoe_backward_dist(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,

@@ -32,6 +32,7 @@ typedef struct {
     rng_t rng_dropout;
     int64_t *order;
     int batch;                     /* global batch (all ranks together) */
+    int local_max;                 /* largest shard: ceil(batch / ranks) */
     int rank, size;                /* core/dist.h: data-parallel ranks */
     int overlap;                   /* gradient allreduce overlapped with backward */
     dist_grad_sync gsync;
@@ -152,7 +153,7 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
             if ((st = model_moe_routing_metrics(E->m, i, NULL, 0, &E->routing[i]))) return st;
         moe_done = 1;
     }
-    model_set_batch(E->m, E->batch);
+    model_set_batch(E->m, E->local_max);
     if (E->size > 1 && T->val_reduce) {
         int st = T->val_reduce(T->ctx);
         if (st) return st;
@@ -227,6 +228,8 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
             log_warn("validation metrics are computed on rank 0's share of the validation set (the task has no val_reduce)");
         log_info("data-parallel training on %d ranks: %d samples per rank and step (global batch %d)%s", E->size,
                  E->batch / E->size, E->batch, cfg->training.sync_batchnorm ? ", synchronised BatchNorm" : "");
+        /* activations for the largest shard only (the model was planned for the global batch) */
+        if ((st = model_plan(E->m, E->local_max, 1))) return st;
         if (cfg->training.sync_batchnorm && (st = model_set_batchnorm_sync(E->m, bn_allreduce, NULL))) return st;
     }
     /* MoE draws per global sample and batch statistics over ranks (also on one rank, so that
@@ -271,6 +274,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
     E.batch = batch;
     E.rank = dist_rank();
     E.size = dist_size();
+    E.local_max = (batch + E.size - 1) / (E.size > 0 ? E.size : 1);
     ckpt_state resumed;
     checkpoint_state_init(&resumed);
     int st = engine_setup(&E, resume, &resumed);
@@ -414,6 +418,11 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
     model_set_batchnorm_sync(m, NULL, NULL);
     model_set_dist(m, NULL, NULL, 0, 1, 0);
     model_set_grad_ready(m, NULL, NULL);
+    /* back to the batch the caller planned (e.g. test-set scoring after training) */
+    if (E.size > 1 && model_max_batch(m) != batch) {
+        int pst = model_plan(m, batch, 1);
+        if (st == SM_OK) st = pst;
+    }
     result->epochs_done = epoch;
     result->steps_done = step;
     result->best_val = best;
