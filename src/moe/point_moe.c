@@ -367,7 +367,8 @@ static void select_pass(int batch, int N, size_t P, int cap, const double *h, do
  * the pass over its tokens with the counts left by the tokens before them, and the count
  * increments (plus dropped / re-routed) are summed over processes, so each rank sees the
  * counts of all earlier tokens: the result is that of one process on the global batch, for
- * k * size reductions of N + 2 doubles. A rank without tokens (batch 0) takes part too. */
+ * k * size reductions of N + 2 doubles (none without a capacity or with one process). A rank
+ * without tokens (batch 0) takes part too. */
 static void select_global(int batch, int N, size_t P, int k, int cap, const double *h, double *kept,
                           pmoe_dist *d, double *dropped, double *rerouted)
 {
@@ -375,6 +376,11 @@ static void select_global(int batch, int N, size_t P, int k, int cap, const doub
     double buf[DIST_MAX_EXPERTS + 2];
     if (batch > 0) memset(kept, 0, (size_t)batch * N * P * sizeof(double));
     *dropped = *rerouted = 0;
+    if (cap == 0 || d->size == 1) {
+        /* no coupling between the ranks' tokens (or one rank): no reductions */
+        for (int j = 0; j < k && batch > 0; j++) select_pass(batch, N, P, cap, h, kept, count, dropped, rerouted);
+        return;
+    }
     for (int j = 0; j < k; j++)
         for (int q = 0; q < d->size; q++) {
             memset(buf, 0, sizeof(double) * (size_t)(N + 2));

@@ -41,7 +41,7 @@ static void test_single_process(void **state)
 
 /* conv -> BatchNorm -> point-gated MoE (softmax_topk, capacity, all balancing losses,
  * optionally similarity pairs and gate noise) on (batch, 2, 4, 6). */
-static sm_model *build(int batch, int noisy, int pairs)
+static sm_model *build_cap(int batch, int noisy, int pairs, float capacity)
 {
     sm_model *m = model_create(2, 4, 6);
     int x = model_add_conv(m, "conv0", 0, 3, 3, 1, PAD_ZERO, 0, INIT_TORCH_DEFAULT);
@@ -54,7 +54,7 @@ static sm_model *build(int batch, int noisy, int pairs)
     ps.k = 2;
     ps.hidden = 3;
     ps.noisy = noisy;
-    ps.capacity_factor = 1.0f;
+    ps.capacity_factor = capacity;
     ps.sim_pairs = pairs;
     pmoe_aux_weights pa = {0.1f, 0.1f, 0.05f, 0.02f, 0.1f, 0.05f};
     model_add_pmoe(m, "pmoe", x, &ps, &pa);
@@ -71,6 +71,8 @@ static sm_model *build(int batch, int noisy, int pairs)
     }
     return m;
 }
+
+static sm_model *build(int batch, int noisy, int pairs) { return build_cap(batch, noisy, pairs, 1.0f); }
 
 static void step(sm_model *m, int batch, rng_t *r)
 {
@@ -126,10 +128,10 @@ static int log_reduce(double *buf, size_t n, void *arg)
     return SM_OK;
 }
 
-static void test_idle_matches_step(void **state)
+/* The reductions of one training step of a rank with samples and of model_sync_idle. */
+static void check_idle(float capacity, int expect)
 {
-    (void)state;
-    sm_model *m = build(2, 1, 16);
+    sm_model *m = build_cap(2, 1, 16, capacity);
     call_log busy, idle;
     memset(&busy, 0, sizeof busy);
     memset(&idle, 0, sizeof idle);
@@ -143,14 +145,21 @@ static void test_idle_matches_step(void **state)
     assert_int_equal(model_set_dist(m, log_reduce, &idle, 1, 2, 4), SM_OK);
     model_set_shard(m, 4, 4);
     assert_int_equal(model_sync_idle(m), SM_OK);
-    /* BatchNorm 3 + capacity turns k * size = 4 + importance, similarity, load, switch,
-     * entropy 5 */
-    assert_int_equal(busy.n, 12);
+    assert_int_equal(busy.n, expect);
     assert_int_equal(idle.n, busy.n);
     for (int i = 0; i < busy.n; i++) assert_int_equal(idle.sizes[i], busy.sizes[i]);
     model_set_dist(m, NULL, NULL, 0, 1, 0);
     model_set_batchnorm_sync(m, NULL, NULL);
     model_free(m);
+}
+
+static void test_idle_matches_step(void **state)
+{
+    (void)state;
+    /* BatchNorm 3 + capacity turns k * size = 4 + importance, similarity, load, switch,
+     * entropy 5; without a capacity no turns */
+    check_idle(1.0f, 12);
+    check_idle(0.0f, 8);
 }
 
 int main(void)
