@@ -814,15 +814,27 @@ static int idle_layer(sm_model *m, int i, int pass)
         return d.red.status;
     }
     if (m->layers[i].kind != LAYER_BATCHNORM || !m->bn_reduce) return SM_OK;
-    size_t c = (size_t)m->slots[m->layers[i].in0].c;
+    const size_t c = (size_t)m->slots[m->layers[i].in0].c;
     int st;
     memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
-    if (pass == 0) {
-        if ((st = m->bn_reduce(m->bn_scratch, c + 1, m->bn_arg))) return st;
-        memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
-        return m->bn_reduce(m->bn_scratch, c, m->bn_arg);
+    if (pass == 1) return m->bn_reduce(m->bn_scratch, 2 * c + 1, m->bn_arg);
+    /* forward: the global sums, and the running statistics updated as on the ranks with
+     * samples (batchnorm2d_forward_sync), so that every rank keeps the same buffers */
+    double *sum = m->bn_scratch, *sq = m->bn_scratch + c + 1;
+    if ((st = m->bn_reduce(sum, c + 1, m->bn_arg))) return st;
+    if ((st = m->bn_reduce(sq, c, m->bn_arg))) return st;
+    const layer *l = &m->layers[i];
+    float *rmean = param_data(m->store, l->pid[2]), *rvar = param_data(m->store, l->pid[3]);
+    const double n = sum[c];
+    for (size_t k = 0; k < c; k++) {
+        const double mean = n > 0 ? sum[k] / n : 0.0;
+        const double dm = mean - (double)(float)mean;
+        double q = sq[k] - n * dm * dm;
+        if (q < 0.0) q = 0.0;
+        rmean[k] = (float)((1.0 - BN_MOMENTUM) * rmean[k] + BN_MOMENTUM * mean);
+        rvar[k] = (float)((1.0 - BN_MOMENTUM) * rvar[k] + BN_MOMENTUM * (n > 1 ? q / (n - 1) : q));
     }
-    return m->bn_reduce(m->bn_scratch, 2 * c + 1, m->bn_arg);
+    return SM_OK;
 }
 
 int model_sync_idle(sm_model *m)
