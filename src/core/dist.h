@@ -32,6 +32,31 @@ int dist_barrier(void);
 /* Print "smoecast: error: rank R: message" to stderr and end every rank of the job with
  * `status` (MPI_Abort). Serial build: prints and returns; the caller returns status. */
 void dist_abort(int status, const char *message);
+/* Non-blocking sum-allreduce of floats (MPI_Iallreduce), at most DIST_MAX_PENDING at a time;
+ * the buffer must stay untouched until dist_wait_all. dist_progress lets MPI advance the
+ * pending ones (OpenMPI progresses them only inside MPI calls). Serial build: no-ops. */
+#define DIST_MAX_PENDING 64
+int dist_iallreduce_sum_f(float *buf, size_t n);
+int dist_progress(void);
+int dist_wait_all(void);
+
+/* Gradient allreduce overlapped with backward: begin before model_backward, pass
+ * dist_grad_sync_ready as the model's gradient-ready hook (model_set_grad_ready: "the
+ * gradients from float `first` to the end of the buffer are final"); each time at least
+ * min_chunk new floats are final, they are multiplied by `weight` and a non-blocking
+ * allreduce starts on them (chunks from the end of the buffer towards its start, the same on
+ * every rank); finish weights and reduces the rest and waits for all. The result equals
+ * weighting the whole buffer and one dist_allreduce_sum_f. */
+typedef struct {
+    float *grad;
+    size_t n, hi, min_chunk;
+    float weight;
+    int status, chunks;
+} dist_grad_sync;
+void dist_grad_sync_begin(dist_grad_sync *s, float *grad, size_t n, float weight, size_t min_chunk);
+int dist_grad_sync_ready(size_t first, void *arg);
+int dist_grad_sync_finish(dist_grad_sync *s);
+
 /* Bytes this rank passed to allreduce calls since the last reset (benchmarks, docs). */
 size_t dist_bytes_reduced(void);
 void dist_reset_bytes(void);

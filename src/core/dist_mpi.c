@@ -115,5 +115,41 @@ void dist_abort(int status, const char *message)
     if (active()) MPI_Abort(MPI_COMM_WORLD, status);
 }
 
+static MPI_Request g_pending[DIST_MAX_PENDING];
+static int g_npending;
+
+int dist_iallreduce_sum_f(float *buf, size_t n)
+{
+    g_bytes += n * sizeof(float);
+    if (!active()) return SM_OK;
+    for (size_t off = 0; off < n; off += INT_MAX / 2) {
+        size_t c = n - off < (size_t)INT_MAX / 2 ? n - off : (size_t)INT_MAX / 2;
+        if (g_npending == DIST_MAX_PENDING) {
+            int st = dist_wait_all();
+            if (st) return st;
+        }
+        int st = check(MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                      &g_pending[g_npending]), "MPI_Iallreduce");
+        if (st) return st;
+        g_npending++;
+    }
+    return SM_OK;
+}
+
+int dist_progress(void)
+{
+    if (g_npending == 0) return SM_OK;
+    int done = 0;
+    return check(MPI_Testall(g_npending, g_pending, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+}
+
+int dist_wait_all(void)
+{
+    if (g_npending == 0) return SM_OK;
+    int st = check(MPI_Waitall(g_npending, g_pending, MPI_STATUSES_IGNORE), "MPI_Waitall");
+    g_npending = 0;
+    return st;
+}
+
 size_t dist_bytes_reduced(void) { return g_bytes; }
 void dist_reset_bytes(void) { g_bytes = 0; }

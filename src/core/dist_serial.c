@@ -47,6 +47,14 @@ void dist_abort(int status, const char *message)
     (void)status;
     fprintf(stderr, "smoecast: error: rank 0: %s\n", message);
 }
+int dist_iallreduce_sum_f(float *buf, size_t n)
+{
+    (void)buf;
+    g_bytes += n * sizeof(float);
+    return SM_OK;
+}
+int dist_progress(void) { return SM_OK; }
+int dist_wait_all(void) { return SM_OK; }
 size_t dist_bytes_reduced(void) { return g_bytes; }
 void dist_reset_bytes(void) { g_bytes = 0; }
 #else

@@ -80,6 +80,14 @@ struct sm_model {
     norm_reduce_fn bn_reduce;   /* synchronised BatchNorm (model_set_batchnorm_sync) */
     void *bn_arg;
     double *bn_scratch;
+    /* data-parallel MoE layers (model_set_dist / model_set_shard) */
+    int dist_on, dist_max_global, global_batch, last_dist, dist_rank, dist_size;
+    norm_reduce_fn dist_reduce;
+    void *dist_arg;
+    double *dist_scratch;
+    model_grad_ready_fn grad_ready;   /* model_set_grad_ready */
+    void *grad_ready_arg;
+    size_t *grad_lo;
     int profile;                /* accumulate per-layer times */
     double *t_fwd, *t_bwd;      /* n_layers each (allocated by model_set_profile) */
     long n_fwd, n_bwd;
@@ -120,6 +128,8 @@ void model_free(sm_model *m)
     free(m->arena);
     free(m->ws);
     free(m->bn_scratch);
+    free(m->dist_scratch);
+    free(m->grad_lo);
     free(m->t_fwd);
     free(m->t_bwd);
     free(m);
@@ -717,6 +727,68 @@ int model_set_batch(sm_model *m, int batch)
 int model_batch(const sm_model *m) { return m->batch; }
 void model_set_sample_offset(sm_model *m, int64_t first) { m->sample_first = first; }
 
+void model_set_shard(sm_model *m, int64_t first, int global_batch)
+{
+    m->sample_first = first;
+    m->global_batch = global_batch;
+}
+
+int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int rank, int size, int max_global_batch)
+{
+    free(m->dist_scratch);
+    m->dist_scratch = NULL;
+    m->dist_on = 0;
+    m->dist_reduce = NULL;
+    m->dist_arg = NULL;
+    m->dist_max_global = 0;
+    if (max_global_batch <= 0) return SM_OK;
+    size_t need = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].kind != LAYER_PMOE) continue;
+        /* the selection works on the local batch: sized by the planned (local) maximum */
+        size_t n = pmoe_dist_scratch_doubles(&m->layers[i].pmoe, m->max_batch > 0 ? m->max_batch : 1);
+        if (n > need) need = n;
+    }
+    m->dist_scratch = malloc(need * sizeof(double));
+    if (!m->dist_scratch) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    m->dist_on = 1;
+    m->dist_reduce = reduce;
+    m->dist_arg = arg;
+    m->dist_max_global = max_global_batch;
+    m->dist_rank = reduce && size > 1 ? rank : 0;
+    m->dist_size = reduce && size > 1 ? size : 1;
+    return SM_OK;
+}
+
+/* The data-parallel context of point-gated layer i for the current batch. */
+static pmoe_dist dist_ctx(const sm_model *m, int i, uint64_t key, int batch)
+{
+    pmoe_dist d;
+    memset(&d, 0, sizeof d);
+    int global = m->global_batch > 0 ? m->global_batch : batch;
+    if ((int64_t)global < m->sample_first + batch) global = (int)(m->sample_first + batch);
+    d.red.sum = m->dist_reduce;
+    d.red.arg = m->dist_arg;
+    d.red.grad_scale = batch > 0 ? (double)global / batch : 1.0;
+    d.rank = m->dist_rank;
+    d.size = m->dist_size;
+    d.first = m->sample_first > 0 ? m->sample_first : 0;
+    d.global_batch = global;
+    d.key = key + (uint64_t)i * 0x9E3779B97F4A7C15ull;
+    d.scratch = m->dist_scratch;
+    return d;
+}
+
+static int dist_check_global(const sm_model *m)
+{
+    int global = m->global_batch > 0 ? m->global_batch : m->batch;
+    if ((int64_t)global < m->sample_first + m->batch) global = (int)(m->sample_first + m->batch);
+    if (global > m->dist_max_global)
+        return sm_fail(SM_ERR_USAGE, "model: global batch %d larger than the %d given to model_set_dist", global,
+                       m->dist_max_global);
+    return SM_OK;
+}
+
 int model_set_batchnorm_sync(sm_model *m, norm_reduce_fn reduce, void *arg)
 {
     free(m->bn_scratch);
@@ -733,24 +805,73 @@ int model_set_batchnorm_sync(sm_model *m, norm_reduce_fn reduce, void *arg)
     return SM_OK;
 }
 
+/* The reductions of layer i in one training pass (forward 0, backward 1) with no sample. */
+static int idle_layer(sm_model *m, int i, int pass)
+{
+    if (m->layers[i].kind == LAYER_PMOE && m->dist_on && m->dist_reduce) {
+        pmoe_dist d = dist_ctx(m, i, 0, 0);
+        pmoe_dist_idle(&m->layers[i].pmoe, &m->layers[i].paux, pass, &d);
+        return d.red.status;
+    }
+    if (m->layers[i].kind != LAYER_BATCHNORM || !m->bn_reduce) return SM_OK;
+    const size_t c = (size_t)m->slots[m->layers[i].in0].c;
+    int st;
+    memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
+    if (pass == 1) return m->bn_reduce(m->bn_scratch, 2 * c + 1, m->bn_arg);
+    /* forward: the global sums, and the running statistics updated as on the ranks with
+     * samples (batchnorm2d_forward_sync), so that every rank keeps the same buffers */
+    double *sum = m->bn_scratch, *sq = m->bn_scratch + c + 1;
+    if ((st = m->bn_reduce(sum, c + 1, m->bn_arg))) return st;
+    if ((st = m->bn_reduce(sq, c, m->bn_arg))) return st;
+    const layer *l = &m->layers[i];
+    float *rmean = param_data(m->store, l->pid[2]), *rvar = param_data(m->store, l->pid[3]);
+    const double n = sum[c];
+    for (size_t k = 0; k < c; k++) {
+        const double mean = n > 0 ? sum[k] / n : 0.0;
+        const double dm = mean - (double)(float)mean;
+        double q = sq[k] - n * dm * dm;
+        if (q < 0.0) q = 0.0;
+        rmean[k] = (float)((1.0 - BN_MOMENTUM) * rmean[k] + BN_MOMENTUM * mean);
+        rvar[k] = (float)((1.0 - BN_MOMENTUM) * rvar[k] + BN_MOMENTUM * (n > 1 ? q / (n - 1) : q));
+    }
+    return SM_OK;
+}
+
 int model_sync_idle(sm_model *m)
 {
-    if (!m->bn_reduce) return SM_OK;
     for (int pass = 0; pass < 2; pass++)
         for (int j = 0; j < m->n_layers; j++) {
             int i = pass == 0 ? j : m->n_layers - 1 - j;
-            if (m->layers[i].kind != LAYER_BATCHNORM) continue;
-            size_t c = (size_t)m->slots[m->layers[i].in0].c;
-            int st;
-            memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
-            if (pass == 0) {
-                if ((st = m->bn_reduce(m->bn_scratch, c + 1, m->bn_arg))) return st;
-                memset(m->bn_scratch, 0, (2 * c + 1) * sizeof(double));
-                if ((st = m->bn_reduce(m->bn_scratch, c, m->bn_arg))) return st;
-            } else if ((st = m->bn_reduce(m->bn_scratch, 2 * c + 1, m->bn_arg))) {
-                return st;
-            }
+            int st = idle_layer(m, i, pass);
+            if (!st && pass == 1 && m->grad_ready) st = m->grad_ready(m->grad_lo[i], m->grad_ready_arg);
+            if (st) return st;
         }
+    return SM_OK;
+}
+
+int model_set_grad_ready(sm_model *m, model_grad_ready_fn fn, void *arg)
+{
+    free(m->grad_lo);
+    m->grad_lo = NULL;
+    m->grad_ready = NULL;
+    m->grad_ready_arg = NULL;
+    if (!fn) return SM_OK;
+    if (!m->finalized) return sm_fail(SM_ERR_USAGE, "model: model_set_grad_ready before model_finalize");
+    m->grad_lo = malloc(sizeof(size_t) * (size_t)(m->n_layers > 0 ? m->n_layers : 1));
+    if (!m->grad_lo) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    /* lowest store offset of each layer's tensors, then the minimum over the layers from i to
+     * the last: after layer i's backward, every gradient from there on is final */
+    size_t lo = param_store_size(m->store);
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const layer *l = &m->layers[i];
+        const int *ids = is_moe(l) ? l->mpid : l->pid;
+        const int nid = is_moe(l) ? l->n_minfo : 4;
+        for (int t = 0; t < nid; t++)
+            if (ids[t] >= 0 && param_store_view(m->store, ids[t])->offset < lo) lo = param_store_view(m->store, ids[t])->offset;
+        m->grad_lo[i] = lo;
+    }
+    m->grad_ready = fn;
+    m->grad_ready_arg = arg;
     return SM_OK;
 }
 int model_max_batch(const sm_model *m) { return m->max_batch; }
@@ -955,15 +1076,32 @@ int model_forward(sm_model *m, int training, rng_t *rng)
             smoe_shape s = moe_shape(m, l);
             if (training && s.noise && !rng)
                 return sm_fail(SM_ERR_USAGE, "model: training forward with gate noise needs an rng");
-            smoe_forward(&s, out, in, moe_pack(m, l), state, m->ws,
-                         (training && s.noise) ? rng : NULL);
+            if (training && s.noise && m->dist_on && m->sample_first >= 0) {
+                /* sample b's noise is block first + b of this step's stream: skip the blocks of
+                 * the samples before this batch, so the draws do not depend on the split */
+                rng_t r;
+                rng_seed(&r, key + (uint64_t)i * 0x9E3779B97F4A7C15ull, 0x5304u);
+                size_t skip = (size_t)m->sample_first * s.n_experts * s.h * s.w;
+                for (size_t j = 0; j < skip; j++) (void)rng_normal(&r);
+                smoe_forward(&s, out, in, moe_pack(m, l), state, m->ws, &r);
+            } else {
+                smoe_forward(&s, out, in, moe_pack(m, l), state, m->ws, (training && s.noise) ? rng : NULL);
+            }
             break;
         }
         case LAYER_PMOE: {
             pmoe_shape s = pmoe_shape_now(m, l);
             if (training && (s.noisy || s.sim_pairs > 0) && !rng)
                 return sm_fail(SM_ERR_USAGE, "model: training forward with gate noise needs an rng");
-            pmoe_forward(&s, out, in, moe_pack(m, l), state, m->ws, training, rng);
+            if (training && m->dist_on && m->sample_first >= 0) {
+                int st = dist_check_global(m);
+                if (st) return st;
+                pmoe_dist d = dist_ctx(m, i, key, B);
+                pmoe_forward_dist(&s, out, in, moe_pack(m, l), state, m->ws, training, &d);
+                if (d.red.status) return d.red.status;
+            } else {
+                pmoe_forward(&s, out, in, moe_pack(m, l), state, m->ws, training, rng);
+            }
             break;
         }
         default: break;
@@ -974,6 +1112,7 @@ int model_forward(sm_model *m, int training, rng_t *rng)
         m->n_fwd++;
     }
     m->last_training = training;
+    m->last_dist = training && m->dist_on && m->sample_first >= 0;
     m->forwarded = 1;
     return SM_OK;
 }
@@ -1112,12 +1251,22 @@ int model_backward(sm_model *m)
             float *pack = l->contiguous ? P(m, l->mpid[0]) : m->arena + l->pack_off;
             float *pgrad = l->contiguous ? G(m, l->mpid[0]) : m->arena + l->pgrad_off;
             if (!l->contiguous) memset(pgrad, 0, l->mfloats * sizeof(float));
-            pmoe_backward(&s, d_in, pgrad, d_out, &l->paux, in, pack, state, m->ws);
+            if (m->last_dist) {
+                pmoe_dist d = dist_ctx(m, i, 0, B);
+                pmoe_backward_dist(&s, d_in, pgrad, d_out, &l->paux, in, pack, state, m->ws, &d);
+                if (d.red.status) return d.red.status;
+            } else {
+                pmoe_backward(&s, d_in, pgrad, d_out, &l->paux, in, pack, state, m->ws);
+            }
             l->aux_value = pmoe_stats(&s, state)[PMOE_STAT_AUX_TOTAL];
             moe_unpack_grad(m, l, pgrad);
             break;
         }
         default: break;
+        }
+        if (m->grad_ready) {
+            int st = m->grad_ready(m->grad_lo[i], m->grad_ready_arg);
+            if (st) return st;
         }
     }
     if (m->profile) {

@@ -117,13 +117,38 @@ int model_max_batch(const sm_model *m);
  * position of the batch's first sample in the global batch; so masks do not depend on the
  * number of ranks. first = -1 (default): draws in element order from the rng. */
 void model_set_sample_offset(sm_model *m, int64_t first);
+/* Data-parallel MoE layers: with dist on (max_global_batch > 0), training passes draw every
+ * random number of the MoE layers per global sample or per step (point-gated gate noise from
+ * the stream (step key, global sample), similarity pairs over the global batch's tokens, SMoE
+ * gate noise as sample b's block of a per-step stream), run the capacity selection over the
+ * global batch and sum the importance / load / switch / entropy / similarity statistics over
+ * processes with `reduce` (moe/point_moe.h pmoe_dist; NULL: one process). So `size`
+ * processes holding consecutive shards of a global batch (process `rank` the rank-th shard)
+ * compute what one process computes on the whole batch.
+ * Needs model_set_shard (or model_set_sample_offset) before each training forward.
+ * max_global_batch: the largest global batch; 0 switches dist off. Allocates a scratch
+ * buffer for the planned (local) batch: call after model_plan.
+ * SM_OK or SM_ERR_NUMERIC (out of memory). */
+int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int rank, int size, int max_global_batch);
+/* The next batch is samples first .. first + batch - 1 of a global batch of global_batch
+ * samples (model_set_sample_offset plus the global size, for model_set_dist). */
+void model_set_shard(sm_model *m, int64_t first, int global_batch);
 /* Synchronised BatchNorm (nn/norm.h batchnorm2d_*_sync): training forwards/backwards reduce
  * the BatchNorm sums with `reduce` (e.g. an MPI allreduce), so the statistics are those of the
  * global batch. NULL switches back to per-process statistics. SM_OK or SM_ERR_NUMERIC (OOM). */
 int model_set_batchnorm_sync(sm_model *m, norm_reduce_fn reduce, void *arg);
-/* For a process with no sample in this step: takes part in every BatchNorm reduction of one
- * training forward + backward with zero contributions (so the others do not wait forever). */
+/* For a process with no sample in this step: takes part in every BatchNorm and MoE reduction
+ * of one training forward + backward with zero contributions (so the others do not wait
+ * forever). */
 int model_sync_idle(sm_model *m);
+
+/* Gradient-ready hook (data-parallel overlap, core/dist.h dist_grad_sync_ready): called by
+ * model_backward (and model_sync_idle) after each layer, in reverse layer order, with the
+ * store offset from which every parameter gradient to the end of the store is final. NULL
+ * switches it off. After model_finalize. SM_OK, SM_ERR_USAGE or SM_ERR_NUMERIC (OOM). A
+ * non-zero return of fn ends the backward with that status. */
+typedef int (*model_grad_ready_fn)(size_t first, void *arg);
+int model_set_grad_ready(sm_model *m, model_grad_ready_fn fn, void *arg);
 
 /* ---- passes ---- */
 /* Weights: torch-compatible defaults or the layer's init_mode; BatchNorm weight 1, bias 0,

@@ -32,7 +32,22 @@ double moe_cv2(const double *v, int n, double *dv)
     return var / den;
 }
 
+void moe_reduce_sum(moe_reduce *r, double *buf, size_t n)
+{
+    if (!r || !r->sum) return;
+    int st = r->sum(buf, n, r->arg);
+    if (st && !r->status) r->status = st;
+}
+
+static double grad_scale(const moe_reduce *r) { return r && r->sum ? r->grad_scale : 1.0; }
+
 double moe_importance_cv2(const moe_layout *l, const float *g, float *d_g, float weight)
+{
+    return moe_importance_cv2_r(l, g, d_g, weight, NULL);
+}
+
+double moe_importance_cv2_r(const moe_layout *l, const float *g, float *d_g, float weight,
+                            moe_reduce *r)
 {
     const int N = l->n;
     double imp[MAX_EXPERTS_STACK] = {0}, dimp[MAX_EXPERTS_STACK];
@@ -40,11 +55,13 @@ double moe_importance_cv2(const moe_layout *l, const float *g, float *d_g, float
     for (int o = 0; o < l->outer; o++)
         for (int n = 0; n < N; n++)
             for (size_t i = 0; i < l->inner; i++) imp[n] += g[at(l, o, n, i)];
+    moe_reduce_sum(r, imp, (size_t)N);
     double L = moe_cv2(imp, N, dimp);
+    const double w = weight * grad_scale(r);
     if (d_g)
         for (int o = 0; o < l->outer; o++)
             for (int n = 0; n < N; n++)
-                for (size_t i = 0; i < l->inner; i++) d_g[at(l, o, n, i)] += (float)(weight * dimp[n]);
+                for (size_t i = 0; i < l->inner; i++) d_g[at(l, o, n, i)] += (float)(w * dimp[n]);
     return L;
 }
 
@@ -79,6 +96,13 @@ static void kth_two(const moe_layout *l, const float *noisy, int o, size_t i, in
 double moe_load_cv2(const moe_layout *l, int k, const float *clean, const float *noisy,
                     const float *std, float std_const, float *d_clean, float *d_std, float weight)
 {
+    return moe_load_cv2_r(l, k, clean, noisy, std, std_const, d_clean, d_std, weight, NULL);
+}
+
+double moe_load_cv2_r(const moe_layout *l, int k, const float *clean, const float *noisy,
+                      const float *std, float std_const, float *d_clean, float *d_std, float weight,
+                      moe_reduce *r)
+{
     const int N = l->n;
     if (N <= k || k < 1 || N > MAX_EXPERTS_STACK) return 0;
     double load[MAX_EXPERTS_STACK] = {0}, dload[MAX_EXPERTS_STACK];
@@ -94,8 +118,10 @@ double moe_load_cv2(const moe_layout *l, int k, const float *clean, const float 
                 load[n] += norm_cdf((clean[q] - thr) / sd);
             }
         }
+    moe_reduce_sum(r, load, (size_t)N);
     double L = moe_cv2(load, N, dload);
     if (!d_clean) return L;
+    const double w = weight * grad_scale(r);
     for (int o = 0; o < l->outer; o++)
         for (size_t i = 0; i < l->inner; i++) {
             int ik, ik1;
@@ -108,7 +134,7 @@ double moe_load_cv2(const moe_layout *l, int k, const float *clean, const float 
                 int m = in ? ik1 : ik;
                 double thr = in ? t_in : t_out;
                 double z = (clean[q] - thr) / sd;
-                double dP = weight * dload[n] * norm_pdf(z) / sd; /* dL/dclean_n */
+                double dP = w * dload[n] * norm_pdf(z) / sd; /* dL/dclean_n */
                 size_t qm = at(l, o, m, i);
                 d_clean[q] += (float)dP;
                 d_clean[qm] -= (float)dP;            /* threshold = noisy_m = clean_m + eps*std_m */
@@ -124,10 +150,16 @@ double moe_load_cv2(const moe_layout *l, int k, const float *clean, const float 
 
 double moe_switch_loss(const moe_layout *l, const float *p, float *d_p, float weight)
 {
+    return moe_switch_loss_r(l, p, d_p, weight, NULL);
+}
+
+double moe_switch_loss_r(const moe_layout *l, const float *p, float *d_p, float weight, moe_reduce *r)
+{
     const int N = l->n;
     if (N > MAX_EXPERTS_STACK) return 0;
-    double f[MAX_EXPERTS_STACK] = {0}, P[MAX_EXPERTS_STACK] = {0};
-    double T = (double)l->outer * l->inner;
+    /* f_n (argmax counts), P_n (probability sums), token count: summed over processes */
+    double buf[2 * MAX_EXPERTS_STACK + 1] = {0};
+    double *f = buf, *P = buf + N;
     for (int o = 0; o < l->outer; o++)
         for (size_t i = 0; i < l->inner; i++) {
             int best = 0;
@@ -138,13 +170,18 @@ double moe_switch_loss(const moe_layout *l, const float *p, float *d_p, float we
             }
             f[best] += 1;
         }
+    buf[2 * N] = (double)l->outer * l->inner;
+    moe_reduce_sum(r, buf, (size_t)(2 * N + 1));
+    const double T = buf[2 * N];
+    if (!(T > 0)) return 0;
     double L = 0;
     for (int n = 0; n < N; n++) L += N * (f[n] / T) * (P[n] / T);
+    const double w = weight * grad_scale(r);
     if (d_p)
         for (int o = 0; o < l->outer; o++)
             for (int n = 0; n < N; n++)
                 for (size_t i = 0; i < l->inner; i++)
-                    d_p[at(l, o, n, i)] += (float)(weight * N * (f[n] / T) / T);
+                    d_p[at(l, o, n, i)] += (float)(w * N * (f[n] / T) / T);
     return L;
 }
 
@@ -152,27 +189,40 @@ double moe_switch_loss(const moe_layout *l, const float *p, float *d_p, float we
 
 double moe_entropy_loss(const moe_layout *l, const float *p, float *d_p, float weight)
 {
+    return moe_entropy_loss_r(l, p, d_p, weight, NULL);
+}
+
+double moe_entropy_loss_r(const moe_layout *l, const float *p, float *d_p, float weight, moe_reduce *r)
+{
     const int N = l->n;
     if (N > MAX_EXPERTS_STACK) return 0;
-    double pbar[MAX_EXPERTS_STACK] = {0};
-    double T = (double)l->outer * l->inner, htok = 0;
+    /* sum_t p_t (N), sum_t H(p_t), token count: summed over processes */
+    double buf[MAX_EXPERTS_STACK + 2] = {0}, pbar[MAX_EXPERTS_STACK];
     for (int o = 0; o < l->outer; o++)
         for (int n = 0; n < N; n++)
             for (size_t i = 0; i < l->inner; i++) {
                 double v = p[at(l, o, n, i)];
-                pbar[n] += v / T;
-                if (v > 0) htok -= v * log(v) / T;
+                buf[n] += v;
+                if (v > 0) buf[N] -= v * log(v);
             }
+    buf[N + 1] = (double)l->outer * l->inner;
+    moe_reduce_sum(r, buf, (size_t)(N + 2));
+    const double T = buf[N + 1];
+    if (!(T > 0)) return 0;
+    const double htok = buf[N] / T;
     double hbar = 0;
-    for (int n = 0; n < N; n++)
+    for (int n = 0; n < N; n++) {
+        pbar[n] = buf[n] / T;
         if (pbar[n] > 0) hbar -= pbar[n] * log(pbar[n]);
+    }
+    const double w = weight * grad_scale(r);
     if (d_p)
         for (int o = 0; o < l->outer; o++)
             for (int n = 0; n < N; n++)
                 for (size_t i = 0; i < l->inner; i++) {
                     double v = p[at(l, o, n, i)];
                     d_p[at(l, o, n, i)] +=
-                        (float)(weight * (log(fmax(pbar[n], ENT_EPS)) - log(fmax(v, ENT_EPS))) / T);
+                        (float)(w * (log(fmax(pbar[n], ENT_EPS)) - log(fmax(v, ENT_EPS))) / T);
                 }
     return htok - hbar;
 }

@@ -15,6 +15,24 @@ typedef struct {
     size_t inner;
 } moe_layout;
 
+/* Data-parallel batch statistics (the _r variants below): each process holds a shard of the
+ * global batch (its tokens in the layout); `sum` adds a double buffer in place over the
+ * processes (e.g. an MPI allreduce), so the per-expert sums, and with them the loss, are those
+ * of the global batch and the same on every process. The gradient for the local tokens is the
+ * global loss's times grad_scale (global / local batch when each process's gradient is later
+ * weighted by local / global batch and summed). status receives the first non-zero return of
+ * sum (the values are then unusable). A process with no token calls with outer = 0 to take
+ * part in the sums. r == NULL or sum == NULL: one process (the plain functions). */
+typedef struct {
+    int (*sum)(double *buf, size_t n, void *arg);
+    void *arg;
+    double grad_scale;
+    int status;
+} moe_reduce;
+
+/* In-place sum over processes through r (nothing when r or r->sum is NULL). */
+void moe_reduce_sum(moe_reduce *r, double *buf, size_t n);
+
 /* CV^2 = unbiased variance / (mean^2 + 1e-10) of v[0..n-1] (0 when n < 2); dv (nullable)
  * receives (=, not +=) dCV^2/dv. */
 double moe_cv2(const double *v, int n, double *dv);
@@ -37,6 +55,15 @@ double moe_switch_loss(const moe_layout *l, const float *p, float *d_p, float we
 
 /* entropy: mean over tokens of H(p_t) minus H(mean_t p_t) (nats; 0 log 0 = 0). */
 double moe_entropy_loss(const moe_layout *l, const float *p, float *d_p, float weight);
+
+/* The same losses with the statistics summed over processes (see moe_reduce). */
+double moe_importance_cv2_r(const moe_layout *l, const float *g, float *d_g, float weight,
+                            moe_reduce *r);
+double moe_load_cv2_r(const moe_layout *l, int k, const float *clean, const float *noisy,
+                      const float *std, float std_const, float *d_clean, float *d_std, float weight,
+                      moe_reduce *r);
+double moe_switch_loss_r(const moe_layout *l, const float *p, float *d_p, float weight, moe_reduce *r);
+double moe_entropy_loss_r(const moe_layout *l, const float *p, float *d_p, float weight, moe_reduce *r);
 
 /* SMoE spatial agreement on r (B, N, HW): sum over experts of the mean over pixels of the
  * unbiased standard deviation over the batch (0 when B < 2; zero-std entries get no gradient). */

@@ -26,6 +26,20 @@ double moe_similarity_loss(const moe_layout *l, const float *p, int c, const flo
                            int n_pairs, const int32_t *pairs, float beta_same, float beta_diff,
                            float *d_p, double s_out[2]);
 
+/* Data-parallel L_s (see moe_reduce in moe_balance.h): `pairs` index the tokens of the GLOBAL
+ * batch (drawn identically on every process, e.g. from a per-step key), this process holds the
+ * tokens token_first .. token_first + outer * inner - 1 of it. The features and routing weights
+ * of both tokens of every pair are gathered through r (a sum over processes of buffers that are
+ * zero except for the local tokens), so dmax, S_same, S_diff and L_s are those of the global
+ * batch on every process; d_p receives (+=) r->grad_scale times the gradient for the local
+ * tokens. scratch: moe_similarity_scratch_doubles(c, M, n_pairs) doubles. r == NULL with
+ * token_first 0 gives moe_similarity_loss. */
+size_t moe_similarity_scratch_doubles(int c, int n_experts, int n_pairs);
+double moe_similarity_loss_r(const moe_layout *l, const float *p, int c, const float *x,
+                             int n_pairs, const int32_t *pairs, int64_t token_first,
+                             float beta_same, float beta_diff, float *d_p, double s_out[2],
+                             moe_reduce *r, double *scratch);
+
 /* Distillation: mean over tokens of the cross-entropy H(p_teacher, softmax(student_logits)),
  * both (outer, M, inner). d_logits (nullable) receives (+=) weight * (softmax - p_teacher) / T. */
 double moe_distill_loss(const moe_layout *l, const float *p_teacher, const float *student_logits,

@@ -310,8 +310,153 @@ static void softmax_all(int N, size_t P, const float *a, float *out)
     }
 }
 
-void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float *params,
-                  float *state, float *workspace, int training, rng_t *rng)
+/* ---- data-parallel gates ---- */
+
+#define DIST_MAX_EXPERTS 256
+#define DIST_LEVEL_STRIDE 0x9E3779B97F4A7C15ull
+#define DIST_PAIR_STREAM 0x51u
+
+size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int batch)
+{
+    const size_t P = (size_t)P_of(s);
+    size_t sel = 2 * (size_t)batch * s->n_experts * P;   /* local noisy logits, kept flags */
+    size_t sim = moe_similarity_scratch_doubles(s->c_in, s->n_experts, s->sim_pairs);
+    return (sel > sim ? sel : sim) + 1;
+}
+
+/* Best expert of token q among those not kept and not full (moe_gate.c's rule, ties to the
+ * lower index). */
+static int dist_best_free(int N, size_t P, const double *h, const double *kept, size_t q,
+                          const int *count, int cap)
+{
+    int best = -1;
+    double bv = 0;
+    for (int n = 0; n < N; n++) {
+        size_t i = q + (size_t)n * P;
+        if (kept[i] != 0.0) continue;
+        if (cap > 0 && count[n] >= cap) continue;
+        if (best < 0 || h[i] > bv) {
+            best = n;
+            bv = h[i];
+        }
+    }
+    return best;
+}
+
+/* One pass (the j-th choice of every token) of moe_gate.h's selection over the tokens of the
+ * layout (batch, N, P) in (b, p) order; count: tokens per expert so far (updated). */
+static void select_pass(int batch, int N, size_t P, int cap, const double *h, double *kept, int *count,
+                        double *dropped, double *rerouted)
+{
+    for (int b = 0; b < batch; b++)
+        for (size_t p = 0; p < P; p++) {
+            size_t q = (size_t)b * N * P + p;
+            int e = dist_best_free(N, P, h, kept, q, count, cap);
+            if (cap > 0 && e != dist_best_free(N, P, h, kept, q, count, 0)) *rerouted += 1;
+            if (e < 0) {
+                *dropped += 1;
+                continue;
+            }
+            kept[q + (size_t)e * P] = 1.0;
+            count[e]++;
+        }
+}
+
+/* The selection with a capacity over the global batch, whose tokens are split over the
+ * processes in rank order: for each pass j, the ranks take their turn in order; rank q runs
+ * the pass over its tokens with the counts left by the tokens before them, and the count
+ * increments (plus dropped / re-routed) are summed over processes, so each rank sees the
+ * counts of all earlier tokens: the result is that of one process on the global batch, for
+ * k * size reductions of N + 2 doubles (none without a capacity or with one process). A rank
+ * without tokens (batch 0) takes part too. */
+static void select_global(int batch, int N, size_t P, int k, int cap, const double *h, double *kept,
+                          pmoe_dist *d, double *dropped, double *rerouted)
+{
+    int count[DIST_MAX_EXPERTS] = {0};
+    double buf[DIST_MAX_EXPERTS + 2];
+    if (batch > 0) memset(kept, 0, (size_t)batch * N * P * sizeof(double));
+    *dropped = *rerouted = 0;
+    if (cap == 0 || d->size == 1) {
+        /* no coupling between the ranks' tokens (or one rank): no reductions */
+        for (int j = 0; j < k && batch > 0; j++) select_pass(batch, N, P, cap, h, kept, count, dropped, rerouted);
+        return;
+    }
+    for (int j = 0; j < k; j++)
+        for (int q = 0; q < d->size; q++) {
+            memset(buf, 0, sizeof(double) * (size_t)(N + 2));
+            if (q == d->rank && batch > 0) {
+                int work[DIST_MAX_EXPERTS];
+                memcpy(work, count, sizeof(int) * (size_t)N);
+                select_pass(batch, N, P, cap, h, kept, work, &buf[N], &buf[N + 1]);
+                for (int n = 0; n < N; n++) buf[n] = work[n] - count[n];
+            }
+            if (d->size > 1) moe_reduce_sum(&d->red, buf, (size_t)(N + 2));
+            for (int n = 0; n < N; n++) count[n] += (int)lround(buf[n]);
+            *dropped += buf[N];
+            *rerouted += buf[N + 1];
+        }
+}
+
+/* One token gate level in data-parallel mode: moe_gate_forward without noise or capacity,
+ * then per-sample noise and the selection over the global batch (capacity) or the local one. */
+static void gate_forward_dist(const moe_gate_shape *gs, const float *x, const float *params,
+                              float *st, int training, pmoe_dist *d, int level)
+{
+    moe_gate_shape plain = *gs;
+    plain.capacity_factor = 0.0f;
+    moe_gate_forward(&plain, x, params, st, training, NULL);
+    if (!training) return;
+    moe_gate_shape glob = *gs;
+    glob.batch = d->global_batch;
+    const int cap = moe_gate_capacity(&glob);
+    if (!gs->noisy && cap == 0) return; /* plain top-k of the clean logits: nothing is random */
+    const int B = gs->batch, N = gs->n;
+    const size_t P = (size_t)gs->hw, NP = (size_t)N * P;
+    moe_gate_view v = moe_gate_state(gs, st);
+    if (gs->noisy)
+        for (int b = 0; b < B; b++) {
+            rng_t r;
+            rng_seed(&r, d->key + (uint64_t)level * DIST_LEVEL_STRIDE, (uint64_t)(d->first + b));
+            for (size_t i = (size_t)b * NP; i < (size_t)(b + 1) * NP; i++)
+                v.noisy[i] = v.clean[i] + (float)rng_normal(&r) * v.std[i];
+        }
+    /* the selection over the local tokens, in turn with the other ranks when a capacity
+     * couples them */
+    double *h = d->scratch, *kept = d->scratch + (size_t)B * NP;
+    for (size_t i = 0; i < (size_t)B * NP; i++) h[i] = v.noisy[i];
+    double dropped, rerouted;
+    select_global(B, N, P, gs->k, cap, h, kept, d, &dropped, &rerouted);
+    for (size_t i = 0; i < (size_t)B * NP; i++) v.kept[i] = (float)kept[i];
+    v.stats[0] = (float)dropped;
+    v.stats[1] = (float)rerouted;
+    /* softmax over the kept experts (as moe_gate_forward) */
+    for (int b = 0; b < B; b++)
+        for (size_t p = 0; p < P; p++) {
+            size_t q = (size_t)b * NP + p;
+            float m = -INFINITY;
+            for (int n = 0; n < N; n++)
+                if (v.kept[q + (size_t)n * P] != 0.0f) m = fmaxf(m, v.noisy[q + (size_t)n * P]);
+            double sum = 0;
+            for (int n = 0; n < N; n++)
+                if (v.kept[q + (size_t)n * P] != 0.0f) sum += exp((double)v.noisy[q + (size_t)n * P] - m);
+            for (int n = 0; n < N; n++) {
+                size_t i = q + (size_t)n * P;
+                v.g[i] = v.kept[i] != 0.0f ? (float)(exp((double)v.noisy[i] - m) / sum) : 0.0f;
+            }
+        }
+}
+
+static void gate_forward_any(const moe_gate_shape *gs, const float *x, const float *params,
+                             float *st, int training, rng_t *rng, pmoe_dist *d, int level)
+{
+    if (d)
+        gate_forward_dist(gs, x, params, st, training, d, level);
+    else
+        moe_gate_forward(gs, x, params, st, training, rng);
+}
+
+static void forward_impl(const pmoe_shape *s, float *out, const float *in, const float *params,
+                         float *state, float *workspace, int training, rng_t *rng, pmoe_dist *d)
 {
     const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in;
     const size_t P = (size_t)P_of(s);
@@ -340,21 +485,21 @@ void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float 
     /* gate */
     if (s->gate == PMOE_SOFTMAX_TOPK || s->gate == PMOE_LAPLACE) {
         moe_gate_shape gs = single_gate(s);
-        moe_gate_forward(&gs, in, params + goff, gst, training, rng);
+        gate_forward_any(&gs, in, params + goff, gst, training, rng, d, 0);
         moe_gate_view v = moe_gate_state(&gs, gst);
         memcpy(G, v.g, (size_t)B * N * P * sizeof(float));
         memcpy(rp, v.pfull, (size_t)B * N * P * sizeof(float));
     } else if (s->gate == PMOE_HMOE) {
         moe_gate_shape os = outer_gate(s), is = inner_gate(s);
         const int M = s->experts_per_group;
-        moe_gate_forward(&os, in, params + goff, gst, training, rng);
+        gate_forward_any(&os, in, params + goff, gst, training, rng, d, 0);
         moe_gate_view ov = moe_gate_state(&os, gst);
         size_t poff = goff + moe_gate_param_floats(&os);
         float *ist = gst + moe_gate_state_floats(&os);
         for (int g = 0; g < s->groups; g++) {
             float *sg = ist + (size_t)g * L.inner_state;
-            moe_gate_forward(&is, in, params + poff + (size_t)g * moe_gate_param_floats(&is), sg,
-                             training, rng);
+            gate_forward_any(&is, in, params + poff + (size_t)g * moe_gate_param_floats(&is), sg,
+                             training, rng, d, 1 + g);
             moe_gate_view iv = moe_gate_state(&is, sg);
             for (int b = 0; b < B; b++)
                 for (int m = 0; m < M; m++)
@@ -406,17 +551,35 @@ void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float 
             }
         }
     for (int i = 0; i < PMOE_NSTAT; i++) stats[i] = 0;
-    if (s->sim_pairs > 0 && training && rng) {
+    if (s->sim_pairs > 0 && training && d) {
+        /* pairs over the global batch's tokens, the same on every process */
+        rng_t r;
+        rng_seed(&r, d->key, DIST_PAIR_STREAM);
+        moe_similarity_sample_pairs((size_t)d->global_batch * P, s->sim_pairs, &r, (int32_t *)(state + L.pairs));
+        stats[PMOE_NSTAT - 1] = (float)s->sim_pairs;
+    } else if (s->sim_pairs > 0 && training && rng) {
         moe_similarity_sample_pairs((size_t)B * P, s->sim_pairs, rng, (int32_t *)(state + L.pairs));
         stats[PMOE_NSTAT - 1] = (float)s->sim_pairs;
     }
+}
+
+void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float *params,
+                  float *state, float *workspace, int training, rng_t *rng)
+{
+    forward_impl(s, out, in, params, state, workspace, training, rng, NULL);
+}
+
+void pmoe_forward_dist(const pmoe_shape *s, float *out, const float *in, const float *params,
+                       float *state, float *workspace, int training, pmoe_dist *d)
+{
+    forward_impl(s, out, in, params, state, workspace, training, NULL, d);
 }
 
 /* Aux losses of one token gate level (importance on g, load, switch/entropy on pfull):
  * adds gradients into d_g, and zeroed d_clean/d_std/d_pfull buffers. */
 static void level_aux(const moe_gate_shape *gs, const moe_gate_view *v, const pmoe_aux_weights *aux,
                       int with_switch, float *d_g, float *dcl, float *dsd, float *dpf, float *stats,
-                      double *total)
+                      double *total, moe_reduce *r)
 {
     moe_layout l = {gs->batch, gs->n, (size_t)gs->hw};
     size_t n = (size_t)gs->batch * gs->n * gs->hw;
@@ -424,34 +587,35 @@ static void level_aux(const moe_gate_shape *gs, const moe_gate_view *v, const pm
     memset(dsd, 0, n * sizeof(float));
     memset(dpf, 0, n * sizeof(float));
     if (aux->importance != 0) {
-        double li = moe_importance_cv2(&l, v->g, d_g, aux->importance);
+        double li = moe_importance_cv2_r(&l, v->g, d_g, aux->importance, r);
         stats[PMOE_STAT_IMPORTANCE] += (float)li;
         *total += aux->importance * li;
     }
     if (aux->load != 0 && gs->n > gs->k) {
-        double ll = moe_load_cv2(&l, gs->k, v->clean, v->noisy, gs->noisy ? v->std : NULL, 1.0f,
-                                 dcl, dsd, aux->load);
+        double ll = moe_load_cv2_r(&l, gs->k, v->clean, v->noisy, gs->noisy ? v->std : NULL, 1.0f,
+                                   dcl, dsd, aux->load, r);
         stats[PMOE_STAT_LOAD] += (float)ll;
         *total += aux->load * ll;
     }
     if (with_switch && aux->switch_loss != 0) {
-        double ls = moe_switch_loss(&l, v->pfull, dpf, aux->switch_loss);
+        double ls = moe_switch_loss_r(&l, v->pfull, dpf, aux->switch_loss, r);
         stats[PMOE_STAT_SWITCH] += (float)ls;
         *total += aux->switch_loss * ls;
     }
     if (with_switch && aux->entropy != 0) {
-        double le = moe_entropy_loss(&l, v->pfull, dpf, aux->entropy);
+        double le = moe_entropy_loss_r(&l, v->pfull, dpf, aux->entropy, r);
         stats[PMOE_STAT_ENTROPY] += (float)le;
         *total += aux->entropy * le;
     }
 }
 
-void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
-                   const pmoe_aux_weights *aux, const float *in, const float *params,
-                   float *state, float *workspace)
+static void backward_impl(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
+                          const pmoe_aux_weights *aux, const float *in, const float *params,
+                          float *state, float *workspace, pmoe_dist *d)
 {
     static const pmoe_aux_weights none = {0, 0, 0, 0, 0, 0};
     if (!aux) aux = &none;
+    moe_reduce *r = d ? &d->red : NULL;
     const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in;
     const size_t P = (size_t)P_of(s), BNP = (size_t)B * N * P;
     pmoe_layout L = lay(s);
@@ -498,15 +662,18 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
     double total = 0;
     moe_layout lg = {B, N, P};
     if (s->gate != PMOE_HMOE && aux->importance != 0) {
-        double li = moe_importance_cv2(&lg, G, dG, aux->importance);
+        double li = moe_importance_cv2_r(&lg, G, dG, aux->importance, r);
         stats[PMOE_STAT_IMPORTANCE] += (float)li;
         total += aux->importance * li;
     }
     int npairs = (int)stats[PMOE_NSTAT - 1];
     if (npairs > 0 && (aux->sim_same != 0 || aux->sim_diff != 0)) {
         double so[2];
-        double ls = moe_similarity_loss(&lg, G, C, in, npairs, (const int32_t *)(state + L.pairs),
-                                        aux->sim_same, aux->sim_diff, dG, so);
+        double ls = d ? moe_similarity_loss_r(&lg, G, C, in, npairs, (const int32_t *)(state + L.pairs),
+                                              d->first * (int64_t)P, aux->sim_same, aux->sim_diff, dG, so, r,
+                                              d->scratch)
+                      : moe_similarity_loss(&lg, G, C, in, npairs, (const int32_t *)(state + L.pairs),
+                                            aux->sim_same, aux->sim_diff, dG, so);
         stats[PMOE_STAT_SIM_SAME] = (float)so[0];
         stats[PMOE_STAT_SIM_DIFF] = (float)so[1];
         total += ls;
@@ -517,7 +684,7 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
         moe_gate_view v = moe_gate_state(&gs, gst);
         pmoe_aux_weights a2 = *aux;
         a2.importance = 0;
-        level_aux(&gs, &v, &a2, 1, dG, dcl, dsd, dpf, stats, &total);
+        level_aux(&gs, &v, &a2, 1, dG, dcl, dsd, dpf, stats, &total, r);
         moe_gate_backward(&gs, d_in, d_params + goff, dG, dpf, dcl, dsd, in, params + goff, gst, gws);
     } else if (s->gate == PMOE_HMOE) {
         moe_gate_shape os = outer_gate(s), is = inner_gate(s);
@@ -537,11 +704,11 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
                         dG1[((size_t)b * Gr + g) * P + p] += d * iv.g[((size_t)b * M + m) * P + p];
                         dG2[((size_t)b * M + m) * P + p] = d * ov.g[((size_t)b * Gr + g) * P + p];
                     }
-            level_aux(&is, &iv, aux, 0, dG2, dcl, dsd, dpf, stats, &total);
+            level_aux(&is, &iv, aux, 0, dG2, dcl, dsd, dpf, stats, &total, r);
             size_t ip = poff + (size_t)g * moe_gate_param_floats(&is);
             moe_gate_backward(&is, d_in, d_params + ip, dG2, NULL, dcl, dsd, in, params + ip, sg, gws);
         }
-        level_aux(&os, &ov, aux, 1, dG1, dcl, dsd, dpf, stats, &total);
+        level_aux(&os, &ov, aux, 1, dG1, dcl, dsd, dpf, stats, &total, r);
         moe_gate_backward(&os, d_in, d_params + goff, dG1, dpf, dcl, dsd, in, params + goff, gst, gws);
     } else {
         const int A = A_of(s);
@@ -552,12 +719,12 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
         float *da = dcl, *dQ = workspace + L.w_dq, *dK = workspace + L.w_dk, *dhg = workspace + L.w_dhg;
         memset(dpf, 0, BNP * sizeof(float));
         if (aux->switch_loss != 0) {
-            double v = moe_switch_loss(&lg, rp, dpf, aux->switch_loss);
+            double v = moe_switch_loss_r(&lg, rp, dpf, aux->switch_loss, r);
             stats[PMOE_STAT_SWITCH] += (float)v;
             total += aux->switch_loss * v;
         }
         if (aux->entropy != 0) {
-            double v = moe_entropy_loss(&lg, rp, dpf, aux->entropy);
+            double v = moe_entropy_loss_r(&lg, rp, dpf, aux->entropy, r);
             stats[PMOE_STAT_ENTROPY] += (float)v;
             total += aux->entropy * v;
         }
@@ -618,4 +785,67 @@ void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const floa
         if (!(h[i] > 0)) dh[i] = 0;
     conv2d_shape c = conv1(s);
     conv2d_backward(&c, d_in, dw1, db1, dh, in, w1, workspace + L.w_conv);
+}
+
+void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
+                   const pmoe_aux_weights *aux, const float *in, const float *params,
+                   float *state, float *workspace)
+{
+    backward_impl(s, d_in, d_params, d_out, aux, in, params, state, workspace, NULL);
+}
+
+void pmoe_backward_dist(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
+                        const pmoe_aux_weights *aux, const float *in, const float *params,
+                        float *state, float *workspace, pmoe_dist *d)
+{
+    backward_impl(s, d_in, d_params, d_out, aux, in, params, state, workspace, d);
+}
+
+/* The reductions of level_aux with no local token. */
+static void level_aux_idle(const moe_gate_shape *gs, const pmoe_aux_weights *aux, int with_switch,
+                           moe_reduce *r)
+{
+    moe_layout l = {0, gs->n, (size_t)gs->hw};
+    if (aux->importance != 0) moe_importance_cv2_r(&l, NULL, NULL, aux->importance, r);
+    if (aux->load != 0 && gs->n > gs->k) moe_load_cv2_r(&l, gs->k, NULL, NULL, NULL, 1.0f, NULL, NULL, aux->load, r);
+    if (with_switch && aux->switch_loss != 0) moe_switch_loss_r(&l, NULL, NULL, aux->switch_loss, r);
+    if (with_switch && aux->entropy != 0) moe_entropy_loss_r(&l, NULL, NULL, aux->entropy, r);
+}
+
+void pmoe_dist_idle(const pmoe_shape *s, const pmoe_aux_weights *aux, int backward, pmoe_dist *d)
+{
+    static const pmoe_aux_weights none = {0, 0, 0, 0, 0, 0};
+    if (!aux) aux = &none;
+    const size_t P = (size_t)P_of(s);
+    moe_reduce *r = &d->red;
+    if (!backward) {
+        /* the capacity gather of the single gate (HMOE levels have no capacity) */
+        if (s->gate != PMOE_SOFTMAX_TOPK && s->gate != PMOE_LAPLACE) return;
+        moe_gate_shape glob = single_gate(s);
+        glob.batch = d->global_batch;
+        int cap = moe_gate_capacity(&glob);
+        if (cap == 0) return;
+        double dropped, rerouted;
+        select_global(0, s->n_experts, P, s->k, cap, NULL, NULL, d, &dropped, &rerouted);
+        return;
+    }
+    moe_layout lg = {0, s->n_experts, P};
+    if (s->gate != PMOE_HMOE && aux->importance != 0) moe_importance_cv2_r(&lg, NULL, NULL, aux->importance, r);
+    if (s->sim_pairs > 0 && (aux->sim_same != 0 || aux->sim_diff != 0)) {
+        moe_similarity_loss_r(&lg, NULL, s->c_in, NULL, s->sim_pairs, NULL, 0, aux->sim_same, aux->sim_diff, NULL,
+                              NULL, r, d->scratch);
+    }
+    if (s->gate == PMOE_SOFTMAX_TOPK || s->gate == PMOE_LAPLACE) {
+        moe_gate_shape gs = single_gate(s);
+        pmoe_aux_weights a2 = *aux;
+        a2.importance = 0;
+        level_aux_idle(&gs, &a2, 1, r);
+    } else if (s->gate == PMOE_HMOE) {
+        moe_gate_shape os = outer_gate(s), is = inner_gate(s);
+        for (int g = 0; g < s->groups; g++) level_aux_idle(&is, aux, 0, r);
+        level_aux_idle(&os, aux, 1, r);
+    } else {
+        if (aux->switch_loss != 0) moe_switch_loss_r(&lg, NULL, NULL, aux->switch_loss, r);
+        if (aux->entropy != 0) moe_entropy_loss_r(&lg, NULL, NULL, aux->entropy, r);
+    }
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "core/rng.h"
+#include "moe/moe_balance.h"
 #include "moe/moe_gate.h"
 #include "moe/moe_param.h"
 #include "nn/conv2d.h"
@@ -89,6 +90,42 @@ void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float 
 void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
                    const pmoe_aux_weights *aux, const float *in, const float *params,
                    float *state, float *workspace);
+
+/* Data-parallel mode (model.h model_set_dist): this process holds samples first .. first +
+ * batch - 1 of a global batch of global_batch samples; the random draws and batch statistics
+ * are those of the global batch, so they do not depend on how it is split:
+ *  - gate noise: sample b draws its (N, H, W) normals from the stream (key + level, first + b)
+ *    (level 0: the single / outer gate, 1 + g: HMOE inner gate g);
+ *  - capacity (training): moe_gate.h's selection over the global batch (tokens in global
+ *    (b, p) order, capacity from the global token count): for each of the k passes the ranks
+ *    (holding consecutive shards, rank order = sample order) take turns, each starting from
+ *    the expert counts of all earlier tokens (k * size reductions of N + 2 doubles);
+ *  - similarity pairs: drawn over the global batch's tokens from the stream (key, 0x51);
+ *    moe_similarity_loss_r gathers the paired tokens;
+ *  - importance / load / switch / entropy statistics are summed over processes (moe_reduce;
+ *    red.grad_scale = global_batch / batch).
+ * Training forward/backward may call red.sum (collective: every process must make the same
+ * calls; a process without samples calls pmoe_dist_idle instead). red.sum NULL: one process.
+ * With training == 0 the passes equal pmoe_forward (no draws, no reductions). */
+typedef struct {
+    moe_reduce red;
+    int rank, size;          /* this process's place among the processes (shards in rank order) */
+    int64_t first;
+    int global_batch;
+    uint64_t key;            /* this step's key for this layer */
+    double *scratch;         /* pmoe_dist_scratch_doubles(s, batch) doubles */
+} pmoe_dist;
+
+/* Scratch for up to `batch` local samples. */
+size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int batch);
+void pmoe_forward_dist(const pmoe_shape *s, float *out, const float *in, const float *params,
+                       float *state, float *workspace, int training, pmoe_dist *d);
+void pmoe_backward_dist(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
+                        const pmoe_aux_weights *aux, const float *in, const float *params,
+                        float *state, float *workspace, pmoe_dist *d);
+/* The collective calls of one training forward (backward == 0) or backward (1) with no local
+ * sample, in the same order as pmoe_forward_dist / pmoe_backward_dist. */
+void pmoe_dist_idle(const pmoe_shape *s, const pmoe_aux_weights *aux, int backward, pmoe_dist *d);
 
 /* Views into the state (valid after forward). */
 const float *pmoe_gate_weights(const pmoe_shape *s, const float *state);  /* G (B, N, H, W) */

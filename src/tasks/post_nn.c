@@ -1,5 +1,6 @@
 /* Neural post-processing methods (see post_nn.h). */
 #include "tasks/post_nn.h"
+#include "core/dist.h"
 #include "core/log.h"
 #include "model/builder.h"
 #include "model/checkpoint.h"
@@ -171,6 +172,20 @@ static int task_val_add(void *ctx, const int64_t *idx, int n, const float *out)
     return SM_OK;
 }
 
+/* Data-parallel runs: the validation sums of all ranks (each added its share of the set). */
+static int task_val_reduce(void *ctx)
+{
+    post_nn *nn = ctx;
+    double v[4] = {nn->v_crps, nn->v_se, nn->v_var, nn->v_n};
+    int st = dist_allreduce_sum_d(v, 4);
+    if (st) return st;
+    nn->v_crps = v[0];
+    nn->v_se = v[1];
+    nn->v_var = v[2];
+    nn->v_n = v[3];
+    return SM_OK;
+}
+
 static void val_scores(const post_nn *nn, double *crps, double *rmse, double *ssr)
 {
     *crps = nn->v_n > 0 ? nn->v_crps / nn->v_n : NAN;
@@ -280,7 +295,8 @@ int post_nn_fit(const sm_config *cfg, int resume, const ens_data *E, const float
                            .val_reset = task_val_reset,
                            .val_add = task_val_add,
                            .val_text = task_val_text,
-                           .val_json = task_val_json};
+                           .val_json = task_val_json,
+                           .val_reduce = task_val_reduce};
         train_result res;
         st = train_engine_run(&nn->cfg, nn->m, nn->g, batch, &task, resume, &res);
         if (st == SM_OK)

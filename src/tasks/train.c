@@ -148,6 +148,41 @@ static int load_routing_labels(trainer *T, const char *name)
     return st;
 }
 
+/* Normalisation statistics: a pass over every training time. Under MPI rank 0 computes them and
+ * broadcasts the result (the other ranks would repeat the same pass over the whole training
+ * set); the status goes first so that a failure on rank 0 does not leave the others waiting. */
+static int train_compute_stats(trainer *T, const sm_config *cfg)
+{
+    int mode = !strcmp(cfg->data.normalisation, "per_point") ? 1 : !strcmp(cfg->data.normalisation, "none") ? -1 : 0;
+    double t0 = progress_now_seconds();
+    int st = SM_OK;
+    if (dist_rank() == 0) st = samples_compute_stats(&T->L, T->cache, &T->train, mode);
+    if (dist_size() == 1) {
+        if (st == SM_OK) log_debug("normalisation statistics: %.3f s", progress_now_seconds() - t0);
+        return st;
+    }
+    int bst = st, rc;
+    if ((rc = dist_broadcast(&bst, sizeof bst, 0))) return rc;
+    if (bst) return st ? st : sm_fail(bst, "rank 0 failed to compute the normalisation statistics (see its message)");
+    norm_stats *S = &T->L.stats;
+    int npts = S->npts;
+    if ((rc = dist_broadcast(&npts, sizeof npts, 0))) return rc;
+    if (dist_rank() != 0) {
+        free(S->mean);
+        free(S->std);
+        S->npts = npts;
+        S->mean = malloc(sizeof(float) * (size_t)S->nvars * (size_t)npts);
+        S->std = malloc(sizeof(float) * (size_t)S->nvars * (size_t)npts);
+        if (!S->mean || !S->std) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    }
+    size_t n = (size_t)S->nvars * (size_t)npts * sizeof(float);
+    if ((rc = dist_broadcast(S->mean, n, 0)) || (rc = dist_broadcast(S->std, n, 0)) ||
+        (rc = dist_broadcast(S->tend_std, sizeof S->tend_std, 0)))
+        return rc;
+    log_debug("normalisation statistics: %.3f s on rank 0, broadcast to %d ranks", progress_now_seconds() - t0, dist_size());
+    return SM_OK;
+}
+
 static int trainer_setup(trainer *T, const sm_config *cfg, int resume)
 {
     T->cfg = cfg;
@@ -198,8 +233,7 @@ static int trainer_setup(trainer *T, const sm_config *cfg, int resume)
         loss_lat_weights(T->wlat, T->ds->lat, T->L.h);
     else
         for (int j = 0; j < T->L.h; j++) T->wlat[j] = 1.0f;
-    if (!resume && (st = samples_compute_stats(&T->L, T->cache, &T->train, !strcmp(cfg->data.normalisation, "per_point") ? 1 : !strcmp(cfg->data.normalisation, "none") ? -1 : 0)))
-        return st;
+    if (!resume && (st = train_compute_stats(T, cfg))) return st;
     stats_to_arrays(&T->L, T->norm);
     return SM_OK;
 }

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #define TRAIN_MAX_MOE 16
+#define TRAIN_OVERLAP_CHUNK 65536   /* floats per non-blocking gradient allreduce (at least) */
 
 typedef struct {
     const sm_config *cfg;
@@ -31,7 +32,10 @@ typedef struct {
     rng_t rng_dropout;
     int64_t *order;
     int batch;                     /* global batch (all ranks together) */
+    int local_max;                 /* largest shard: ceil(batch / ranks) */
     int rank, size;                /* core/dist.h: data-parallel ranks */
+    int overlap;                   /* gradient allreduce overlapped with backward */
+    dist_grad_sync gsync;
     char dir[CFG_PATH], last_path[CFG_PATH + 16], best_path[CFG_PATH + 16], metrics_path[CFG_PATH + 16];
     int n_moe;
     moe_routing_metrics routing[TRAIN_MAX_MOE];
@@ -144,7 +148,7 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
         }
         moe_done = 1;
     }
-    model_set_batch(E->m, E->batch);
+    model_set_batch(E->m, E->local_max);
     if (E->size > 1 && T->val_reduce) {
         int st = T->val_reduce(T->ctx);
         if (st) return st;
@@ -222,7 +226,20 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
             log_warn("validation metrics are computed on rank 0's share of the validation set (the task has no val_reduce)");
         log_info("data-parallel training on %d ranks: %d samples per rank and step (global batch %d)%s", E->size,
                  E->batch / E->size, E->batch, cfg->training.sync_batchnorm ? ", synchronised BatchNorm" : "");
+        /* activations for the largest shard only (the model was planned for the global batch) */
+        if ((st = model_plan(E->m, E->local_max, 1))) return st;
         if (cfg->training.sync_batchnorm && (st = model_set_batchnorm_sync(E->m, bn_allreduce, NULL))) return st;
+    }
+    /* MoE draws per global sample and batch statistics over ranks (also on one rank, so that
+     * the draws are those of any split) */
+    if ((st = model_set_dist(E->m, E->size > 1 ? bn_allreduce : NULL, NULL, E->rank, E->size, E->batch))) return st;
+    /* SMOECAST_GRAD_OVERLAP=1: start the allreduce of each layer's gradients as soon as its
+     * backward is done (docs/distributed.md: no gain measured for these models) */
+    const char *ov = getenv("SMOECAST_GRAD_OVERLAP");
+    E->overlap = E->size > 1 && ov && !strcmp(ov, "1");
+    if (E->overlap) {
+        if ((st = model_set_grad_ready(E->m, dist_grad_sync_ready, &E->gsync))) return st;
+        log_info("gradient allreduce overlapped with backward (non-blocking, chunks of at least %d floats)", TRAIN_OVERLAP_CHUNK);
     }
     if (resume) {
         checkpoint_state_init(resumed);
@@ -255,6 +272,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
     E.batch = batch;
     E.rank = dist_rank();
     E.size = dist_size();
+    E.local_max = (batch + E.size - 1) / (E.size > 0 ? E.size : 1);
     ckpt_state resumed;
     checkpoint_state_init(&resumed);
     int st = engine_setup(&E, resume, &resumed);
@@ -295,9 +313,10 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             /* [loss share, aux share, interrupted]: summed over ranks with the gradient */
             double red[3] = {0, 0, sm_interrupted() ? 1 : 0};
             model_zero_grad(m);
+            if (E.overlap) dist_grad_sync_begin(&E.gsync, grad_all, grad_n, (float)n / (float)ng, TRAIN_OVERLAP_CHUNK);
             if (n > 0) {
                 model_set_batch(m, n);
-                model_set_sample_offset(m, lo);
+                model_set_shard(m, lo, ng);
                 if ((st = task->assemble(task->ctx, E.order + first + lo, n, model_input(m)))) break;
                 if ((st = model_forward(m, 1, &E.rng_dropout))) break;
                 double loss_local = task->loss(task->ctx, model_output(m), n);
@@ -312,14 +331,19 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
                  * take part in the BatchNorm reductions */
                 rng_u32(&E.rng_dropout);
                 rng_u32(&E.rng_dropout);
+                model_set_shard(m, lo, ng);
                 if ((st = model_sync_idle(m))) break;
             }
             if (E.size > 1) {
                 /* Each rank's gradient is that of its mean loss over n samples; weighting by
                  * n / ng and summing gives the gradient of the global-batch mean loss. */
-                float w = (float)n / (float)ng;
-                for (size_t k = 0; k < grad_n; k++) grad_all[k] *= w;
-                if ((st = dist_allreduce_sum_f(grad_all, grad_n))) break;
+                if (E.overlap) {
+                    if ((st = dist_grad_sync_finish(&E.gsync))) break;
+                } else {
+                    float w = (float)n / (float)ng;
+                    for (size_t k = 0; k < grad_n; k++) grad_all[k] *= w;
+                    if ((st = dist_allreduce_sum_f(grad_all, grad_n))) break;
+                }
                 if ((st = dist_allreduce_sum_d(red, 3))) break;
             }
             double loss = red[0];
@@ -390,6 +414,13 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
         }
     }
     model_set_batchnorm_sync(m, NULL, NULL);
+    model_set_dist(m, NULL, NULL, 0, 1, 0);
+    model_set_grad_ready(m, NULL, NULL);
+    /* back to the batch the caller planned (e.g. test-set scoring after training) */
+    if (E.size > 1 && model_max_batch(m) != batch) {
+        int pst = model_plan(m, batch, 1);
+        if (st == SM_OK) st = pst;
+    }
     result->epochs_done = epoch;
     result->steps_done = step;
     result->best_val = best;

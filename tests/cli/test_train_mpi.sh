@@ -1,7 +1,9 @@
 # Data-parallel training under mpirun (label mpi): 2 ranks give the same weights as 1 rank
 # after 20 steps with the same global batch (per tensor ||w2 - w1|| <= 1e-5 ||w1|| + 1e-7), on a
 # CNN with BatchNorm (synchronised), dropout and a latent-gate SMoE last layer (RC loss, damping,
-# importance and load losses); rank 0 alone writes the run
+# importance and load losses), and on the same CNN with a point-gated softmax_topk last layer
+# (noisy gate, capacity factor 1, importance / load / switch losses and the sample-similarity
+# regulariser; tests/unit/test_dist_mpi.c has both MoE kinds in one model); rank 0 alone writes the run
 # directory; --resume works on every rank; a world size that does not divide the batch fails.
 . "$(dirname "$0")/lib.sh"
 [ "${SMOECAST_HAVE_MPI:-0}" = 1 ] || skip_or_fail "built without MPI"
@@ -72,6 +74,38 @@ if bad or n == 0:
 PY
 }
 if out=$(compare one/last.nc two/last.nc 2>&1); then ok "2 ranks == 1 rank after 20 steps: $out"; else fail "weights differ: $out"; fi
+
+# the gradient allreduce overlapped with backward (SMOECAST_GRAD_OVERLAP=1) gives the same weights
+expect_exit 0 "allreduce overlapped with backward" -- "${MPI[@]}" -x SMOECAST_GRAD_OVERLAP=1 -np 2 "$BIN" train -c cfg.yaml \
+  run.threads=1 output.dir=overlap
+if out=$(compare one/last.nc overlap/last.nc 2>&1); then ok "overlapped allreduce: 2 ranks == 1 rank: $out"; else fail "overlap weights differ: $out"; fi
+
+# the point-gated layer: gate noise, capacity order and similarity pairs drawn per global sample,
+# its batch statistics summed over ranks
+sed -e 's/gate: latent/gate: softmax_topk/' -e 's/experts: 3/experts: 4/' -e 's/k: 1$/k: 2/' \
+    -e 's/aux: {importance: 0.1, load: 0.1}/aux: {importance: 0.1, load: 0.1, switch: 0.05, similarity: {beta_same: 0.1, beta_diff: 0.05, pairs: 64}}/' \
+    -e 's/    rc_loss: .*/    noise: true/' -e 's/    damping: .*/    capacity_factor: 1.0\n    expert_hidden: 4/' cfg.yaml > point.yaml
+grep -q "capacity_factor: 1.0" point.yaml && grep -q "gate: softmax_topk" point.yaml && grep -q "pairs: 64" point.yaml \
+  || fail "point.yaml was not derived from cfg.yaml"
+expect_exit 0 "epoch 2: train" -- "$BIN" train -c point.yaml run.threads=1 output.dir=p_one
+expect_exit 0 "epoch 2: train" -- "${MPI[@]}" -np 2 "$BIN" train -c point.yaml run.threads=1 output.dir=p_two
+if out=$(compare p_one/last.nc p_two/last.nc 2>&1); then ok "point-gated layer: 2 ranks == 1 rank after 20 steps: $out"; else fail "point-gated weights differ: $out"; fi
+aux1=$(grep -o '"aux_loss": [0-9.e+-]*' p_one/metrics.jsonl | tail -1 | cut -d' ' -f2)
+aux2=$(grep -o '"aux_loss": [0-9.e+-]*' p_two/metrics.jsonl | tail -1 | cut -d' ' -f2)
+if [ -n "$aux1" ] && awk -v a="$aux1" -v b="$aux2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-5 * a) }'; then
+  ok "point-gated aux loss (importance, load, switch, similarity) equal on 1 and 2 ranks ($aux1, $aux2)"
+else
+  fail "point-gated aux loss: '$aux1' on 1 rank vs '$aux2' on 2 ranks"
+fi
+
+# a short last batch: 17 training samples in batches of 8 leave 1 sample for the last step, so
+# rank 0 has none and only takes part in the BatchNorm and MoE reductions (model_sync_idle,
+# which also updates its BatchNorm running statistics); still 2 ranks == 1 rank
+expect_exit 0 "samples train 17," -- "$BIN" train -c point.yaml run.threads=1 output.dir=s_one data.train_end=2000-01-05T06 \
+  training.steps_per_epoch=0
+expect_exit 0 "epoch 2: train" -- "${MPI[@]}" -np 2 "$BIN" train -c point.yaml run.threads=1 output.dir=s_two \
+  data.train_end=2000-01-05T06 training.steps_per_epoch=0
+if out=$(compare s_one/last.nc s_two/last.nc 2>&1); then ok "short last batch with an idle rank: 2 ranks == 1 rank: $out"; else fail "short last batch: weights differ: $out"; fi
 
 # resume on every rank from rank 0's checkpoint: 1 epoch on 2 ranks, then --resume to 2 epochs
 # on 2 ranks == 2 epochs on 1 rank (20 steps)
