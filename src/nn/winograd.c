@@ -325,7 +325,7 @@ static inline int clampi(int i, int n) { return i < 0 ? 0 : (i >= n ? n - 1 : i)
 /* One channel (h x w) -> padded plane (hp rows, each m phases of ws floats): padded column x
  * is stored at (x % m) * ws + x / m. Rows / columns beyond h + 2p / w + 2p are zero.
  * row: rl floats. */
-static void pad_channel(const wino_plan *P, const float *src, float *plane, float *row)
+NN_VEC_CLONES static void pad_channel(const wino_plan *P, const float *src, float *plane, float *row)
 {
     const int m = P->m, p = P->p, w = P->w, h = P->h, ws = P->ws, rl = P->rl;
     for (int yp = 0; yp < P->hp; yp++) {
@@ -349,7 +349,7 @@ static void pad_channel(const wino_plan *P, const float *src, float *plane, floa
 }
 
 /* Adjoint of pad_channel: dsrc (h x w) += fold(dplane) by the padding mode. row: rl floats. */
-static void unpad_channel_acc(const wino_plan *P, const float *dplane, float *dsrc, float *row)
+NN_VEC_CLONES static void unpad_channel_acc(const wino_plan *P, const float *dplane, float *dsrc, float *row)
 {
     const int m = P->m, p = P->p, w = P->w, h = P->h, ws = P->ws, rl = P->rl;
     for (int yp = 0; yp < h + 2 * p; yp++) {
@@ -380,7 +380,7 @@ static void unpad_channel_acc(const wino_plan *P, const float *dplane, float *ds
 
 /* V[xi][.][col + ty * tw + t] = (B^T d B)[xi] for every tile of one padded channel plane;
  * v points at the channel's row of plane 0 (v + xi * vx is plane xi). */
-static void input_transform(const wino_plan *P, const wino_variant *V, const float *plane,
+NN_VEC_CLONES static void input_transform(const wino_plan *P, const wino_variant *V, const float *plane,
                             float *v, float *tmp)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, ws = P->ws, rl = P->rl;
@@ -403,7 +403,7 @@ static void input_transform(const wino_plan *P, const wino_variant *V, const flo
 }
 
 /* Adjoint of input_transform: dplane (zeroed by the caller) += B dV B^T over all tiles. */
-static void input_adjoint(const wino_plan *P, const wino_variant *V, const float *dv,
+NN_VEC_CLONES static void input_adjoint(const wino_plan *P, const wino_variant *V, const float *dv,
                           float *dplane, float *tmp)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, ws = P->ws, rl = P->rl;
@@ -431,7 +431,7 @@ static void input_adjoint(const wino_plan *P, const wino_variant *V, const float
 }
 
 /* out (one output channel, h x w) = A^T M A (+ bias); mrow: the channel's row of plane 0. */
-static void output_transform(const wino_plan *P, const wino_variant *V, const float *mrow,
+NN_VEC_CLONES static void output_transform(const wino_plan *P, const wino_variant *V, const float *mrow,
                              float bias, float *outc, float *tmp)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, h = P->h, w = P->w;
@@ -463,7 +463,7 @@ static void output_transform(const wino_plan *P, const wino_variant *V, const fl
 
 /* Adjoint of output_transform: dM[xi][.][ty * tw + t] = (A dY A^T)[xi] for one output channel
  * of the gradient; dmrow: the channel's row of plane 0. */
-static void output_adjoint(const wino_plan *P, const wino_variant *V, const float *dyc,
+NN_VEC_CLONES static void output_adjoint(const wino_plan *P, const wino_variant *V, const float *dyc,
                            float *dmrow, float *tmp)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, h = P->h, w = P->w;
