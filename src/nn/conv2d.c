@@ -39,8 +39,10 @@
 /* Winograd needs this many input and output channels (the transforms cost O(c) per tile, the
  * GEMMs O(c_in * c_out)). */
 #define WINO_MIN_C 8
-/* Winograd: fold samples until a GEMM has at least this many tiles. */
-#define WINO_MIN_TILES 128
+/* Winograd: fold samples until a GEMM has at least this many tiles; samples with at least
+ * twice as many are split into blocks of tile rows with about this many, so that a block's
+ * transformed input and output (alpha^2 x channels x tiles each) stay in the L2 cache. */
+#define WINO_TILES 64
 
 static nn_conv_algo g_algo = NN_CONV_AUTO;
 
@@ -104,7 +106,7 @@ static int conv_chunk(const conv2d_shape *s)
     case PATH_WINOGRAD: {
         int m = wino_m_of(s);
         per = (size_t)((s->h + m - 1) / m) * ((s->w + m - 1) / m);
-        min = WINO_MIN_TILES;
+        min = WINO_TILES;
         break;
     }
     case PATH_IM2COL:
@@ -119,15 +121,31 @@ static int conv_chunk(const conv2d_shape *s)
     return nb < 1 ? 1 : (int)nb;
 }
 
+/* Winograd tile rows per block (0: whole samples). */
+static int wino_rows(const conv2d_shape *s)
+{
+    int m = wino_m_of(s), th = (s->h + m - 1) / m, tw = (s->w + m - 1) / m;
+    if ((long)th * tw < 2L * WINO_TILES) return 0;
+    return (WINO_TILES + tw - 1) / tw;
+}
+
 static wino_plan wino_plan_of(const conv2d_shape *s)
 {
-    return wino_plan_make(s, wino_m_of(s), conv_chunk(s));
+    return wino_plan_make(s, wino_m_of(s), conv_chunk(s), wino_rows(s));
+}
+
+/* Work items per group: the items of a group (the tile-row blocks of one sample) must run on
+ * one thread. */
+static int conv_group(const conv2d_shape *s)
+{
+    if (conv_path_of(s) != PATH_WINOGRAD || conv_chunk(s) > 1) return 1;
+    return wino_plan_of(s).nblk;
 }
 
 static int conv_items(const conv2d_shape *s)
 {
     int nb = conv_chunk(s);
-    return (s->batch + nb - 1) / nb;
+    return (s->batch + nb - 1) / nb * conv_group(s);
 }
 
 /* Threads for the sample loop: 1 for small convolutions (below CONV_PAR_MIN_MACS
@@ -139,8 +157,8 @@ static int conv_threads(const conv2d_shape *s)
     long macs = (long)s->batch * s->c_out * s->c_in * s->kernel * s->kernel *
                 conv2d_out_h(s) * conv2d_out_w(s);
     if (macs < CONV_PAR_MIN_MACS) return 1;
-    int t = nn_get_threads(), items = conv_items(s);
-    if (t > items) t = items;
+    int t = nn_get_threads(), groups = conv_items(s) / conv_group(s);
+    if (t > groups) t = groups;
     return t < 1 ? 1 : t;
 }
 
@@ -540,7 +558,8 @@ static int run_items(const conv2d_shape *s, float *thread_ws, size_t per_thread,
         used = nt;
         float *tb = thread_ws + (size_t)t * per_thread;
         if (zero_dw_off_plus1) memset(tb + zero_dw_off_plus1 - 1, 0, nw * sizeof(float));
-        int lo = (int)((long)items * t / nt), hi = (int)((long)items * (t + 1) / nt);
+        const int g = conv_group(s), groups = items / g;
+        int lo = (int)((long)groups * t / nt) * g, hi = (int)((long)groups * (t + 1) / nt) * g;
         for (int i = lo; i < hi; i++) fn(s, i, tb, ctx);
     }
     openblas_set_num_threads(blas_threads);
@@ -576,9 +595,9 @@ static void fwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
                              c->in + (size_t)item * s->c_in * hw, c->wk, c->bias, tb, c->L);
         break;
     case PATH_WINOGRAD: {
-        int nb = c->wp->chunk, b0 = item * nb;
+        int nb = c->wp->chunk, nbl = c->wp->nblk, b0 = item / nbl * nb;
         int n = s->batch - b0 < nb ? s->batch - b0 : nb;
-        wino_forward(c->wp, n, c->out + (size_t)b0 * s->c_out * ohw,
+        wino_forward(c->wp, n, item % nbl, c->out + (size_t)b0 * s->c_out * ohw,
                      c->in + (size_t)b0 * s->c_in * hw, c->wk, c->bias, tb);
         break;
     }
@@ -613,9 +632,9 @@ static void bwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
                               c->in + (size_t)item * s->c_in * hw, c->wk, tb, c->L);
         break;
     case PATH_WINOGRAD: {
-        int nb = c->wp->chunk, b0 = item * nb;
+        int nb = c->wp->chunk, nbl = c->wp->nblk, b0 = item / nbl * nb;
         int n = s->batch - b0 < nb ? s->batch - b0 : nb;
-        wino_backward(c->wp, n, c->d_in ? c->d_in + (size_t)b0 * s->c_in * hw : NULL,
+        wino_backward(c->wp, n, item % nbl, c->d_in ? c->d_in + (size_t)b0 * s->c_in * hw : NULL,
                       c->d_out + (size_t)b0 * s->c_out * ohw, c->in + (size_t)b0 * s->c_in * hw,
                       c->wk, tb);
         break;

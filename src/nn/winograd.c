@@ -163,7 +163,7 @@ int wino_supported(int m, int r) { return variant_of(m, r) != NULL; }
 
 /* ------------------------------------------------------------------ plan */
 
-wino_plan wino_plan_make(const conv2d_shape *s, int m, int chunk)
+wino_plan wino_plan_make(const conv2d_shape *s, int m, int chunk, int rows)
 {
     wino_plan P;
     memset(&P, 0, sizeof P);
@@ -179,11 +179,14 @@ wino_plan wino_plan_make(const conv2d_shape *s, int m, int chunk)
     P.th = (s->h + m - 1) / m;
     P.tw = (s->w + m - 1) / m;
     P.nt = P.th * P.tw;
-    P.hp = m * P.th + 2 * P.p;
+    P.chunk = chunk;
+    P.trb = chunk > 1 || rows < 1 || rows > P.th ? P.th : rows;
+    P.nblk = (P.th + P.trb - 1) / P.trb;
+    P.bt = P.trb * P.tw;
+    P.hp = m * P.trb + 2 * P.p;
     P.ws = (m * P.tw + 2 * P.p + m - 1) / m;
     P.rl = m * P.ws;
-    P.chunk = chunk;
-    P.ldt = (size_t)chunk * P.nt;
+    P.ldt = (size_t)chunk * P.bt;
     /* 16 floats more than a plane, so that the alpha^2 streams written together do not all
      * map to the same cache sets */
     P.vc = (size_t)P.alpha * P.alpha * P.ldt + 16;
@@ -322,15 +325,16 @@ static inline int wrap(int i, int n)
 
 static inline int clampi(int i, int n) { return i < 0 ? 0 : (i >= n ? n - 1 : i); }
 
-/* One channel (h x w) -> padded plane (hp rows, each m phases of ws floats): padded column x
- * is stored at (x % m) * ws + x / m. Rows / columns beyond h + 2p / w + 2p are zero.
- * row: rl floats. */
-NN_VEC_CLONES static void pad_channel(const wino_plan *P, const float *src, float *plane, float *row)
+/* One channel (h x w) -> padded plane of the tile rows [ty0, ty0 + nty): padded rows m ty0 to
+ * m (ty0 + nty) + 2p, each m phases of ws floats (padded column x at (x % m) * ws + x / m).
+ * Rows / columns beyond h + 2p / w + 2p are zero. row: rl floats. */
+NN_VEC_CLONES static void pad_channel(const wino_plan *P, const float *src, float *plane, float *row,
+                                      int ty0, int nty)
 {
     const int m = P->m, p = P->p, w = P->w, h = P->h, ws = P->ws, rl = P->rl;
-    for (int yp = 0; yp < P->hp; yp++) {
-        float *d = plane + (size_t)yp * rl;
-        int iy = yp - p;
+    for (int yr = 0; yr < m * nty + 2 * p; yr++) {
+        float *d = plane + (size_t)yr * rl;
+        int yp = m * ty0 + yr, iy = yp - p;
         if (yp >= h + 2 * p || ((iy < 0 || iy >= h) && P->pad != PAD_REPLICATE)) {
             memset(d, 0, sizeof(float) * (size_t)rl);
             continue;
@@ -349,16 +353,17 @@ NN_VEC_CLONES static void pad_channel(const wino_plan *P, const float *src, floa
 }
 
 /* Adjoint of pad_channel: dsrc (h x w) += fold(dplane) by the padding mode. row: rl floats. */
-NN_VEC_CLONES static void unpad_channel_acc(const wino_plan *P, const float *dplane, float *dsrc, float *row)
+NN_VEC_CLONES static void unpad_channel_acc(const wino_plan *P, const float *dplane, float *dsrc,
+                                            float *row, int ty0, int nty)
 {
     const int m = P->m, p = P->p, w = P->w, h = P->h, ws = P->ws, rl = P->rl;
-    for (int yp = 0; yp < h + 2 * p; yp++) {
-        int iy = yp - p;
+    for (int yr = 0; yr < m * nty + 2 * p && m * ty0 + yr < h + 2 * p; yr++) {
+        int iy = m * ty0 + yr - p;
         if (iy < 0 || iy >= h) {
             if (P->pad != PAD_REPLICATE) continue;
             iy = clampi(iy, h);
         }
-        const float *d = dplane + (size_t)yp * rl;
+        const float *d = dplane + (size_t)yr * rl;
         interleave_add(m, d, (size_t)ws, row, ws, 0.0f);
         float *r = dsrc + (size_t)iy * w;
         for (int x = 0; x < w; x++) r[x] += row[p + x];
@@ -381,13 +386,13 @@ NN_VEC_CLONES static void unpad_channel_acc(const wino_plan *P, const float *dpl
 /* V[xi][.][col + ty * tw + t] = (B^T d B)[xi] for every tile of one padded channel plane;
  * v points at the channel's row of plane 0 (v + xi * vx is plane xi). */
 NN_VEC_CLONES static void input_transform(const wino_plan *P, const wino_variant *V, const float *plane,
-                            float *v, float *tmp)
+                            float *v, float *tmp, int nty)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, ws = P->ws, rl = P->rl;
     float *R = tmp;
     const float *in[8];
     float *out[8];
-    for (int ty = 0; ty < P->th; ty++) {
+    for (int ty = 0; ty < nty; ty++) {
         /* columns: R[i] = sum_k B^T[i][k] row(m ty + k), over whole (phase-ordered) rows */
         for (int k = 0; k < al; k++) in[k] = plane + (size_t)(m * ty + k) * rl;
         for (int i = 0; i < al; i++) out[i] = R + (size_t)i * rl;
@@ -404,13 +409,13 @@ NN_VEC_CLONES static void input_transform(const wino_plan *P, const wino_variant
 
 /* Adjoint of input_transform: dplane (zeroed by the caller) += B dV B^T over all tiles. */
 NN_VEC_CLONES static void input_adjoint(const wino_plan *P, const wino_variant *V, const float *dv,
-                          float *dplane, float *tmp)
+                          float *dplane, float *tmp, int nty)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, ws = P->ws, rl = P->rl;
     float *dR = tmp, *W = tmp + (size_t)al * rl;
     const float *in[8];
     float *out[8];
-    for (int ty = 0; ty < P->th; ty++) {
+    for (int ty = 0; ty < nty; ty++) {
         const float *vrow = dv + (size_t)ty * tw;
         memset(dR, 0, sizeof(float) * (size_t)al * rl);
         for (int i = 0; i < al; i++) {
@@ -432,14 +437,14 @@ NN_VEC_CLONES static void input_adjoint(const wino_plan *P, const wino_variant *
 
 /* out (one output channel, h x w) = A^T M A (+ bias); mrow: the channel's row of plane 0. */
 NN_VEC_CLONES static void output_transform(const wino_plan *P, const wino_variant *V, const float *mrow,
-                             float bias, float *outc, float *tmp)
+                             float bias, float *outc, float *tmp, int ty0, int nty)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, h = P->h, w = P->w;
     const size_t mtw = (size_t)m * tw;
     float *S = tmp, *Y = tmp + (size_t)al * mtw;
     const float *in[8];
     float *out[8];
-    for (int ty = 0; ty < P->th; ty++) {
+    for (int ty = 0; ty < nty; ty++) {
         const float *mr = mrow + (size_t)ty * tw;
         /* rows: S[i][q][t] = sum_j A^T[q][j] M[i al + j][t] */
         for (int i = 0; i < al; i++) {
@@ -451,8 +456,8 @@ NN_VEC_CLONES static void output_transform(const wino_plan *P, const wino_varian
         for (int i = 0; i < al; i++) in[i] = S + (size_t)i * mtw;
         for (int p = 0; p < m; p++) out[p] = Y + (size_t)p * mtw;
         V->at(in, out, (int)mtw, 0);
-        for (int p = 0; p < m && m * ty + p < h; p++) {
-            float *o = outc + (size_t)(m * ty + p) * w;
+        for (int p = 0; p < m && m * (ty0 + ty) + p < h; p++) {
+            float *o = outc + (size_t)(m * (ty0 + ty) + p) * w;
             const float *y = Y + (size_t)p * mtw;
             const int nf = w / m; /* full tiles, then the partial one */
             interleave_add(m, y, (size_t)tw, o, nf, bias);
@@ -464,18 +469,18 @@ NN_VEC_CLONES static void output_transform(const wino_plan *P, const wino_varian
 /* Adjoint of output_transform: dM[xi][.][ty * tw + t] = (A dY A^T)[xi] for one output channel
  * of the gradient; dmrow: the channel's row of plane 0. */
 NN_VEC_CLONES static void output_adjoint(const wino_plan *P, const wino_variant *V, const float *dyc,
-                           float *dmrow, float *tmp)
+                           float *dmrow, float *tmp, int ty0, int nty)
 {
     const int al = P->alpha, m = P->m, tw = P->tw, h = P->h, w = P->w;
     const size_t mtw = (size_t)m * tw;
     float *Z = tmp, *D = tmp + (size_t)al * mtw;
     const float *in[8];
     float *out[8];
-    for (int ty = 0; ty < P->th; ty++) {
+    for (int ty = 0; ty < nty; ty++) {
         /* D[p][q][t] = dY[m ty + p][m t + q], zero beyond the image */
         for (int p = 0; p < m; p++) {
             float *d = D + (size_t)p * mtw;
-            int y = m * ty + p;
+            int y = m * (ty0 + ty) + p;
             if (y >= h) {
                 memset(d, 0, sizeof(float) * mtw);
                 continue;
@@ -502,7 +507,7 @@ NN_VEC_CLONES static void output_adjoint(const wino_plan *P, const wino_variant 
 
 /* ------------------------------------------------------------------ work items */
 
-static void transform_inputs(const wino_plan *P, const wino_variant *V, int nsamp,
+static void transform_inputs(const wino_plan *P, const wino_variant *V, int nsamp, int ty0, int nty,
                              const float *in, float *tb)
 {
     const size_t hw = (size_t)P->h * P->w;
@@ -510,43 +515,47 @@ static void transform_inputs(const wino_plan *P, const wino_variant *V, int nsam
     float *row = tmp + (size_t)P->alpha * P->rl;
     for (int j = 0; j < nsamp; j++)
         for (int ch = 0; ch < P->c_in; ch++) {
-            pad_channel(P, in + ((size_t)j * P->c_in + ch) * hw, plane, row);
-            input_transform(P, V, plane, v + (size_t)ch * P->vc + (size_t)j * P->nt, tmp);
+            pad_channel(P, in + ((size_t)j * P->c_in + ch) * hw, plane, row, ty0, nty);
+            input_transform(P, V, plane, v + (size_t)ch * P->vc + (size_t)j * P->bt, tmp, nty);
         }
 }
 
-void wino_forward(const wino_plan *P, int nsamp, float *out, const float *in, const float *u,
-                  const float *bias, float *tb)
+void wino_forward(const wino_plan *P, int nsamp, int blk, float *out, const float *in,
+                  const float *u, const float *bias, float *tb)
 {
     const wino_variant *V = variant_of(P->m, P->r);
-    const size_t hw = (size_t)P->h * P->w, T = (size_t)nsamp * P->nt;
+    const int ty0 = blk * P->trb, nty = P->th - ty0 < P->trb ? P->th - ty0 : P->trb;
+    /* the tiles in use: a partial last block leaves the rest of V / M stale */
+    const size_t hw = (size_t)P->h * P->w, T = (size_t)(nsamp - 1) * P->bt + (size_t)nty * P->tw;
     const int a2 = P->alpha * P->alpha;
     float *v = tb + P->o_v, *mm = tb + P->o_m, *tmp = tb + P->o_tmp;
-    transform_inputs(P, V, nsamp, in, tb);
+    transform_inputs(P, V, nsamp, ty0, nty, in, tb);
     for (int xi = 0; xi < a2; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P->c_out, (int)T, P->c_in, 1.0f,
                     u + (size_t)xi * P->c_out * P->c_in, P->c_in, v + (size_t)xi * P->vx,
                     (int)P->vc, 0.0f, mm + (size_t)xi * P->mx, (int)P->mc);
     for (int j = 0; j < nsamp; j++)
         for (int co = 0; co < P->c_out; co++)
-            output_transform(P, V, mm + (size_t)co * P->mc + (size_t)j * P->nt,
-                             bias ? bias[co] : 0.0f, out + ((size_t)j * P->c_out + co) * hw, tmp);
+            output_transform(P, V, mm + (size_t)co * P->mc + (size_t)j * P->bt, bias ? bias[co] : 0.0f,
+                             out + ((size_t)j * P->c_out + co) * hw, tmp, ty0, nty);
 }
 
-void wino_backward(const wino_plan *P, int nsamp, float *d_in, const float *d_out,
+void wino_backward(const wino_plan *P, int nsamp, int blk, float *d_in, const float *d_out,
                    const float *in, const float *u, float *tb)
 {
     const wino_variant *V = variant_of(P->m, P->r);
-    const size_t hw = (size_t)P->h * P->w, T = (size_t)nsamp * P->nt;
+    const int ty0 = blk * P->trb, nty = P->th - ty0 < P->trb ? P->th - ty0 : P->trb;
+    /* the tiles in use: a partial last block leaves the rest of V / M stale */
+    const size_t hw = (size_t)P->h * P->w, T = (size_t)(nsamp - 1) * P->bt + (size_t)nty * P->tw;
     const int a2 = P->alpha * P->alpha;
     float *v = tb + P->o_v, *mm = tb + P->o_m, *du = tb + P->o_du;
     float *plane = tb + P->o_pad, *tmp = tb + P->o_tmp;
     float *row = tmp + (size_t)P->alpha * P->rl;
-    transform_inputs(P, V, nsamp, in, tb);
+    transform_inputs(P, V, nsamp, ty0, nty, in, tb);
     for (int j = 0; j < nsamp; j++)
         for (int co = 0; co < P->c_out; co++)
             output_adjoint(P, V, d_out + ((size_t)j * P->c_out + co) * hw,
-                           mm + (size_t)co * P->mc + (size_t)j * P->nt, tmp);
+                           mm + (size_t)co * P->mc + (size_t)j * P->bt, tmp, ty0, nty);
     for (int xi = 0; xi < a2; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P->c_out, P->c_in, (int)T, 1.0f,
                     mm + (size_t)xi * P->mx, (int)P->mc, v + (size_t)xi * P->vx,
@@ -558,8 +567,8 @@ void wino_backward(const wino_plan *P, int nsamp, float *d_in, const float *d_ou
                     (int)P->mc, 0.0f, v + (size_t)xi * P->vx, (int)P->vc);
     for (int j = 0; j < nsamp; j++)
         for (int ch = 0; ch < P->c_in; ch++) {
-            memset(plane, 0, sizeof(float) * (size_t)P->hp * P->rl);
-            input_adjoint(P, V, v + (size_t)ch * P->vc + (size_t)j * P->nt, plane, tmp);
-            unpad_channel_acc(P, plane, d_in + ((size_t)j * P->c_in + ch) * hw, row);
+            memset(plane, 0, sizeof(float) * (size_t)(P->m * nty + 2 * P->p) * P->rl);
+            input_adjoint(P, V, v + (size_t)ch * P->vc + (size_t)j * P->bt, plane, tmp, nty);
+            unpad_channel_acc(P, plane, d_in + ((size_t)j * P->c_in + ch) * hw, row, ty0, nty);
         }
 }

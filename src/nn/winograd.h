@@ -37,9 +37,11 @@ typedef struct {
     int c_in, c_out, h, w;
     pad_mode pad;
     int th, tw, nt;              /* tiles per sample: th x tw */
-    int hp, ws, rl;              /* padded plane: hp rows of rl = m * ws floats (m phases) */
-    int chunk;                   /* samples per GEMM batch (work item) */
-    size_t ldt;                  /* tiles per V / M row = chunk * nt */
+    int chunk;                   /* samples per work item */
+    int trb, nblk;               /* tile rows per block, blocks per sample (1 if chunk > 1) */
+    int bt;                      /* tiles of one sample in a block: trb * tw */
+    int hp, ws, rl;              /* padded plane of a block: hp rows of rl = m * ws floats */
+    size_t ldt;                  /* tiles per V / M row = chunk * bt */
     size_t vx, vc, mx, mc;       /* V / M strides between planes (x) and channels (c) */
     /* offsets inside a thread's scratch block */
     size_t o_v, o_m, o_du, o_pad, o_tmp, total;
@@ -48,9 +50,11 @@ typedef struct {
 /* 1 if F(m x m, r x r) is implemented. */
 int wino_supported(int m, int r);
 
-/* Plan for the stride-1 shape s (kernel r = s->kernel) with output tiles m x m and `chunk`
- * samples per work item (1 <= chunk <= batch). */
-wino_plan wino_plan_make(const conv2d_shape *s, int m, int chunk);
+/* Plan for the stride-1 shape s (kernel r = s->kernel) with output tiles m x m. A work item is
+ * either `chunk` (> 1) whole samples, or (chunk == 1) one block of `rows` tile rows of one
+ * sample (rows < 1: the whole sample). Blocks of one sample overlap in the input gradient:
+ * run them on one thread. */
+wino_plan wino_plan_make(const conv2d_shape *s, int m, int chunk, int rows);
 
 /* Floats of the transformed weights U (shared by all threads). */
 size_t wino_u_floats(const wino_plan *P);
@@ -61,14 +65,16 @@ void wino_weight_transform(const wino_plan *P, const float *weight, float *u);
 /* d_weight (torch layout) += G^T dU G, dU as accumulated by wino_backward. */
 void wino_weight_adjoint(const wino_plan *P, const float *du, float *d_weight);
 
-/* Forward for `nsamp` (<= chunk) consecutive samples: in (nsamp, c_in, h, w) ->
- * out (nsamp, c_out, h, w) (+ bias if non-NULL). tb: the thread's P->total scratch floats. */
-void wino_forward(const wino_plan *P, int nsamp, float *out, const float *in, const float *u,
-                  const float *bias, float *tb);
+/* Forward of block `blk` (0 if chunk > 1) of `nsamp` (<= chunk) consecutive samples:
+ * in (nsamp, c_in, h, w) -> out (nsamp, c_out, h, w) (+ bias if non-NULL), the block's rows.
+ * tb: the thread's P->total scratch floats. */
+void wino_forward(const wino_plan *P, int nsamp, int blk, float *out, const float *in,
+                  const float *u, const float *bias, float *tb);
 
-/* Backward for `nsamp` consecutive samples: tb + P->o_du (alpha^2 * c_out * c_in floats, zeroed
- * by the caller before the first item) += dU; d_in (nullable) += input gradient. */
-void wino_backward(const wino_plan *P, int nsamp, float *d_in, const float *d_out,
+/* Backward of block `blk` of `nsamp` consecutive samples: tb + P->o_du (alpha^2 * c_out * c_in
+ * floats, zeroed by the caller before the first item) += dU; d_in (nullable) += the block's
+ * contribution to the input gradient. */
+void wino_backward(const wino_plan *P, int nsamp, int blk, float *d_in, const float *d_out,
                    const float *in, const float *u, float *tb);
 
 #endif

@@ -281,7 +281,8 @@ static const nn_conv_algo WINO_ALGOS[] = {NN_CONV_WINO2, NN_CONV_WINO4};
 
 /* Every Winograd variant (F(2x2) and F(4x4) for kernels 3 and 5) against im2col: image sizes
  * that are not multiples of the tile (and smaller than one), channel counts that are not
- * multiples of 8, every padding mode, several samples per GEMM with a partial last chunk. */
+ * multiples of 8, every padding mode, several samples per GEMM with a partial last chunk,
+ * samples split into blocks of tile rows. */
 static void test_winograd_vs_im2col(void **state)
 {
     (void)state;
@@ -293,6 +294,7 @@ static void test_winograd_vs_im2col(void **state)
         {2, 13, 7, 18, 5},
         {2, 3, 2, 3, 9},     /* image smaller than one tile, w < kernel */
         {1, 10, 26, 30, 11}, /* one sample per GEMM */
+        {2, 9, 37, 45, 10},  /* F(2x2): blocks of tile rows, a partial last block */
     };
     for (int k = 3; k <= 5; k += 2)
         for (int pi = 0; pi < 3; pi++)
@@ -333,6 +335,7 @@ static void test_threads_deterministic(void **state)
         {8, 16, 20, 30, 8, 3, 1, PAD_PERIODIC_LON, 1},
         {9, 12, 14, 18, 10, 5, 1, PAD_PERIODIC_LON, 1}, /* Winograd F(4x4, 5x5) */
         {5, 16, 22, 26, 12, 3, 1, PAD_REPLICATE, 0},    /* Winograd F(4x4, 3x3) */
+        {3, 10, 66, 70, 9, 3, 1, PAD_ZERO, 1},          /* F(4x4, 3x3) in tile-row blocks */
     };
     int old = nn_get_threads();
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
