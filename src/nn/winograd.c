@@ -301,14 +301,14 @@ WT_INLINE void int_m(const int m, const float *s, size_t ld, float *d, int n, fl
         for (int q = 0; q < m; q++) d[m * t + q] = s[(size_t)q * ld + t] + add;
 }
 
-static void deinterleave(int m, const float *s, float *d, size_t ld, int n)
+WT_INLINE void deinterleave(int m, const float *s, float *d, size_t ld, int n)
 {
     if (m == 4) deint_m(4, s, d, ld, n);
     else if (m == 2) deint_m(2, s, d, ld, n);
     else deint_m(m, s, d, ld, n);
 }
 
-static void interleave_add(int m, const float *s, size_t ld, float *d, int n, float add)
+WT_INLINE void interleave_add(int m, const float *s, size_t ld, float *d, int n, float add)
 {
     if (m == 4) int_m(4, s, ld, d, n, add);
     else if (m == 2) int_m(2, s, ld, d, n, add);
