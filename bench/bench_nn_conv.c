@@ -7,6 +7,11 @@
  *                                          the square sgemm rate (target >= 0.75)
  *   ratio_vs_torch_<case>_t<T>             smoecast time / PyTorch time (target <= 0.8)
  *   cpu_ratio_vs_torch_<case>_t<T>         the same with process CPU time (robust to load)
+ *   winograd_speedup_<layer>_t<T>          CPU time of the layer with the shifted-GEMM path
+ *                                          forced / with the automatic choice (Winograd)
+ * Winograd layers (3x3 and 5x5, stride 1, >= 8 channels) do fewer multiplications than the
+ * direct-convolution FLOPs counted in conv_gemm_fraction, so for them it is an effective rate
+ * and may exceed 1.
  * Cases: wb_cnn (WeatherBench CNN convs, 32x64, periodic, k5, 2->64->64->64->64->2, ELU,
  * batch 32, forward + backward) and conv3x3 (64->64, 64x128, zero pad, batch 8, fwd + bwd
  * including the input gradient). Times are the best of `reps` runs, taken over `rounds`
@@ -15,6 +20,7 @@
  * fails (exit 1) if it cannot run. Usage: bench_nn_conv [reps [rounds]] (default 5 3). */
 #include "nn/activation.h"
 #include "nn/conv2d.h"
+#include "nn/nn_internal.h"
 #include "nn/threads.h"
 
 #include <cblas.h>
@@ -325,7 +331,7 @@ int main(int argc, char **argv)
     for (int threads = 1; threads <= 2; threads++) {
         peer_times pt = {1e30, 1e30, 1e30, 1e30, 1e30, 1e30};
         double gf = 0, t_k5 = 1e30, t_3 = 1e30, t_cnn = 1e30, c_k5 = 1e30, c_3 = 1e30, c_cnn = 1e30, c;
-        double f_k5 = 0, f_3 = 0, f_cnn = 0;
+        double f_k5 = 0, f_3 = 0, f_cnn = 0, cs_k5 = 1e30, cs_3 = 1e30;
         for (int round = 0; round < rounds; round++) {
             peer_times p1 = {0, 0, 0, 0, 0, 0};
             if (run_peer(threads, reps, &p1) != 0) {
@@ -352,6 +358,17 @@ int main(int argc, char **argv)
             c_3 = min2(c_3, c);
             f_3 = stack_gemm_flops(&st);
             stack_free(&st);
+            /* the same layers on the shifted-GEMM path (no Winograd) */
+            nn_conv2d_set_algo(NN_CONV_SHIFT);
+            one_layer(&st, (conv2d_shape){32, 64, 32, 64, 64, 5, 1, PAD_PERIODIC_LON, 1}, 1);
+            stack_time(&st, reps, &c);
+            cs_k5 = min2(cs_k5, c);
+            stack_free(&st);
+            one_layer(&st, (conv2d_shape){8, 64, 64, 128, 64, 3, 1, PAD_ZERO, 1}, 1);
+            stack_time(&st, reps, &c);
+            cs_3 = min2(cs_3, c);
+            stack_free(&st);
+            nn_conv2d_set_algo(NN_CONV_AUTO);
             wb_cnn(&st);
             t_cnn = min2(t_cnn, stack_time(&st, reps, &c));
             c_cnn = min2(c_cnn, c);
@@ -370,6 +387,8 @@ int main(int argc, char **argv)
         printf("cpu_ratio_vs_torch_wb_conv64_k5_t%d %.3f\n", threads, c_k5 / pt.cwb_conv64);
         printf("cpu_ratio_vs_torch_conv3x3_t%d %.3f\n", threads, c_3 / pt.cconv3x3);
         printf("cpu_ratio_vs_torch_wb_cnn_t%d %.3f\n", threads, c_cnn / pt.cwb_cnn);
+        printf("winograd_speedup_wb_conv64_k5_t%d %.3f\n", threads, cs_k5 / c_k5);
+        printf("winograd_speedup_conv3x3_t%d %.3f\n", threads, cs_3 / c_3);
         printf("time_ms_t%d wb_conv64_k5 %.1f/%.1f conv3x3 %.1f/%.1f wb_cnn %.1f/%.1f (smoecast/torch)\n",
                threads, 1e3 * t_k5, 1e3 * pt.wb_conv64, 1e3 * t_3, 1e3 * pt.conv3x3, 1e3 * t_cnn,
                1e3 * pt.wb_cnn);

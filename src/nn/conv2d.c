@@ -1,9 +1,10 @@
 /* conv2d: four GEMM strategies on OpenBLAS sgemm, three padding modes, accumulate-style
  * backward.
  *
- *  - Winograd F(2x2, 3x3) (kernel 3, stride 1, c_in >= SHIFT_MIN_CIN): see the section below;
- *    16 GEMMs (c_out x c_in) x (c_in x tiles) replace the 9-tap convolution.
- *  - shift (stride 1, kernel 5, 7, ..., c_in >= SHIFT_MIN_CIN): the input is copied once into a
+ *  - Winograd F(m x m, r x r) (kernel 3 or 5, stride 1, c_in and c_out >= WINO_MIN_C):
+ *    nn/winograd.c; alpha^2 GEMMs (c_out x c_in) x (c_in x tiles) replace the r*r-tap
+ *    convolution, with the tiles of `chunk` samples side by side in each GEMM.
+ *  - shift (other stride-1 kernels, c_in >= SHIFT_MIN_CIN): the input is copied once into a
  *    padded plane of width Wp = w + 2p; for every kernel tap (ki, kj) the shifted padded input
  *    is then a plain (c_in x h*Wp) matrix with leading dimension (h+2p)*Wp, so the convolution
  *    is a sum of k*k GEMMs without any im2col copy (the 2p extra columns per row are computed
@@ -12,6 +13,7 @@
  *  - im2col (stride 2, few input channels): classic im2col + one GEMM per chunk of samples
  *    (small images fold several samples into N).
  *  - pointwise (1x1, stride 1): GEMM directly on the input.
+ * nn_conv2d_set_algo (nn_internal.h) forces one of them, for tests and benchmarks.
  *
  * Threads: with T = min(nn threads, work items) > 1, samples (or sample chunks) are split
  * into T contiguous blocks, one per OpenMP thread, and every sgemm runs single-threaded
@@ -22,6 +24,7 @@
  * buffers: size it (conv2d_workspace_floats) after nn_set_threads(). */
 #include "nn/conv2d.h"
 #include "nn/nn_internal.h"
+#include "nn/winograd.h"
 
 #include "nn/threads.h"
 
@@ -29,24 +32,21 @@
 #include <omp.h>
 #include <string.h>
 
-/* The elementwise transform loops are compiled for AVX-512 and AVX2 as well as the baseline
- * and picked at load time (GCC function multiversioning). They only add, subtract and move
- * floats elementwise across tiles, so every version gives bit-identical results. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define NN_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NN_VEC_CLONES
-#endif
-
 /* Fold samples into one im2col GEMM until it has at least this many columns. */
 #define CONV_MIN_COLS 1024
 /* Fewer input channels than this: im2col (K = c_in*k*k) beats k*k GEMMs with K = c_in. */
 #define SHIFT_MIN_CIN 8
-/* Winograd: fold samples until a GEMM has at least this many tiles. */
-#define WINO_MIN_TILES 512
-/* Stride between the 16 transform planes of V / M: 16 floats more than the plane, so that
- * the 16 streams written together do not all map to the same cache sets. */
-#define WINO_PLANE(rows, ld) ((size_t)(rows) * (ld) + 16)
+/* Winograd needs this many input and output channels (the transforms cost O(c) per tile, the
+ * GEMMs O(c_in * c_out)). */
+#define WINO_MIN_C 8
+/* Winograd: fold samples until a GEMM has at least this many tiles; samples with at least
+ * twice as many are split into blocks of tile rows with about this many, so that a block's
+ * transformed input and output (alpha^2 x channels x tiles each) stay in the L2 cache. */
+#define WINO_TILES 64
+
+static nn_conv_algo g_algo = NN_CONV_AUTO;
+
+void nn_conv2d_set_algo(nn_conv_algo a) { g_algo = a; }
 
 int conv2d_out_h(const conv2d_shape *s)
 {
@@ -69,34 +69,83 @@ int conv2d_shape_valid(const conv2d_shape *s)
 
 typedef enum { PATH_POINTWISE, PATH_SHIFT, PATH_WINOGRAD, PATH_IM2COL } conv_path;
 
+/* Winograd output tile size m for the shape (0: no Winograd). */
+static int wino_m_auto(const conv2d_shape *s)
+{
+    if (s->stride != 1 || s->c_in < WINO_MIN_C || s->c_out < WINO_MIN_C) return 0;
+    if (s->kernel == 3 || s->kernel == 5) return 4;
+    return 0;
+}
+
+static int wino_m_of(const conv2d_shape *s)
+{
+    if (s->stride != 1) return 0;
+    switch (g_algo) {
+    case NN_CONV_WINO2: return wino_supported(2, s->kernel) ? 2 : wino_m_auto(s);
+    case NN_CONV_WINO4: return wino_supported(4, s->kernel) ? 4 : wino_m_auto(s);
+    case NN_CONV_AUTO: return wino_m_auto(s);
+    default: return 0;
+    }
+}
+
 static conv_path conv_path_of(const conv2d_shape *s)
 {
+    if (g_algo == NN_CONV_IM2COL) return PATH_IM2COL;
+    if (g_algo == NN_CONV_SHIFT && s->stride == 1) return PATH_SHIFT;
+    if (wino_m_of(s)) return PATH_WINOGRAD;
     if (s->kernel == 1 && s->stride == 1) return PATH_POINTWISE;
-    if (s->stride == 1 && s->kernel == 3 && s->c_in >= SHIFT_MIN_CIN) return PATH_WINOGRAD;
     if (s->stride == 1 && s->c_in >= SHIFT_MIN_CIN) return PATH_SHIFT;
     return PATH_IM2COL;
 }
 
-/* Samples per work item (im2col folds small images). */
+/* Samples per work item (im2col and Winograd fold small images). */
 static int conv_chunk(const conv2d_shape *s)
 {
-    if (conv_path_of(s) == PATH_WINOGRAD) {
-        size_t nt = (size_t)((s->h + 1) / 2) * ((s->w + 1) / 2);
-        size_t nb = (WINO_MIN_TILES + nt - 1) / nt;
-        if (nb > (size_t)s->batch) nb = (size_t)s->batch;
-        return nb < 1 ? 1 : (int)nb;
+    size_t per, min;
+    switch (conv_path_of(s)) {
+    case PATH_WINOGRAD: {
+        int m = wino_m_of(s);
+        per = (size_t)((s->h + m - 1) / m) * ((s->w + m - 1) / m);
+        min = WINO_TILES;
+        break;
     }
-    if (conv_path_of(s) != PATH_IM2COL) return 1;
-    size_t ohw = (size_t)conv2d_out_h(s) * conv2d_out_w(s);
-    size_t nb = (CONV_MIN_COLS + ohw - 1) / ohw;
+    case PATH_IM2COL:
+        per = (size_t)conv2d_out_h(s) * conv2d_out_w(s);
+        min = CONV_MIN_COLS;
+        break;
+    default:
+        return 1;
+    }
+    size_t nb = (min + per - 1) / per;
     if (nb > (size_t)s->batch) nb = (size_t)s->batch;
     return nb < 1 ? 1 : (int)nb;
+}
+
+/* Winograd tile rows per block (0: whole samples). */
+static int wino_rows(const conv2d_shape *s)
+{
+    int m = wino_m_of(s), th = (s->h + m - 1) / m, tw = (s->w + m - 1) / m;
+    if ((long)th * tw < 2L * WINO_TILES) return 0;
+    return (WINO_TILES + tw - 1) / tw;
+}
+
+static wino_plan wino_plan_of(const conv2d_shape *s)
+{
+    return wino_plan_make(s, wino_m_of(s), conv_chunk(s), wino_rows(s));
+}
+
+/* Work items per group: the items of a group (the tile-row blocks of one sample) must run on
+ * one thread. */
+static int conv_group(const conv2d_shape *s)
+{
+    if (conv_path_of(s) != PATH_WINOGRAD || conv_chunk(s) > 1) return 1;
+    return wino_plan_of(s).nblk;
 }
 
 static int conv_items(const conv2d_shape *s)
 {
     int nb = conv_chunk(s);
-    return (s->batch + nb - 1) / nb;
+    return (s->batch + nb - 1) / nb * conv_group(s);
 }
 
 /* Threads for the sample loop: 1 for small convolutions (below CONV_PAR_MIN_MACS
@@ -108,8 +157,8 @@ static int conv_threads(const conv2d_shape *s)
     long macs = (long)s->batch * s->c_out * s->c_in * s->kernel * s->kernel *
                 conv2d_out_h(s) * conv2d_out_w(s);
     if (macs < CONV_PAR_MIN_MACS) return 1;
-    int t = nn_get_threads(), items = conv_items(s);
-    if (t > items) t = items;
+    int t = nn_get_threads(), groups = conv_items(s) / conv_group(s);
+    if (t > groups) t = groups;
     return t < 1 ? 1 : t;
 }
 
@@ -117,12 +166,12 @@ static int conv_threads(const conv2d_shape *s)
 typedef struct {
     size_t shared, per_thread;
     /* offsets inside a thread block */
-    size_t o_a, o_b, o_c, o_dw, o_t;
+    size_t o_a, o_b, o_c, o_dw;
 } conv_ws;
 
 static conv_ws conv_ws_layout(const conv2d_shape *s)
 {
-    conv_ws L = {0, 0, 0, 0, 0, 0, 0};
+    conv_ws L = {0, 0, 0, 0, 0, 0};
     const int k = s->kernel, p = k / 2;
     const size_t kk = (size_t)k * k, nw = (size_t)s->c_out * s->c_in * kk;
     const size_t ohw = (size_t)conv2d_out_h(s) * conv2d_out_w(s);
@@ -143,15 +192,10 @@ static conv_ws conv_ws_layout(const conv2d_shape *s)
         break;
     }
     case PATH_WINOGRAD: {
-        size_t hp = (size_t)(2 * ((s->h + 1) / 2) + 2), wp = (size_t)(2 * ((s->w + 1) / 2) + 2);
-        size_t T = (size_t)conv_chunk(s) * ((s->h + 1) / 2) * ((s->w + 1) / 2);
-        L.shared = 16 * (size_t)s->c_out * s->c_in;       /* U */
-        L.o_a = 0;                                        /* padded sample / its gradient */
-        L.o_t = (size_t)s->c_in * hp * wp;                /* row temporaries */
-        L.o_b = L.o_t + 8 * wp;                           /* V / dV (16 x c_in x T) */
-        L.o_c = L.o_b + 16 * WINO_PLANE(s->c_in, T);      /* M / dM (16 x c_out x T) */
-        L.o_dw = L.o_c + 16 * WINO_PLANE(s->c_out, T);    /* dU (16 x c_out x c_in) */
-        L.per_thread = L.o_dw + 16 * (size_t)s->c_out * s->c_in;
+        wino_plan P = wino_plan_of(s);
+        L.shared = wino_u_floats(&P);      /* U */
+        L.o_dw = P.o_du;                   /* dU */
+        L.per_thread = P.total;
         break;
     }
     case PATH_IM2COL: {
@@ -418,263 +462,6 @@ static void shift_backward_sample(const conv2d_shape *s, float *d_in_b, const fl
     unpad_sample_acc(dxpad, s->c_in, s->h, s->w, p, s->pad, d_in_b, hp, wp);
 }
 
-/* ------------------------------------------------------------------ Winograd F(2x2, 3x3)
- * For 3x3 stride-1 convolutions: each 2x2 output tile is A^T [ (G g G^T) .* (B^T d B) ] A
- * over its 4x4 padded input tile d, with
- *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
- *   A^T = [1 1 1 0; 0 1 -1 -1].
- * The 16 elementwise products over channels become 16 GEMMs (c_out x c_in) x (c_in x tiles):
- * 2.25x fewer multiply-adds than direct convolution. Transforms work on whole rows of tiles
- * (contiguous, vectorisable). Backward uses the adjoint transforms: dM = A dY A^T,
- * dU += dM V^T, dV = U^T dM, d tile = B dV B^T (overlapping tiles accumulate in a fixed
- * order), dW = G^T dU G.
- * Layouts: V[xi][ci][tile], M[xi][co][tile] (xi = 4 * row + column of the 4x4 transform),
- * U[xi][co][ci]; tile = sample_in_chunk * th * tw + ty * tw + tx. */
-
-static const float WG[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
-
-static int wino_th(const conv2d_shape *s) { return (s->h + 1) / 2; }
-static int wino_tw(const conv2d_shape *s) { return (s->w + 1) / 2; }
-static int wino_hp(const conv2d_shape *s) { return 2 * wino_th(s) + 2; }
-static int wino_wp(const conv2d_shape *s) { return 2 * wino_tw(s) + 2; }
-
-static void wino_weight_transform(const float *w, int co, int ci, float *u)
-{
-    const size_t plane = (size_t)co * ci;
-    for (int o = 0; o < co; o++)
-        for (int i = 0; i < ci; i++) {
-            const float *g = w + ((size_t)o * ci + i) * 9;
-            float t[4][3];
-            for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 3; b++)
-                    t[a][b] = WG[a][0] * g[b] + WG[a][1] * g[3 + b] + WG[a][2] * g[6 + b];
-            for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 4; b++)
-                    u[(size_t)(a * 4 + b) * plane + (size_t)o * ci + i] =
-                        t[a][0] * WG[b][0] + t[a][1] * WG[b][1] + t[a][2] * WG[b][2];
-        }
-}
-
-/* dw (3x3) += G^T dU G; the 16 entries of dU are `plane` floats apart. */
-static void wino_weight_adjoint(const float *du, size_t plane, float *dw)
-{
-    float t[3][4];
-    for (int a = 0; a < 3; a++)
-        for (int b = 0; b < 4; b++) {
-            float acc = 0.0f;
-            for (int k = 0; k < 4; k++) acc += WG[k][a] * du[(size_t)(k * 4 + b) * plane];
-            t[a][b] = acc;
-        }
-    for (int a = 0; a < 3; a++)
-        for (int b = 0; b < 3; b++) {
-            float acc = 0.0f;
-            for (int k = 0; k < 4; k++) acc += t[a][k] * WG[k][b];
-            dw[a * 3 + b] += acc;
-        }
-}
-
-/* V[xi][ch][col0 + ty*tw + tx] = (B^T d B)[xi] for every channel of one padded sample.
- * ldv = tiles per V row; tmp holds 8 * wp floats. */
-NN_VEC_CLONES static void wino_input_transform(const float *xpad, int c, int th, int tw, int hp, int wp,
-                                 float *v, size_t ldv, size_t col0, float *tmp)
-{
-    const size_t plane = WINO_PLANE(c, ldv);
-    float *R[4] = {tmp, tmp + wp, tmp + 2 * wp, tmp + 3 * wp};
-    for (int ch = 0; ch < c; ch++) {
-        const float *xc = xpad + (size_t)ch * hp * wp;
-        for (int ty = 0; ty < th; ty++) {
-            const float *r0 = xc + (size_t)(2 * ty) * wp, *r1 = r0 + wp, *r2 = r1 + wp, *r3 = r2 + wp;
-            for (int x = 0; x < wp; x++) {
-                R[0][x] = r0[x] - r2[x];
-                R[1][x] = r1[x] + r2[x];
-                R[2][x] = r2[x] - r1[x];
-                R[3][x] = r1[x] - r3[x];
-            }
-            float *vrow = v + (size_t)ch * ldv + col0 + (size_t)ty * tw;
-            for (int i = 0; i < 4; i++) {
-                const float *Ri = R[i];
-                float *d0 = vrow + (size_t)(i * 4) * plane, *d1 = d0 + plane, *d2 = d1 + plane, *d3 = d2 + plane;
-                for (int tx = 0; tx < tw; tx++) {
-                    float a = Ri[2 * tx], b = Ri[2 * tx + 1], c2 = Ri[2 * tx + 2], d = Ri[2 * tx + 3];
-                    d0[tx] = a - c2;
-                    d1[tx] = b + c2;
-                    d2[tx] = c2 - b;
-                    d3[tx] = b - d;
-                }
-            }
-        }
-    }
-}
-
-/* out (one sample, c_out x h x w) = A^T M A (+ bias) */
-NN_VEC_CLONES static void wino_output_transform(const conv2d_shape *s, const float *m, size_t ldm,
-                                  size_t col0, const float *bias, float *out_b)
-{
-    const int th = wino_th(s), tw = wino_tw(s), h = s->h, w = s->w;
-    const size_t plane = WINO_PLANE(s->c_out, ldm);
-    for (int co = 0; co < s->c_out; co++) {
-        const float bv = bias ? bias[co] : 0.0f;
-        float *oc = out_b + (size_t)co * h * w;
-        for (int ty = 0; ty < th; ty++) {
-            const float *mr = m + (size_t)co * ldm + col0 + (size_t)ty * tw;
-            const float *M[16];
-            for (int xi = 0; xi < 16; xi++) M[xi] = mr + (size_t)xi * plane;
-            float *y0 = oc + (size_t)(2 * ty) * w;
-            float *y1 = 2 * ty + 1 < h ? y0 + w : NULL;
-            for (int tx = 0; tx < tw; tx++) {
-                float s0[4], s1[4];
-                for (int j = 0; j < 4; j++) {
-                    s0[j] = M[j][tx] + M[4 + j][tx] + M[8 + j][tx];
-                    s1[j] = M[4 + j][tx] - M[8 + j][tx] - M[12 + j][tx];
-                }
-                int x0 = 2 * tx;
-                y0[x0] = s0[0] + s0[1] + s0[2] + bv;
-                if (x0 + 1 < w) y0[x0 + 1] = s0[1] - s0[2] - s0[3] + bv;
-                if (y1) {
-                    y1[x0] = s1[0] + s1[1] + s1[2] + bv;
-                    if (x0 + 1 < w) y1[x0 + 1] = s1[1] - s1[2] - s1[3] + bv;
-                }
-            }
-        }
-    }
-}
-
-/* dM[xi][co][col0 + tile] = (A dY A^T)[xi] for one sample's output gradient.
- * tmp: 6 * tw floats. */
-NN_VEC_CLONES static void wino_output_adjoint(const conv2d_shape *s, const float *dy_b, float *dm, size_t ldm,
-                                size_t col0, float *tmp)
-{
-    const int th = wino_th(s), tw = wino_tw(s), h = s->h, w = s->w;
-    const size_t plane = WINO_PLANE(s->c_out, ldm);
-    float *G0 = tmp, *G1 = tmp + 2 * tw, *Z = tmp + 4 * tw;
-    for (int co = 0; co < s->c_out; co++) {
-        const float *gc = dy_b + (size_t)co * h * w;
-        for (int ty = 0; ty < th; ty++) {
-            /* the two gradient rows of this tile row, zero beyond the image */
-            memcpy(G0, gc + (size_t)(2 * ty) * w, sizeof(float) * (size_t)w);
-            if (2 * ty + 1 < h) memcpy(G1, gc + (size_t)(2 * ty + 1) * w, sizeof(float) * (size_t)w);
-            else memset(G1, 0, sizeof(float) * (size_t)w);
-            if (w < 2 * tw) G0[w] = G1[w] = 0.0f;
-            float *D = dm + (size_t)co * ldm + col0 + (size_t)ty * tw;
-            /* rows of A dY: z0 = g0, z1 = g0 + g1, z2 = g0 - g1, z3 = -g1; then columns */
-            for (int i = 0; i < 4; i++) {
-                for (int x = 0; x < 2 * tw; x++) {
-                    float g0 = G0[x], g1 = G1[x];
-                    Z[x] = i == 0 ? g0 : i == 1 ? g0 + g1 : i == 2 ? g0 - g1 : -g1;
-                }
-                float *d0 = D + (size_t)(i * 4) * plane, *d1 = d0 + plane, *d2 = d1 + plane, *d3 = d2 + plane;
-                for (int tx = 0; tx < tw; tx++) {
-                    float a = Z[2 * tx], b = Z[2 * tx + 1];
-                    d0[tx] = a;
-                    d1[tx] = a + b;
-                    d2[tx] = a - b;
-                    d3[tx] = -b;
-                }
-            }
-        }
-    }
-}
-
-/* dxpad (c planes hp x wp, zeroed by the caller) += B dV B^T over all tiles of one sample.
- * Tiles overlap by two rows/columns; contributions are added in a fixed order.
- * tmp: 6 * tw floats. */
-NN_VEC_CLONES static void wino_input_adjoint(const float *dv, size_t ldv, size_t col0, int c, int th, int tw,
-                               size_t plane_x, int wp, float *dxpad, float *tmp)
-{
-    const size_t plane = WINO_PLANE(c, ldv);
-    float *P[4] = {tmp, tmp + tw, tmp + 2 * tw, tmp + 3 * tw};
-    float *E = tmp + 4 * tw, *O = tmp + 5 * tw; /* column sums for even / odd offsets */
-    for (int ch = 0; ch < c; ch++) {
-        float *dc = dxpad + (size_t)ch * plane_x;
-        for (int ty = 0; ty < th; ty++) {
-            const float *X = dv + (size_t)ch * ldv + col0 + (size_t)ty * tw;
-            for (int i = 0; i < 4; i++) {
-                /* row i of B dV: P[j] = sum_k B[i][k] dV[k][j] */
-                for (int j = 0; j < 4; j++) {
-                    const float *x0 = X + (size_t)(0 * 4 + j) * plane, *x1 = X + (size_t)(1 * 4 + j) * plane;
-                    const float *x2 = X + (size_t)(2 * 4 + j) * plane, *x3 = X + (size_t)(3 * 4 + j) * plane;
-                    float *pj = P[j];
-                    switch (i) {
-                    case 0: for (int t = 0; t < tw; t++) pj[t] = x0[t]; break;
-                    case 1: for (int t = 0; t < tw; t++) pj[t] = x1[t] - x2[t] + x3[t]; break;
-                    case 2: for (int t = 0; t < tw; t++) pj[t] = -x0[t] + x1[t] + x2[t]; break;
-                    default: for (int t = 0; t < tw; t++) pj[t] = -x3[t]; break;
-                    }
-                }
-                /* columns: tile t adds c0 at 2t, c1 at 2t+1, c2 at 2t+2, c3 at 2t+3 */
-                float *r = dc + (size_t)(2 * ty + i) * wp;
-                for (int t = 0; t < tw; t++) {
-                    float c0 = P[0][t], c1 = P[1][t] - P[2][t] + P[3][t];
-                    E[t] = c0;
-                    O[t] = c1;
-                }
-                for (int t = 0; t < tw; t++) {
-                    r[2 * t] += E[t];
-                    r[2 * t + 1] += O[t];
-                }
-                for (int t = 0; t < tw; t++) {
-                    E[t] = -P[0][t] + P[1][t] + P[2][t];
-                    O[t] = -P[3][t];
-                }
-                for (int t = 0; t < tw; t++) {
-                    r[2 * t + 2] += E[t];
-                    r[2 * t + 3] += O[t];
-                }
-            }
-        }
-    }
-}
-
-static void wino_forward_item(const conv2d_shape *s, int b0, int nsamp, float *out,
-                              const float *in, const float *u, const float *bias, float *tb,
-                              const conv_ws *L)
-{
-    const int th = wino_th(s), tw = wino_tw(s), hp = wino_hp(s), wp = wino_wp(s);
-    const size_t nt = (size_t)th * tw, ldv = (size_t)conv_chunk(s) * nt, T = nsamp * nt;
-    const size_t hw = (size_t)s->h * s->w;
-    float *xpad = tb + L->o_a, *tmp = tb + L->o_t, *v = tb + L->o_b, *m = tb + L->o_c;
-    for (int j = 0; j < nsamp; j++) {
-        pad_sample(in + (size_t)(b0 + j) * s->c_in * hw, s->c_in, s->h, s->w, 1, s->pad, xpad, hp, wp);
-        wino_input_transform(xpad, s->c_in, th, tw, hp, wp, v, ldv, j * nt, tmp);
-    }
-    for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)T, s->c_in, 1.0f,
-                    u + (size_t)xi * s->c_out * s->c_in, s->c_in, v + (size_t)xi * WINO_PLANE(s->c_in, ldv),
-                    (int)ldv, 0.0f, m + (size_t)xi * WINO_PLANE(s->c_out, ldv), (int)ldv);
-    for (int j = 0; j < nsamp; j++)
-        wino_output_transform(s, m, ldv, j * nt, bias, out + (size_t)(b0 + j) * s->c_out * hw);
-}
-
-static void wino_backward_item(const conv2d_shape *s, int b0, int nsamp, float *d_in,
-                               const float *d_out, const float *in, const float *u, float *tb,
-                               const conv_ws *L)
-{
-    const int th = wino_th(s), tw = wino_tw(s), hp = wino_hp(s), wp = wino_wp(s);
-    const size_t nt = (size_t)th * tw, ldv = (size_t)conv_chunk(s) * nt, T = nsamp * nt;
-    const size_t hw = (size_t)s->h * s->w;
-    float *xpad = tb + L->o_a, *tmp = tb + L->o_t, *v = tb + L->o_b, *m = tb + L->o_c;
-    float *du = tb + L->o_dw;
-    for (int j = 0; j < nsamp; j++) {
-        pad_sample(in + (size_t)(b0 + j) * s->c_in * hw, s->c_in, s->h, s->w, 1, s->pad, xpad, hp, wp);
-        wino_input_transform(xpad, s->c_in, th, tw, hp, wp, v, ldv, j * nt, tmp);
-        wino_output_adjoint(s, d_out + (size_t)(b0 + j) * s->c_out * hw, m, ldv, j * nt, tmp);
-    }
-    for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, s->c_in, (int)T, 1.0f,
-                    m + (size_t)xi * WINO_PLANE(s->c_out, ldv), (int)ldv, v + (size_t)xi * WINO_PLANE(s->c_in, ldv),
-                    (int)ldv, 1.0f, du + (size_t)xi * s->c_out * s->c_in, s->c_in);
-    if (!d_in) return;
-    for (int xi = 0; xi < 16; xi++) /* dV overwrites V */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->c_in, (int)T, s->c_out, 1.0f,
-                    u + (size_t)xi * s->c_out * s->c_in, s->c_in, m + (size_t)xi * WINO_PLANE(s->c_out, ldv),
-                    (int)ldv, 0.0f, v + (size_t)xi * WINO_PLANE(s->c_in, ldv), (int)ldv);
-    for (int j = 0; j < nsamp; j++) {
-        memset(xpad, 0, sizeof(float) * (size_t)s->c_in * hp * wp);
-        wino_input_adjoint(v, ldv, j * nt, s->c_in, th, tw, (size_t)hp * wp, wp, xpad, tmp);
-        unpad_sample_acc(xpad, s->c_in, s->h, s->w, 1, s->pad, d_in + (size_t)(b0 + j) * s->c_in * hw, hp, wp);
-    }
-}
-
 /* ------------------------------------------------------------------ im2col path */
 
 static void im2col_forward_item(const conv2d_shape *s, int b0, int nsamp, float *out,
@@ -771,7 +558,8 @@ static int run_items(const conv2d_shape *s, float *thread_ws, size_t per_thread,
         used = nt;
         float *tb = thread_ws + (size_t)t * per_thread;
         if (zero_dw_off_plus1) memset(tb + zero_dw_off_plus1 - 1, 0, nw * sizeof(float));
-        int lo = (int)((long)items * t / nt), hi = (int)((long)items * (t + 1) / nt);
+        const int g = conv_group(s), groups = items / g;
+        int lo = (int)((long)groups * t / nt) * g, hi = (int)((long)groups * (t + 1) / nt) * g;
         for (int i = lo; i < hi; i++) fn(s, i, tb, ctx);
     }
     openblas_set_num_threads(blas_threads);
@@ -782,6 +570,7 @@ typedef struct {
     float *out, *d_in;
     const float *in, *weight, *bias, *d_out, *wk;
     const conv_ws *L;
+    const wino_plan *wp;
 } conv_ctx;
 
 static void fwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
@@ -806,9 +595,10 @@ static void fwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
                              c->in + (size_t)item * s->c_in * hw, c->wk, c->bias, tb, c->L);
         break;
     case PATH_WINOGRAD: {
-        int nb = conv_chunk(s), b0 = item * nb;
+        int nb = c->wp->chunk, nbl = c->wp->nblk, b0 = item / nbl * nb;
         int n = s->batch - b0 < nb ? s->batch - b0 : nb;
-        wino_forward_item(s, b0, n, c->out, c->in, c->wk, c->bias, tb, c->L);
+        wino_forward(c->wp, n, item % nbl, c->out + (size_t)b0 * s->c_out * ohw,
+                     c->in + (size_t)b0 * s->c_in * hw, c->wk, c->bias, tb);
         break;
     }
     case PATH_IM2COL: {
@@ -842,9 +632,11 @@ static void bwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
                               c->in + (size_t)item * s->c_in * hw, c->wk, tb, c->L);
         break;
     case PATH_WINOGRAD: {
-        int nb = conv_chunk(s), b0 = item * nb;
+        int nb = c->wp->chunk, nbl = c->wp->nblk, b0 = item / nbl * nb;
         int n = s->batch - b0 < nb ? s->batch - b0 : nb;
-        wino_backward_item(s, b0, n, c->d_in, c->d_out, c->in, c->wk, tb, c->L);
+        wino_backward(c->wp, n, item % nbl, c->d_in ? c->d_in + (size_t)b0 * s->c_in * hw : NULL,
+                      c->d_out + (size_t)b0 * s->c_out * ohw, c->in + (size_t)b0 * s->c_in * hw,
+                      c->wk, tb);
         break;
     }
     case PATH_IM2COL: {
@@ -856,18 +648,46 @@ static void bwd_item(const conv2d_shape *s, int item, float *tb, void *vctx)
     }
 }
 
+/* Sum of g[0..n) in 16 float lanes (vectorised; lanes combined in a fixed order). */
+NN_VEC_CLONES static float sum_lanes(const float *g, size_t n)
+{
+    float l[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) l[k] += g[i + k];
+    float part = 0.0f;
+    for (int k = 0; k < 16; k++) part += l[k];
+    for (; i < n; i++) part += g[i];
+    return part;
+}
+
+/* d_bias[co] += sum over the batch and the ohw pixels of d_out; per-sample float sums added up
+ * in double. */
+static void conv_bias_backward(int batch, int c_out, size_t ohw, const float *d_out, float *d_bias)
+{
+#pragma omp parallel for schedule(static) if((long long)batch * c_out * ohw >= 4 * NN_PAR_MIN)
+    for (int co = 0; co < c_out; co++) {
+        double acc = 0.0;
+        for (int b = 0; b < batch; b++) acc += sum_lanes(d_out + ((size_t)b * c_out + co) * ohw, ohw);
+        d_bias[co] += (float)acc;
+    }
+}
+
 void conv2d_forward(const conv2d_shape *s, float *out, const float *in, const float *weight,
                     const float *bias, float *workspace)
 {
     conv_ws L = conv_ws_layout(s);
     const int kk = s->kernel * s->kernel;
-    conv_ctx c = {out, NULL, in, weight, bias, NULL, NULL, &L};
+    wino_plan P;
+    conv_ctx c = {out, NULL, in, weight, bias, NULL, NULL, &L, NULL};
     if (conv_path_of(s) == PATH_SHIFT) {
         repack_weight(weight, s->c_out, s->c_in, kk, workspace);
         c.wk = workspace;
     } else if (conv_path_of(s) == PATH_WINOGRAD) {
-        wino_weight_transform(weight, s->c_out, s->c_in, workspace);
+        P = wino_plan_of(s);
+        wino_weight_transform(&P, weight, workspace);
         c.wk = workspace;
+        c.wp = &P;
     }
     run_items(s, workspace + L.shared, L.per_thread, fwd_item, &c, 0, 0);
 }
@@ -879,29 +699,32 @@ void conv2d_backward(const conv2d_shape *s, float *d_in, float *d_weight, float 
     const size_t ohw = (size_t)oh * ow, nw = (size_t)s->c_out * s->c_in * kk;
     conv_ws L = conv_ws_layout(s);
 
-    if (d_bias) nn_bias_backward(s->batch, s->c_out, ohw, d_out, d_bias);
+    if (d_bias) conv_bias_backward(s->batch, s->c_out, ohw, d_out, d_bias);
 
-    conv_ctx c = {NULL, d_in, in, weight, NULL, d_out, NULL, &L};
+    wino_plan P;
+    conv_ctx c = {NULL, d_in, in, weight, NULL, d_out, NULL, &L, NULL};
     const int shift = conv_path_of(s) == PATH_SHIFT, wino = conv_path_of(s) == PATH_WINOGRAD;
+    size_t nu = nw;
     if (shift) {
         repack_weight(weight, s->c_out, s->c_in, kk, workspace);
         c.wk = workspace;
     } else if (wino) {
-        wino_weight_transform(weight, s->c_out, s->c_in, workspace);
+        P = wino_plan_of(s);
+        wino_weight_transform(&P, weight, workspace);
         c.wk = workspace;
+        c.wp = &P;
+        nu = wino_u_floats(&P);
     }
     float *tw = workspace + L.shared;
-    int used = run_items(s, tw, L.per_thread, bwd_item, &c, (int)L.o_dw + 1,
-                         wino ? 16 * (size_t)s->c_out * s->c_in : nw);
+    int used = run_items(s, tw, L.per_thread, bwd_item, &c, (int)L.o_dw + 1, nu);
     if (wino) {
         /* sum the private dU in thread order into thread 0's, then dW += G^T dU G */
-        const size_t nu = 16 * (size_t)s->c_out * s->c_in, plane = (size_t)s->c_out * s->c_in;
         float *du0 = tw + L.o_dw;
         for (int t = 1; t < used; t++) {
             const float *dut = tw + (size_t)t * L.per_thread + L.o_dw;
             for (size_t i = 0; i < nu; i++) du0[i] += dut[i];
         }
-        for (size_t oc = 0; oc < plane; oc++) wino_weight_adjoint(du0 + oc, plane, d_weight + oc * 9);
+        wino_weight_adjoint(&P, du0, d_weight);
         return;
     }
 

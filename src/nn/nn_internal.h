@@ -12,4 +12,28 @@
  * output pixels of d_out (batch, c_out, ohw); per-sample float sums added up in double. */
 void nn_bias_backward(int batch, int c_out, size_t ohw, const float *d_out, float *d_bias);
 
+/* Loops compiled for AVX-512 and AVX2 as well as the baseline and picked at load time (GCC
+ * function multiversioning). Code under it must give bit-identical results in every version
+ * (no reassociation; the ISO C mode the project builds in does not contract a * b + c). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define NN_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_VEC_CLONES
+#endif
+
+/* conv2d algorithm choice, for tests and benchmarks. NN_CONV_AUTO (the default) chooses by
+ * shape (see conv2d.c). A forced algorithm applies to every later conv2d call whose shape it
+ * supports (others keep the automatic choice): NN_CONV_IM2COL any shape; NN_CONV_SHIFT
+ * stride 1; NN_CONV_WINO2 / NN_CONV_WINO4 Winograd F(2x2, r x r) / F(4x4, r x r) for stride 1
+ * and r = 3 or 5. Process-wide: set it between conv2d calls (never while one runs) and size
+ * workspaces (conv2d_workspace_floats) after setting it. */
+typedef enum {
+    NN_CONV_AUTO = 0,
+    NN_CONV_IM2COL,
+    NN_CONV_SHIFT,
+    NN_CONV_WINO2,
+    NN_CONV_WINO4
+} nn_conv_algo;
+void nn_conv2d_set_algo(nn_conv_algo a);
+
 #endif

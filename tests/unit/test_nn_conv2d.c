@@ -3,6 +3,7 @@
 #include "nn_testlib.h"
 
 #include "nn/conv2d.h"
+#include "nn/nn_internal.h"
 #include "nn/threads.h"
 
 typedef struct {
@@ -233,6 +234,93 @@ static void test_direct_reference(void **state)
     }
 }
 
+/* Forward, input / weight / bias gradients of shape s with each of the `na` algorithms against
+ * the im2col path (float) and the direct double reference: rel L2 <= tol. */
+static void compare_algos(const conv2d_shape *s, const nn_conv_algo *algos, int na, double tol,
+                          rng_t *r)
+{
+    size_t ni = in_n(s), no = out_n(s), nw = w_n(s), nb = (size_t)s->c_out;
+    float *x = nt_alloc(ni), *w = nt_alloc(nw), *b = nt_alloc(nb), *gy = nt_alloc(no);
+    nt_fill(x, ni, r); nt_fill(w, nw, r); nt_fill(b, nb, r); nt_fill(gy, no, r);
+    const float *bias = s->has_bias ? b : NULL;
+    double *ry = calloc(no, sizeof *ry), *rgx = calloc(ni, sizeof *rgx);
+    double *rgw = calloc(nw, sizeof *rgw), *rgb = calloc(nb, sizeof *rgb);
+    ref_conv(s, x, w, bias, gy, ry, rgx, rgw, rgb);
+    float *y[2], *gx[2], *gw[2], *gb[2];
+    for (int ai = 0; ai <= na; ai++) {
+        int a = ai ? 1 : 0; /* slot 0: im2col, slot 1: the algorithm under test */
+        nn_conv2d_set_algo(ai ? algos[ai - 1] : NN_CONV_IM2COL);
+        float *ws = nt_alloc(conv2d_workspace_floats(s));
+        y[a] = nt_alloc(no); gx[a] = nt_alloc(ni); gw[a] = nt_alloc(nw); gb[a] = nt_alloc(nb);
+        conv2d_forward(s, y[a], x, w, bias, ws);
+        conv2d_backward(s, gx[a], gw[a], bias ? gb[a] : NULL, gy, x, w, ws);
+        free(ws);
+        nn_conv2d_set_algo(NN_CONV_AUTO);
+        if (!ai) continue;
+        const char *what[4] = {"forward", "d_in", "d_weight", "d_bias"};
+        float *got[4][2] = {{y[0], y[1]}, {gx[0], gx[1]}, {gw[0], gw[1]}, {gb[0], gb[1]}};
+        const size_t n[4] = {no, ni, nw, nb};
+        for (int q = 0; q < (bias ? 4 : 3); q++) {
+            double e = testutil_rel_l2(got[q][1], got[q][0], n[q]);
+            if (!(e <= tol))
+                fail_msg("algo %d, k %d, pad %d, %dx%dx%dx%d -> %d: %s rel err %.3g vs im2col",
+                         (int)algos[ai - 1], s->kernel, (int)s->pad, s->batch, s->c_in, s->h,
+                         s->w, s->c_out, what[q], e);
+        }
+        check_close(y[1], ry, no, "forward vs direct");
+        check_close(gx[1], rgx, ni, "d_in vs direct");
+        check_close(gw[1], rgw, nw, "d_weight vs direct");
+        if (bias) check_close(gb[1], rgb, nb, "d_bias vs direct");
+        free(y[1]); free(gx[1]); free(gw[1]); free(gb[1]);
+    }
+    free(y[0]); free(gx[0]); free(gw[0]); free(gb[0]);
+    free(x); free(w); free(b); free(gy); free(ry); free(rgx); free(rgw); free(rgb);
+}
+
+static const nn_conv_algo WINO_ALGOS[] = {NN_CONV_WINO2, NN_CONV_WINO4};
+
+/* Every Winograd variant (F(2x2) and F(4x4) for kernels 3 and 5) against im2col: image sizes
+ * that are not multiples of the tile (and smaller than one), channel counts that are not
+ * multiples of 8, every padding mode, several samples per GEMM with a partial last chunk,
+ * samples split into blocks of tile rows. */
+static void test_winograd_vs_im2col(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 14, 1);
+    const pad_mode pads[] = {PAD_ZERO, PAD_PERIODIC_LON, PAD_REPLICATE};
+    const struct { int batch, c_in, h, w, c_out; } sizes[] = {
+        {3, 9, 11, 13, 10},  /* odd sizes, several samples per GEMM, partial chunk */
+        {2, 13, 7, 18, 5},
+        {2, 3, 2, 3, 9},     /* image smaller than one tile, w < kernel */
+        {1, 10, 26, 30, 11}, /* one sample per GEMM */
+        {2, 9, 37, 45, 10},  /* F(2x2): blocks of tile rows, a partial last block */
+    };
+    for (int k = 3; k <= 5; k += 2)
+        for (int pi = 0; pi < 3; pi++)
+            for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                conv2d_shape s = {sizes[si].batch, sizes[si].c_in, sizes[si].h, sizes[si].w,
+                                  sizes[si].c_out, k, 1, pads[pi], (int)((si + pi) % 2)};
+                compare_algos(&s, WINO_ALGOS, 2, 1e-5, &r);
+            }
+}
+
+/* Layer sizes like the models' (5x5 on 32 x 64, 3x3 on 32 x 64 and 64 x 128, 48-64 input
+ * channels): many tiles and a long channel sum. */
+static void test_winograd_model_sizes(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 15, 1);
+    const conv2d_shape shapes[] = {
+        {1, 64, 32, 64, 24, 5, 1, PAD_PERIODIC_LON, 1},
+        {2, 48, 32, 64, 20, 3, 1, PAD_ZERO, 0},
+        {1, 32, 64, 128, 8, 3, 1, PAD_PERIODIC_LON, 1},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        compare_algos(&shapes[i], WINO_ALGOS, 2, 1e-5, &r);
+}
+
 /* Bit-identical results for a fixed thread count; 1 and 2 threads agree closely. */
 static void test_threads_deterministic(void **state)
 {
@@ -245,6 +333,9 @@ static void test_threads_deterministic(void **state)
         {4, 32, 24, 32, 16, 1, 1, PAD_ZERO, 1},
         {2, 4, 40, 40, 8, 5, 1, PAD_REPLICATE, 0},
         {8, 16, 20, 30, 8, 3, 1, PAD_PERIODIC_LON, 1},
+        {9, 12, 14, 18, 10, 5, 1, PAD_PERIODIC_LON, 1}, /* Winograd F(4x4, 5x5) */
+        {5, 16, 22, 26, 12, 3, 1, PAD_REPLICATE, 0},    /* Winograd F(4x4, 3x3) */
+        {3, 10, 66, 70, 9, 3, 1, PAD_ZERO, 1},          /* F(4x4, 3x3) in tile-row blocks */
     };
     int old = nn_get_threads();
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
@@ -282,6 +373,8 @@ int main(void)
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_direct_reference),
+        cmocka_unit_test(test_winograd_vs_im2col),
+        cmocka_unit_test(test_winograd_model_sizes),
         cmocka_unit_test(test_threads_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
