@@ -6,7 +6,8 @@
  * Output size: 'same' at stride 1; (h + 2p - k)/2 + 1 at stride 2 (p = k/2).
  *
  * Computation (all GEMMs are cblas_sgemm; the strategy is chosen from the shape):
- *   - 3x3, stride 1, c_in >= 8: Winograd F(2x2, 3x3), 16 GEMMs over transformed tiles;
+ *   - 3x3 and 5x5, stride 1, c_in and c_out >= 8: Winograd F(4x4, r x r) (nn/winograd.h), 36 GEMMs
+ *     over transformed tiles;
  *   - other stride-1 kernels, c_in >= 8: "shifted GEMMs" on a padded copy of the input, one
  *     GEMM per kernel tap, no im2col buffer;
  *   - 1x1 stride 1: one GEMM on the input itself;

@@ -28,7 +28,8 @@ expect_exit 1 "'temperature' varies in time" -- "$BIN" train -c "$SRC/configs/he
 expect_exit 1 "has no variable 'nope'" -- "$BIN" train -c "$SRC/configs/heat_smoe.yaml" data.dataset=heat/heat_dataset.nc \
   output.dir=run2 training.routing_labels=nope
 if "$BIN" plot --help >/dev/null 2>&1; then
+  source "$(dirname "$0")/plot_lib.sh"
   expect_exit 0 "" -- "$BIN" plot ex.nc --var expert_map --out map.png
-  [ -s map.png ] || fail "no PNG"
+  check_png map.png "$(px 16 150)"
 fi
 finish
