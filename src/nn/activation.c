@@ -117,7 +117,12 @@ void activation_backward(act_kind kind, float alpha, size_t n, float *d_in, cons
         break;
     case ACT_RELU:
 #pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
-        for (long long i = 0; i < nn; i++) d_in[i] += in[i] > 0.0f ? d_out[i] : 0.0f;
+        for (long long i = 0; i < nn; i++) {
+            /* both operands loaded unconditionally so the select vectorises (a load under the
+             * condition kept this loop scalar, with a branch per element) */
+            const float g = d_out[i];
+            d_in[i] += in[i] > 0.0f ? g : 0.0f;
+        }
         break;
     case ACT_LEAKY_RELU:
 #pragma omp parallel for schedule(static) if(nn >= NN_PAR_MIN)
