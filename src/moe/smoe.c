@@ -42,6 +42,9 @@ int smoe_check(const smoe_shape *s)
     if (s->n_experts < 1 || s->k < 1 || s->k > s->n_experts)
         return sm_fail(SM_ERR_USAGE, "model.moe: k = %d with experts = %d; need 1 <= k <= experts",
                        s->k, s->n_experts);
+    if (s->n_experts > SMOE_MAX_EXPERTS)
+        return sm_fail(SM_ERR_USAGE, "model.moe.experts: %d; at most %d experts per SMoE layer",
+                       s->n_experts, SMOE_MAX_EXPERTS);
     if (s->kernel < 1 || s->kernel % 2 == 0)
         return sm_fail(SM_ERR_USAGE, "smoe: kernel %d must be odd and >= 1", s->kernel);
     if (s->pad < PAD_ZERO || s->pad > PAD_REPLICATE)
@@ -155,6 +158,37 @@ size_t smoe_workspace_floats(const smoe_shape *s)
            2 * (size_t)s->batch + 64;
 }
 
+void smoe_topk(int n_experts, int k, size_t hw, const float *r, int32_t *idx)
+{
+    float val[SMOE_MAX_EXPERTS];
+    int32_t id[SMOE_MAX_EXPERTS];
+    for (size_t p = 0; p < hw; p++) {
+        /* insertion into a list kept sorted by value; only a strictly larger value moves up,
+         * so equal values keep the lower expert index first. The first k experts always
+         * enter (a NaN stays behind every number), so the k indices are distinct and valid. */
+        int m = 0;
+        for (int n = 0; n < n_experts; n++) {
+            const float x = r[(size_t)n * hw + p];
+            int pos;
+            if (m < k) {
+                pos = m++;
+            } else if (x > val[k - 1]) {
+                pos = k - 1;
+            } else {
+                continue;
+            }
+            while (pos > 0 && x > val[pos - 1]) {
+                val[pos] = val[pos - 1];
+                id[pos] = id[pos - 1];
+                pos--;
+            }
+            val[pos] = x;
+            id[pos] = n;
+        }
+        for (int j = 0; j < k; j++) idx[(size_t)j * hw + p] = id[j];
+    }
+}
+
 void smoe_forward(const smoe_shape *s, float *out, const float *in, const float *params,
                   float *state, float *workspace, rng_t *noise_rng)
 {
@@ -172,14 +206,18 @@ void smoe_forward(const smoe_shape *s, float *out, const float *in, const float 
         conv2d_shape gs = gate_shape(s);
         conv2d_forward(&gs, v.gate_raw, in, params + info[1].offset, NULL, workspace);
     }
+    /* With a latent gate and no noise every sample has the same routing: softmax and top-k
+     * are computed for sample 0 and copied. */
+    const int noisy = s->noise && noise_rng;
+    const int nroute = s->gate == SMOE_GATE_LATENT && !noisy ? 1 : B;
     /* 2. noise, 3. softmax */
     memcpy(v.gate_noisy, v.gate_raw, bnhw(s) * sizeof(float));
-    if (s->noise && noise_rng) {
+    if (noisy) {
         const double sd = 1.0 / N;
         for (size_t i = 0; i < bnhw(s); i++) v.gate_noisy[i] += (float)(sd * rng_normal(noise_rng));
     }
     if (s->softmax) {
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < nroute; b++) {
             const float *z = v.gate_noisy + (size_t)b * nhw;
             float *pz = v.gate_route + (size_t)b * nhw;
             for (size_t p = 0; p < hw; p++) {
@@ -191,31 +229,15 @@ void smoe_forward(const smoe_shape *s, float *out, const float *in, const float 
                     pz[(size_t)n * hw + p] = (float)(exp((double)z[(size_t)n * hw + p] - m) / sum);
             }
         }
+        for (int b = nroute; b < B; b++)
+            memcpy(v.gate_route + (size_t)b * nhw, v.gate_route, nhw * sizeof(float));
     } else {
         memcpy(v.gate_route, v.gate_noisy, bnhw(s) * sizeof(float));
     }
     /* 4. top-k, descending, ties to the lower expert index */
-    for (int b = 0; b < B; b++) {
-        const float *r = v.gate_route + (size_t)b * nhw;
-        for (size_t p = 0; p < hw; p++) {
-            int32_t *ip = v.idx + (size_t)b * khw + p;
-            for (int j = 0; j < k; j++) {
-                int best = -1;
-                float bv = 0;
-                for (int n = 0; n < N; n++) {
-                    int dup = 0;
-                    for (int jj = 0; jj < j; jj++) dup |= ip[(size_t)jj * hw] == n;
-                    if (dup) continue;
-                    float val = r[(size_t)n * hw + p];
-                    if (best < 0 || val > bv) {
-                        best = n;
-                        bv = val;
-                    }
-                }
-                ip[(size_t)j * hw] = best;
-            }
-        }
-    }
+    for (int b = 0; b < nroute; b++)
+        smoe_topk(N, k, hw, v.gate_route + (size_t)b * nhw, v.idx + (size_t)b * khw);
+    for (int b = nroute; b < B; b++) memcpy(v.idx + (size_t)b * khw, v.idx, khw * sizeof(int32_t));
     /* 5. selected experts only */
     smoe_expert_shape es = expert_shape(s);
     smoe_expert_forward(&es, v.esel, v.idx, in, params, workspace);

@@ -40,6 +40,8 @@
 #define SMOE_RC_TOL_CORRECT_DEFAULT 1e-5f
 #define SMOE_RC_TOL_DAMP_DEFAULT 1e-3f
 
+#define SMOE_MAX_EXPERTS 256
+
 typedef enum { SMOE_GATE_LATENT = 0, SMOE_GATE_CONV = 1, SMOE_GATE_CONV1X1 = 2 } smoe_gate_type;
 
 typedef struct {
@@ -93,6 +95,10 @@ typedef struct {
 } smoe_state_view;
 enum { SMOE_STAT_RC_LOSS = 0, SMOE_STAT_DAMPED_FRAC = 1, SMOE_STAT_CORRECT_FRAC = 2, SMOE_NSTAT = 4 };
 smoe_state_view smoe_state(const smoe_shape *s, float *state);
+
+/* Top-k routing of one sample: r (N, hw) routed values; idx (k, hw) receives, at every pixel,
+ * the experts of the k largest values in descending order, ties to the lower expert index. */
+void smoe_topk(int n_experts, int k, size_t hw, const float *r, int32_t *idx);
 
 /* out (B, k, H, W). noise_rng: the gate-noise stream when training with s->noise, else NULL. */
 void smoe_forward(const smoe_shape *s, float *out, const float *in, const float *params,

@@ -1,5 +1,23 @@
-/* Sparse SMoE expert evaluation (see smoe_expert.h): padded NHWC copy of the input, then one
- * dot product of length K*C_in per filter row for each selected (sample, rank, pixel). */
+/* Sparse SMoE expert evaluation (see smoe_expert.h).
+ *
+ * Each sample is streamed row by row through a ring of K padded pixel-major (NHWC) input rows
+ * of (w + 2p) x c_in floats: when output row h is computed, the ring holds padded input rows
+ * h .. h + K - 1 (the padding mode applied when a row is filled), so the K*c_in inputs of one
+ * filter row at output pixel (h, w) are one contiguous run and a selected expert costs K dot
+ * products of length K*c_in. The ring (K x 33 KB at c_in = 64, w = 128) stays in L1/L2: the
+ * input is read from memory once per call and no padded copy of the whole batch is built.
+ *
+ * Backward uses a second ring for the input gradient (scatter form: a selected pixel adds
+ * d * W_e into the K padded rows it reads). Padded row h is final once output row h is done;
+ * it is then folded back onto the NCHW gradient under the padding mode (pad columns onto their
+ * source columns; with replicate padding, top pad rows into the first row while it is still in
+ * the ring, bottom pad rows into the last row before it is flushed). The weight gradient
+ * accumulates in a per-thread buffer (filter-row layout) summed in thread order at the end.
+ *
+ * Threads: forward splits (sample, band of rows) items over the team; backward splits samples
+ * (each thread owns whole samples of d_in). Static schedules: results are bit-identical for a
+ * fixed thread count. The inner loops use GCC vector extensions (16 floats), compiled for
+ * AVX-512, AVX2 and baseline x86-64 and picked at load time. */
 #include "moe/smoe_expert.h"
 
 #include <string.h>
@@ -10,11 +28,17 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define MOE_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define MOE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MOE_CLONES
 #endif
+
+typedef float v16 __attribute__((vector_size(64)));
+#define VL 16
+#define LD(p) ({ v16 v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define ST(p, v) do { v16 v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
 
 /* Threads for a kernel call: 1 below ~1 MFLOP, where a parallel region costs more than it saves. */
 static int threads_for(const smoe_expert_shape *s)
@@ -23,69 +47,168 @@ static int threads_for(const smoe_expert_shape *s)
     return work < 1e6 ? 1 : moe_threads();
 }
 
-static inline int hp_of(const smoe_expert_shape *s) { return s->h + 2 * (s->kernel / 2); }
 static inline int wp_of(const smoe_expert_shape *s) { return s->w + 2 * (s->kernel / 2); }
+static inline size_t row_floats(const smoe_expert_shape *s) { return (size_t)wp_of(s) * s->c_in; }
+static inline size_t wsize_of(const smoe_expert_shape *s)
+{
+    return (size_t)s->n_experts * s->kernel * s->kernel * s->c_in;
+}
+/* Per-thread block: weight gradient, input ring, one padded gradient row, the per-row expert
+ * lists (counters, pixel, gradient); each rounded up to 16 floats. */
+static inline size_t up16(size_t n) { return (n + 15) & ~(size_t)15; }
+static inline size_t ring_floats(const smoe_expert_shape *s) { return up16((size_t)s->kernel * row_floats(s)); }
+static inline size_t thread_floats(const smoe_expert_shape *s)
+{
+    return up16(wsize_of(s)) + ring_floats(s) + up16(row_floats(s)) + up16((size_t)s->n_experts + 1) +
+           2 * up16((size_t)s->k * s->w);
+}
 
 size_t smoe_expert_workspace_floats(const smoe_expert_shape *s)
 {
-    size_t padded = (size_t)s->batch * hp_of(s) * wp_of(s) * s->c_in;
-    size_t wsize = (size_t)s->n_experts * s->kernel * s->kernel * s->c_in;
-    /* xp, dxp, wt, per-thread dwt */
-    return 2 * padded + wsize + (size_t)MOE_MAX_THREADS * wsize + 64;
+    /* transposed weights, then one block per thread */
+    return up16(wsize_of(s)) + (size_t)MOE_MAX_THREADS * thread_floats(s) + 64;
 }
 
-/* Source coordinate of padded position (hp, wp) under the pad mode, or -1 (zero). */
-static int pad_src(const smoe_expert_shape *s, int hp, int wp, int *sh, int *sw)
+static inline int wrapi(int i, int n)
 {
-    int P = s->kernel / 2;
-    int h = hp - P, w = wp - P;
-    if (s->pad == PAD_REPLICATE) {
-        if (h < 0) h = 0;
-        if (h >= s->h) h = s->h - 1;
-        if (w < 0) w = 0;
-        if (w >= s->w) w = s->w - 1;
-    } else {
-        if (h < 0 || h >= s->h) return -1;
-        if (s->pad == PAD_PERIODIC_LON) {
-            w = ((w % s->w) + s->w) % s->w;
-        } else if (w < 0 || w >= s->w) {
-            return -1;
-        }
-    }
-    *sh = h;
-    *sw = w;
-    return 0;
+    i %= n;
+    return i < 0 ? i + n : i;
 }
 
-static void fill_padded(const smoe_expert_shape *s, float *xp, const float *in)
+static inline int clampi(int i, int n) { return i < 0 ? 0 : (i >= n ? n - 1 : i); }
+
+/* Source column of padded column wp (0 <= wp < Wp) under the pad mode, -1 for zero. */
+static inline int src_col(const smoe_expert_shape *s, int wp)
 {
-    const int C = s->c_in, H = s->h, W = s->w, P = s->kernel / 2;
-    const int Hp = hp_of(s), Wp = wp_of(s);
-    const int nt = threads_for(s);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int b = 0; b < s->batch; b++) {
-        float *xb = xp + (size_t)b * Hp * Wp * C;
-        const float *ib = in + (size_t)b * C * H * W;
-        for (int h = 0; h < H; h++) {
-            for (int c = 0; c < C; c++) {
-                const float *src = ib + ((size_t)c * H + h) * W;
-                float *dst = xb + ((size_t)(h + P) * Wp + P) * C + c;
-                for (int w = 0; w < W; w++) dst[(size_t)w * C] = src[w];
-            }
-        }
-        for (int hp = 0; hp < Hp; hp++) {
-            for (int wp = 0; wp < Wp; wp++) {
-                if (hp >= P && hp < H + P && wp >= P && wp < W + P) continue;
-                float *dst = xb + ((size_t)hp * Wp + wp) * C;
-                int sh, sw;
-                if (pad_src(s, hp, wp, &sh, &sw) < 0) {
-                    memset(dst, 0, (size_t)C * sizeof *dst);
-                } else {
-                    memcpy(dst, xb + ((size_t)(sh + P) * Wp + sw + P) * C, (size_t)C * sizeof *dst);
-                }
-            }
-        }
+    int w = wp - s->kernel / 2;
+    if (w >= 0 && w < s->w) return w;
+    if (s->pad == PAD_PERIODIC_LON) return wrapi(w, s->w);
+    if (s->pad == PAD_REPLICATE) return clampi(w, s->w);
+    return -1;
+}
+
+/* Source row of padded row hp, -1 for zero. */
+static inline int src_row(const smoe_expert_shape *s, int hp)
+{
+    int h = hp - s->kernel / 2;
+    if (h >= 0 && h < s->h) return h;
+    if (s->pad == PAD_REPLICATE) return clampi(h, s->h);
+    return -1;
+}
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+#define SHUF(a, b, ...) __builtin_shuffle((a), (b), (v8i){__VA_ARGS__})
+
+/* 8 x 8 block transpose: the 8 rows at src + i * ls (8 floats each) become the 8 rows at
+ * dst + i * ld, i.e. dst[i][j] (+)= src[j][i]; acc: add instead of store. */
+MOE_CLONES
+static void transpose8(const float *src, size_t ls, float *dst, size_t ld, int acc)
+{
+    v8 r[8], t[8], u[8], o[8];
+    for (int i = 0; i < 8; i++) memcpy(&r[i], src + i * ls, sizeof r[i]);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = SHUF(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = SHUF(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = SHUF(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = SHUF(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int i = 0; i < 4; i++) {
+        o[i] = SHUF(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        o[i + 4] = SHUF(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+    for (int i = 0; i < 8; i++) {
+        if (acc) {
+            v8 d;
+            memcpy(&d, dst + i * ld, sizeof d);
+            o[i] += d;
+        }
+        memcpy(dst + i * ld, &o[i], sizeof o[i]);
+    }
+}
+
+/* dst[w * C + c] (+)= src[c * ls + w] for w < W, c < C (8 x 8 blocks, scalar edges). */
+static void transpose_cw(const float *src, size_t ls, float *dst, int C, int W, int acc)
+{
+    const int C8 = C & ~7, W8 = W & ~7;
+    for (int c0 = 0; c0 < C8; c0 += 8)
+        for (int w0 = 0; w0 < W8; w0 += 8)
+            transpose8(src + (size_t)c0 * ls + w0, ls, dst + (size_t)w0 * C + c0, (size_t)C, acc);
+    for (int c = 0; c < C; c++)
+        for (int w = (c < C8 ? W8 : 0); w < W; w++) {
+            float v = src[(size_t)c * ls + w];
+            if (acc) dst[(size_t)w * C + c] += v;
+            else dst[(size_t)w * C + c] = v;
+        }
+}
+
+/* dst[c * ld + w] += src[w * C + c] for w < W, c < C. */
+static void transpose_wc_acc(const float *src, int C, int W, float *dst, size_t ld)
+{
+    const int C8 = C & ~7, W8 = W & ~7;
+    for (int c0 = 0; c0 < C8; c0 += 8)
+        for (int w0 = 0; w0 < W8; w0 += 8)
+            transpose8(src + (size_t)w0 * C + c0, (size_t)C, dst + (size_t)c0 * ld + w0, ld, 1);
+    for (int c = 0; c < C; c++)
+        for (int w = (c < C8 ? W8 : 0); w < W; w++) dst[(size_t)c * ld + w] += src[(size_t)w * C + c];
+}
+
+/* Prefetches row p[c * ls .. + W) of every channel c (the next row of a sample: the channel
+ * planes are many short streams that the hardware prefetcher does not follow). */
+static void prefetch_row(const float *p, size_t ls, int C, int W, int write)
+{
+    for (int c = 0; c < C; c++)
+        for (int w = 0; w < W; w += 16) {
+            if (write) __builtin_prefetch(p + (size_t)c * ls + w, 1);
+            else __builtin_prefetch(p + (size_t)c * ls + w, 0);
+        }
+}
+
+/* dst (Wp x C) = padded row hp of sample in_b (C x H x W). */
+static void fill_row(const smoe_expert_shape *s, float *dst, const float *in_b, int hp)
+{
+    const int C = s->c_in, W = s->w, P = s->kernel / 2, Wp = wp_of(s);
+    const size_t HW = (size_t)s->h * W;
+    const int sh = src_row(s, hp);
+    if (sh < 0) {
+        memset(dst, 0, row_floats(s) * sizeof *dst);
+        return;
+    }
+    float *d0 = dst + (size_t)P * C;
+    if (sh + 1 < s->h) prefetch_row(in_b + (size_t)(sh + 1) * W, HW, C, W, 0);
+    transpose_cw(in_b + (size_t)sh * W, HW, d0, C, W, 0);
+    for (int wp = 0; wp < Wp; wp++) {
+        if (wp >= P && wp < W + P) continue;
+        float *d = dst + (size_t)wp * C;
+        int sw = src_col(s, wp);
+        if (sw < 0) memset(d, 0, (size_t)C * sizeof *d);
+        else memcpy(d, d0 + (size_t)sw * C, (size_t)C * sizeof *d);
+    }
+}
+
+/* Folds the pad columns of padded gradient row r onto their source columns (in place). */
+static void fold_cols(const smoe_expert_shape *s, float *r)
+{
+    const int C = s->c_in, W = s->w, P = s->kernel / 2, Wp = wp_of(s);
+    if (s->pad == PAD_ZERO) return;
+    for (int wp = 0; wp < Wp; wp++) {
+        if (wp >= P && wp < W + P) continue;
+        float *src = r + (size_t)wp * C, *dst = r + (size_t)(src_col(s, wp) + P) * C;
+        for (int c = 0; c < C; c++) dst[c] += src[c];
+    }
+}
+
+/* d_in_b (C x H x W) row sh += interior of padded gradient row r (pad columns folded first). */
+static void flush_row(const smoe_expert_shape *s, float *d_in_b, float *r, int sh)
+{
+    const int C = s->c_in, W = s->w, P = s->kernel / 2;
+    fold_cols(s, r);
+    if (sh + 1 < s->h) prefetch_row(d_in_b + (size_t)(sh + 1) * W, (size_t)s->h * W, C, W, 1);
+    transpose_wc_acc(r + (size_t)P * C, C, W, d_in_b + (size_t)sh * W, (size_t)s->h * W);
 }
 
 /* wt[e][ky][kx][c] = weight[e][c][ky][kx] */
@@ -100,60 +223,199 @@ static void transpose_weight(const smoe_expert_shape *s, float *wt, const float 
                         weight[(((size_t)e * C + c) * K + ky) * K + kx];
 }
 
+/* Output row h of one sample: esel[j * hw + w] for every rank j. ring: K padded rows, padded
+ * row hp in slot hp % K. idx_row: idx of (sample, rank 0, row h), rank stride hw (NULL: dense). */
 MOE_CLONES
-static float dot_rows(const float *a, const float *b, int n)
+static void fwd_row(int W, int C, int K, int k, int h, size_t hw, const float *ring, size_t rowsz,
+                    const float *wt, const int32_t *idx_row, float *esel_row)
 {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
-    float s = 0;
-    for (; i < n; i++) s += a[i] * b[i];
-    return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    const int L = K * C;
+    for (int w = 0; w < W; w++) {
+        for (int j = 0; j < k; j++) {
+            const int e = idx_row ? idx_row[(size_t)j * hw + w] : j;
+            v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            float t = 0;
+            for (int ky = 0; ky < K; ky++) {
+                const float *x = ring + (size_t)((h + ky) % K) * rowsz + (size_t)w * C;
+                const float *f = wt + ((size_t)e * K + ky) * L;
+                int i = 0;
+                for (; i + 4 * VL <= L; i += 4 * VL) {
+                    a0 += LD(x + i) * LD(f + i);
+                    a1 += LD(x + i + VL) * LD(f + i + VL);
+                    a2 += LD(x + i + 2 * VL) * LD(f + i + 2 * VL);
+                    a3 += LD(x + i + 3 * VL) * LD(f + i + 3 * VL);
+                }
+                for (; i + VL <= L; i += VL) a0 += LD(x + i) * LD(f + i);
+                for (; i < L; i++) t += x[i] * f[i];
+            }
+            v16 a = (a0 + a1) + (a2 + a3);
+            float sum = 0;
+            for (int l = 0; l < VL; l++) sum += a[l];
+            esel_row[(size_t)j * hw + w] = sum + t;
+        }
+    }
 }
 
+/* Weight gradient of output row h of one sample. The selected (pixel, rank) pairs of the row
+ * are first grouped by expert (counting sort into list_w / list_d, 1 + n_experts counters in
+ * cnt); then for every expert and filter row ky, chunks of 64 floats of dw[e][ky] are held in
+ * registers while the expert's pixels are summed in: dw[e][ky] += d * x(row h + ky, from w). */
 MOE_CLONES
-static void axpy2(float d, const float *x, float *dw, const float *w, float *dx, int n)
+static void dw_row(int W, int C, int K, int k, int N, int h, size_t hw, const float *ring,
+                   size_t rowsz, float *dw, const int32_t *idx_row, const float *d_row,
+                   int *cnt, int *list_w, float *list_d)
 {
-    for (int i = 0; i < n; i++) {
-        dw[i] += d * x[i];
-        dx[i] += d * w[i];
+    const int L = K * C;
+    memset(cnt, 0, (size_t)(N + 1) * sizeof *cnt);
+    for (int j = 0; j < k; j++)
+        for (int w = 0; w < W; w++)
+            if (d_row[(size_t)j * hw + w] != 0.0f) cnt[1 + (idx_row ? idx_row[(size_t)j * hw + w] : j)]++;
+    for (int e = 0; e < N; e++) cnt[e + 1] += cnt[e];
+    /* cnt[e] is now the start of expert e's list; advance it while filling */
+    for (int j = 0; j < k; j++)
+        for (int w = 0; w < W; w++) {
+            const float d = d_row[(size_t)j * hw + w];
+            if (d == 0.0f) continue;
+            const int e = idx_row ? idx_row[(size_t)j * hw + w] : j;
+            list_w[cnt[e]] = w;
+            list_d[cnt[e]++] = d;
+        }
+    /* after filling, cnt[e] is the end of list e (= start of list e + 1) */
+    for (int e = 0; e < N; e++) {
+        const int i0 = e ? cnt[e - 1] : 0, i1 = cnt[e];
+        if (i0 == i1) continue;
+        for (int ky = 0; ky < K; ky++) {
+            const float *xr = ring + (size_t)((h + ky) % K) * rowsz;
+            float *g = dw + ((size_t)e * K + ky) * L;
+            int c = 0;
+            for (; c + 4 * VL <= L; c += 4 * VL) {
+                v16 a0 = LD(g + c), a1 = LD(g + c + VL), a2 = LD(g + c + 2 * VL), a3 = LD(g + c + 3 * VL);
+                for (int i = i0; i < i1; i++) {
+                    const float *x = xr + (size_t)list_w[i] * C + c;
+                    const v16 dv = (v16){0} + list_d[i];
+                    a0 += dv * LD(x);
+                    a1 += dv * LD(x + VL);
+                    a2 += dv * LD(x + 2 * VL);
+                    a3 += dv * LD(x + 3 * VL);
+                }
+                ST(g + c, a0);
+                ST(g + c + VL, a1);
+                ST(g + c + 2 * VL, a2);
+                ST(g + c + 3 * VL, a3);
+            }
+            for (; c + VL <= L; c += VL) {
+                v16 a0 = LD(g + c);
+                for (int i = i0; i < i1; i++)
+                    a0 += ((v16){0} + list_d[i]) * LD(xr + (size_t)list_w[i] * C + c);
+                ST(g + c, a0);
+            }
+            for (; c < L; c++) {
+                float a = g[c];
+                for (int i = i0; i < i1; i++) a += list_d[i] * xr[(size_t)list_w[i] * C + c];
+                g[c] = a;
+            }
+        }
+    }
+}
+
+/* Input gradient at padded row hp of one sample, gather form: for every padded column wp,
+ * r[wp] += sum over taps (ky, kx) and ranks j of d(h, w) * W_e[ky][kx] with (h, w) =
+ * (hp - ky, wp - kx) a valid output pixel and e its rank-j expert. d_b / idx_b: sample b's
+ * (k, H, W) planes (idx_b NULL: dense). Channels in chunks of 64 held in registers. */
+MOE_CLONES
+static void dx_row(int H, int W, int C, int K, int k, int hp, const float *wt, const int32_t *idx_b,
+                   const float *d_b, float *r)
+{
+    const size_t hw = (size_t)H * W;
+    const int Wp = W + K - 1;
+    int ky0 = hp - (H - 1) > 0 ? hp - (H - 1) : 0, ky1 = hp + 1 < K ? hp + 1 : K;
+    for (int wp = 0; wp < Wp; wp++) {
+        int kx0 = wp - (W - 1) > 0 ? wp - (W - 1) : 0, kx1 = wp + 1 < K ? wp + 1 : K;
+        float *dst = r + (size_t)wp * C;
+        int c = 0;
+        for (; c + 4 * VL <= C; c += 4 * VL) {
+            v16 a0 = LD(dst + c), a1 = LD(dst + c + VL), a2 = LD(dst + c + 2 * VL), a3 = LD(dst + c + 3 * VL);
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const size_t p = (size_t)(hp - ky) * W + (wp - kx);
+                    for (int j = 0; j < k; j++) {
+                        const float d = d_b[(size_t)j * hw + p];
+                        if (d == 0.0f) continue;
+                        const int e = idx_b ? idx_b[(size_t)j * hw + p] : j;
+                        const float *f = wt + (((size_t)e * K + ky) * K + kx) * C + c;
+                        const v16 dv = (v16){0} + d;
+                        a0 += dv * LD(f);
+                        a1 += dv * LD(f + VL);
+                        a2 += dv * LD(f + 2 * VL);
+                        a3 += dv * LD(f + 3 * VL);
+                    }
+                }
+            ST(dst + c, a0);
+            ST(dst + c + VL, a1);
+            ST(dst + c + 2 * VL, a2);
+            ST(dst + c + 3 * VL, a3);
+        }
+        for (; c < C; c++) {
+            float a = dst[c];
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const size_t p = (size_t)(hp - ky) * W + (wp - kx);
+                    for (int j = 0; j < k; j++) {
+                        const float d = d_b[(size_t)j * hw + p];
+                        if (d == 0.0f) continue;
+                        const int e = idx_b ? idx_b[(size_t)j * hw + p] : j;
+                        a += d * wt[(((size_t)e * K + ky) * K + kx) * C + c];
+                    }
+                }
+            dst[c] = a;
+        }
     }
 }
 
 MOE_CLONES
-static void axpy1(float d, const float *x, float *y, int n)
+static void add_rows(float *dst, const float *src, size_t n)
 {
-    for (int i = 0; i < n; i++) y[i] += d * x[i];
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) ST(dst + i, LD(dst + i) + LD(src + i));
+    for (; i < n; i++) dst[i] += src[i];
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t *idx,
                          const float *in, const float *weight, float *workspace)
 {
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k;
-    const int Hp = hp_of(s), Wp = wp_of(s);
-    const size_t HW = (size_t)H * W;
-    const int row = K * C;
-    float *xp = workspace;
-    float *wt = xp + 2 * (size_t)s->batch * Hp * Wp * C;
-    fill_padded(s, xp, in);
+    const size_t HW = (size_t)H * W, rowsz = row_floats(s);
+    float *wt = workspace, *tws = workspace + up16(wsize_of(s));
     transpose_weight(s, wt, weight);
     const int nt = threads_for(s);
-    const int rows = s->batch * H;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int bh = 0; bh < rows; bh++) {
-        const int b = bh / H, h = bh % H;
-        const float *xb = xp + (size_t)b * Hp * Wp * C;
-        for (int w = 0; w < W; w++) {
-            const size_t p = (size_t)h * W + w;
-            for (int j = 0; j < k; j++) {
-                const size_t o = ((size_t)b * k + j) * HW + p;
-                const int e = idx ? idx[o] : j;
-                const float *we = wt + (size_t)e * K * row;
-                float acc = 0;
-                for (int ky = 0; ky < K; ky++)
-                    acc += dot_rows(xb + ((size_t)(h + ky) * Wp + w) * C, we + (size_t)ky * row, row);
-                esel[o] = acc;
+    /* bands of rows per sample so that there are at least 2 items per thread */
+    int bands = (2 * nt + s->batch - 1) / s->batch;
+    if (bands > H) bands = H;
+    if (bands < 1) bands = 1;
+    const int items = s->batch * bands;
+#pragma omp parallel num_threads(nt)
+    {
+        float *ring = tws + (size_t)thread_id() * thread_floats(s) + up16(wsize_of(s));
+#pragma omp for schedule(static)
+        for (int it = 0; it < items; it++) {
+            const int b = it / bands, band = it % bands;
+            const int h0 = (int)((long)H * band / bands), h1 = (int)((long)H * (band + 1) / bands);
+            const float *in_b = in + (size_t)b * C * HW;
+            for (int hp = h0; hp < h0 + K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
+            for (int h = h0; h < h1; h++) {
+                const int hp = h + K - 1;
+                fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
+                const size_t o = (size_t)b * k * HW + (size_t)h * W;
+                fwd_row(W, C, K, k, h, HW, ring, rowsz, wt, idx ? idx + o : NULL, esel + o);
             }
         }
     }
@@ -163,93 +425,65 @@ void smoe_expert_backward(const smoe_expert_shape *s, float *d_in, float *d_weig
                           const float *d_esel, const int32_t *idx, const float *in,
                           const float *weight, float *workspace)
 {
-    const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k, P = K / 2;
-    const int Hp = hp_of(s), Wp = wp_of(s);
-    const size_t HW = (size_t)H * W;
-    const int row = K * C;
-    const size_t padded = (size_t)s->batch * Hp * Wp * C;
-    const size_t wsize = (size_t)s->n_experts * K * row;
-    float *xp = workspace;
-    float *dxp = xp + padded;
-    float *wt = dxp + padded;
-    float *dwt = wt + wsize;
-    fill_padded(s, xp, in);
+    const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k, P = K / 2, N = s->n_experts;
+    const int Hp = H + 2 * P;
+    const size_t HW = (size_t)H * W, rowsz = row_floats(s), wsize = wsize_of(s);
+    float *wt = workspace, *tws = workspace + up16(wsize);
     transpose_weight(s, wt, weight);
-    const int nt = threads_for(s);
-    memset(dwt, 0, (size_t)nt * wsize * sizeof *dwt);
-    if (d_in) memset(dxp, 0, padded * sizeof *dxp);
-    /* Samples are split across threads so that each thread owns its part of dxp; the weight
-     * gradient goes to per-thread copies reduced below. */
+    int nt = threads_for(s);
+    if (nt > s->batch) nt = s->batch;
+    for (int t = 0; t < nt; t++) memset(tws + (size_t)t * thread_floats(s), 0, wsize * sizeof(float));
+    const int rep = s->pad == PAD_REPLICATE;
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        int tid = omp_get_thread_num();
-#else
-        int tid = 0;
-#endif
-        float *mydw = dwt + (size_t)tid * wsize;
+        float *dw = tws + (size_t)thread_id() * thread_floats(s);
+        float *ring = dw + up16(wsize);
+        float *r = ring + ring_floats(s);
+        int *cnt = (int *)(r + up16(rowsz));
+        int *list_w = cnt + up16((size_t)N + 1);
+        float *list_d = (float *)(list_w + up16((size_t)k * W));
 #pragma omp for schedule(static)
         for (int b = 0; b < s->batch; b++) {
-            const float *xb = xp + (size_t)b * Hp * Wp * C;
-            float *dxb = dxp + (size_t)b * Hp * Wp * C;
+            const float *in_b = in + (size_t)b * C * HW;
+            const int32_t *idx_b = idx ? idx + (size_t)b * k * HW : NULL;
+            const float *d_b = d_esel + (size_t)b * k * HW;
+            /* weight gradient: input rows streamed through the ring */
+            for (int hp = 0; hp < K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
             for (int h = 0; h < H; h++) {
-                for (int w = 0; w < W; w++) {
-                    const size_t p = (size_t)h * W + w;
-                    for (int j = 0; j < k; j++) {
-                        const size_t o = ((size_t)b * k + j) * HW + p;
-                        const float d = d_esel[o];
-                        if (d == 0.0f) continue;
-                        const int e = idx ? idx[o] : j;
-                        for (int ky = 0; ky < K; ky++) {
-                            const size_t xo = ((size_t)(h + ky) * Wp + w) * C;
-                            float *dw = mydw + ((size_t)e * K + ky) * row;
-                            if (d_in)
-                                axpy2(d, xb + xo, dw, wt + ((size_t)e * K + ky) * row, dxb + xo, row);
-                            else
-                                axpy1(d, xb + xo, dw, row);
-                        }
-                    }
-                }
+                const int hn = h + K - 1;
+                fill_row(s, ring + (size_t)(hn % K) * rowsz, in_b, hn);
+                dw_row(W, C, K, k, N, h, HW, ring, rowsz, dw, idx_b ? idx_b + (size_t)h * W : NULL,
+                       d_b + (size_t)h * W, cnt, list_w, list_d);
+            }
+            if (!d_in) continue;
+            /* input gradient: one padded gradient row per input row (with replicate padding the
+             * pad rows that fold onto the first / last row are gathered into it too) */
+            float *d_in_b = d_in + (size_t)b * C * HW;
+            for (int sh = 0; sh < H; sh++) {
+                memset(r, 0, rowsz * sizeof(float));
+                dx_row(H, W, C, K, k, sh + P, wt, idx_b, d_b, r);
+                if (rep && sh == 0)
+                    for (int hp = 0; hp < P; hp++) dx_row(H, W, C, K, k, hp, wt, idx_b, d_b, r);
+                if (rep && sh == H - 1)
+                    for (int hp = H + P; hp < Hp; hp++) dx_row(H, W, C, K, k, hp, wt, idx_b, d_b, r);
+                flush_row(s, d_in_b, r, sh);
             }
         }
     }
-    for (int t = 1; t < nt; t++) axpy1(1.0f, dwt + (size_t)t * wsize, dwt, (int)wsize);
-    for (int e = 0; e < s->n_experts; e++)
+    float *dw0 = tws;
+    for (int t = 1; t < nt; t++) add_rows(dw0, tws + (size_t)t * thread_floats(s), wsize);
+    for (int e = 0; e < N; e++)
         for (int c = 0; c < C; c++)
             for (int ky = 0; ky < K; ky++)
                 for (int kx = 0; kx < K; kx++)
                     d_weight[(((size_t)e * C + c) * K + ky) * K + kx] +=
-                        dwt[(((size_t)e * K + ky) * K + kx) * C + c];
-    if (!d_in) return;
-    /* Fold the padded NHWC gradient back onto the NCHW input under the pad mode. */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int b = 0; b < s->batch; b++) {
-        float *dxb = dxp + (size_t)b * Hp * Wp * C;
-        float *db = d_in + (size_t)b * C * HW;
-        for (int hp = 0; hp < Hp; hp++) {
-            for (int wp = 0; wp < Wp; wp++) {
-                if (hp >= P && hp < H + P && wp >= P && wp < W + P) continue;
-                int sh, sw;
-                if (pad_src(s, hp, wp, &sh, &sw) < 0) continue;
-                axpy1(1.0f, dxb + ((size_t)hp * Wp + wp) * C,
-                      dxb + ((size_t)(sh + P) * Wp + sw + P) * C, C);
-            }
-        }
-        for (int h = 0; h < H; h++) {
-            for (int c = 0; c < C; c++) {
-                const float *src = dxb + ((size_t)(h + P) * Wp + P) * C + c;
-                float *dst = db + ((size_t)c * H + h) * W;
-                for (int w = 0; w < W; w++) dst[w] += src[(size_t)w * C];
-            }
-        }
-    }
+                        dw0[(((size_t)e * K + ky) * K + kx) * C + c];
 }
 
 void smoe_expert_dense_forward(const smoe_expert_shape *s, float *e, const float *in,
                                const float *weight)
 {
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, N = s->n_experts;
-    const smoe_expert_shape *sp = s;
     for (int b = 0; b < s->batch; b++)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
@@ -258,8 +492,8 @@ void smoe_expert_dense_forward(const smoe_expert_shape *s, float *e, const float
                     for (int c = 0; c < C; c++)
                         for (int ky = 0; ky < K; ky++)
                             for (int kx = 0; kx < K; kx++) {
-                                int sh, sw;
-                                if (pad_src(sp, h + ky, w + kx, &sh, &sw) < 0) continue;
+                                int sh = src_row(s, h + ky), sw = src_col(s, w + kx);
+                                if (sh < 0 || sw < 0) continue;
                                 acc += (double)weight[(((size_t)n * C + c) * K + ky) * K + kx] *
                                        in[(((size_t)b * C + c) * H + sh) * W + sw];
                             }
