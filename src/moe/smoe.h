@@ -96,9 +96,10 @@ typedef struct {
 enum { SMOE_STAT_RC_LOSS = 0, SMOE_STAT_DAMPED_FRAC = 1, SMOE_STAT_CORRECT_FRAC = 2, SMOE_NSTAT = 4 };
 smoe_state_view smoe_state(const smoe_shape *s, float *state);
 
-/* Top-k routing of one sample: r (N, hw) routed values; idx (k, hw) receives, at every pixel,
- * the experts of the k largest values in descending order, ties to the lower expert index. */
-void smoe_topk(int n_experts, int k, size_t hw, const float *r, int32_t *idx);
+/* Top-k routing of npix pixels: r[n * stride + p] routed value of expert n at pixel p;
+ * idx[j * stride + p] receives the expert of rank j (k largest values in descending order,
+ * ties to the lower expert index). */
+void smoe_topk(int n_experts, int k, size_t npix, size_t stride, const float *r, int32_t *idx);
 
 /* out (B, k, H, W). noise_rng: the gate-noise stream when training with s->noise, else NULL. */
 void smoe_forward(const smoe_shape *s, float *out, const float *in, const float *params,

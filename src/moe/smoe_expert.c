@@ -30,7 +30,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
     !defined(__SANITIZE_ADDRESS__)
-#define MOE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define MOE_CLONES                                                                              \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                  \
+                   optimize("fp-contract=fast")))
 #else
 #define MOE_CLONES
 #endif
@@ -102,8 +104,7 @@ typedef int v8i __attribute__((vector_size(32)));
 
 /* 8 x 8 block transpose: the 8 rows at src + i * ls (8 floats each) become the 8 rows at
  * dst + i * ld, i.e. dst[i][j] (+)= src[j][i]; acc: add instead of store. */
-MOE_CLONES
-static void transpose8(const float *src, size_t ls, float *dst, size_t ld, int acc)
+static inline __attribute__((always_inline)) void transpose8(const float *src, size_t ls, float *dst, size_t ld, int acc)
 {
     v8 r[8], t[8], u[8], o[8];
     for (int i = 0; i < 8; i++) memcpy(&r[i], src + i * ls, sizeof r[i]);
@@ -132,6 +133,7 @@ static void transpose8(const float *src, size_t ls, float *dst, size_t ld, int a
 }
 
 /* dst[w * C + c] (+)= src[c * ls + w] for w < W, c < C (8 x 8 blocks, scalar edges). */
+MOE_CLONES
 static void transpose_cw(const float *src, size_t ls, float *dst, int C, int W, int acc)
 {
     const int C8 = C & ~7, W8 = W & ~7;
@@ -147,6 +149,7 @@ static void transpose_cw(const float *src, size_t ls, float *dst, int C, int W, 
 }
 
 /* dst[c * ld + w] += src[w * C + c] for w < W, c < C. */
+MOE_CLONES
 static void transpose_wc_acc(const float *src, int C, int W, float *dst, size_t ld)
 {
     const int C8 = C & ~7, W8 = W & ~7;
@@ -389,95 +392,128 @@ static int thread_id(void)
 #endif
 }
 
-void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t *idx,
-                         const float *in, const float *weight, float *workspace)
+int smoe_expert_threads(const smoe_expert_shape *s) { return threads_for(s); }
+
+int smoe_expert_bands(const smoe_expert_shape *s, int nthreads)
+{
+    int bands = (2 * nthreads + s->batch - 1) / s->batch;
+    if (bands > s->h) bands = s->h;
+    return bands < 1 ? 1 : bands;
+}
+
+void smoe_expert_prepare(const smoe_expert_shape *s, const float *weight, float *workspace)
+{
+    transpose_weight(s, workspace, weight);
+}
+
+void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1, float *esel,
+                              const int32_t *idx, const float *in, float *workspace, int tid)
 {
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k;
     const size_t HW = (size_t)H * W, rowsz = row_floats(s);
-    float *wt = workspace, *tws = workspace + up16(wsize_of(s));
-    transpose_weight(s, wt, weight);
-    const int nt = threads_for(s);
-    /* bands of rows per sample so that there are at least 2 items per thread */
-    int bands = (2 * nt + s->batch - 1) / s->batch;
-    if (bands > H) bands = H;
-    if (bands < 1) bands = 1;
-    const int items = s->batch * bands;
-#pragma omp parallel num_threads(nt)
-    {
-        float *ring = tws + (size_t)thread_id() * thread_floats(s) + up16(wsize_of(s));
-#pragma omp for schedule(static)
-        for (int it = 0; it < items; it++) {
-            const int b = it / bands, band = it % bands;
-            const int h0 = (int)((long)H * band / bands), h1 = (int)((long)H * (band + 1) / bands);
-            const float *in_b = in + (size_t)b * C * HW;
-            for (int hp = h0; hp < h0 + K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
-            for (int h = h0; h < h1; h++) {
-                const int hp = h + K - 1;
-                fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
-                const size_t o = (size_t)b * k * HW + (size_t)h * W;
-                fwd_row(W, C, K, k, h, HW, ring, rowsz, wt, idx ? idx + o : NULL, esel + o);
-            }
-        }
+    const float *wt = workspace;
+    float *ring = workspace + up16(wsize_of(s)) + (size_t)tid * thread_floats(s) + up16(wsize_of(s));
+    const float *in_b = in + (size_t)b * C * HW;
+    for (int hp = h0; hp < h0 + K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
+    for (int h = h0; h < h1; h++) {
+        const int hp = h + K - 1;
+        fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
+        const size_t o = (size_t)b * k * HW + (size_t)h * W;
+        fwd_row(W, C, K, k, h, HW, ring, rowsz, wt, idx ? idx + o : NULL, esel + o);
     }
+}
+
+void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t *idx,
+                         const float *in, const float *weight, float *workspace)
+{
+    const int H = s->h;
+    smoe_expert_prepare(s, weight, workspace);
+    const int nt = threads_for(s);
+    const int bands = smoe_expert_bands(s, nt);
+    const int items = s->batch * bands;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int it = 0; it < items; it++) {
+        const int b = it / bands, band = it % bands;
+        smoe_expert_forward_rows(s, b, (int)((long)H * band / bands), (int)((long)H * (band + 1) / bands),
+                                 esel, idx, in, workspace, thread_id());
+    }
+}
+
+void smoe_expert_backward_begin(const smoe_expert_shape *s, int nthreads, float *workspace)
+{
+    float *tws = workspace + up16(wsize_of(s));
+    for (int t = 0; t < nthreads; t++)
+        memset(tws + (size_t)t * thread_floats(s), 0, wsize_of(s) * sizeof(float));
+}
+
+void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
+                                 const float *d_esel, const int32_t *idx, const float *in,
+                                 float *workspace, int tid)
+{
+    const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k, P = K / 2, N = s->n_experts;
+    const int Hp = H + 2 * P;
+    const size_t HW = (size_t)H * W, rowsz = row_floats(s), wsize = wsize_of(s);
+    const float *wt = workspace;
+    float *dw = workspace + up16(wsize) + (size_t)tid * thread_floats(s);
+    float *ring = dw + up16(wsize);
+    float *r = ring + ring_floats(s);
+    int *cnt = (int *)(r + up16(rowsz));
+    int *list_w = cnt + up16((size_t)N + 1);
+    float *list_d = (float *)(list_w + up16((size_t)k * W));
+    const float *in_b = in + (size_t)b * C * HW;
+    const int32_t *idx_b = idx ? idx + (size_t)b * k * HW : NULL;
+    const float *d_b = d_esel + (size_t)b * k * HW;
+    /* weight gradient: input rows streamed through the ring */
+    for (int hp = 0; hp < K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
+    for (int h = 0; h < H; h++) {
+        const int hn = h + K - 1;
+        fill_row(s, ring + (size_t)(hn % K) * rowsz, in_b, hn);
+        dw_row(W, C, K, k, N, h, HW, ring, rowsz, dw, idx_b ? idx_b + (size_t)h * W : NULL,
+               d_b + (size_t)h * W, cnt, list_w, list_d);
+    }
+    if (!d_in) return;
+    /* input gradient: one padded gradient row per input row (with replicate padding the pad
+     * rows that fold onto the first / last row are gathered into it too) */
+    const int rep = s->pad == PAD_REPLICATE;
+    float *d_in_b = d_in + (size_t)b * C * HW;
+    for (int sh = 0; sh < H; sh++) {
+        memset(r, 0, rowsz * sizeof(float));
+        dx_row(H, W, C, K, k, sh + P, wt, idx_b, d_b, r);
+        if (rep && sh == 0)
+            for (int hp = 0; hp < P; hp++) dx_row(H, W, C, K, k, hp, wt, idx_b, d_b, r);
+        if (rep && sh == H - 1)
+            for (int hp = H + P; hp < Hp; hp++) dx_row(H, W, C, K, k, hp, wt, idx_b, d_b, r);
+        flush_row(s, d_in_b, r, sh);
+    }
+}
+
+void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, int nthreads,
+                              float *workspace)
+{
+    const int C = s->c_in, K = s->kernel;
+    const size_t wsize = wsize_of(s);
+    float *dw0 = workspace + up16(wsize);
+    for (int t = 1; t < nthreads; t++) add_rows(dw0, dw0 + (size_t)t * thread_floats(s), wsize);
+    for (int e = 0; e < s->n_experts; e++)
+        for (int c = 0; c < C; c++)
+            for (int ky = 0; ky < K; ky++)
+                for (int kx = 0; kx < K; kx++)
+                    d_weight[(((size_t)e * C + c) * K + ky) * K + kx] +=
+                        dw0[(((size_t)e * K + ky) * K + kx) * C + c];
 }
 
 void smoe_expert_backward(const smoe_expert_shape *s, float *d_in, float *d_weight,
                           const float *d_esel, const int32_t *idx, const float *in,
                           const float *weight, float *workspace)
 {
-    const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k, P = K / 2, N = s->n_experts;
-    const int Hp = H + 2 * P;
-    const size_t HW = (size_t)H * W, rowsz = row_floats(s), wsize = wsize_of(s);
-    float *wt = workspace, *tws = workspace + up16(wsize);
-    transpose_weight(s, wt, weight);
+    smoe_expert_prepare(s, weight, workspace);
     int nt = threads_for(s);
     if (nt > s->batch) nt = s->batch;
-    for (int t = 0; t < nt; t++) memset(tws + (size_t)t * thread_floats(s), 0, wsize * sizeof(float));
-    const int rep = s->pad == PAD_REPLICATE;
-#pragma omp parallel num_threads(nt)
-    {
-        float *dw = tws + (size_t)thread_id() * thread_floats(s);
-        float *ring = dw + up16(wsize);
-        float *r = ring + ring_floats(s);
-        int *cnt = (int *)(r + up16(rowsz));
-        int *list_w = cnt + up16((size_t)N + 1);
-        float *list_d = (float *)(list_w + up16((size_t)k * W));
-#pragma omp for schedule(static)
-        for (int b = 0; b < s->batch; b++) {
-            const float *in_b = in + (size_t)b * C * HW;
-            const int32_t *idx_b = idx ? idx + (size_t)b * k * HW : NULL;
-            const float *d_b = d_esel + (size_t)b * k * HW;
-            /* weight gradient: input rows streamed through the ring */
-            for (int hp = 0; hp < K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
-            for (int h = 0; h < H; h++) {
-                const int hn = h + K - 1;
-                fill_row(s, ring + (size_t)(hn % K) * rowsz, in_b, hn);
-                dw_row(W, C, K, k, N, h, HW, ring, rowsz, dw, idx_b ? idx_b + (size_t)h * W : NULL,
-                       d_b + (size_t)h * W, cnt, list_w, list_d);
-            }
-            if (!d_in) continue;
-            /* input gradient: one padded gradient row per input row (with replicate padding the
-             * pad rows that fold onto the first / last row are gathered into it too) */
-            float *d_in_b = d_in + (size_t)b * C * HW;
-            for (int sh = 0; sh < H; sh++) {
-                memset(r, 0, rowsz * sizeof(float));
-                dx_row(H, W, C, K, k, sh + P, wt, idx_b, d_b, r);
-                if (rep && sh == 0)
-                    for (int hp = 0; hp < P; hp++) dx_row(H, W, C, K, k, hp, wt, idx_b, d_b, r);
-                if (rep && sh == H - 1)
-                    for (int hp = H + P; hp < Hp; hp++) dx_row(H, W, C, K, k, hp, wt, idx_b, d_b, r);
-                flush_row(s, d_in_b, r, sh);
-            }
-        }
-    }
-    float *dw0 = tws;
-    for (int t = 1; t < nt; t++) add_rows(dw0, tws + (size_t)t * thread_floats(s), wsize);
-    for (int e = 0; e < N; e++)
-        for (int c = 0; c < C; c++)
-            for (int ky = 0; ky < K; ky++)
-                for (int kx = 0; kx < K; kx++)
-                    d_weight[(((size_t)e * C + c) * K + ky) * K + kx] +=
-                        dw0[(((size_t)e * K + ky) * K + kx) * C + c];
+    smoe_expert_backward_begin(s, nt, workspace);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int b = 0; b < s->batch; b++)
+        smoe_expert_backward_sample(s, b, d_in, d_esel, idx, in, workspace, thread_id());
+    smoe_expert_backward_end(s, d_weight, nt, workspace);
 }
 
 void smoe_expert_dense_forward(const smoe_expert_shape *s, float *e, const float *in,

@@ -34,6 +34,30 @@ void smoe_expert_backward(const smoe_expert_shape *s, float *d_in, float *d_weig
                           const float *d_esel, const int32_t *idx, const float *in,
                           const float *weight, float *workspace);
 
+/* The same in pieces, for callers that run their own parallel region (smoe.c fuses the
+ * routing and output loops into it). `workspace` as above, at least
+ * smoe_expert_workspace_floats; tid < MOE_MAX_THREADS is the calling thread's index in the team
+ * (it selects that thread's scratch block: two threads must not share a tid).
+ * smoe_expert_threads: the team size the standalone calls use for this shape.
+ * smoe_expert_bands: bands of rows per sample so that batch * bands >= 2 * nthreads. */
+int smoe_expert_threads(const smoe_expert_shape *s);
+int smoe_expert_bands(const smoe_expert_shape *s, int nthreads);
+/* Filter-row copy of the weights: once per call, before any of the functions below. */
+void smoe_expert_prepare(const smoe_expert_shape *s, const float *weight, float *workspace);
+/* esel of rows [h0, h1) of sample b. */
+void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1, float *esel,
+                              const int32_t *idx, const float *in, float *workspace, int tid);
+/* backward_begin zeroes the weight-gradient buffers of threads 0 .. nthreads-1; every sample is
+ * then passed to backward_sample once (weight gradient into thread tid's buffer, d_in of
+ * sample b += its input gradient); backward_end sums the thread buffers in thread order into
+ * d_weight (+=). */
+void smoe_expert_backward_begin(const smoe_expert_shape *s, int nthreads, float *workspace);
+void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
+                                 const float *d_esel, const int32_t *idx, const float *in,
+                                 float *workspace, int tid);
+void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, int nthreads,
+                              float *workspace);
+
 /* Dense reference (all N experts at every pixel, direct loops, no workspace): e (B, N, H, W).
  * Used by tests and by callers that want the full expert field (expert maps). */
 void smoe_expert_dense_forward(const smoe_expert_shape *s, float *e, const float *in,
