@@ -291,6 +291,31 @@ static void dw_row(int W, int C, int K, int k, int N, int h, size_t hw, const fl
             const float *xr = ring + (size_t)((h + ky) % K) * rowsz;
             float *g = dw + ((size_t)e * K + ky) * L;
             int c = 0;
+            for (; c + 8 * VL <= L; c += 8 * VL) {
+                v16 a0 = LD(g + c), a1 = LD(g + c + VL), a2 = LD(g + c + 2 * VL), a3 = LD(g + c + 3 * VL);
+                v16 a4 = LD(g + c + 4 * VL), a5 = LD(g + c + 5 * VL), a6 = LD(g + c + 6 * VL),
+                    a7 = LD(g + c + 7 * VL);
+                for (int i = i0; i < i1; i++) {
+                    const float *x = xr + (size_t)list_w[i] * C + c;
+                    const v16 dv = (v16){0} + list_d[i];
+                    a0 += dv * LD(x);
+                    a1 += dv * LD(x + VL);
+                    a2 += dv * LD(x + 2 * VL);
+                    a3 += dv * LD(x + 3 * VL);
+                    a4 += dv * LD(x + 4 * VL);
+                    a5 += dv * LD(x + 5 * VL);
+                    a6 += dv * LD(x + 6 * VL);
+                    a7 += dv * LD(x + 7 * VL);
+                }
+                ST(g + c, a0);
+                ST(g + c + VL, a1);
+                ST(g + c + 2 * VL, a2);
+                ST(g + c + 3 * VL, a3);
+                ST(g + c + 4 * VL, a4);
+                ST(g + c + 5 * VL, a5);
+                ST(g + c + 6 * VL, a6);
+                ST(g + c + 7 * VL, a7);
+            }
             for (; c + 4 * VL <= L; c += 4 * VL) {
                 v16 a0 = LD(g + c), a1 = LD(g + c + VL), a2 = LD(g + c + 2 * VL), a3 = LD(g + c + 3 * VL);
                 for (int i = i0; i < i1; i++) {
@@ -324,53 +349,132 @@ static void dw_row(int W, int C, int K, int k, int N, int h, size_t hw, const fl
 /* Input gradient at padded row hp of one sample, gather form: for every padded column wp,
  * r[wp] += sum over taps (ky, kx) and ranks j of d(h, w) * W_e[ky][kx] with (h, w) =
  * (hp - ky, wp - kx) a valid output pixel and e its rank-j expert. d_b / idx_b: sample b's
- * (k, H, W) planes (idx_b NULL: dense). Channels in chunks of 64 held in registers. */
+ * (k, H, W) planes (idx_b NULL: dense). Channels are held in registers, in chunks of 64; two
+ * neighbouring columns are summed together where both have every kx tap (independent
+ * accumulator chains for the FMA pipes). */
+typedef struct {
+    int H, W, C, K, k, hp, ky0, ky1;
+    size_t hw;
+    const float *wt, *d_b;
+    const int32_t *idx_b;
+} dx_ctx;
+
+/* Channels [c, C) of column wp, taps kx0 .. kx1-1. */
+static inline __attribute__((always_inline)) void dx_col(const dx_ctx *x, int wp, int kx0, int kx1,
+                                                         int c, float *dst)
+{
+    const int C = x->C, K = x->K;
+    for (; c + 4 * VL <= C; c += 4 * VL) {
+        v16 a0 = LD(dst + c), a1 = LD(dst + c + VL), a2 = LD(dst + c + 2 * VL), a3 = LD(dst + c + 3 * VL);
+        for (int ky = x->ky0; ky < x->ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                const size_t p = (size_t)(x->hp - ky) * x->W + (wp - kx);
+                for (int j = 0; j < x->k; j++) {
+                    const float d = x->d_b[(size_t)j * x->hw + p];
+                    if (d == 0.0f) continue;
+                    const int e = x->idx_b ? x->idx_b[(size_t)j * x->hw + p] : j;
+                    const float *f = x->wt + (((size_t)e * K + ky) * K + kx) * C + c;
+                    const v16 dv = (v16){0} + d;
+                    a0 += dv * LD(f);
+                    a1 += dv * LD(f + VL);
+                    a2 += dv * LD(f + 2 * VL);
+                    a3 += dv * LD(f + 3 * VL);
+                }
+            }
+        ST(dst + c, a0);
+        ST(dst + c + VL, a1);
+        ST(dst + c + 2 * VL, a2);
+        ST(dst + c + 3 * VL, a3);
+    }
+    for (; c + VL <= C; c += VL) {
+        v16 a0 = LD(dst + c);
+        for (int ky = x->ky0; ky < x->ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                const size_t p = (size_t)(x->hp - ky) * x->W + (wp - kx);
+                for (int j = 0; j < x->k; j++) {
+                    const float d = x->d_b[(size_t)j * x->hw + p];
+                    if (d == 0.0f) continue;
+                    const int e = x->idx_b ? x->idx_b[(size_t)j * x->hw + p] : j;
+                    a0 += ((v16){0} + d) * LD(x->wt + (((size_t)e * K + ky) * K + kx) * C + c);
+                }
+            }
+        ST(dst + c, a0);
+    }
+    for (; c < C; c++) {
+        float a = dst[c];
+        for (int ky = x->ky0; ky < x->ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                const size_t p = (size_t)(x->hp - ky) * x->W + (wp - kx);
+                for (int j = 0; j < x->k; j++) {
+                    const float d = x->d_b[(size_t)j * x->hw + p];
+                    if (d == 0.0f) continue;
+                    const int e = x->idx_b ? x->idx_b[(size_t)j * x->hw + p] : j;
+                    a += d * x->wt[(((size_t)e * K + ky) * K + kx) * C + c];
+                }
+            }
+        dst[c] = a;
+    }
+}
+
 MOE_CLONES
 static void dx_row(int H, int W, int C, int K, int k, int hp, const float *wt, const int32_t *idx_b,
                    const float *d_b, float *r)
 {
-    const size_t hw = (size_t)H * W;
+    dx_ctx x = {H, W, C, K, k, hp, hp - (H - 1) > 0 ? hp - (H - 1) : 0, hp + 1 < K ? hp + 1 : K,
+                (size_t)H * W, wt, d_b, idx_b};
     const int Wp = W + K - 1;
-    int ky0 = hp - (H - 1) > 0 ? hp - (H - 1) : 0, ky1 = hp + 1 < K ? hp + 1 : K;
-    for (int wp = 0; wp < Wp; wp++) {
-        int kx0 = wp - (W - 1) > 0 ? wp - (W - 1) : 0, kx1 = wp + 1 < K ? wp + 1 : K;
-        float *dst = r + (size_t)wp * C;
-        int c = 0;
-        for (; c + 4 * VL <= C; c += 4 * VL) {
-            v16 a0 = LD(dst + c), a1 = LD(dst + c + VL), a2 = LD(dst + c + 2 * VL), a3 = LD(dst + c + 3 * VL);
-            for (int ky = ky0; ky < ky1; ky++)
-                for (int kx = kx0; kx < kx1; kx++) {
-                    const size_t p = (size_t)(hp - ky) * W + (wp - kx);
-                    for (int j = 0; j < k; j++) {
-                        const float d = d_b[(size_t)j * hw + p];
-                        if (d == 0.0f) continue;
-                        const int e = idx_b ? idx_b[(size_t)j * hw + p] : j;
-                        const float *f = wt + (((size_t)e * K + ky) * K + kx) * C + c;
-                        const v16 dv = (v16){0} + d;
-                        a0 += dv * LD(f);
-                        a1 += dv * LD(f + VL);
-                        a2 += dv * LD(f + 2 * VL);
-                        a3 += dv * LD(f + 3 * VL);
+    for (int wp = 0; wp < Wp;) {
+        if (wp >= K - 1 && wp + 1 <= W - 1 && C >= 4 * VL) {
+            /* columns wp and wp + 1, every tap valid for both */
+            float *d0 = r + (size_t)wp * C, *d1 = d0 + C;
+            int c = 0;
+            for (; c + 4 * VL <= C; c += 4 * VL) {
+                v16 a0 = LD(d0 + c), a1 = LD(d0 + c + VL), a2 = LD(d0 + c + 2 * VL), a3 = LD(d0 + c + 3 * VL);
+                v16 b0 = LD(d1 + c), b1 = LD(d1 + c + VL), b2 = LD(d1 + c + 2 * VL), b3 = LD(d1 + c + 3 * VL);
+                for (int ky = x.ky0; ky < x.ky1; ky++)
+                    for (int kx = 0; kx < K; kx++) {
+                        const size_t p = (size_t)(hp - ky) * W + (wp - kx);
+                        for (int j = 0; j < k; j++) {
+                            const size_t q = (size_t)j * x.hw + p;
+                            const float da = d_b[q], db = d_b[q + 1];
+                            const int ea = idx_b ? idx_b[q] : j, eb = idx_b ? idx_b[q + 1] : j;
+                            const size_t tap = ((size_t)ky * K + kx) * C + c;
+                            if (da != 0.0f) {
+                                const float *f = wt + (size_t)ea * K * K * C + tap;
+                                const v16 dv = (v16){0} + da;
+                                a0 += dv * LD(f);
+                                a1 += dv * LD(f + VL);
+                                a2 += dv * LD(f + 2 * VL);
+                                a3 += dv * LD(f + 3 * VL);
+                            }
+                            if (db != 0.0f) {
+                                const float *f = wt + (size_t)eb * K * K * C + tap;
+                                const v16 dv = (v16){0} + db;
+                                b0 += dv * LD(f);
+                                b1 += dv * LD(f + VL);
+                                b2 += dv * LD(f + 2 * VL);
+                                b3 += dv * LD(f + 3 * VL);
+                            }
+                        }
                     }
-                }
-            ST(dst + c, a0);
-            ST(dst + c + VL, a1);
-            ST(dst + c + 2 * VL, a2);
-            ST(dst + c + 3 * VL, a3);
-        }
-        for (; c < C; c++) {
-            float a = dst[c];
-            for (int ky = ky0; ky < ky1; ky++)
-                for (int kx = kx0; kx < kx1; kx++) {
-                    const size_t p = (size_t)(hp - ky) * W + (wp - kx);
-                    for (int j = 0; j < k; j++) {
-                        const float d = d_b[(size_t)j * hw + p];
-                        if (d == 0.0f) continue;
-                        const int e = idx_b ? idx_b[(size_t)j * hw + p] : j;
-                        a += d * wt[(((size_t)e * K + ky) * K + kx) * C + c];
-                    }
-                }
-            dst[c] = a;
+                ST(d0 + c, a0);
+                ST(d0 + c + VL, a1);
+                ST(d0 + c + 2 * VL, a2);
+                ST(d0 + c + 3 * VL, a3);
+                ST(d1 + c, b0);
+                ST(d1 + c + VL, b1);
+                ST(d1 + c + 2 * VL, b2);
+                ST(d1 + c + 3 * VL, b3);
+            }
+            if (c < C) {
+                dx_col(&x, wp, 0, K, c, d0);
+                dx_col(&x, wp + 1, 0, K, c, d1);
+            }
+            wp += 2;
+        } else {
+            dx_col(&x, wp, wp - (W - 1) > 0 ? wp - (W - 1) : 0, wp + 1 < K ? wp + 1 : K, 0,
+                   r + (size_t)wp * C);
+            wp++;
         }
     }
 }
