@@ -65,6 +65,14 @@ static inline size_t thread_floats(const smoe_expert_shape *s)
            2 * up16((size_t)s->k * s->w);
 }
 
+/* The workspace's first 64-byte boundary: every buffer below starts a multiple of 16 floats
+ * after it, so the 64-byte vector loads never straddle two cache lines. */
+static inline float *aligned(float *workspace)
+{
+    uintptr_t a = (uintptr_t)workspace;
+    return (float *)((a + 63) & ~(uintptr_t)63);
+}
+
 size_t smoe_expert_workspace_floats(const smoe_expert_shape *s)
 {
     /* transposed weights, then one block per thread */
@@ -132,32 +140,29 @@ static inline __attribute__((always_inline)) void transpose8(const float *src, s
     }
 }
 
-/* dst[w * C + c] (+)= src[c * ls + w] for w < W, c < C (8 x 8 blocks, scalar edges). */
+/* dst[j * ld + i] (+)= src[i * ls + j] for i < R, j < Cc: 8 x 8 blocks, scalars on the edges.
+ * One side is a set of channel planes (the larger stride, often a power of two: planes map to
+ * the same cache sets). The blocks are visited so that only 8 planes are live at a time, each
+ * swept along its row; 16 x 16 blocks would overflow the ways of an L1 set. */
 MOE_CLONES
-static void transpose_cw(const float *src, size_t ls, float *dst, int C, int W, int acc)
+static void transpose_rc(const float *src, size_t ls, int R, int Cc, float *dst, size_t ld, int acc)
 {
-    const int C8 = C & ~7, W8 = W & ~7;
-    for (int c0 = 0; c0 < C8; c0 += 8)
-        for (int w0 = 0; w0 < W8; w0 += 8)
-            transpose8(src + (size_t)c0 * ls + w0, ls, dst + (size_t)w0 * C + c0, (size_t)C, acc);
-    for (int c = 0; c < C; c++)
-        for (int w = (c < C8 ? W8 : 0); w < W; w++) {
-            float v = src[(size_t)c * ls + w];
-            if (acc) dst[(size_t)w * C + c] += v;
-            else dst[(size_t)w * C + c] = v;
+    const int R8 = R & ~7, C8 = Cc & ~7;
+    if (ls >= ld) {
+        for (int i0 = 0; i0 < R8; i0 += 8)
+            for (int j0 = 0; j0 < C8; j0 += 8)
+                transpose8(src + (size_t)i0 * ls + j0, ls, dst + (size_t)j0 * ld + i0, ld, acc);
+    } else {
+        for (int j0 = 0; j0 < C8; j0 += 8)
+            for (int i0 = 0; i0 < R8; i0 += 8)
+                transpose8(src + (size_t)i0 * ls + j0, ls, dst + (size_t)j0 * ld + i0, ld, acc);
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = (i < R8 ? C8 : 0); j < Cc; j++) {
+            const float v = src[(size_t)i * ls + j];
+            if (acc) dst[(size_t)j * ld + i] += v;
+            else dst[(size_t)j * ld + i] = v;
         }
-}
-
-/* dst[c * ld + w] += src[w * C + c] for w < W, c < C. */
-MOE_CLONES
-static void transpose_wc_acc(const float *src, int C, int W, float *dst, size_t ld)
-{
-    const int C8 = C & ~7, W8 = W & ~7;
-    for (int c0 = 0; c0 < C8; c0 += 8)
-        for (int w0 = 0; w0 < W8; w0 += 8)
-            transpose8(src + (size_t)w0 * C + c0, (size_t)C, dst + (size_t)c0 * ld + w0, ld, 1);
-    for (int c = 0; c < C; c++)
-        for (int w = (c < C8 ? W8 : 0); w < W; w++) dst[(size_t)c * ld + w] += src[(size_t)w * C + c];
 }
 
 /* Prefetches row p[c * ls .. + W) of every channel c (the next row of a sample: the channel
@@ -183,7 +188,7 @@ static void fill_row(const smoe_expert_shape *s, float *dst, const float *in_b, 
     }
     float *d0 = dst + (size_t)P * C;
     if (sh + 1 < s->h) prefetch_row(in_b + (size_t)(sh + 1) * W, HW, C, W, 0);
-    transpose_cw(in_b + (size_t)sh * W, HW, d0, C, W, 0);
+    transpose_rc(in_b + (size_t)sh * W, HW, C, W, d0, (size_t)C, 0);
     for (int wp = 0; wp < Wp; wp++) {
         if (wp >= P && wp < W + P) continue;
         float *d = dst + (size_t)wp * C;
@@ -211,7 +216,7 @@ static void flush_row(const smoe_expert_shape *s, float *d_in_b, float *r, int s
     const int C = s->c_in, W = s->w, P = s->kernel / 2;
     fold_cols(s, r);
     if (sh + 1 < s->h) prefetch_row(d_in_b + (size_t)(sh + 1) * W, (size_t)s->h * W, C, W, 1);
-    transpose_wc_acc(r + (size_t)P * C, C, W, d_in_b + (size_t)sh * W, (size_t)s->h * W);
+    transpose_rc(r + (size_t)P * C, (size_t)C, W, C, d_in_b + (size_t)sh * W, (size_t)s->h * W, 1);
 }
 
 /* wt[e][ky][kx][c] = weight[e][c][ky][kx] */
@@ -227,14 +232,54 @@ static void transpose_weight(const smoe_expert_shape *s, float *wt, const float 
 }
 
 /* Output row h of one sample: esel[j * hw + w] for every rank j. ring: K padded rows, padded
- * row hp in slot hp % K. idx_row: idx of (sample, rank 0, row h), rank stride hw (NULL: dense). */
+ * row hp in slot hp % K. idx_row: idx of (sample, rank 0, row h), rank stride hw (NULL: dense).
+ * Ranks are taken two at a time so that every input vector loaded serves two experts. */
+static inline __attribute__((always_inline)) float hsum16(v16 a)
+{
+    /* pairwise tree (fixed order, depth 4 instead of a 15-add chain) */
+    float s8[8], s4[4];
+    for (int l = 0; l < 8; l++) s8[l] = a[l] + a[l + 8];
+    for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
 MOE_CLONES
 static void fwd_row(int W, int C, int K, int k, int h, size_t hw, const float *ring, size_t rowsz,
                     const float *wt, const int32_t *idx_row, float *esel_row)
 {
     const int L = K * C;
     for (int w = 0; w < W; w++) {
-        for (int j = 0; j < k; j++) {
+        int j = 0;
+        for (; j + 2 <= k; j += 2) {
+            const int e0 = idx_row ? idx_row[(size_t)j * hw + w] : j;
+            const int e1 = idx_row ? idx_row[(size_t)(j + 1) * hw + w] : j + 1;
+            v16 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+            float ta = 0, tb = 0;
+            for (int ky = 0; ky < K; ky++) {
+                const float *x = ring + (size_t)((h + ky) % K) * rowsz + (size_t)w * C;
+                const float *f = wt + ((size_t)e0 * K + ky) * L, *g = wt + ((size_t)e1 * K + ky) * L;
+                int i = 0;
+                for (; i + 2 * VL <= L; i += 2 * VL) {
+                    const v16 x0 = LD(x + i), x1 = LD(x + i + VL);
+                    a0 += x0 * LD(f + i);
+                    a1 += x1 * LD(f + i + VL);
+                    b0 += x0 * LD(g + i);
+                    b1 += x1 * LD(g + i + VL);
+                }
+                for (; i + VL <= L; i += VL) {
+                    const v16 x0 = LD(x + i);
+                    a0 += x0 * LD(f + i);
+                    b0 += x0 * LD(g + i);
+                }
+                for (; i < L; i++) {
+                    ta += x[i] * f[i];
+                    tb += x[i] * g[i];
+                }
+            }
+            esel_row[(size_t)j * hw + w] = hsum16(a0 + a1) + ta;
+            esel_row[(size_t)(j + 1) * hw + w] = hsum16(b0 + b1) + tb;
+        }
+        if (j < k) {
             const int e = idx_row ? idx_row[(size_t)j * hw + w] : j;
             v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
             float t = 0;
@@ -251,10 +296,7 @@ static void fwd_row(int W, int C, int K, int k, int h, size_t hw, const float *r
                 for (; i + VL <= L; i += VL) a0 += LD(x + i) * LD(f + i);
                 for (; i < L; i++) t += x[i] * f[i];
             }
-            v16 a = (a0 + a1) + (a2 + a3);
-            float sum = 0;
-            for (int l = 0; l < VL; l++) sum += a[l];
-            esel_row[(size_t)j * hw + w] = sum + t;
+            esel_row[(size_t)j * hw + w] = hsum16((a0 + a1) + (a2 + a3)) + t;
         }
     }
 }
@@ -507,7 +549,7 @@ int smoe_expert_bands(const smoe_expert_shape *s, int nthreads)
 
 void smoe_expert_prepare(const smoe_expert_shape *s, const float *weight, float *workspace)
 {
-    transpose_weight(s, workspace, weight);
+    transpose_weight(s, aligned(workspace), weight);
 }
 
 void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1, float *esel,
@@ -515,8 +557,8 @@ void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1,
 {
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k;
     const size_t HW = (size_t)H * W, rowsz = row_floats(s);
-    const float *wt = workspace;
-    float *ring = workspace + up16(wsize_of(s)) + (size_t)tid * thread_floats(s) + up16(wsize_of(s));
+    const float *wt = aligned(workspace);
+    float *ring = aligned(workspace) + up16(wsize_of(s)) + (size_t)tid * thread_floats(s) + up16(wsize_of(s));
     const float *in_b = in + (size_t)b * C * HW;
     for (int hp = h0; hp < h0 + K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
     for (int h = h0; h < h1; h++) {
@@ -545,7 +587,7 @@ void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t 
 
 void smoe_expert_backward_begin(const smoe_expert_shape *s, int nthreads, float *workspace)
 {
-    float *tws = workspace + up16(wsize_of(s));
+    float *tws = aligned(workspace) + up16(wsize_of(s));
     for (int t = 0; t < nthreads; t++)
         memset(tws + (size_t)t * thread_floats(s), 0, wsize_of(s) * sizeof(float));
 }
@@ -557,8 +599,8 @@ void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k, P = K / 2, N = s->n_experts;
     const int Hp = H + 2 * P;
     const size_t HW = (size_t)H * W, rowsz = row_floats(s), wsize = wsize_of(s);
-    const float *wt = workspace;
-    float *dw = workspace + up16(wsize) + (size_t)tid * thread_floats(s);
+    const float *wt = aligned(workspace);
+    float *dw = aligned(workspace) + up16(wsize) + (size_t)tid * thread_floats(s);
     float *ring = dw + up16(wsize);
     float *r = ring + ring_floats(s);
     int *cnt = (int *)(r + up16(rowsz));
@@ -596,7 +638,7 @@ void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, int n
 {
     const int C = s->c_in, K = s->kernel;
     const size_t wsize = wsize_of(s);
-    float *dw0 = workspace + up16(wsize);
+    float *dw0 = aligned(workspace) + up16(wsize);
     for (int t = 1; t < nthreads; t++) add_rows(dw0, dw0 + (size_t)t * thread_floats(s), wsize);
     for (int e = 0; e < s->n_experts; e++)
         for (int c = 0; c < C; c++)
