@@ -234,13 +234,16 @@ static void transpose_weight(const smoe_expert_shape *s, float *wt, const float 
 /* Output row h of one sample: esel[j * hw + w] for every rank j. ring: K padded rows, padded
  * row hp in slot hp % K. idx_row: idx of (sample, rank 0, row h), rank stride hw (NULL: dense).
  * Ranks are taken two at a time so that every input vector loaded serves two experts. */
+typedef int v16i __attribute__((vector_size(64)));
+
 static inline __attribute__((always_inline)) float hsum16(v16 a)
 {
-    /* pairwise tree (fixed order, depth 4 instead of a 15-add chain) */
-    float s8[8], s4[4];
-    for (int l = 0; l < 8; l++) s8[l] = a[l] + a[l + 8];
-    for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    /* pairwise tree in vector registers (fixed order, depth 4) */
+    a += __builtin_shuffle(a, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15});
+    a += __builtin_shuffle(a, (v16i){4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7});
+    a += __builtin_shuffle(a, (v16i){2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3});
+    a += __builtin_shuffle(a, (v16i){1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+    return a[0];
 }
 
 MOE_CLONES
