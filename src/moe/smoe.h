@@ -5,7 +5,10 @@
  * values (R, plus gate noise when training, softmax over N when enabled) are taken in
  * descending order (ties to the lower expert index) and output channel j is the j-th ranked
  * expert at that pixel: y = R_sel * E_sel (weighted, default) or y = E_sel (unweighted).
- * Only the selected (expert, pixel) pairs are computed (k/N of the dense FLOPs).
+ * Only the selected (expert, pixel) pairs are computed (k/N of the dense FLOPs, smoe_expert.h);
+ * with a latent gate and no noise the routing is the same for every sample and is computed once
+ * per step. Forward runs in one parallel region over (sample, band of rows) items, backward in
+ * one region over samples.
  *
  * Backward is straight-through: dE_sel = g * (weighted ? R_sel : 1) and
  * dR_sel = g * (weighted ? E_sel : 1) (unselected get 0). With the routing-classification

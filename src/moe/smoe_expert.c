@@ -2,22 +2,27 @@
  *
  * Each sample is streamed row by row through a ring of K padded pixel-major (NHWC) input rows
  * of (w + 2p) x c_in floats: when output row h is computed, the ring holds padded input rows
- * h .. h + K - 1 (the padding mode applied when a row is filled), so the K*c_in inputs of one
- * filter row at output pixel (h, w) are one contiguous run and a selected expert costs K dot
- * products of length K*c_in. The ring (K x 33 KB at c_in = 64, w = 128) stays in L1/L2: the
- * input is read from memory once per call and no padded copy of the whole batch is built.
+ * h .. h + K - 1 (the padding mode applied when a row is filled, by 8 x 8 block transposes of
+ * the NCHW planes), so the K*c_in inputs of one filter row at output pixel (h, w) are one
+ * contiguous run and a selected expert costs K dot products of length K*c_in. The ring
+ * (K x 33 KB at c_in = 64, w = 128) stays in cache: the input is read from memory once per call
+ * and no padded copy of the whole batch (nor an im2col matrix) is built.
  *
- * Backward uses a second ring for the input gradient (scatter form: a selected pixel adds
- * d * W_e into the K padded rows it reads). Padded row h is final once output row h is done;
- * it is then folded back onto the NCHW gradient under the padding mode (pad columns onto their
- * source columns; with replicate padding, top pad rows into the first row while it is still in
- * the ring, bottom pad rows into the last row before it is flushed). The weight gradient
- * accumulates in a per-thread buffer (filter-row layout) summed in thread order at the end.
+ * Forward: per pixel, the selected ranks two at a time (one input load serves two experts).
+ * Weight gradient: per output row, the selected (pixel, rank) pairs are grouped by expert
+ * (counting sort) and each expert's filter row is accumulated in registers over its pixels.
+ * Input gradient, gather form: each padded input row is computed at once as the sum over the
+ * taps of d(output pixel) * W_e[tap] (channels in registers, two columns at a time), then folded
+ * back onto the NCHW gradient under the padding mode (pad columns onto their source columns;
+ * with replicate padding the pad rows are gathered into the first / last row). No scatter, so
+ * no read-modify-write of a gradient buffer per selected pixel.
  *
  * Threads: forward splits (sample, band of rows) items over the team; backward splits samples
- * (each thread owns whole samples of d_in). Static schedules: results are bit-identical for a
- * fixed thread count. The inner loops use GCC vector extensions (16 floats), compiled for
- * AVX-512, AVX2 and baseline x86-64 and picked at load time. */
+ * (each thread owns whole samples of d_in; weight gradients in per-thread buffers summed in
+ * thread order). Static schedules: results are bit-identical for a fixed thread count. The
+ * inner loops use GCC vector extensions (16 floats), compiled for x86-64-v4 (AVX-512), v3
+ * (AVX2, FMA) and baseline x86-64 and picked at load time; the v3/v4 versions contract
+ * multiply-adds into FMAs, so they agree with the baseline to rounding, not bit for bit. */
 #include "moe/smoe_expert.h"
 
 #include <string.h>

@@ -1,12 +1,14 @@
 /* Sparse evaluation of the SMoE experts: every expert is one KxK single-output-channel filter
  * (C_in -> 1, no bias); only the (sample, rank, pixel) triples chosen by the router are computed,
- * so the cost is k/N of a dense C_in -> N convolution, forward and backward.
+ * so the arithmetic is k/N of a dense C_in -> N convolution, forward and backward.
  *
- * Layout: the input is NCHW; internally it is copied once per call into a padded pixel-major
- * (NHWC) buffer so that each filter row is one contiguous dot product of length K*C_in.
- * idx (B, k, H, W) holds the expert chosen for each output rank at each pixel (int32).
- * idx == NULL means dense: k must equal n_experts and rank j is expert j (used for conv gates).
- * Backward accumulates (+=) into d_in (nullable) and d_weight. */
+ * Layout: the input is NCHW; each sample is streamed row by row through a small ring of padded
+ * pixel-major (NHWC) rows, so that each filter row is one contiguous dot product of length
+ * K*C_in; no padded copy of the batch is built (smoe_expert.c explains the kernels).
+ * idx (B, k, H, W) holds the expert chosen for each output rank at each pixel (int32); the
+ * routing may differ between samples. idx == NULL means dense: k must equal n_experts and rank
+ * j is expert j. Backward accumulates (+=) into d_in (nullable) and d_weight.
+ * Results are bit-identical for a fixed thread count. */
 #ifndef SMOECAST_MOE_SMOE_EXPERT_H
 #define SMOECAST_MOE_SMOE_EXPERT_H
 
