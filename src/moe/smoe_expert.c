@@ -43,6 +43,8 @@
 #endif
 
 typedef float v16 __attribute__((vector_size(64)));
+/* NCHW rows prefetched ahead by the block transposes */
+#define SMOE_PF_ROWS 2
 #define VL 16
 #define LD(p) ({ v16 v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define ST(p, v) do { v16 v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
@@ -148,36 +150,34 @@ static inline __attribute__((always_inline)) void transpose8(const float *src, s
 /* dst[j * ld + i] (+)= src[i * ls + j] for i < R, j < Cc: 8 x 8 blocks, scalars on the edges.
  * One side is a set of channel planes (the larger stride, often a power of two: planes map to
  * the same cache sets). The blocks are visited so that only 8 planes are live at a time, each
- * swept along its row; 16 x 16 blocks would overflow the ways of an L1 set. */
+ * swept along its row; 16 x 16 blocks would overflow the ways of an L1 set. pf (floats, 0 =
+ * none): while sweeping, prefetch the planes' lines pf floats ahead (a later row of the same
+ * planes; the planes are too many short streams for the hardware prefetcher). */
 MOE_CLONES
-static void transpose_rc(const float *src, size_t ls, int R, int Cc, float *dst, size_t ld, int acc)
+static void transpose_rc(const float *src, size_t ls, int R, int Cc, float *dst, size_t ld, int acc,
+                         size_t pf)
 {
     const int R8 = R & ~7, C8 = Cc & ~7;
     if (ls >= ld) {
         for (int i0 = 0; i0 < R8; i0 += 8)
-            for (int j0 = 0; j0 < C8; j0 += 8)
+            for (int j0 = 0; j0 < C8; j0 += 8) {
+                if (pf && (j0 & 15) == 0)
+                    for (int i = 0; i < 8; i++) __builtin_prefetch(src + (size_t)(i0 + i) * ls + j0 + pf, 0);
                 transpose8(src + (size_t)i0 * ls + j0, ls, dst + (size_t)j0 * ld + i0, ld, acc);
+            }
     } else {
         for (int j0 = 0; j0 < C8; j0 += 8)
-            for (int i0 = 0; i0 < R8; i0 += 8)
+            for (int i0 = 0; i0 < R8; i0 += 8) {
+                if (pf && (i0 & 15) == 0)
+                    for (int i = 0; i < 8; i++) __builtin_prefetch(dst + (size_t)(j0 + i) * ld + i0 + pf, 1);
                 transpose8(src + (size_t)i0 * ls + j0, ls, dst + (size_t)j0 * ld + i0, ld, acc);
+            }
     }
     for (int i = 0; i < R; i++)
         for (int j = (i < R8 ? C8 : 0); j < Cc; j++) {
             const float v = src[(size_t)i * ls + j];
             if (acc) dst[(size_t)j * ld + i] += v;
             else dst[(size_t)j * ld + i] = v;
-        }
-}
-
-/* Prefetches row p[c * ls .. + W) of every channel c (the next row of a sample: the channel
- * planes are many short streams that the hardware prefetcher does not follow). */
-static void prefetch_row(const float *p, size_t ls, int C, int W, int write)
-{
-    for (int c = 0; c < C; c++)
-        for (int w = 0; w < W; w += 16) {
-            if (write) __builtin_prefetch(p + (size_t)c * ls + w, 1);
-            else __builtin_prefetch(p + (size_t)c * ls + w, 0);
         }
 }
 
@@ -192,8 +192,8 @@ static void fill_row(const smoe_expert_shape *s, float *dst, const float *in_b, 
         return;
     }
     float *d0 = dst + (size_t)P * C;
-    if (sh + 1 < s->h) prefetch_row(in_b + (size_t)(sh + 1) * W, HW, C, W, 0);
-    transpose_rc(in_b + (size_t)sh * W, HW, C, W, d0, (size_t)C, 0);
+    transpose_rc(in_b + (size_t)sh * W, HW, C, W, d0, (size_t)C, 0,
+                 sh + SMOE_PF_ROWS < s->h ? (size_t)SMOE_PF_ROWS * W : 0);
     for (int wp = 0; wp < Wp; wp++) {
         if (wp >= P && wp < W + P) continue;
         float *d = dst + (size_t)wp * C;
@@ -220,8 +220,8 @@ static void flush_row(const smoe_expert_shape *s, float *d_in_b, float *r, int s
 {
     const int C = s->c_in, W = s->w, P = s->kernel / 2;
     fold_cols(s, r);
-    if (sh + 1 < s->h) prefetch_row(d_in_b + (size_t)(sh + 1) * W, (size_t)s->h * W, C, W, 1);
-    transpose_rc(r + (size_t)P * C, (size_t)C, W, C, d_in_b + (size_t)sh * W, (size_t)s->h * W, 1);
+    transpose_rc(r + (size_t)P * C, (size_t)C, W, C, d_in_b + (size_t)sh * W, (size_t)s->h * W, 1,
+                 sh + SMOE_PF_ROWS < s->h ? (size_t)SMOE_PF_ROWS * W : 0);
 }
 
 /* wt[e][ky][kx][c] = weight[e][c][ky][kx] */
