@@ -43,6 +43,7 @@
 #endif
 
 typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
 /* NCHW rows prefetched ahead by the block transposes */
 #define SMOE_PF_ROWS 2
 #define VL 16
@@ -239,8 +240,6 @@ static void transpose_weight(const smoe_expert_shape *s, float *wt, const float 
 /* Output row h of one sample: esel[j * hw + w] for every rank j. ring: K padded rows, padded
  * row hp in slot hp % K. idx_row: idx of (sample, rank 0, row h), rank stride hw (NULL: dense).
  * Ranks are taken two at a time so that every input vector loaded serves two experts. */
-typedef int v16i __attribute__((vector_size(64)));
-
 static inline __attribute__((always_inline)) float hsum16(v16 a)
 {
     /* pairwise tree in vector registers (fixed order, depth 4) */
@@ -251,18 +250,24 @@ static inline __attribute__((always_inline)) float hsum16(v16 a)
     return a[0];
 }
 
+/* Tails shorter than 16 floats: full 16-float loads (the few floats past the end lie inside the
+ * workspace or the weight copy) whose extra lanes are cleared after the multiply, so values
+ * there (even Inf / NaN) never reach a result; only the n valid lanes are stored. */
+#define LANE_MASK(n) ((v16i){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} < (n))
+#define MASKED(v, m) ((v16)((v16i)(v) & (m)))
+
 MOE_CLONES
 static void fwd_row(int W, int C, int K, int k, int h, size_t hw, const float *ring, size_t rowsz,
                     const float *wt, const int32_t *idx_row, float *esel_row)
 {
-    const int L = K * C;
+    const int L = K * C, L16 = L & ~(VL - 1);
+    const v16i m = LANE_MASK(L - L16);
     for (int w = 0; w < W; w++) {
         int j = 0;
         for (; j + 2 <= k; j += 2) {
             const int e0 = idx_row ? idx_row[(size_t)j * hw + w] : j;
             const int e1 = idx_row ? idx_row[(size_t)(j + 1) * hw + w] : j + 1;
             v16 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
-            float ta = 0, tb = 0;
             for (int ky = 0; ky < K; ky++) {
                 const float *x = ring + (size_t)((h + ky) % K) * rowsz + (size_t)w * C;
                 const float *f = wt + ((size_t)e0 * K + ky) * L, *g = wt + ((size_t)e1 * K + ky) * L;
@@ -279,18 +284,18 @@ static void fwd_row(int W, int C, int K, int k, int h, size_t hw, const float *r
                     a0 += x0 * LD(f + i);
                     b0 += x0 * LD(g + i);
                 }
-                for (; i < L; i++) {
-                    ta += x[i] * f[i];
-                    tb += x[i] * g[i];
+                if (i < L) {
+                    const v16 x0 = LD(x + i);
+                    a1 += MASKED(x0 * LD(f + i), m);
+                    b1 += MASKED(x0 * LD(g + i), m);
                 }
             }
-            esel_row[(size_t)j * hw + w] = hsum16(a0 + a1) + ta;
-            esel_row[(size_t)(j + 1) * hw + w] = hsum16(b0 + b1) + tb;
+            esel_row[(size_t)j * hw + w] = hsum16(a0 + a1);
+            esel_row[(size_t)(j + 1) * hw + w] = hsum16(b0 + b1);
         }
         if (j < k) {
             const int e = idx_row ? idx_row[(size_t)j * hw + w] : j;
             v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            float t = 0;
             for (int ky = 0; ky < K; ky++) {
                 const float *x = ring + (size_t)((h + ky) % K) * rowsz + (size_t)w * C;
                 const float *f = wt + ((size_t)e * K + ky) * L;
@@ -302,9 +307,9 @@ static void fwd_row(int W, int C, int K, int k, int h, size_t hw, const float *r
                     a3 += LD(x + i + 3 * VL) * LD(f + i + 3 * VL);
                 }
                 for (; i + VL <= L; i += VL) a0 += LD(x + i) * LD(f + i);
-                for (; i < L; i++) t += x[i] * f[i];
+                if (i < L) a1 += MASKED(LD(x + i) * LD(f + i), m);
             }
-            esel_row[(size_t)j * hw + w] = hsum16((a0 + a1) + (a2 + a3)) + t;
+            esel_row[(size_t)j * hw + w] = hsum16((a0 + a1) + (a2 + a3));
         }
     }
 }
@@ -387,10 +392,12 @@ static void dw_row(int W, int C, int K, int k, int N, int h, size_t hw, const fl
                     a0 += ((v16){0} + list_d[i]) * LD(xr + (size_t)list_w[i] * C + c);
                 ST(g + c, a0);
             }
-            for (; c < L; c++) {
-                float a = g[c];
-                for (int i = i0; i < i1; i++) a += list_d[i] * xr[(size_t)list_w[i] * C + c];
-                g[c] = a;
+            if (c < L) {
+                const v16i m = LANE_MASK(L - c);
+                v16 a0 = {0};
+                for (int i = i0; i < i1; i++)
+                    a0 += MASKED(((v16){0} + list_d[i]) * LD(xr + (size_t)list_w[i] * C + c), m);
+                for (int q = 0; q < L - c; q++) g[c + q] += a0[q];
             }
         }
     }
@@ -450,8 +457,9 @@ static inline __attribute__((always_inline)) void dx_col(const dx_ctx *x, int wp
             }
         ST(dst + c, a0);
     }
-    for (; c < C; c++) {
-        float a = dst[c];
+    if (c < C) {
+        const v16i m = LANE_MASK(C - c);
+        v16 a0 = {0};
         for (int ky = x->ky0; ky < x->ky1; ky++)
             for (int kx = kx0; kx < kx1; kx++) {
                 const size_t p = (size_t)(x->hp - ky) * x->W + (wp - kx);
@@ -459,10 +467,10 @@ static inline __attribute__((always_inline)) void dx_col(const dx_ctx *x, int wp
                     const float d = x->d_b[(size_t)j * x->hw + p];
                     if (d == 0.0f) continue;
                     const int e = x->idx_b ? x->idx_b[(size_t)j * x->hw + p] : j;
-                    a += d * x->wt[(((size_t)e * K + ky) * K + kx) * C + c];
+                    a0 += MASKED(((v16){0} + d) * LD(x->wt + (((size_t)e * K + ky) * K + kx) * C + c), m);
                 }
             }
-        dst[c] = a;
+        for (int q = 0; q < C - c; q++) dst[c + q] += a0[q];
     }
 }
 
