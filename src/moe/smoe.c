@@ -171,7 +171,8 @@ void smoe_topk(int n_experts, int k, size_t npix, size_t stride, const float *r,
     for (size_t p = 0; p < npix; p++) {
         /* insertion into a list kept sorted by value; only a strictly larger value moves up,
          * so equal values keep the lower expert index first. The first k experts always
-         * enter (a NaN stays behind every number), so the k indices are distinct and valid. */
+         * enter and every comparison with a NaN is false (a NaN keeps its place, as in a
+         * first-maximum scan), so the k indices are distinct and valid. */
         int m = 0;
         for (int n = 0; n < n_experts; n++) {
             const float x = r[(size_t)n * stride + p];
