@@ -67,9 +67,24 @@ static inline size_t wsize_of(const smoe_expert_shape *s)
  * lists (counters, pixel, gradient); each rounded up to 16 floats. */
 static inline size_t up16(size_t n) { return (n + 15) & ~(size_t)15; }
 static inline size_t ring_floats(const smoe_expert_shape *s) { return up16((size_t)s->kernel * row_floats(s)); }
+/* Few channels (c_in < 16, at most 16 experts): the input gradient is computed channel-major,
+ * vectorised over 16 output pixels, with a per-lane expert lookup in a table of 16-float
+ * vectors (lane n = expert n's weight at one tap and channel). */
+static inline int small_c(const smoe_expert_shape *s) { return s->c_in < 16 && s->n_experts <= 16; }
+static inline size_t table_floats(const smoe_expert_shape *s)
+{
+    return small_c(s) ? (size_t)s->kernel * s->kernel * s->c_in * 16 : 0;
+}
+/* row stride of the channel-major padded gradient row (16 floats of slack for the last chunk) */
+static inline size_t cm_ld(const smoe_expert_shape *s) { return up16((size_t)wp_of(s)) + 16; }
+static inline size_t rbuf_floats(const smoe_expert_shape *s)
+{
+    size_t a = up16(row_floats(s)), b = small_c(s) ? (size_t)s->c_in * cm_ld(s) : 0;
+    return a > b ? a : b;
+}
 static inline size_t thread_floats(const smoe_expert_shape *s)
 {
-    return up16(wsize_of(s)) + ring_floats(s) + up16(row_floats(s)) + up16((size_t)s->n_experts + 1) +
+    return up16(wsize_of(s)) + ring_floats(s) + rbuf_floats(s) + up16((size_t)s->n_experts + 1) +
            2 * up16((size_t)s->k * s->w);
 }
 
@@ -83,8 +98,18 @@ static inline float *aligned(float *workspace)
 
 size_t smoe_expert_workspace_floats(const smoe_expert_shape *s)
 {
-    /* transposed weights, then one block per thread */
-    return up16(wsize_of(s)) + (size_t)MOE_MAX_THREADS * thread_floats(s) + 64;
+    /* transposed weights, the small-c_in lookup table, then one block per thread */
+    return up16(wsize_of(s)) + table_floats(s) + (size_t)MOE_MAX_THREADS * thread_floats(s) + 64;
+}
+
+static inline float *table_of(const smoe_expert_shape *s, float *workspace)
+{
+    return aligned(workspace) + up16(wsize_of(s));
+}
+
+static inline float *thread_block(const smoe_expert_shape *s, float *workspace, int tid)
+{
+    return table_of(s, workspace) + table_floats(s) + (size_t)tid * thread_floats(s);
 }
 
 static inline int wrapi(int i, int n)
@@ -537,6 +562,68 @@ static void dx_row(int H, int W, int C, int K, int k, int hp, const float *wt, c
     }
 }
 
+/* Input gradient at padded row hp, channel-major: rp[c * ld + wp] += sum over taps (ky, kx)
+ * and ranks j of d(h, w) * W_e[ky][kx][c], (h, w) = (hp - ky, wp - kx), vectorised over 16
+ * output pixels w; the expert of each lane is looked up in tab (lane n = expert n's weight at
+ * the tap and channel). Lanes past the row carry d = 0. */
+MOE_CLONES
+static void dx_row_cm(int H, int W, int C, int K, int k, int hp, const float *tab,
+                      const int32_t *idx_b, const float *d_b, float *rp, size_t ld)
+{
+    const size_t hw = (size_t)H * W;
+    const int ky0 = hp - (H - 1) > 0 ? hp - (H - 1) : 0, ky1 = hp + 1 < K ? hp + 1 : K;
+    for (int ky = ky0; ky < ky1; ky++) {
+        const int h = hp - ky;
+        for (int j = 0; j < k; j++) {
+            const float *dr = d_b + (size_t)j * hw + (size_t)h * W;
+            const int32_t *er = idx_b ? idx_b + (size_t)j * hw + (size_t)h * W : NULL;
+            for (int w0 = 0; w0 < W; w0 += VL) {
+                v16 dv;
+                v16i ev;
+                if (w0 + VL <= W) {
+                    dv = LD(dr + w0);
+                    if (er) memcpy(&ev, er + w0, sizeof ev);
+                    else ev = (v16i){0} + j;
+                } else {
+                    float dt[VL] = {0};
+                    int32_t et[VL] = {0};
+                    for (int q = 0; q < W - w0; q++) {
+                        dt[q] = dr[w0 + q];
+                        et[q] = er ? er[w0 + q] : j;
+                    }
+                    memcpy(&dv, dt, sizeof dv);
+                    memcpy(&ev, et, sizeof ev);
+                }
+                for (int kx = 0; kx < K; kx++) {
+                    const float *tk = tab + (size_t)(ky * K + kx) * C * VL;
+                    for (int c = 0; c < C; c++) {
+                        const v16 wv = __builtin_shuffle(LD(tk + (size_t)c * VL), ev);
+                        float *dst = rp + (size_t)c * ld + w0 + kx;
+                        ST(dst, LD(dst) + dv * wv);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* d_in_b row sh += channel-major padded gradient row rp (pad columns folded first). */
+static void flush_row_cm(const smoe_expert_shape *s, float *d_in_b, float *rp, size_t ld, int sh)
+{
+    const int C = s->c_in, W = s->w, P = s->kernel / 2, Wp = wp_of(s);
+    const size_t HW = (size_t)s->h * W;
+    for (int c = 0; c < C; c++) {
+        float *row = rp + (size_t)c * ld;
+        if (s->pad != PAD_ZERO)
+            for (int wp = 0; wp < Wp; wp++) {
+                if (wp >= P && wp < W + P) continue;
+                row[src_col(s, wp) + P] += row[wp];
+            }
+        float *dst = d_in_b + (size_t)c * HW + (size_t)sh * W;
+        for (int w = 0; w < W; w++) dst[w] += row[P + w];
+    }
+}
+
 MOE_CLONES
 static void add_rows(float *dst, const float *src, size_t n)
 {
@@ -565,7 +652,17 @@ int smoe_expert_bands(const smoe_expert_shape *s, int nthreads)
 
 void smoe_expert_prepare(const smoe_expert_shape *s, const float *weight, float *workspace)
 {
-    transpose_weight(s, aligned(workspace), weight);
+    float *wt = aligned(workspace);
+    transpose_weight(s, wt, weight);
+    if (small_c(s)) {
+        const int C = s->c_in, K = s->kernel;
+        float *tab = table_of(s, workspace);
+        memset(tab, 0, table_floats(s) * sizeof(float));
+        for (int tap = 0; tap < K * K; tap++)
+            for (int c = 0; c < C; c++)
+                for (int n = 0; n < s->n_experts; n++)
+                    tab[((size_t)tap * C + c) * 16 + n] = wt[((size_t)n * K * K + tap) * C + c];
+    }
 }
 
 void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1, float *esel,
@@ -574,7 +671,7 @@ void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1,
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k;
     const size_t HW = (size_t)H * W, rowsz = row_floats(s);
     const float *wt = aligned(workspace);
-    float *ring = aligned(workspace) + up16(wsize_of(s)) + (size_t)tid * thread_floats(s) + up16(wsize_of(s));
+    float *ring = thread_block(s, workspace, tid) + up16(wsize_of(s));
     const float *in_b = in + (size_t)b * C * HW;
     for (int hp = h0; hp < h0 + K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
     for (int h = h0; h < h1; h++) {
@@ -603,9 +700,8 @@ void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t 
 
 void smoe_expert_backward_begin(const smoe_expert_shape *s, int nthreads, float *workspace)
 {
-    float *tws = aligned(workspace) + up16(wsize_of(s));
     for (int t = 0; t < nthreads; t++)
-        memset(tws + (size_t)t * thread_floats(s), 0, wsize_of(s) * sizeof(float));
+        memset(thread_block(s, workspace, t), 0, wsize_of(s) * sizeof(float));
 }
 
 void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
@@ -616,10 +712,10 @@ void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
     const int Hp = H + 2 * P;
     const size_t HW = (size_t)H * W, rowsz = row_floats(s), wsize = wsize_of(s);
     const float *wt = aligned(workspace);
-    float *dw = aligned(workspace) + up16(wsize) + (size_t)tid * thread_floats(s);
+    float *dw = thread_block(s, workspace, tid);
     float *ring = dw + up16(wsize);
     float *r = ring + ring_floats(s);
-    int *cnt = (int *)(r + up16(rowsz));
+    int *cnt = (int *)(r + rbuf_floats(s));
     int *list_w = cnt + up16((size_t)N + 1);
     float *list_d = (float *)(list_w + up16((size_t)k * W));
     const float *in_b = in + (size_t)b * C * HW;
@@ -638,6 +734,20 @@ void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
      * rows that fold onto the first / last row are gathered into it too) */
     const int rep = s->pad == PAD_REPLICATE;
     float *d_in_b = d_in + (size_t)b * C * HW;
+    if (small_c(s)) {
+        const float *tab = table_of(s, workspace);
+        const size_t ld = cm_ld(s);
+        for (int sh = 0; sh < H; sh++) {
+            memset(r, 0, (size_t)C * ld * sizeof(float));
+            dx_row_cm(H, W, C, K, k, sh + P, tab, idx_b, d_b, r, ld);
+            if (rep && sh == 0)
+                for (int hp = 0; hp < P; hp++) dx_row_cm(H, W, C, K, k, hp, tab, idx_b, d_b, r, ld);
+            if (rep && sh == H - 1)
+                for (int hp = H + P; hp < Hp; hp++) dx_row_cm(H, W, C, K, k, hp, tab, idx_b, d_b, r, ld);
+            flush_row_cm(s, d_in_b, r, ld, sh);
+        }
+        return;
+    }
     for (int sh = 0; sh < H; sh++) {
         memset(r, 0, rowsz * sizeof(float));
         dx_row(H, W, C, K, k, sh + P, wt, idx_b, d_b, r);
@@ -654,8 +764,8 @@ void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, int n
 {
     const int C = s->c_in, K = s->kernel;
     const size_t wsize = wsize_of(s);
-    float *dw0 = aligned(workspace) + up16(wsize);
-    for (int t = 1; t < nthreads; t++) add_rows(dw0, dw0 + (size_t)t * thread_floats(s), wsize);
+    float *dw0 = thread_block(s, workspace, 0);
+    for (int t = 1; t < nthreads; t++) add_rows(dw0, thread_block(s, workspace, t), wsize);
     for (int e = 0; e < s->n_experts; e++)
         for (int c = 0; c < C; c++)
             for (int ky = 0; ky < K; ky++)

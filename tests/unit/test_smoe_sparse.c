@@ -114,13 +114,14 @@ static double max_abs(const float *a, size_t n)
 /* Runs one case; `dead` experts get a gate value far below the others (latent gate: everywhere;
  * conv gate: a large negative weight on a positive input channel is not possible, so the
  * conv cases only check the comparison). Returns through cmocka assertions. */
-static void check_case(int B, int C, int H, int W, int k, int weighted, int pad, int gate,
-                       const int *dead, int ndead, uint64_t seed)
+static void check_case_nk(int B, int C, int H, int W, int N, int kernel, int k, int weighted,
+                          int pad, int gate, const int *dead, int ndead, uint64_t seed)
 {
     smoe_shape s;
     memset(&s, 0, sizeof s);
-    s.batch = B; s.c_in = C; s.h = H; s.w = W; s.n_experts = 8; s.k = k;
+    s.batch = B; s.c_in = C; s.h = H; s.w = W; s.n_experts = N; s.k = k;
     smoe_shape_defaults(&s);
+    s.kernel = kernel;
     s.weighted = weighted;
     s.pad = (pad_mode)pad;
     s.gate = (smoe_gate_type)gate;
@@ -146,7 +147,7 @@ static void check_case(int B, int C, int H, int W, int k, int weighted, int pad,
 
     assert_memory_equal(dn.idx, sp.idx, ny * sizeof(int32_t));
     /* the dead experts own no pixel, every live one owns some (k = 1) */
-    int owns[8] = {0};
+    int owns[64] = {0};
     for (size_t i = 0; i < ny; i++) owns[sp.idx[i]]++;
     for (int d = 0; d < ndead; d++) assert_int_equal(owns[dead[d]], 0);
     const double tol = 2e-5;
@@ -154,8 +155,8 @@ static void check_case(int B, int C, int H, int W, int k, int weighted, int pad,
     double ew = testutil_rel_l2(sp.dp, dn.dp, info[0].count);
     double eg = testutil_rel_l2(sp.dp + info[1].offset, dn.dp + info[1].offset, info[1].count);
     if (!(ey < tol && ex < tol && ew < tol && eg < tol))
-        fail_msg("B%d C%d %dx%d k%d weighted %d pad %d gate %d: rel err y %.3g dx %.3g dW %.3g "
-                 "dgate %.3g", B, C, H, W, k, weighted, pad, gate, ey, ex, ew, eg);
+        fail_msg("B%d C%d %dx%d N%d K%d k%d weighted %d pad %d gate %d: rel err y %.3g dx %.3g "
+                 "dW %.3g dgate %.3g", B, C, H, W, N, kernel, k, weighted, pad, gate, ey, ex, ew, eg);
     assert_true(max_abs(sp.dx, nx) > 0 && max_abs(sp.dp, info[0].count) > 0);
     /* an expert that owns no pixel gets exactly zero weight gradient */
     for (int d = 0; d < ndead; d++) {
@@ -165,6 +166,13 @@ static void check_case(int B, int C, int H, int W, int k, int weighted, int pad,
     result_free(&dn);
     result_free(&sp);
     free(x); free(gy); free(params);
+}
+
+/* N = 8 experts, 3 x 3 filters */
+static void check_case(int B, int C, int H, int W, int k, int weighted, int pad, int gate,
+                       const int *dead, int ndead, uint64_t seed)
+{
+    check_case_nk(B, C, H, W, 8, 3, k, weighted, pad, gate, dead, ndead, seed);
 }
 
 /* Latent gate (the shared-routing path), N = 8, k = 1 and 2, weighted and unweighted, every pad
@@ -189,6 +197,21 @@ static void test_latent_all_experts(void **st)
     for (int k = 1; k <= 2; k++) {
         check_case(1, 8, 6, 17, k, 1, PAD_PERIODIC_LON, SMOE_GATE_LATENT, NULL, 0, 30 + k);
         check_case(4, 9, 5, 8, k, 0, PAD_ZERO, SMOE_GATE_LATENT, NULL, 0, 40 + k);
+    }
+}
+
+/* 5 x 5 filters on a grid narrower than the filter (padding wraps / clamps more than once), and
+ * more than 16 experts (the few-channel input gradient's expert table holds 16): both input
+ * gradient kernels (c_in < 16 channel-major, c_in >= 16 pixel-major) in every pad mode. */
+static void test_wide_kernel_and_many_experts(void **st)
+{
+    (void)st;
+    const int dead[1] = {1};
+    for (int pad = 0; pad < 3; pad++) {
+        check_case_nk(2, 3, 4, 3, 4, 5, 2, 1, pad, SMOE_GATE_LATENT, NULL, 0, 80 + pad);
+        check_case_nk(2, 16, 4, 3, 4, 5, 1, 0, pad, SMOE_GATE_LATENT, dead, 1, 83 + pad);
+        check_case_nk(2, 5, 6, 9, 20, 3, 2, 1, pad, SMOE_GATE_LATENT, dead, 1, 86 + pad);
+        check_case_nk(2, 5, 6, 9, 20, 3, 1, 0, pad, SMOE_GATE_CONV, NULL, 0, 89 + pad);
     }
 }
 
@@ -238,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_latent_matches_dense),
         cmocka_unit_test(test_latent_all_experts),
         cmocka_unit_test(test_conv_gates_match_dense),
+        cmocka_unit_test(test_wide_kernel_and_many_experts),
         cmocka_unit_test(test_threaded_matches_dense),
         cmocka_unit_test(test_topk),
     };
