@@ -15,7 +15,9 @@
  * taps of d(output pixel) * W_e[tap] (channels in registers, two columns at a time), then folded
  * back onto the NCHW gradient under the padding mode (pad columns onto their source columns;
  * with replicate padding the pad rows are gathered into the first / last row). No scatter, so
- * no read-modify-write of a gradient buffer per selected pixel.
+ * no read-modify-write of a gradient buffer per selected pixel. With few channels (c_in < 16,
+ * at most 16 experts) the padded gradient row is built channel-major instead, vectorised over
+ * 16 output pixels with a per-lane lookup of each pixel's expert weight, and needs no transpose.
  *
  * Threads: forward splits (sample, band of rows) items over the team; backward splits samples
  * (each thread owns whole samples of d_in; weight gradients in per-thread buffers summed in
