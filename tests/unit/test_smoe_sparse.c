@@ -233,7 +233,8 @@ static void test_threaded_matches_dense(void **st)
     const int dead[1] = {2};
     nn_set_threads(2);
     check_case(4, 16, 24, 32, 2, 1, PAD_PERIODIC_LON, SMOE_GATE_LATENT, dead, 1, 70);
-    check_case(1, 16, 24, 40, 1, 1, PAD_REPLICATE, SMOE_GATE_LATENT, dead, 1, 71);
+    check_case(1, 16, 64, 64, 2, 1, PAD_REPLICATE, SMOE_GATE_LATENT, dead, 1, 71); /* row bands */
+    check_case(2, 4, 96, 96, 1, 0, PAD_PERIODIC_LON, SMOE_GATE_LATENT, dead, 1, 73);   /* few channels */
     check_case(3, 16, 24, 32, 1, 0, PAD_ZERO, SMOE_GATE_CONV, NULL, 0, 72);
     nn_set_threads(1);
 }
