@@ -209,7 +209,7 @@ static void softmax_pixels(int N, size_t npix, size_t stride, const float *z, fl
     }
 }
 
-/* dst[n * stride + i] = src[n * stride + i] (+ dst when add) for n < planes, i < npix. */
+/* dst[n * stride + i] = src[n * stride + i] for n < planes, i < npix (elements of elem bytes). */
 static void copy_planes(int planes, size_t npix, size_t stride, const void *src, void *dst,
                         size_t elem)
 {
