@@ -264,11 +264,12 @@ void smoe_forward(const smoe_shape *s, float *out, const float *in, const float 
     smoe_expert_prepare(&es, params, workspace);
 
     /* One parallel region over (sample, band of rows) items, no barrier inside: gate values,
-     * routing, selected experts and output of the item's rows. */
+     * routing, selected experts and output of the item's rows (dynamic schedule; each item
+     * writes only its rows). */
     const int nt = smoe_expert_threads(&es);
     const int bands = smoe_expert_bands(&es, nt);
     const int items = B * bands;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int it = 0; it < items; it++) {
         const int b = it / bands, band = it % bands;
         const int h0 = (int)((long)H * band / bands), h1 = (int)((long)H * (band + 1) / bands);
@@ -366,38 +367,40 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
         }
     }
     /* 4. experts, one sample per item (and 5. the latent gate's straight-through gradient,
-     * after the barrier, each thread owning a range of pixels) in one parallel region */
+     * after the barrier, in chunks of pixels) in one parallel region. Dynamic schedules (a
+     * thread that is descheduled on a loaded machine does not hold the others back); every
+     * item writes its own outputs, so results do not depend on the schedule. */
     smoe_expert_prepare(&es, params, workspace);
     int ent = smoe_expert_threads(&es);
     if (ent > B) ent = B;
-    smoe_expert_backward_begin(&es, ent, workspace);
+    smoe_expert_backward_begin(&es, workspace);
     float *dg = d_params + info[1].offset;
 #pragma omp parallel num_threads(ent)
     {
         const int tid = thread_index();
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < B; b++) {
             if (!need_q) d_esel_sample(s, &v, b, d_out, d_esel);
             smoe_expert_backward_sample(&es, b, d_in, d_esel, v.idx, in, workspace, tid);
         }
         if (fast_gate) {
-            /* dG[idx, p] += d_out * (weighted ? E : 1), summed over the batch in sample order */
-#ifdef _OPENMP
-            const int nth = omp_get_num_threads();
-#else
-            const int nth = 1;
-#endif
-            const size_t p0 = hw * tid / nth, p1 = hw * (tid + 1) / nth;
-            for (int b = 0; b < B; b++)
-                for (int j = 0; j < k; j++) {
-                    const size_t o = ((size_t)b * k + j) * hw;
-                    for (size_t p = p0; p < p1; p++)
-                        dg[(size_t)v.idx[o + p] * hw + p] +=
-                            d_out[o + p] * (s->weighted ? v.esel[o + p] : 1.0f);
-                }
+            /* dG[idx, p] += d_out * (weighted ? E : 1), summed over the batch in sample order,
+             * in chunks of pixels */
+            const int nchunk = 16 * ent;
+#pragma omp for schedule(dynamic, 1)
+            for (int ch = 0; ch < nchunk; ch++) {
+                const size_t p0 = hw * ch / nchunk, p1 = hw * (ch + 1) / nchunk;
+                for (int b = 0; b < B; b++)
+                    for (int j = 0; j < k; j++) {
+                        const size_t o = ((size_t)b * k + j) * hw;
+                        for (size_t p = p0; p < p1; p++)
+                            dg[(size_t)v.idx[o + p] * hw + p] +=
+                                d_out[o + p] * (s->weighted ? v.esel[o + p] : 1.0f);
+                    }
+            }
         }
     }
-    smoe_expert_backward_end(&es, d_params + info[0].offset, ent, workspace);
+    smoe_expert_backward_end(&es, d_params + info[0].offset, workspace);
     if (fast_gate) return;
     /* gradient w.r.t. the raw output R */
 #pragma omp parallel for num_threads(nt) schedule(static)

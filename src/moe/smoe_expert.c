@@ -20,8 +20,9 @@
  * 16 output pixels with a per-lane lookup of each pixel's expert weight, and needs no transpose.
  *
  * Threads: forward splits (sample, band of rows) items over the team; backward splits samples
- * (each thread owns whole samples of d_in; weight gradients in per-thread buffers summed in
- * thread order). Static schedules: results are bit-identical for a fixed thread count. The
+ * (a sample's d_in and its own weight-gradient buffer; the buffers are summed in sample order).
+ * Items go to threads dynamically (robust to a descheduled thread on a loaded machine) and
+ * results do not depend on which thread ran which item, nor on the thread count. The
  * inner loops use GCC vector extensions (16 floats), compiled for x86-64-v4 (AVX-512), v3
  * (AVX2, FMA) and baseline x86-64 and picked at load time; the v3/v4 versions contract
  * multiply-adds into FMAs, so they agree with the baseline to rounding, not bit for bit. */
@@ -86,7 +87,7 @@ static inline size_t rbuf_floats(const smoe_expert_shape *s)
 }
 static inline size_t thread_floats(const smoe_expert_shape *s)
 {
-    return up16(wsize_of(s)) + ring_floats(s) + rbuf_floats(s) + up16((size_t)s->n_experts + 1) +
+    return ring_floats(s) + rbuf_floats(s) + up16((size_t)s->n_experts + 1) +
            2 * up16((size_t)s->k * s->w);
 }
 
@@ -100,8 +101,10 @@ static inline float *aligned(float *workspace)
 
 size_t smoe_expert_workspace_floats(const smoe_expert_shape *s)
 {
-    /* transposed weights, the small-c_in lookup table, then one block per thread */
-    return up16(wsize_of(s)) + table_floats(s) + (size_t)MOE_MAX_THREADS * thread_floats(s) + 64;
+    /* transposed weights, the small-c_in lookup table, one weight gradient per sample, then
+     * one scratch block per thread */
+    return up16(wsize_of(s)) + table_floats(s) + (size_t)s->batch * up16(wsize_of(s)) +
+           (size_t)MOE_MAX_THREADS * thread_floats(s) + 64;
 }
 
 static inline float *table_of(const smoe_expert_shape *s, float *workspace)
@@ -109,9 +112,14 @@ static inline float *table_of(const smoe_expert_shape *s, float *workspace)
     return aligned(workspace) + up16(wsize_of(s));
 }
 
+static inline float *dw_of(const smoe_expert_shape *s, float *workspace, int b)
+{
+    return table_of(s, workspace) + table_floats(s) + (size_t)b * up16(wsize_of(s));
+}
+
 static inline float *thread_block(const smoe_expert_shape *s, float *workspace, int tid)
 {
-    return table_of(s, workspace) + table_floats(s) + (size_t)tid * thread_floats(s);
+    return dw_of(s, workspace, s->batch) + (size_t)tid * thread_floats(s);
 }
 
 static inline int wrapi(int i, int n)
@@ -673,7 +681,7 @@ void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1,
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k;
     const size_t HW = (size_t)H * W, rowsz = row_floats(s);
     const float *wt = aligned(workspace);
-    float *ring = thread_block(s, workspace, tid) + up16(wsize_of(s));
+    float *ring = thread_block(s, workspace, tid);
     const float *in_b = in + (size_t)b * C * HW;
     for (int hp = h0; hp < h0 + K - 1; hp++) fill_row(s, ring + (size_t)(hp % K) * rowsz, in_b, hp);
     for (int h = h0; h < h1; h++) {
@@ -692,7 +700,7 @@ void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t 
     const int nt = threads_for(s);
     const int bands = smoe_expert_bands(s, nt);
     const int items = s->batch * bands;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int it = 0; it < items; it++) {
         const int b = it / bands, band = it % bands;
         smoe_expert_forward_rows(s, b, (int)((long)H * band / bands), (int)((long)H * (band + 1) / bands),
@@ -700,10 +708,9 @@ void smoe_expert_forward(const smoe_expert_shape *s, float *esel, const int32_t 
     }
 }
 
-void smoe_expert_backward_begin(const smoe_expert_shape *s, int nthreads, float *workspace)
+void smoe_expert_backward_begin(const smoe_expert_shape *s, float *workspace)
 {
-    for (int t = 0; t < nthreads; t++)
-        memset(thread_block(s, workspace, t), 0, wsize_of(s) * sizeof(float));
+    for (int b = 0; b < s->batch; b++) memset(dw_of(s, workspace, b), 0, wsize_of(s) * sizeof(float));
 }
 
 void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
@@ -712,10 +719,10 @@ void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
 {
     const int C = s->c_in, H = s->h, W = s->w, K = s->kernel, k = s->k, P = K / 2, N = s->n_experts;
     const int Hp = H + 2 * P;
-    const size_t HW = (size_t)H * W, rowsz = row_floats(s), wsize = wsize_of(s);
+    const size_t HW = (size_t)H * W, rowsz = row_floats(s);
     const float *wt = aligned(workspace);
-    float *dw = thread_block(s, workspace, tid);
-    float *ring = dw + up16(wsize);
+    float *dw = dw_of(s, workspace, b);
+    float *ring = thread_block(s, workspace, tid);
     float *r = ring + ring_floats(s);
     int *cnt = (int *)(r + rbuf_floats(s));
     int *list_w = cnt + up16((size_t)N + 1);
@@ -761,13 +768,12 @@ void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
     }
 }
 
-void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, int nthreads,
-                              float *workspace)
+void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, float *workspace)
 {
     const int C = s->c_in, K = s->kernel;
     const size_t wsize = wsize_of(s);
-    float *dw0 = thread_block(s, workspace, 0);
-    for (int t = 1; t < nthreads; t++) add_rows(dw0, thread_block(s, workspace, t), wsize);
+    float *dw0 = dw_of(s, workspace, 0);
+    for (int b = 1; b < s->batch; b++) add_rows(dw0, dw_of(s, workspace, b), wsize);
     for (int e = 0; e < s->n_experts; e++)
         for (int c = 0; c < C; c++)
             for (int ky = 0; ky < K; ky++)
@@ -783,11 +789,11 @@ void smoe_expert_backward(const smoe_expert_shape *s, float *d_in, float *d_weig
     smoe_expert_prepare(s, weight, workspace);
     int nt = threads_for(s);
     if (nt > s->batch) nt = s->batch;
-    smoe_expert_backward_begin(s, nt, workspace);
-#pragma omp parallel for num_threads(nt) schedule(static)
+    smoe_expert_backward_begin(s, workspace);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int b = 0; b < s->batch; b++)
         smoe_expert_backward_sample(s, b, d_in, d_esel, idx, in, workspace, thread_id());
-    smoe_expert_backward_end(s, d_weight, nt, workspace);
+    smoe_expert_backward_end(s, d_weight, workspace);
 }
 
 void smoe_expert_dense_forward(const smoe_expert_shape *s, float *e, const float *in,

@@ -8,7 +8,8 @@
  * idx (B, k, H, W) holds the expert chosen for each output rank at each pixel (int32); the
  * routing may differ between samples. idx == NULL means dense: k must equal n_experts and rank
  * j is expert j. Backward accumulates (+=) into d_in (nullable) and d_weight.
- * Results are bit-identical for a fixed thread count. */
+ * Results do not depend on the thread count (per-sample weight-gradient buffers summed in
+ * sample order). */
 #ifndef SMOECAST_MOE_SMOE_EXPERT_H
 #define SMOECAST_MOE_SMOE_EXPERT_H
 
@@ -49,16 +50,15 @@ void smoe_expert_prepare(const smoe_expert_shape *s, const float *weight, float 
 /* esel of rows [h0, h1) of sample b. */
 void smoe_expert_forward_rows(const smoe_expert_shape *s, int b, int h0, int h1, float *esel,
                               const int32_t *idx, const float *in, float *workspace, int tid);
-/* backward_begin zeroes the weight-gradient buffers of threads 0 .. nthreads-1; every sample is
- * then passed to backward_sample once (weight gradient into thread tid's buffer, d_in of
- * sample b += its input gradient); backward_end sums the thread buffers in thread order into
- * d_weight (+=). */
-void smoe_expert_backward_begin(const smoe_expert_shape *s, int nthreads, float *workspace);
+/* backward_begin zeroes the per-sample weight-gradient buffers; every sample is then passed to
+ * backward_sample once, by any thread (weight gradient into sample b's buffer, d_in of sample
+ * b += its input gradient); backward_end sums the buffers in sample order into d_weight (+=),
+ * so the result does not depend on which thread did which sample. */
+void smoe_expert_backward_begin(const smoe_expert_shape *s, float *workspace);
 void smoe_expert_backward_sample(const smoe_expert_shape *s, int b, float *d_in,
                                  const float *d_esel, const int32_t *idx, const float *in,
                                  float *workspace, int tid);
-void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, int nthreads,
-                              float *workspace);
+void smoe_expert_backward_end(const smoe_expert_shape *s, float *d_weight, float *workspace);
 
 /* Dense reference (all N experts at every pixel, direct loops, no workspace): e (B, N, H, W).
  * Used by tests and by callers that want the full expert field (expert maps). */
