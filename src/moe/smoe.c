@@ -366,10 +366,10 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
             v.stats[SMOE_STAT_DAMPED_FRAC] = (float)((double)nd / (double)bkhw(s));
         }
     }
-    /* 4. experts, one sample per item (and 5. the latent gate's straight-through gradient,
-     * after the barrier, in chunks of pixels) in one parallel region. Dynamic schedules (a
-     * thread that is descheduled on a loaded machine does not hold the others back); every
-     * item writes its own outputs, so results do not depend on the schedule. */
+    /* 4. experts, one sample per item (and 5. the latent gate's straight-through gradient, in
+     * chunks of pixels; it does not wait for the experts) in one parallel region. Dynamic
+     * schedules (a thread that is descheduled on a loaded machine does not hold the others
+     * back); every item writes its own outputs, so results do not depend on the schedule. */
     smoe_expert_prepare(&es, params, workspace);
     int ent = smoe_expert_threads(&es);
     if (ent > B) ent = B;
@@ -378,7 +378,7 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
 #pragma omp parallel num_threads(ent)
     {
         const int tid = thread_index();
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int b = 0; b < B; b++) {
             if (!need_q) d_esel_sample(s, &v, b, d_out, d_esel);
             smoe_expert_backward_sample(&es, b, d_in, d_esel, v.idx, in, workspace, tid);
