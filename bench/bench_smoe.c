@@ -1,9 +1,13 @@
 /* Benchmark: the SMoE layer's sparse forward + backward against the NN core's dense conv2d
- * (im2col + sgemm) computing all N expert channels, in the same run.
- * C_in = 64, N = 8, batch 8, 64 x 128, latent gate, weighted routing, input gradient on.
- * Prints one line per k: smoe_sparse_vs_dense_k<k>: <time ratio> (target <= k/N + 0.15).
+ * computing all N expert channels (conv2d_forward + conv2d_backward: for this 3x3 shape the
+ * core picks Winograd F(2x2, 3x3) over sgemm), in the same run.
+ * C_in = 64, N = 8, batch 8, 64 x 128, latent gate (routing fixed per step), weighted routing,
+ * periodic_lon padding, input gradient on.
+ * Prints one line per k with all threads:  smoe_sparse_vs_dense_k<k>: <time ratio>
+ * (target <= k/N + 0.15), then the same with one thread (_t1, wall time, and cpu_..._t1,
+ * process CPU time, which a loaded machine disturbs less).
  * Run as: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench/bench_smoe [reps]
- * Both are timed alternately and the best of `reps` (default 10) runs of each is kept. */
+ * Both are timed alternately and the best of `reps` (default 15) runs of each is kept. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,18 +19,23 @@
 #include "nn/conv2d.h"
 #include "nn/threads.h"
 
-static double now(void)
+static double now(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 enum { B = 8, C = 64, H = 64, W = 128, N = 8 };
 
-/* Runs the dense peer and the SMoE layer alternately `reps` times; best time of each. */
+typedef struct {
+    double dense, smoe;
+} pair;
+
+/* Runs the dense peer and the SMoE layer alternately `reps` times; best wall and CPU time of
+ * each. Workspaces are sized for the current nn thread count. */
 static void time_both(int reps, int k, const float *x, float *dx, float *y, const float *gy,
-                      double *t_dense, double *t_smoe)
+                      pair *wall, pair *cpu)
 {
     conv2d_shape cs = {B, C, H, W, N, 3, 1, PAD_PERIODIC_LON, 0};
     size_t nw = (size_t)N * C * 9;
@@ -45,26 +54,26 @@ static void time_both(int reps, int k, const float *x, float *dx, float *y, cons
     float *state = malloc(smoe_state_floats(&s) * sizeof(float));
     float *ws = malloc(smoe_workspace_floats(&s) * sizeof(float));
     smoe_init(&s, p, &r);
-    double bd = 1e30, bs = 1e30;
+    wall->dense = wall->smoe = cpu->dense = cpu->smoe = 1e30;
     for (int i = 0; i < reps; i++) {
-        double t0 = now();
+        double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
         conv2d_forward(&cs, y, x, wt, NULL, cws);
         conv2d_backward(&cs, dx, dw, NULL, gy, x, wt, cws);
-        double t1 = now();
+        double t1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID);
         smoe_forward(&s, y, x, p, state, ws, NULL);
         smoe_backward(&s, dx, dp, gy, NULL, x, p, state, ws);
-        double t2 = now();
-        if (t1 - t0 < bd) bd = t1 - t0;
-        if (t2 - t1 < bs) bs = t2 - t1;
+        double t2 = now(CLOCK_MONOTONIC), c2 = now(CLOCK_PROCESS_CPUTIME_ID);
+        if (t1 - t0 < wall->dense) wall->dense = t1 - t0;
+        if (t2 - t1 < wall->smoe) wall->smoe = t2 - t1;
+        if (c1 - c0 < cpu->dense) cpu->dense = c1 - c0;
+        if (c2 - c1 < cpu->smoe) cpu->smoe = c2 - c1;
     }
     free(wt); free(dw); free(cws); free(p); free(dp); free(state); free(ws);
-    *t_dense = bd;
-    *t_smoe = bs;
 }
 
 int main(int argc, char **argv)
 {
-    int reps = argc > 1 ? atoi(argv[1]) : 10;
+    int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1) reps = 1;
     int nt = nn_set_threads(0);
     printf("openblas_corename: %s\n", openblas_get_corename());
@@ -78,13 +87,22 @@ int main(int argc, char **argv)
     rng_seed(&r, 1, 1);
     for (size_t i = 0; i < nx; i++) x[i] = (float)(rng_uniform(&r) - 0.5);
     for (size_t i = 0; i < ny; i++) gy[i] = (float)(rng_uniform(&r) - 0.5);
-    for (int k = 1; k <= 2; k++) {
-        double td, ts;
-        time_both(reps, k, x, dx, y, gy, &td, &ts);
-        printf("dense_conv2d_fwd_bwd_seconds_k%d: %.4f\n", k, td);
-        printf("smoe_fwd_bwd_seconds_k%d: %.4f\n", k, ts);
-        printf("smoe_sparse_vs_dense_k%d: %.3f (target <= %.3f)\n", k, ts / td,
-               (double)k / N + 0.15);
+    /* all threads first: workspaces must not be sized for fewer threads than are used */
+    for (int pass = 0; pass < 2; pass++) {
+        const char *sfx = pass ? "_t1" : "";
+        if (pass) {
+            if (nt == 1) break;
+            nn_set_threads(1);
+        }
+        for (int k = 1; k <= 2; k++) {
+            pair wall, cpu;
+            time_both(reps, k, x, dx, y, gy, &wall, &cpu);
+            printf("dense_conv2d_fwd_bwd_seconds_k%d%s: %.4f\n", k, sfx, wall.dense);
+            printf("smoe_fwd_bwd_seconds_k%d%s: %.4f\n", k, sfx, wall.smoe);
+            printf("smoe_sparse_vs_dense_k%d%s: %.3f (target <= %.3f)\n", k, sfx,
+                   wall.smoe / wall.dense, (double)k / N + 0.15);
+            if (pass || nt == 1) printf("cpu_smoe_sparse_vs_dense_k%d%s: %.3f\n", k, sfx, cpu.smoe / cpu.dense);
+        }
     }
     free(x); free(dx); free(y); free(gy);
     return 0;

@@ -5,6 +5,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "core/log.h"
 #include "moe/moe_balance.h"
 #include "moe/rc_loss.h"
@@ -42,6 +46,9 @@ int smoe_check(const smoe_shape *s)
     if (s->n_experts < 1 || s->k < 1 || s->k > s->n_experts)
         return sm_fail(SM_ERR_USAGE, "model.moe: k = %d with experts = %d; need 1 <= k <= experts",
                        s->k, s->n_experts);
+    if (s->n_experts > SMOE_MAX_EXPERTS)
+        return sm_fail(SM_ERR_USAGE, "model.moe.experts: %d; at most %d experts per SMoE layer",
+                       s->n_experts, SMOE_MAX_EXPERTS);
     if (s->kernel < 1 || s->kernel % 2 == 0)
         return sm_fail(SM_ERR_USAGE, "smoe: kernel %d must be odd and >= 1", s->kernel);
     if (s->pad < PAD_ZERO || s->pad > PAD_REPLICATE)
@@ -123,6 +130,8 @@ void smoe_init(const smoe_shape *s, float *params, rng_t *rng)
 }
 
 static size_t bnhw(const smoe_shape *s) { return (size_t)s->batch * s->n_experts * s->h * s->w; }
+/* Threads for the elementwise loops: 1 below 64 Ki gate values (a parallel region costs more). */
+static int par_threads(const smoe_shape *s) { return bnhw(s) < (1u << 16) ? 1 : moe_threads(); }
 static size_t bkhw(const smoe_shape *s) { return (size_t)s->batch * s->k * s->h * s->w; }
 
 size_t smoe_state_floats(const smoe_shape *s)
@@ -155,79 +164,161 @@ size_t smoe_workspace_floats(const smoe_shape *s)
            2 * (size_t)s->batch + 64;
 }
 
+void smoe_topk(int n_experts, int k, size_t npix, size_t stride, const float *r, int32_t *idx)
+{
+    float val[SMOE_MAX_EXPERTS];
+    int32_t id[SMOE_MAX_EXPERTS];
+    for (size_t p = 0; p < npix; p++) {
+        /* insertion into a list kept sorted by value; only a strictly larger value moves up,
+         * so equal values keep the lower expert index first. The first k experts always
+         * enter and every comparison with a NaN is false (a NaN keeps its place, as in a
+         * first-maximum scan), so the k indices are distinct and valid. */
+        int m = 0;
+        for (int n = 0; n < n_experts; n++) {
+            const float x = r[(size_t)n * stride + p];
+            int pos;
+            if (m < k) {
+                pos = m++;
+            } else if (x > val[k - 1]) {
+                pos = k - 1;
+            } else {
+                continue;
+            }
+            while (pos > 0 && x > val[pos - 1]) {
+                val[pos] = val[pos - 1];
+                id[pos] = id[pos - 1];
+                pos--;
+            }
+            val[pos] = x;
+            id[pos] = n;
+        }
+        for (int j = 0; j < k; j++) idx[(size_t)j * stride + p] = id[j];
+    }
+}
+
+/* Softmax over the N planes (stride apart) of npix pixels: z -> pz. */
+static void softmax_pixels(int N, size_t npix, size_t stride, const float *z, float *pz)
+{
+    for (size_t p = 0; p < npix; p++) {
+        float m = z[p];
+        for (int n = 1; n < N; n++) m = fmaxf(m, z[(size_t)n * stride + p]);
+        double sum = 0;
+        for (int n = 0; n < N; n++) sum += exp((double)z[(size_t)n * stride + p] - m);
+        for (int n = 0; n < N; n++)
+            pz[(size_t)n * stride + p] = (float)(exp((double)z[(size_t)n * stride + p] - m) / sum);
+    }
+}
+
+/* dst[n * stride + i] = src[n * stride + i] for n < planes, i < npix (elements of elem bytes). */
+static void copy_planes(int planes, size_t npix, size_t stride, const void *src, void *dst,
+                        size_t elem)
+{
+    for (int n = 0; n < planes; n++)
+        memcpy((char *)dst + (size_t)n * stride * elem, (const char *)src + (size_t)n * stride * elem,
+               npix * elem);
+}
+
+static int thread_index(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 void smoe_forward(const smoe_shape *s, float *out, const float *in, const float *params,
                   float *state, float *workspace, rng_t *noise_rng)
 {
-    const int B = s->batch, N = s->n_experts, k = s->k;
-    const size_t hw = (size_t)s->h * s->w, nhw = (size_t)N * hw, khw = (size_t)k * hw;
+    const int B = s->batch, N = s->n_experts, k = s->k, H = s->h, W = s->w;
+    const size_t hw = (size_t)H * W, nhw = (size_t)N * hw, khw = (size_t)k * hw;
     moe_param_info info[2];
     smoe_params(s, info);
     smoe_state_view v = smoe_state(s, state);
+    const int latent = s->gate == SMOE_GATE_LATENT;
+    const float *g = params + info[1].offset;
+    const int noisy = s->noise && noise_rng;
+    /* With a latent gate and no noise every sample has the same routing: softmax and top-k are
+     * computed once (into sample 0) and copied. */
+    const int shared = latent && !noisy;
 
-    /* 1. gate */
-    if (s->gate == SMOE_GATE_LATENT) {
-        for (int b = 0; b < B; b++)
-            memcpy(v.gate_raw + (size_t)b * nhw, params + info[1].offset, nhw * sizeof(float));
-    } else {
+    /* Serial part: the conv gate (its own parallel region), the noise stream (in order) and the
+     * shared routing. gate_noisy holds the noise alone here; the gate is added below. */
+    if (!latent) {
         conv2d_shape gs = gate_shape(s);
         conv2d_forward(&gs, v.gate_raw, in, params + info[1].offset, NULL, workspace);
     }
-    /* 2. noise, 3. softmax */
-    memcpy(v.gate_noisy, v.gate_raw, bnhw(s) * sizeof(float));
-    if (s->noise && noise_rng) {
+    if (noisy) {
         const double sd = 1.0 / N;
-        for (size_t i = 0; i < bnhw(s); i++) v.gate_noisy[i] += (float)(sd * rng_normal(noise_rng));
+        for (size_t i = 0; i < bnhw(s); i++) v.gate_noisy[i] = (float)(sd * rng_normal(noise_rng));
     }
-    if (s->softmax) {
-        for (int b = 0; b < B; b++) {
-            const float *z = v.gate_noisy + (size_t)b * nhw;
-            float *pz = v.gate_route + (size_t)b * nhw;
-            for (size_t p = 0; p < hw; p++) {
-                float m = z[p];
-                for (int n = 1; n < N; n++) m = fmaxf(m, z[(size_t)n * hw + p]);
-                double sum = 0;
-                for (int n = 0; n < N; n++) sum += exp((double)z[(size_t)n * hw + p] - m);
-                for (int n = 0; n < N; n++)
-                    pz[(size_t)n * hw + p] = (float)(exp((double)z[(size_t)n * hw + p] - m) / sum);
-            }
+    if (shared) {
+        const float *route0 = g;
+        if (s->softmax) {
+            softmax_pixels(N, hw, hw, g, v.gate_route);
+            route0 = v.gate_route;
         }
-    } else {
-        memcpy(v.gate_route, v.gate_noisy, bnhw(s) * sizeof(float));
+        smoe_topk(N, k, hw, hw, route0, v.idx);
     }
-    /* 4. top-k, descending, ties to the lower expert index */
-    for (int b = 0; b < B; b++) {
-        const float *r = v.gate_route + (size_t)b * nhw;
-        for (size_t p = 0; p < hw; p++) {
-            int32_t *ip = v.idx + (size_t)b * khw + p;
-            for (int j = 0; j < k; j++) {
-                int best = -1;
-                float bv = 0;
-                for (int n = 0; n < N; n++) {
-                    int dup = 0;
-                    for (int jj = 0; jj < j; jj++) dup |= ip[(size_t)jj * hw] == n;
-                    if (dup) continue;
-                    float val = r[(size_t)n * hw + p];
-                    if (best < 0 || val > bv) {
-                        best = n;
-                        bv = val;
-                    }
-                }
-                ip[(size_t)j * hw] = best;
-            }
-        }
-    }
-    /* 5. selected experts only */
     smoe_expert_shape es = expert_shape(s);
-    smoe_expert_forward(&es, v.esel, v.idx, in, params, workspace);
-    /* 6. output */
-    for (int b = 0; b < B; b++)
+    smoe_expert_prepare(&es, params, workspace);
+
+    /* One parallel region over (sample, band of rows) items, no barrier inside: gate values,
+     * routing, selected experts and output of the item's rows (dynamic schedule; each item
+     * writes only its rows). */
+    const int nt = smoe_expert_threads(&es);
+    const int bands = smoe_expert_bands(&es, nt);
+    const int items = B * bands;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int it = 0; it < items; it++) {
+        const int b = it / bands, band = it % bands;
+        const int h0 = (int)((long)H * band / bands), h1 = (int)((long)H * (band + 1) / bands);
+        const size_t p0 = (size_t)h0 * W, np = (size_t)(h1 - h0) * W;
+        float *raw = v.gate_raw + (size_t)b * nhw + p0;
+        float *nz = v.gate_noisy + (size_t)b * nhw + p0;
+        float *route = v.gate_route + (size_t)b * nhw + p0;
+        int32_t *idx = v.idx + (size_t)b * khw + p0;
+        if (latent) copy_planes(N, np, hw, g + p0, raw, sizeof(float));
+        if (noisy) {
+            for (int n = 0; n < N; n++)
+                for (size_t i = 0; i < np; i++) nz[(size_t)n * hw + i] += raw[(size_t)n * hw + i];
+        } else {
+            copy_planes(N, np, hw, raw, nz, sizeof(float));
+        }
+        if (shared) {
+            if (s->softmax) {
+                if (b > 0) copy_planes(N, np, hw, v.gate_route + p0, route, sizeof(float));
+            } else {
+                copy_planes(N, np, hw, nz, route, sizeof(float));
+            }
+            if (b > 0) copy_planes(k, np, hw, v.idx + p0, idx, sizeof(int32_t));
+        } else {
+            if (s->softmax) softmax_pixels(N, np, hw, nz, route);
+            else copy_planes(N, np, hw, nz, route, sizeof(float));
+            smoe_topk(N, k, np, hw, route, idx);
+        }
+        smoe_expert_forward_rows(&es, b, h0, h1, v.esel, v.idx, in, workspace, thread_index());
         for (int j = 0; j < k; j++)
-            for (size_t p = 0; p < hw; p++) {
-                size_t o = ((size_t)b * k + j) * hw + p;
-                float e = v.esel[o];
+            for (size_t p = p0; p < p0 + np; p++) {
+                const size_t o = ((size_t)b * k + j) * hw + p;
+                const float e = v.esel[o];
                 out[o] = s->weighted ? v.gate_route[(size_t)b * nhw + (size_t)v.idx[o] * hw + p] * e : e;
             }
+    }
     for (int i = 0; i < SMOE_NSTAT; i++) v.stats[i] = 0;
+}
+
+/* Straight-through expert gradient of sample b: d_esel = d_out * (weighted ? R_sel : 1). */
+static void d_esel_sample(const smoe_shape *s, const smoe_state_view *v, int b, const float *d_out,
+                          float *d_esel)
+{
+    const size_t hw = (size_t)s->h * s->w, nhw = (size_t)s->n_experts * hw;
+    for (int j = 0; j < s->k; j++)
+        for (size_t p = 0; p < hw; p++) {
+            const size_t o = ((size_t)b * s->k + j) * hw + p;
+            const float r = v->gate_route[(size_t)b * nhw + (size_t)v->idx[o] * hw + p];
+            d_esel[o] = d_out[o] * (s->weighted ? r : 1.0f);
+        }
 }
 
 void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const float *d_out,
@@ -252,18 +343,15 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
     float *labels = d_raw + bnhw(s);
     float *thr_c = labels + bnhw(s), *thr_d = thr_c + B;
 
-    /* 1. expert gradient at the selected outputs */
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < k; j++)
-            for (size_t p = 0; p < hw; p++) {
-                size_t o = ((size_t)b * k + j) * hw + p;
-                float r = v.gate_route[(size_t)b * nhw + (size_t)v.idx[o] * hw + p];
-                d_esel[o] = d_out[o] * (s->weighted ? r : 1.0f);
-            }
-    /* 2. error signal, per-sample quantile */
+    const int nt = par_threads(s);
     const int need_q = s->rc_loss || s->damping;
+    const int fast_gate = s->gate == SMOE_GATE_LATENT && !s->rc_loss && !s->softmax && !d_gate_extra;
     for (int i = 0; i < SMOE_NSTAT; i++) v.stats[i] = 0;
+    /* 1. expert gradient at the selected outputs */
     if (need_q) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int b = 0; b < B; b++) d_esel_sample(s, &v, b, d_out, d_esel);
+        /* 2. error signal, per-sample quantile */
         for (size_t o = 0; o < bkhw(s); o++) {
             float e = s->weighted ? d_out[o] * v.esel[o] : d_out[o];
             e_s[o] = fabsf(e) * s->rc_error_scale;
@@ -272,18 +360,54 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
         const int abs_thr = smoe_rc_is_absolute(s);
         rc_thresholds(B, qb, abs_thr, abs_thr ? s->rc_tol_correct : RC_CORRECT_REL, thr_c);
         rc_thresholds(B, qb, abs_thr, abs_thr ? s->rc_tol_damp : RC_DAMP_REL, thr_d);
+        /* 3. damping */
+        if (s->damping) {
+            size_t nd = rc_damp_thr(B, khw, e_s, thr_d, s->damping_factor, d_esel);
+            v.stats[SMOE_STAT_DAMPED_FRAC] = (float)((double)nd / (double)bkhw(s));
+        }
     }
-    /* 3. damping */
-    if (s->damping) {
-        size_t nd = rc_damp_thr(B, khw, e_s, thr_d, s->damping_factor, d_esel);
-        v.stats[SMOE_STAT_DAMPED_FRAC] = (float)((double)nd / (double)bkhw(s));
+    /* 4. experts, one sample per item (and 5. the latent gate's straight-through gradient, in
+     * chunks of pixels; it does not wait for the experts) in one parallel region. Dynamic
+     * schedules (a thread that is descheduled on a loaded machine does not hold the others
+     * back); every item writes its own outputs, so results do not depend on the schedule. */
+    smoe_expert_prepare(&es, params, workspace);
+    int ent = smoe_expert_threads(&es);
+    if (ent > B) ent = B;
+    smoe_expert_backward_begin(&es, workspace);
+    float *dg = d_params + info[1].offset;
+#pragma omp parallel num_threads(ent)
+    {
+        const int tid = thread_index();
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int b = 0; b < B; b++) {
+            if (!need_q) d_esel_sample(s, &v, b, d_out, d_esel);
+            smoe_expert_backward_sample(&es, b, d_in, d_esel, v.idx, in, workspace, tid);
+        }
+        if (fast_gate) {
+            /* dG[idx, p] += d_out * (weighted ? E : 1), summed over the batch in sample order,
+             * in chunks of pixels */
+            const int nchunk = 16 * ent;
+#pragma omp for schedule(dynamic, 1)
+            for (int ch = 0; ch < nchunk; ch++) {
+                const size_t p0 = hw * ch / nchunk, p1 = hw * (ch + 1) / nchunk;
+                for (int b = 0; b < B; b++)
+                    for (int j = 0; j < k; j++) {
+                        const size_t o = ((size_t)b * k + j) * hw;
+                        for (size_t p = p0; p < p1; p++)
+                            dg[(size_t)v.idx[o + p] * hw + p] +=
+                                d_out[o + p] * (s->weighted ? v.esel[o + p] : 1.0f);
+                    }
+            }
+        }
     }
-    /* 4. experts */
-    smoe_expert_backward(&es, d_in, d_params + info[0].offset, d_esel, v.idx, in, params, workspace);
-    /* 5. gate gradient w.r.t. the raw output R */
-    memset(d_raw, 0, bnhw(s) * sizeof(float));
+    smoe_expert_backward_end(&es, d_params + info[0].offset, workspace);
+    if (fast_gate) return;
+    /* gradient w.r.t. the raw output R */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int b = 0; b < B; b++) memset(d_raw + (size_t)b * nhw, 0, nhw * sizeof(float));
     if (!s->rc_loss) {
         /* straight-through main-loss gradient w.r.t. the routed values */
+#pragma omp parallel for num_threads(nt) schedule(static)
         for (int b = 0; b < B; b++)
             for (int j = 0; j < k; j++)
                 for (size_t p = 0; p < hw; p++) {
@@ -321,9 +445,11 @@ void smoe_backward(const smoe_shape *s, float *d_in, float *d_params, const floa
     /* 6. gate parameters */
     if (s->gate == SMOE_GATE_LATENT) {
         float *dg = d_params + info[1].offset;
-        for (int b = 0; b < B; b++) {
-            const float *src = d_raw + (size_t)b * nhw;
-            for (size_t i = 0; i < nhw; i++) dg[i] += src[i];
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < nhw; i++) {
+            float a = dg[i];
+            for (int b = 0; b < B; b++) a += d_raw[(size_t)b * nhw + i];
+            dg[i] = a;
         }
     } else {
         conv2d_backward(&gs, d_in, d_params + info[1].offset, NULL, d_raw, in,

@@ -5,7 +5,10 @@
  * values (R, plus gate noise when training, softmax over N when enabled) are taken in
  * descending order (ties to the lower expert index) and output channel j is the j-th ranked
  * expert at that pixel: y = R_sel * E_sel (weighted, default) or y = E_sel (unweighted).
- * Only the selected (expert, pixel) pairs are computed (k/N of the dense FLOPs).
+ * Only the selected (expert, pixel) pairs are computed (k/N of the dense FLOPs, smoe_expert.h);
+ * with a latent gate and no noise the routing is the same for every sample and is computed once
+ * per step. Forward runs in one parallel region over (sample, band of rows) items, backward in
+ * one region over samples.
  *
  * Backward is straight-through: dE_sel = g * (weighted ? R_sel : 1) and
  * dR_sel = g * (weighted ? E_sel : 1) (unselected get 0). With the routing-classification
@@ -39,6 +42,8 @@
 #define SMOE_RC_AUTO (-1)
 #define SMOE_RC_TOL_CORRECT_DEFAULT 1e-5f
 #define SMOE_RC_TOL_DAMP_DEFAULT 1e-3f
+
+#define SMOE_MAX_EXPERTS 256
 
 typedef enum { SMOE_GATE_LATENT = 0, SMOE_GATE_CONV = 1, SMOE_GATE_CONV1X1 = 2 } smoe_gate_type;
 
@@ -93,6 +98,11 @@ typedef struct {
 } smoe_state_view;
 enum { SMOE_STAT_RC_LOSS = 0, SMOE_STAT_DAMPED_FRAC = 1, SMOE_STAT_CORRECT_FRAC = 2, SMOE_NSTAT = 4 };
 smoe_state_view smoe_state(const smoe_shape *s, float *state);
+
+/* Top-k routing of npix pixels: r[n * stride + p] routed value of expert n at pixel p;
+ * idx[j * stride + p] receives the expert of rank j (k largest values in descending order,
+ * ties to the lower expert index). */
+void smoe_topk(int n_experts, int k, size_t npix, size_t stride, const float *r, int32_t *idx);
 
 /* out (B, k, H, W). noise_rng: the gate-noise stream when training with s->noise, else NULL. */
 void smoe_forward(const smoe_shape *s, float *out, const float *in, const float *params,
