@@ -82,6 +82,7 @@ typedef struct {
     char placement[CFG_STR];
     int layers;
     char gate[CFG_STR];
+    char outputs[CFG_STR];  /* SMoE gates: "ranked" or "per_channel" */
     int experts;
     int k;
     int weighted;
