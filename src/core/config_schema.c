@@ -56,6 +56,8 @@ const cfg_key config_schema[] = {
      "latent/conv/conv1x1 select the SMoE layer [SMoE] (k ranked single-filter outputs); softmax_topk/laplace/hmoe/attention the point-gated layer [point] (gate-weighted sum of expert blocks)."},
     {"model.moe.outputs", CFG_T_ENUM, F(model.moe.outputs), "ranked", "ranked|per_channel", ANY, 0,
      "[SMoE] a replaced conv with c_out > 1 outputs becomes ONE SMoE layer whose c_out outputs are the k = c_out ranked experts (ranked), or c_out SMoE layers with k = 1 and their own gate, one per output channel (per_channel; needs k = 1)."},
+    {"model.moe.latent_init_scale", CFG_T_FLOAT, F(model.moe.latent_init_scale), "1", 0, 1e-6, 1e3, 0,
+     "[SMoE: latent] the latent gate is initialised U(-a s, a s) with a = sqrt(3 N / k) (the reference) and s this scale; a small s lets a short training move the routing."},
     {"model.moe.experts", CFG_T_INT, F(model.moe.experts), "3", 0, 1, 1024, 0, "Number of experts N (SMoE: per output channel of a replaced conv, N = experts*c_out/k; point-gated: as given)."},
     {"model.moe.k", CFG_T_INT, F(model.moe.k), "1", 0, 1, 1024, 0, "Experts selected per grid point (k <= N); SMoE: a replaced conv keeps its c_out = k ranked outputs."},
     {"model.moe.weighted", CFG_T_BOOL, F(model.moe.weighted), "true", 0, ANY, 0, "[SMoE] multiply expert outputs by their raw gate value (weighted routing)."},

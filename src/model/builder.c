@@ -387,6 +387,17 @@ int model_build_dims(const model_config *mc, int c_in, int c_out, int h, int w, 
     rng_t rng;
     rng_seed(&rng, seed, MODEL_RNG_STREAM_INIT);
     model_init_params(c.m, &rng);
+    if (mc->moe.latent_init_scale != 1.0) {
+        /* model.moe.latent_init_scale: shrink (or widen) the latent gates' initial range */
+        param_store *ps = model_params(c.m);
+        for (int i = 0; i < model_moe_count(c.m); i++) {
+            model_moe_info mi;
+            if (model_moe_get(c.m, i, &mi) || mi.kind != LAYER_SMOE || mi.shape.gate != SMOE_GATE_LATENT) continue;
+            float *g = param_data(ps, mi.param_gate);
+            size_t n = param_store_view(ps, mi.param_gate)->numel;
+            for (size_t j = 0; j < n; j++) g[j] = (float)(g[j] * mc->moe.latent_init_scale);
+        }
+    }
     *out = c.m;
     return SM_OK;
 }

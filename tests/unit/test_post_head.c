@@ -144,6 +144,31 @@ static void test_per_channel_layout(void **state)
     model_free(r);
 }
 
+/* model.moe.latent_init_scale multiplies the latent gates' initial values (same draws). */
+static void test_latent_init_scale(void **state)
+{
+    (void)state;
+    const char *ov[] = {"model.architecture=cnn", "model.channels=[4]", "model.moe.enabled=true",
+                        "model.moe.experts=3", "model.moe.outputs=per_channel", "model.moe.latent_init_scale=0.01"};
+    sm_model *a = mt_build(5, ov, 2, 2, H, W, 0, 2), *b = mt_build(6, ov, 2, 2, H, W, 0, 2);
+    for (int i = 0; i < 2; i++) {
+        model_moe_info ma, mb;
+        assert_int_equal(model_moe_get(a, i, &ma), SM_OK);
+        assert_int_equal(model_moe_get(b, i, &mb), SM_OK);
+        const float *ga = param_data(model_params(a), ma.param_gate), *gb = param_data(model_params(b), mb.param_gate);
+        size_t n = param_store_view(model_params(a), ma.param_gate)->numel;
+        assert_int_equal(n, 3 * HW);
+        double amax = 0;
+        for (size_t j = 0; j < n; j++) {
+            assert_float_equal(gb[j], 0.01f * ga[j], 1e-6f);
+            amax = fmax(amax, fabs(ga[j]));
+        }
+        assert_true(amax > 0.5 * sqrt(3.0 * 3) && amax <= sqrt(3.0 * 3)); /* U(-a, a), a = sqrt(3 N / k) */
+    }
+    model_free(a);
+    model_free(b);
+}
+
 static void test_per_channel_needs_k1(void **state)
 {
     (void)state;
@@ -264,6 +289,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_per_channel_layout),
+        cmocka_unit_test(test_latent_init_scale),
         cmocka_unit_test(test_per_channel_needs_k1),
         cmocka_unit_test(test_fd_per_channel_crps),
         cmocka_unit_test(test_fd_per_channel_rc_crps),
