@@ -184,6 +184,67 @@ PY
 }
 
 
+# Toy atmosphere (issue 7, docs/synthetic.md): the SMoE CNN (configs/toy_forecast_smoe.yaml) against
+# its dense twin (configs/toy_forecast_dense.yaml) for each seed in TOY_SEEDS (default "1 2 3"),
+# TOY_EPOCHS (default: the configs' 20, early stop 6); data `smoecast synth toy-atmosphere --seed 0`
+# (2000-2002) ingested from its GRIB2 file; test inits every 6 h of July-December 2002 at +6 h and
+# +24 h, scored by scripts/score_rmse.py. Target: SMoE RMSE at least 5 % below the dense twin's,
+# mean over the seeds. The seed-1 SMoE's expert map is drawn to docs/img/experts_toy.png.
+experiment_toy() {
+  local d=$work/toy seeds=${TOY_SEEDS:-"1 2 3"} ds=$work/toy/data/toy.nc s cfg
+  local extra=()
+  [ -n "${TOY_EPOCHS:-}" ] && extra+=("training.epochs=$TOY_EPOCHS")
+  mkdir -p "$d/data"
+  if [ ! -s "$ds" ]; then
+    "$bin" synth toy-atmosphere --out "$d/data" --seed 0
+    "$bin" --quiet ingest --grid native --var z:500 --var t:850 --var 2t --var lsm --categorical lsm \
+      --out "$ds" "$d/data/toy-atmosphere.grib2"
+  fi
+  for s in $seeds; do
+    for cfg in toy_forecast_smoe toy_forecast_dense; do
+      local run=$d/$cfg.seed$s
+      if [ "${SMOECAST_EXPERIMENTS_REUSE:-0}" != 1 ] || [ ! -s "$run/best.nc" ]; then
+        "$bin" train -c "configs/$cfg.yaml" run.seed="$s" data.dataset="$ds" output.dir="$run" "${extra[@]}" \
+          > "$run.train.log" 2>&1
+      fi
+      "$bin" --quiet forecast --checkpoint "$run/best.nc" --dataset "$ds" --init 2002-07-01T00/2002-12-30T18 \
+        --lead 6h,24h --out "$run.fc.nc"
+      /usr/bin/python3 scripts/score_rmse.py "$run.fc.nc" "$ds" 2002-07-01T00 6 2002-12-31T18 > "$run.table"
+    done
+  done
+  "$bin" --quiet experts --checkpoint "$d/toy_forecast_smoe.seed1/best.nc" --out "$d/experts.nc" \
+    --stats "$d/experts.csv" --labels "$ds:lsm" > "$d/experts.txt"
+  "$bin" plot "$d/experts.nc" --var expert_map --title "toy atmosphere: expert in charge (SMoE seed 1, last layer)" \
+    --out "$root/docs/img/experts_toy.png" > /dev/null 2>&1 || true
+  {
+    echo "## Toy atmosphere: SMoE against its dense twin (issue 7)"
+    echo
+    echo "\`smoecast synth toy-atmosphere --seed 0\` (2000-2002, ingested from GRIB2), train 2000-2001, validate"
+    echo "January-June 2002, test every 6-hourly init of July-December 2002; latitude-weighted RMSE"
+    echo "(scripts/score_rmse.py). Seeds: $seeds; epochs: ${TOY_EPOCHS:-config (20, early stop 6)}."
+    echo "Ratio = SMoE RMSE / dense RMSE per seed; target: mean ratio <= 0.95."
+    echo
+    echo "| variable | lead | SMoE RMSE (mean ± sd) | dense RMSE (mean ± sd) | ratio per seed | mean ratio |"
+    echo "|---|---|---|---|---|---|"
+    local v lead
+    for v in $(awk '{ print $1 }' "$d/toy_forecast_smoe.seed${seeds%% *}.table" | sort -u); do
+      for lead in 6h 24h; do
+        local sm de ratios
+        sm=$(for s in $seeds; do awk -v v="$v" -v l="$lead" '$1 == v && $3 == l { print $7 }' "$d/toy_forecast_smoe.seed$s.table"; done)
+        de=$(for s in $seeds; do awk -v v="$v" -v l="$lead" '$1 == v && $3 == l { print $7 }' "$d/toy_forecast_dense.seed$s.table"; done)
+        ratios=$(paste <(echo "$sm") <(echo "$de") | awk '{ printf "%s%.3f", (NR > 1 ? ", " : ""), $1 / $2 }')
+        echo "| $v | $lead | $(echo "$sm" | mean_sd) | $(echo "$de" | mean_sd) | $ratios |" \
+             "$(paste <(echo "$sm") <(echo "$de") | awk '{ r += $1 / $2; n++ } END { printf "%.3f", r / n }') |"
+      done
+    done
+    echo
+    echo "Expert map of the seed-1 SMoE against the land-sea mask (\`smoecast experts --labels toy.nc:lsm\`):"
+    echo
+    echo '```'; cat "$d/experts.txt"; echo '```'
+  } > "$d/section.md"
+  replace_section toy "$d/section.md"
+}
+
 # ---- heat-diffusion experiment (issue 6) -------------------------------------------------------
 # Environment: BUILD [build], SMOECAST_BIN, EXP_DOC [docs/experiments.md], EXP_DIR
 # [runs/experiments], THREADS [0], HEAT_SEEDS ["1 2 3"], HEAT_RUNS_TRAIN [1000], HEAT_RUNS_EVAL [20],
@@ -333,7 +394,7 @@ heat_table() {
         ok1 ? "yes" : "NO", ok2 ? "yes" : (nd ? "NO" : "not run"), ok3 ? "yes" : (nm ? "NO" : "not run") }' "$results"
 }
 
-all=(era5_uk ncep_air postprocess)
+all=(era5_uk ncep_air toy postprocess)
 declare -F experiment_heat >/dev/null && all+=(heat)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")

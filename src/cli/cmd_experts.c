@@ -13,6 +13,7 @@ static void experts_usage(FILE *out)
     fprintf(out,
             "usage: smoecast experts --checkpoint CK [--out experts.nc] [--dataset DS [--times WHEN]]\n"
             "                        [--stats stats.csv] [--forecast FC --truth DS] [--lsm FILE:VAR]\n"
+            "                        [--labels FILE:VAR]\n"
             "\n"
             "Writes where each expert of every MoE layer is in charge, as CF-1.8 NetCDF: the argmax\n"
             "expert map (flag_values/flag_meanings), the ranked experts when k > 1, expert_weight\n"
@@ -21,7 +22,8 @@ static void experts_usage(FILE *out)
             "map per time plus expert_frequency. Statistics (printed, and as CSV with --stats): the\n"
             "cos-latitude-weighted area share of each expert, the mean absolute error of a forecast\n"
             "inside each expert's region (--forecast and --truth), and the mutual information of the\n"
-            "map with a land-sea mask (--lsm, regridded by nearest neighbour) and latitude bands.\n"
+            "map with a land-sea mask (--lsm, regridded by nearest neighbour) and latitude bands, and\n"
+            "the adjusted Rand index and mutual information against a categorical map (--labels).\n"
             "\n"
             "options:\n"
             "      --checkpoint CK   checkpoint with MoE layers\n"
@@ -32,6 +34,8 @@ static void experts_usage(FILE *out)
             "      --forecast FC     forecast file for the error inside each region (with --truth)\n"
             "      --truth DS        verifying dataset\n"
             "      --lsm FILE:VAR    land-sea mask, e.g. ../shared/data/geocat-datafiles__landsea.nc:LSMASK\n"
+            "      --labels FILE:VAR categorical reference map (same grid, or lat-lon regridded by\n"
+            "                        nearest), e.g. the heat task's true regions heat_dataset.nc:region\n"
             "  -h, --help            this help\n"
             "\n"
             "example:\n"
@@ -45,6 +49,7 @@ int cmd_experts(int argc, char **argv)
         {"checkpoint", required_argument, 0, 'k'}, {"out", required_argument, 0, 'o'},   {"dataset", required_argument, 0, 'd'},
         {"times", required_argument, 0, 't'},      {"stats", required_argument, 0, 's'}, {"forecast", required_argument, 0, 'f'},
         {"truth", required_argument, 0, 'y'},      {"lsm", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
+        {"labels", required_argument, 0, 'b'},
         {0, 0, 0, 0}};
     experts_opts o;
     memset(&o, 0, sizeof o);
@@ -63,6 +68,7 @@ int cmd_experts(int argc, char **argv)
         case 'f': o.forecast = optarg; break;
         case 'y': o.truth = optarg; break;
         case 'l': o.lsm = optarg; break;
+        case 'b': o.labels = optarg; break;
         case 'h': experts_usage(stdout); return SM_OK;
         default: return sm_fail(SM_ERR_USAGE, "experts: unknown or incomplete option '%s' (see 'smoecast experts --help')", argv[optind - 1]);
         }

@@ -107,6 +107,7 @@ typedef struct {
     char padding[CFG_STR];
     double dropout;
     int batchnorm;
+    int residual;
     int blocks;
     int bias;
     moe_config moe;
@@ -131,6 +132,7 @@ typedef struct {
     char loss[CFG_STR];
     int steps_per_epoch;
     int sync_batchnorm;
+    char routing_labels[CFG_STR];
 } training_config;
 
 typedef struct {

@@ -46,6 +46,7 @@ const cfg_key config_schema[] = {
      "Padding; auto = periodic in longitude on global grids, zero otherwise."},
     {"model.dropout", CFG_T_FLOAT, F(model.dropout), "0", 0, 0, 0.99, 0, "Dropout probability."},
     {"model.batchnorm", CFG_T_BOOL, F(model.batchnorm), "false", 0, ANY, 0, "BatchNorm after convolutions (resnet, unet, smoe_net)."},
+    {"model.residual", CFG_T_BOOL, F(model.residual), "false", 0, ANY, 0, "smoe_net: add each block's input before the activation (identity, or a 1x1 convolution + BatchNorm when the channel count changes), as the reference SMoE network."},
     {"model.blocks", CFG_T_INT, F(model.blocks), "2", 0, 1, 256, 0, "Residual blocks (resnet)."},
     {"model.bias", CFG_T_BOOL, F(model.bias), "true", 0, ANY, 0, "Convolutions carry a bias."},
     {"model.moe.enabled", CFG_T_BOOL, F(model.moe.enabled), "false", 0, ANY, 0, "Insert MoE layers into the architecture."},
@@ -108,6 +109,7 @@ const cfg_key config_schema[] = {
     {"training.loss", CFG_T_ENUM, F(training.loss), "lat_mse", "mse|lat_mse|mae|crps", ANY, 0, "Training loss (NaN targets are masked)."},
     {"training.steps_per_epoch", CFG_T_INT, F(training.steps_per_epoch), "0", 0, 0, 1e9, 0, "Cap on steps per epoch; 0 = one full pass."},
     {"training.sync_batchnorm", CFG_T_BOOL, F(training.sync_batchnorm), "true", 0, ANY, 0, "Under MPI, BatchNorm statistics over the global batch."},
+    {"training.routing_labels", CFG_T_STRING, F(training.routing_labels), "", 0, ANY, 0, "A categorical map for the routing metrics: the name of a static dataset variable (e.g. region, lsm) or latitude_bands (30-degree bands); every epoch the mutual information and adjusted Rand index of each MoE layer on the output grid against it are logged and stored in the checkpoint. Empty: none."},
 
     {"output.dir", CFG_T_PATH, F(output.dir), "runs/default", 0, ANY, 0, "Run directory: best.nc, last.nc, metrics.jsonl."},
     {"output.checkpoint_every", CFG_T_INT, F(output.checkpoint_every), "1", 0, 1, 1e7, 0, "Write last.nc every this many epochs."},

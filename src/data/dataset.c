@@ -2,6 +2,7 @@
 #include "data/dataset.h"
 #include "core/log.h"
 #include "core/outfile.h"
+#include "io/cf_output.h"
 
 #include <math.h>
 #include <netcdf.h>
@@ -65,14 +66,14 @@ int dataset_writer_create(const char *path, const dataset_layout *L, dataset_wri
     w->open = 1;
     nc_set_fill(ncid, NC_FILL, NULL);
 
-    int dim_t, dim_r = -1, dim_y, dim_x;
-    const char *yname = L->is_latlon ? "latitude" : "y", *xname = L->is_latlon ? "longitude" : "x";
+    int dim_t, dim_r = -1;
     NCCHK(nc_def_dim(ncid, "time", (size_t)L->ntimes, &dim_t), "define time");
     if (L->nmembers > 0) NCCHK(nc_def_dim(ncid, "realization", (size_t)L->nmembers, &dim_r), "define realization");
-    NCCHK(nc_def_dim(ncid, yname, (size_t)L->nlat, &dim_y), "define latitude");
-    NCCHK(nc_def_dim(ncid, xname, (size_t)L->nlon, &dim_x), "define longitude");
+    cf_grid cg = {L->is_latlon, L->nlat, L->nlon, L->lat, L->lon, 0, 0, 0, 0, -1};
+    NCCHK(cf_define_grid(ncid, &cg), "define the latitude/longitude (or y/x) coordinates");
+    const int dim_y = cg.dim_y, dim_x = cg.dim_x, v_crs = cg.var_crs;
 
-    int v_time, v_frt = -1, v_fp = -1, v_real = -1, v_y, v_x, v_crs = -1;
+    int v_time, v_frt = -1, v_fp = -1, v_real = -1;
     NCCHK(nc_def_var(ncid, "time", NC_DOUBLE, 1, &dim_t, &v_time), "define time");
     put_text(ncid, v_time, "standard_name", "time");
     put_text(ncid, v_time, "long_name", L->time_is_index ? "time axis value (the source axis had no units)" : "valid time");
@@ -103,27 +104,6 @@ int dataset_writer_create(const char *path, const dataset_layout *L, dataset_wri
         put_text(ncid, v_real, "units", "1");
         put_text(ncid, v_real, "axis", "E");
     }
-    NCCHK(nc_def_var(ncid, yname, NC_DOUBLE, 1, &dim_y, &v_y), "define latitude");
-    NCCHK(nc_def_var(ncid, xname, NC_DOUBLE, 1, &dim_x, &v_x), "define longitude");
-    if (L->is_latlon) {
-        put_text(ncid, v_y, "standard_name", "latitude");
-        put_text(ncid, v_y, "long_name", "latitude");
-        put_text(ncid, v_y, "units", "degrees_north");
-        put_text(ncid, v_x, "standard_name", "longitude");
-        put_text(ncid, v_x, "long_name", "longitude");
-        put_text(ncid, v_x, "units", "degrees_east");
-        NCCHK(nc_def_var(ncid, "crs", NC_INT, 0, NULL, &v_crs), "define crs");
-        put_text(ncid, v_crs, "grid_mapping_name", "latitude_longitude");
-        double r = 6371229.0;
-        nc_put_att_double(ncid, v_crs, "earth_radius", NC_DOUBLE, 1, &r);
-    } else {
-        put_text(ncid, v_y, "long_name", "y index coordinate");
-        put_text(ncid, v_y, "units", "1");
-        put_text(ncid, v_x, "long_name", "x index coordinate");
-        put_text(ncid, v_x, "units", "1");
-    }
-    put_text(ncid, v_y, "axis", "Y");
-    put_text(ncid, v_x, "axis", "X");
 
     float fnan = NAN;
     for (int k = 0; k < L->nvars; k++) {
@@ -189,8 +169,7 @@ int dataset_writer_create(const char *path, const dataset_layout *L, dataset_wri
         if (L->forecast_periods) NCCHK(nc_put_var_double(ncid, v_fp, L->forecast_periods), "write forecast_period");
     }
     if (v_real >= 0) NCCHK(nc_put_var_int(ncid, v_real, L->members), "write realization");
-    NCCHK(nc_put_var_double(ncid, v_y, L->lat), "write latitude");
-    NCCHK(nc_put_var_double(ncid, v_x, L->lon), "write longitude");
+    NCCHK(cf_put_grid(ncid, &cg), "write latitude/longitude");
     if (v_crs >= 0) {
         int zero = 0;
         nc_put_var_int(ncid, v_crs, &zero);

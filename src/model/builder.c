@@ -242,13 +242,26 @@ static void build_smoe_net(bctx *c, int c_out)
 {
     char nm[64];
     int x = 0;
+    int width = model_c_in(c->m);
     for (int i = 0; i < c->mc->channels.n; i++) {
+        const int block_in = x, ch = channels_at(c->mc, i);
         snprintf(nm, sizeof nm, "smoe%d", i);
-        x = add_smoe_bias(c, nm, x, channels_at(c->mc, i), c->bias);
+        x = add_smoe_bias(c, nm, x, ch, c->bias);
         if (c->batchnorm) {
             snprintf(nm, sizeof nm, "smoe%d_bn", i);
             x = model_add_batchnorm(c->m, nm, x);
         }
+        if (c->mc->residual) {
+            int skip = block_in;
+            if (width != ch) { /* the reference resizes the shortcut with a 1x1 conv + BN */
+                snprintf(nm, sizeof nm, "smoe%d_res", i);
+                skip = model_add_conv(c->m, nm, skip, ch, 1, 1, c->pad, 0, INIT_KAIMING_RELU);
+                snprintf(nm, sizeof nm, "smoe%d_res_bn", i);
+                skip = model_add_batchnorm(c->m, nm, skip);
+            }
+            x = model_add_add(c->m, skip, x);
+        }
+        width = ch;
         x = model_add_act(c->m, x, c->act, c->alpha);
         if (c->dropout > 0.0f) x = model_add_dropout(c->m, x, c->dropout);
     }
@@ -285,6 +298,9 @@ static int check_config(const model_config *mc, int *arch)
     }
     if (mc->kernel < 1 || mc->kernel % 2 == 0)
         return sm_fail(SM_ERR_USAGE, "model.kernel: %d must be odd", mc->kernel);
+    if (mc->residual && *arch != 3)
+        return sm_fail(SM_ERR_USAGE, "model.residual: applies to smoe_net only (resnet always has residual "
+                       "blocks); remove it or set model.architecture: smoe_net");
     if (*arch == 2 && mc->channels.n < 2)
         return sm_fail(SM_ERR_USAGE, "model.channels: unet needs at least 2 levels, got %d", mc->channels.n);
     const moe_config *e = &mc->moe;

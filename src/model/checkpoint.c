@@ -761,3 +761,45 @@ int checkpoint_load_config(const char *path, int n_overrides, char *const *overr
     }
     return SM_OK;
 }
+
+int checkpoint_read_grid(const char *path, grid **g, int *c_in, int *c_out)
+{
+    *g = NULL;
+    int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
+    if (s != NC_NOERR) return sm_fail(SM_ERR_IO, "%s: cannot open the checkpoint: %s", path, nc_strerror(s));
+    long long cin = 0, cout = 0;
+    int gg, dl, dn, vl, vn;
+    size_t nlat = 0, nlon = 0, klen = 0;
+    char kind[16] = "latlon";
+    if ((s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_in", &cin)) || (s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_out", &cout)) ||
+        (s = nc_inq_ncid(ncid, "grid", &gg)) || (s = nc_inq_dimid(gg, "lat", &dl)) || (s = nc_inq_dimlen(gg, dl, &nlat)) ||
+        (s = nc_inq_dimid(gg, "lon", &dn)) || (s = nc_inq_dimlen(gg, dn, &nlon))) {
+        nc_close(ncid);
+        return sm_fail(SM_ERR_IO, "%s: not a complete smoecast checkpoint (channels or grid missing): %s", path,
+                       nc_strerror(s));
+    }
+    if (nc_inq_attlen(gg, NC_GLOBAL, "kind", &klen) == NC_NOERR && klen < sizeof kind) {
+        nc_get_att_text(gg, NC_GLOBAL, "kind", kind);
+        kind[klen] = '\0';
+    }
+    double *coord = malloc(sizeof(double) * (nlat + nlon));
+    if (!coord) {
+        nc_close(ncid);
+        return sm_fail(SM_ERR_NUMERIC, "%s: out of memory for the grid", path);
+    }
+    s = nc_inq_varid(gg, "lat", &vl);
+    if (s == NC_NOERR) s = nc_get_var_double(gg, vl, coord);
+    if (s == NC_NOERR) s = nc_inq_varid(gg, "lon", &vn);
+    if (s == NC_NOERR) s = nc_get_var_double(gg, vn, coord + nlat);
+    nc_close(ncid);
+    if (s != NC_NOERR) {
+        free(coord);
+        return sm_fail(SM_ERR_IO, "%s: cannot read the grid: %s", path, nc_strerror(s));
+    }
+    int st = !strcmp(kind, "xy") ? grid_create_xy("checkpoint", (int)nlat, coord, (int)nlon, coord + nlat, g)
+                                 : grid_create_latlon("checkpoint", (int)nlat, coord, (int)nlon, coord + nlat, g);
+    free(coord);
+    *c_in = (int)cin;
+    *c_out = (int)cout;
+    return st;
+}

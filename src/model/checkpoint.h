@@ -105,4 +105,9 @@ int checkpoint_read_config(const char *path, char **yaml);
 int checkpoint_load_config(const char *path, int n_overrides, char *const *overrides,
                            sm_config **out);
 
+/* The grid stored in a checkpoint (*g: free with grid_free) and the model's input and output
+ * channel counts, e.g. to rebuild its model without the training dataset. SM_OK or SM_ERR_IO
+ * (not a complete checkpoint) / SM_ERR_NUMERIC (out of memory). */
+int checkpoint_read_grid(const char *path, grid **g, int *c_in, int *c_out);
+
 #endif

@@ -1271,6 +1271,8 @@ int model_moe_get(const sm_model *m, int i, model_moe_info *out)
         out->kind = l->kind;
         out->param_first = l->mpid[0];
         out->n_params = l->n_minfo;
+        out->h = m->slots[l->in0].h;
+        out->w = m->slots[l->in0].w;
         if (l->kind == LAYER_SMOE) {
             out->shape = moe_shape(m, l);
             out->n_experts = out->shape.n_experts;

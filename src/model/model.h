@@ -189,6 +189,7 @@ typedef struct {
     const char *name;          /* layer name, e.g. "conv4" */
     layer_kind kind;           /* LAYER_SMOE or LAYER_PMOE */
     int n_experts, k;
+    int h, w;                  /* the layer's grid (coarser than the model's inside a U-Net) */
     int param_first, n_params; /* the layer's param_store ids are param_first .. + n_params - 1 */
     int param_expert;          /* id of the first expert tensor ("<name>.expert_weight" / _w1) */
     int param_gate;            /* id of the (first) gate tensor ("<name>.gate_latent", ...) */

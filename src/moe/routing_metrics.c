@@ -129,20 +129,60 @@ int moe_routing_metrics_compute(const moe_layout *l, const float *p, const int32
             free(arg);
             return -1;
         }
+        /* tokens without a label (-1, e.g. missing values of the map) are left out */
         int ny = 0;
+        size_t kept = 0;
         for (size_t t = 0; t < T; t++) {
             int32_t y = labels_per_sample ? labels[t] : labels[t % l->inner];
-            if (y < 0) rc = -1;
-            lab[t] = y;
+            if (y < 0) continue;
+            arg[kept] = arg[t];
+            lab[kept++] = y;
             if (y + 1 > ny) ny = y + 1;
         }
-        if (rc == 0) {
+        if (kept > 0) {
             m->has_labels = 1;
-            m->mi = moe_mutual_information(T, arg, N, lab, ny);
-            m->ari = moe_adjusted_rand_index(T, arg, N, lab, ny);
+            m->mi = moe_mutual_information(kept, arg, N, lab, ny);
+            m->ari = moe_adjusted_rand_index(kept, arg, N, lab, ny);
         }
     }
     free(arg);
     free(lab);
     return rc;
+}
+
+int moe_labels_from_values(const float *values, size_t n, int max_categories, int32_t *labels)
+{
+    float seen[MOE_METRICS_MAX_EXPERTS * 4];
+    if (max_categories > (int)(sizeof seen / sizeof seen[0])) max_categories = (int)(sizeof seen / sizeof seen[0]);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(values[i])) {
+            labels[i] = -1;
+            continue;
+        }
+        int c = 0;
+        while (c < k && seen[c] != values[i]) c++;
+        if (c == k) {
+            if (k == max_categories) return -1;
+            seen[k++] = values[i];
+        }
+        labels[i] = c;
+    }
+    int rank[MOE_METRICS_MAX_EXPERTS * 4];
+    for (int c = 0; c < k; c++) {
+        rank[c] = 0;
+        for (int q = 0; q < k; q++) rank[c] += seen[q] < seen[c];
+    }
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] >= 0) labels[i] = rank[labels[i]];
+    return k;
+}
+
+void moe_latitude_band_labels(const double *lat, int h, int w, int32_t *labels)
+{
+    for (int j = 0; j < h; j++) {
+        int band = lat ? (int)floor((lat[j] + 90.0) / 30.0) : (int)((double)j * 6 / h);
+        band = band < 0 ? 0 : band > 5 ? 5 : band;
+        for (int i = 0; i < w; i++) labels[(size_t)j * w + i] = band;
+    }
 }

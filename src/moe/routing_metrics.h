@@ -26,9 +26,9 @@ typedef struct {
 
 /* p: routing probabilities (each token's N entries sum to 1; a softmax of raw gate values for
  * gates that do not produce probabilities, see moe_softmax_experts). labels (nullable): one
- * non-negative class per token; labels_per_sample = 0 means labels has `inner` entries shared
- * by every sample (a fixed map such as the true regions or land/sea), 1 means outer*inner.
- * Returns 0, or -1 if N > MOE_METRICS_MAX_EXPERTS or a label is negative. */
+ * class per token, -1 for a token without one (left out of MI and ARI); labels_per_sample = 0
+ * means labels has `inner` entries shared by every sample (a fixed map such as the true regions
+ * or land/sea), 1 means outer*inner. Returns 0, or -1 if N > MOE_METRICS_MAX_EXPERTS. */
 int moe_routing_metrics_compute(const moe_layout *l, const float *p, const int32_t *labels,
                                 int labels_per_sample, moe_routing_metrics *m);
 
@@ -43,5 +43,15 @@ void moe_argmax_experts(const moe_layout *l, const float *p, int32_t *expert);
  * ARI is 1 when both labelings are a single cluster or all singletons (sklearn's convention). */
 double moe_mutual_information(size_t n, const int32_t *a, int na, const int32_t *b, int nb);
 double moe_adjusted_rand_index(size_t n, const int32_t *a, int na, const int32_t *b, int nb);
+
+/* A categorical map's labels: each distinct value is one category, numbered 0 .. K-1 in
+ * increasing order of the values (integer codes or class values such as diffusivities); NaN
+ * gives -1 (left out of MI and ARI). Returns K, or -1 when the map has more than
+ * max_categories (at most 4 * MOE_METRICS_MAX_EXPERTS) distinct values, i.e. is not categorical. */
+int moe_labels_from_values(const float *values, size_t n, int max_categories, int32_t *labels);
+
+/* Six 30-degree latitude bands from the south pole (0 .. 5) for an h x w grid; lat NULL (x/y
+ * grids): six bands of rows. */
+void moe_latitude_band_labels(const double *lat, int h, int w, int32_t *labels);
 
 #endif

@@ -335,42 +335,9 @@ static int open_checkpoint_model(const char *path, int batch, sm_config **cfg, g
 {
     int st = checkpoint_load_config(path, 0, NULL, cfg);
     if (st) return st;
-    int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
-    if (s != NC_NOERR) return nc_bad(path, "cannot open", s);
-    long long c_in = 0, c_out = 0;
-    int gg;
-    size_t nlat = 0, nlon = 0, klen = 0;
-    int dl, dn, vl, vn;
-    char kind[16] = "latlon";
-    if ((s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_in", &c_in)) || (s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_out", &c_out)) ||
-        (s = nc_inq_ncid(ncid, "grid", &gg)) || (s = nc_inq_dimid(gg, "lat", &dl)) || (s = nc_inq_dimlen(gg, dl, &nlat)) ||
-        (s = nc_inq_dimid(gg, "lon", &dn)) || (s = nc_inq_dimlen(gg, dn, &nlon))) {
-        nc_close(ncid);
-        return nc_bad(path, "not a complete smoecast checkpoint (channels or grid missing)", s);
-    }
-    if (nc_inq_attlen(gg, NC_GLOBAL, "kind", &klen) == NC_NOERR && klen < sizeof kind) {
-        nc_get_att_text(gg, NC_GLOBAL, "kind", kind);
-        kind[klen] = '\0';
-    }
-    double *lat = malloc(sizeof(double) * (nlat + nlon));
-    if (!lat) {
-        nc_close(ncid);
-        return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    }
-    s = nc_inq_varid(gg, "lat", &vl);
-    if (s == NC_NOERR) s = nc_get_var_double(gg, vl, lat);
-    if (s == NC_NOERR) s = nc_inq_varid(gg, "lon", &vn);
-    if (s == NC_NOERR) s = nc_get_var_double(gg, vn, lat + nlat);
-    nc_close(ncid);
-    if (s != NC_NOERR) {
-        free(lat);
-        return nc_bad(path, "cannot read the grid", s);
-    }
-    st = !strcmp(kind, "xy") ? grid_create_xy("checkpoint", (int)nlat, lat, (int)nlon, lat + nlat, g)
-                             : grid_create_latlon("checkpoint", (int)nlat, lat, (int)nlon, lat + nlat, g);
-    free(lat);
-    if (st) return st;
-    if ((st = model_build(&(*cfg)->model, (int)c_in, (int)c_out, *g, batch, 0, (uint64_t)(*cfg)->run.seed, m))) return st;
+    int c_in, c_out;
+    if ((st = checkpoint_read_grid(path, g, &c_in, &c_out))) return st;
+    if ((st = model_build(&(*cfg)->model, c_in, c_out, *g, batch, 0, (uint64_t)(*cfg)->run.seed, m))) return st;
     return checkpoint_load(path, *m, *cfg, *g, NULL);
 }
 
@@ -491,20 +458,27 @@ static double weighted_mi(const int32_t *a, int na, const int32_t *b, int nb, in
     return mi;
 }
 
-/* Land-sea mask "FILE:VAR" on the layer grid (nearest neighbour), as 0/1 labels (-1 missing). */
-static int read_lsm(const char *spec, const layer_maps *L, int is_latlon, int32_t *labels)
+/* A reference map "FILE:VAR" (2-D, or the first field of a higher-rank variable) on the layer
+ * grid as integer labels, -1 where missing. A map of the layer's shape is taken as it is (rows
+ * flipped when its latitude runs the other way); on a lat-lon layer any other regular lat-lon map
+ * is regridded by nearest neighbour. `binary`: values >= 0.5 are 1, others 0 (land-sea masks may
+ * be fractions or categories 0 ocean, 1 land, 2 lake); otherwise each distinct value is one
+ * category (integer codes, or class values such as the heat task's diffusivities), numbered in
+ * increasing order. `option` names the command-line option in errors. */
+#define MAX_LABEL_CATEGORIES 64
+static int read_label_map(const char *spec, const char *option, const layer_maps *L, int is_latlon, int binary,
+                          int32_t *labels, int *n_categories)
 {
     char file[1024], var[256];
     const char *colon = strrchr(spec, ':');
-    if (!colon) return sm_fail(SM_ERR_USAGE, "--lsm '%s': use FILE:VARIABLE", spec);
+    if (!colon) return sm_fail(SM_ERR_USAGE, "%s '%s': use FILE:VARIABLE", option, spec);
     snprintf(file, sizeof file, "%.*s", (int)(colon - spec), spec);
     snprintf(var, sizeof var, "%s", colon + 1);
-    if (!is_latlon) return sm_fail(SM_ERR_USAGE, "--lsm needs a latitude-longitude model grid");
     int ncid, vid, nd, dims[NC_MAX_VAR_DIMS], s = nc_open(file, NC_NOWRITE, &ncid);
-    if (s != NC_NOERR) return nc_bad(file, "cannot open the land-sea mask", s);
+    if (s != NC_NOERR) return nc_bad(file, "cannot open the reference map", s);
     if ((s = nc_inq_varid(ncid, var, &vid)) != NC_NOERR) {
         nc_close(ncid);
-        return sm_fail(SM_ERR_IO, "%s: no variable '%s' for the land-sea mask", file, var);
+        return sm_fail(SM_ERR_IO, "%s: no variable '%s' for %s", file, var, option);
     }
     nc_inq_varndims(ncid, vid, &nd);
     nc_inq_vardimid(ncid, vid, dims);
@@ -516,44 +490,85 @@ static int read_lsm(const char *spec, const layer_maps *L, int is_latlon, int32_
     char yname[NC_MAX_NAME + 1], xname[NC_MAX_NAME + 1];
     nc_inq_dim(ncid, dims[nd - 2], yname, &ny);
     nc_inq_dim(ncid, dims[nd - 1], xname, &nx);
-    double *lat = malloc(sizeof(double) * (ny + nx)), *vals = malloc(sizeof(double) * ny * nx);
-    int vy, vx;
-    s = nc_inq_varid(ncid, yname, &vy);
-    if (s == NC_NOERR) s = nc_get_var_double(ncid, vy, lat);
-    if (s == NC_NOERR) s = nc_inq_varid(ncid, xname, &vx);
-    if (s == NC_NOERR) s = nc_get_var_double(ncid, vx, lat + ny);
+    const int same_shape = ny == (size_t)L->h && nx == (size_t)L->w;
+    if (!same_shape && !is_latlon) {
+        nc_close(ncid);
+        return sm_fail(SM_ERR_IO, "%s: %s is %zux%zu but layer %s is %dx%d and not on a latitude-longitude grid "
+                       "(only lat-lon maps are regridded)", file, var, ny, nx, L->name, L->h, L->w);
+    }
+    double *coord = malloc(sizeof(double) * (ny + nx)), *vals = malloc(sizeof(double) * ny * nx);
+    float *out = malloc(sizeof(float) * (size_t)L->h * L->w);
     size_t start[NC_MAX_VAR_DIMS] = {0}, count[NC_MAX_VAR_DIMS];
     for (int d = 0; d < nd; d++) count[d] = 1;
     count[nd - 2] = ny;
     count[nd - 1] = nx;
-    if (s == NC_NOERR) s = nc_get_vara_double(ncid, vid, start, count, vals);
+    int st = SM_OK;
+    if (!coord || !vals || !out) st = sm_fail(SM_ERR_NUMERIC, "out of memory for %s", spec);
+    if (!st && (s = nc_get_vara_double(ncid, vid, start, count, vals)) != NC_NOERR)
+        st = nc_bad(file, "cannot read the reference map", s);
+    int vy, vx, have_coords = 0;
+    if (!st && is_latlon && nc_inq_varid(ncid, yname, &vy) == NC_NOERR && nc_inq_varid(ncid, xname, &vx) == NC_NOERR &&
+        nc_get_var_double(ncid, vy, coord) == NC_NOERR && nc_get_var_double(ncid, vx, coord + ny) == NC_NOERR)
+        have_coords = 1;
     nc_close(ncid);
-    int st = s == NC_NOERR ? SM_OK : nc_bad(file, "cannot read the land-sea mask and its coordinates", s);
-    src_geometry *geo = NULL;
-    grid *dst = NULL;
-    regrid_weights *rw = NULL;
-    float *out = malloc(sizeof(float) * (size_t)L->h * L->w);
-    if (!st && nx > 1) st = geometry_create_regular((int)ny, lat, (int)nx, lat[ny], lat[ny + 1] - lat[ny], &geo);
-    if (!st) st = grid_create_latlon("layer", L->h, L->lat, L->w, L->lon, &dst);
-    if (!st) st = regrid_weights_create(geo, dst, REGRID_NEAREST, &rw);
-    if (!st) {
-        regrid_apply(rw, vals, out);
-        /* Masks may be fractions or categories (0 ocean, 1 land, 2 lake, ...): >= 0.5 is land. */
+    if (!st && !same_shape && !have_coords)
+        st = sm_fail(SM_ERR_IO, "%s: %s has no latitude/longitude coordinate variables to regrid it", file, var);
+    if (!st && same_shape) {
+        const int flip = have_coords && ny > 1 && L->h > 1 && (coord[1] - coord[0]) * (L->lat[1] - L->lat[0]) < 0;
         for (int j = 0; j < L->h; j++)
-            for (int i = 0; i < L->w; i++) {
-                /* grid_create_latlon stores latitude descending; L->lat may be either way. */
+            for (int i = 0; i < L->w; i++)
+                out[(size_t)j * L->w + i] = (float)vals[(size_t)(flip ? L->h - 1 - j : j) * nx + i];
+    } else if (!st) {
+        src_geometry *geo = NULL;
+        grid *dst = NULL;
+        regrid_weights *rw = NULL;
+        float *tmp = malloc(sizeof(float) * (size_t)L->h * L->w);
+        if (!tmp) st = sm_fail(SM_ERR_NUMERIC, "out of memory for %s", spec);
+        if (!st && nx > 1)
+            st = geometry_create_regular((int)ny, coord, (int)nx, coord[ny], coord[ny + 1] - coord[ny], &geo);
+        if (!st) st = grid_create_latlon("layer", L->h, L->lat, L->w, L->lon, &dst);
+        if (!st) st = regrid_weights_create(geo, dst, REGRID_NEAREST, &rw);
+        if (!st) {
+            regrid_apply(rw, vals, tmp);
+            /* grid_create_latlon stores latitude descending; L->lat may be either way. */
+            for (int j = 0; j < L->h; j++) {
                 int jj = dst->lat[0] == L->lat[0] ? j : L->h - 1 - j;
-                float v = out[(size_t)jj * L->w + i];
-                labels[(size_t)j * L->w + i] = isnan(v) ? -1 : (v >= 0.5f ? 1 : 0);
+                memcpy(out + (size_t)j * L->w, tmp + (size_t)jj * L->w, sizeof(float) * L->w);
             }
+        }
+        regrid_weights_free(rw);
+        grid_free(dst);
+        geometry_free(geo);
+        free(tmp);
     }
-    regrid_weights_free(rw);
-    grid_free(dst);
-    geometry_free(geo);
-    free(out);
-    free(lat);
+    int n = 2;
+    if (!st && binary) {
+        for (size_t p = 0; p < (size_t)L->h * L->w; p++) labels[p] = isnan(out[p]) ? -1 : out[p] >= 0.5f ? 1 : 0;
+    } else if (!st && (n = moe_labels_from_values(out, (size_t)L->h * L->w, MAX_LABEL_CATEGORIES, labels)) < 0) {
+        st = sm_fail(SM_ERR_IO, "%s: %s has more than %d distinct values; %s needs a categorical map", file, var,
+                     MAX_LABEL_CATEGORIES, option);
+    }
+    *n_categories = n;
+    free(coord);
     free(vals);
+    free(out);
     return st;
+}
+
+/* Adjusted Rand index of the expert map against labels over the points where both exist. */
+static double map_ari(const int32_t *argmax, int n_experts, const int32_t *labels, int n_labels, size_t np)
+{
+    int32_t *a = malloc(sizeof(int32_t) * np), *b = malloc(sizeof(int32_t) * np);
+    size_t n = 0;
+    for (size_t p = 0; a && b && p < np; p++)
+        if (argmax[p] >= 0 && labels[p] >= 0) {
+            a[n] = argmax[p];
+            b[n++] = labels[p];
+        }
+    double ari = a && b ? moe_adjusted_rand_index(n, a, n_experts, b, n_labels) : NAN;
+    free(a);
+    free(b);
+    return ari;
 }
 
 /* Mean absolute error of a forecast file inside each expert's region (first output variable
@@ -641,26 +656,32 @@ static int write_stats(const experts_opts *o, const layer_maps *maps, int n_maps
             outfile_abort(&out);
             return sm_fail(SM_ERR_IO, "%s: cannot write", o->stats_csv);
         }
-        fprintf(csv, "layer,expert,area_share,mae,mi_landsea_bits,mi_latband_bits\n");
+        fprintf(csv, "layer,expert,area_share,mae,mi_landsea_bits,mi_latband_bits,ari_labels,mi_labels_bits\n");
     }
     for (int l = 0; l < n_maps && !st; l++) {
         const layer_maps *L = &maps[l];
         size_t hw = (size_t)L->h * L->w;
         double *wrow = malloc(sizeof(double) * (size_t)L->h), area[1024] = {0}, total = 0;
         int32_t *bands = malloc(sizeof(int32_t) * hw), *lsm = malloc(sizeof(int32_t) * hw);
+        int32_t *ref = malloc(sizeof(int32_t) * hw);
         for (int j = 0; j < L->h; j++) wrow[j] = is_latlon ? cos(L->lat[j] * DEG2RAD) : 1.0;
         for (int j = 0; j < L->h; j++)
             for (int i = 0; i < L->w; i++) {
                 size_t p = (size_t)j * L->w + i;
                 area[L->argmax[p]] += wrow[j];
                 total += wrow[j];
-                /* 30-degree bands from the south pole: 0 .. 5. */
-                int band = is_latlon ? (int)floor((L->lat[j] + 90.0) / 30.0) : (int)((double)j * 6 / L->h);
-                bands[p] = band < 0 ? 0 : band > 5 ? 5 : band;
             }
+        moe_latitude_band_labels(is_latlon ? L->lat : NULL, L->h, L->w, bands);
         double mi_band = weighted_mi(L->argmax, L->n, bands, 6, L->h, L->w, wrow);
         double mi_lsm = NAN;
-        if (o->lsm && (st = read_lsm(o->lsm, L, is_latlon, lsm)) == SM_OK) mi_lsm = weighted_mi(L->argmax, L->n, lsm, 2, L->h, L->w, wrow);
+        int n_cat = 0;
+        if (o->lsm && (st = read_label_map(o->lsm, "--lsm", L, is_latlon, 1, lsm, &n_cat)) == SM_OK)
+            mi_lsm = weighted_mi(L->argmax, L->n, lsm, 2, L->h, L->w, wrow);
+        double ari_ref = NAN, mi_ref = NAN;
+        if (!st && o->labels && (st = read_label_map(o->labels, "--labels", L, is_latlon, 0, ref, &n_cat)) == SM_OK) {
+            ari_ref = map_ari(L->argmax, L->n, ref, n_cat, hw);
+            mi_ref = weighted_mi(L->argmax, L->n, ref, n_cat, L->h, L->w, wrow);
+        }
         double mae[1024], npts[1024];
         int have_err = 0;
         if (!st && o->forecast && o->truth) {
@@ -669,18 +690,21 @@ static int write_stats(const experts_opts *o, const layer_maps *maps, int n_maps
         if (!st) {
             printf("layer %s: %d experts on %dx%d; MI with latitude bands %.3f bits", L->name, L->n, L->h, L->w, mi_band);
             if (!isnan(mi_lsm)) printf(", with land/sea %.3f bits", mi_lsm);
+            if (o->labels) printf("; against %s: ARI %.4f, MI %.3f bits", o->labels, ari_ref, mi_ref);
             printf("\n  expert  area share%s\n", have_err ? "   MAE in region" : "");
             for (int e = 0; e < L->n; e++) {
                 printf("  %6d  %10.4f", e, area[e] / total);
                 if (have_err) printf("   %14.5g", mae[e]);
                 printf("\n");
                 if (csv)
-                    fprintf(csv, "%s,%d,%.6f,%.6g,%.6g,%.6g\n", L->name, e, area[e] / total, have_err ? mae[e] : NAN, mi_lsm, mi_band);
+                    fprintf(csv, "%s,%d,%.6f,%.6g,%.6g,%.6g,%.6g,%.6g\n", L->name, e, area[e] / total,
+                            have_err ? mae[e] : NAN, mi_lsm, mi_band, ari_ref, mi_ref);
             }
         }
         free(wrow);
         free(bands);
         free(lsm);
+        free(ref);
     }
     if (csv) {
         if (fclose(csv) != 0 && !st) st = sm_fail(SM_ERR_IO, "%s: write failed", o->stats_csv);

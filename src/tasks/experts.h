@@ -11,7 +11,8 @@
  *
  * Statistics per expert: cos-latitude-weighted area share, mean absolute forecast error inside
  * the expert's region (given a forecast and the truth), and the mutual information (bits) of
- * the expert map with a land-sea mask and with 30-degree latitude bands. */
+ * the expert map with a land-sea mask and with 30-degree latitude bands, and the adjusted Rand
+ * index and mutual information against any categorical reference map (e.g. true regions). */
 #ifndef SMOECAST_TASKS_EXPERTS_H
 #define SMOECAST_TASKS_EXPERTS_H
 
@@ -27,6 +28,8 @@ typedef struct {
     const char *forecast;     /* forecast file for the per-expert error (nullable) */
     const char *truth;        /* truth dataset for the per-expert error (nullable) */
     const char *lsm;          /* "FILE:VAR" land-sea mask (nullable; regridded by nearest) */
+    const char *labels;       /* "FILE:VAR" categorical reference map, e.g. the heat task's true
+                                 regions: ARI and MI of each expert map against it (nullable) */
     const char *history;
 } experts_opts;
 

@@ -46,6 +46,7 @@ typedef struct {
     int batch;
     char input_vars[1024], output_vars[1024];
     ckpt_array norm[3];   /* normalisation statistics saved with every checkpoint */
+    int32_t *routing_labels;   /* (H, W) training.routing_labels, or NULL */
     double wsum[SAMPLES_MAX_VARS], esum[SAMPLES_MAX_VARS];   /* validation RMSE sums */
 } trainer;
 
@@ -58,6 +59,7 @@ static void trainer_free(trainer *T)
     samples_split_free(&T->test);
     samples_layout_free(&T->L);
     grid_free(T->g);
+    free(T->routing_labels);
     if (T->ds) dataset_close(T->ds);
     free(T->wlat);
     free(T->target);
@@ -118,6 +120,34 @@ int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const ch
 
 /* ------------------------------------------------------------------ set-up */
 
+/* training.routing_labels: a static categorical dataset variable, or latitude_bands. */
+static int load_routing_labels(trainer *T, const char *name)
+{
+    const dataset *ds = T->ds;
+    size_t np = (size_t)ds->nlat * ds->nlon;
+    T->routing_labels = malloc(sizeof(int32_t) * np);
+    if (!T->routing_labels) return sm_fail(SM_ERR_NUMERIC, "out of memory for training.routing_labels");
+    if (!strcmp(name, "latitude_bands")) {
+        moe_latitude_band_labels(ds->is_latlon ? ds->lat : NULL, ds->nlat, ds->nlon, T->routing_labels);
+        return SM_OK;
+    }
+    int v = dataset_find_var(ds, name);
+    if (v < 0)
+        return sm_fail(SM_ERR_USAGE, "training.routing_labels: %s has no variable '%s' (give a static categorical "
+                       "variable such as lsm or region, or latitude_bands)", T->cfg->data.dataset, name);
+    if (!ds->vars[v].is_static)
+        return sm_fail(SM_ERR_USAGE, "training.routing_labels: %s: '%s' varies in time; give a static map",
+                       T->cfg->data.dataset, name);
+    float *values = malloc(sizeof(float) * np);
+    if (!values) return sm_fail(SM_ERR_NUMERIC, "out of memory for training.routing_labels");
+    int st = dataset_read(ds, v, 0, 0, values);
+    if (!st && moe_labels_from_values(values, np, 64, T->routing_labels) < 0)
+        st = sm_fail(SM_ERR_USAGE, "training.routing_labels: %s: '%s' has more than 64 distinct values; give a "
+                     "categorical map", T->cfg->data.dataset, name);
+    free(values);
+    return st;
+}
+
 static int trainer_setup(trainer *T, const sm_config *cfg, int resume)
 {
     T->cfg = cfg;
@@ -132,6 +162,7 @@ static int trainer_setup(trainer *T, const sm_config *cfg, int resume)
     if ((st = samples_splits(&T->L, &cfg->data, T->ds, &T->train, &T->val, &T->test))) return st;
     if ((st = train_grid_from_dataset(T->ds, &T->g))) return st;
     if ((st = sample_cache_create(T->ds, &T->cache))) return st;
+    if (cfg->training.routing_labels[0] && (st = load_routing_labels(T, cfg->training.routing_labels))) return st;
     log_info("dataset %s: %d x %d grid, %d times; samples train %lld, validation %lld, test %lld; step %gh",
              cfg->data.dataset, T->ds->nlat, T->ds->nlon, T->ds->ntimes, (long long)T->train.n, (long long)T->val.n,
              (long long)T->test.n, T->L.step_hours);
@@ -324,7 +355,10 @@ int train_run(const sm_config *cfg, int resume, train_result *result)
                            .val_add = task_val_add,
                            .val_text = task_val_text,
                            .val_json = task_val_json,
-                           .val_reduce = task_val_reduce};
+                           .val_reduce = task_val_reduce,
+                           .routing_labels = T.routing_labels,
+                           .routing_labels_h = T.L.h,
+                           .routing_labels_w = T.L.w};
         st = train_engine_run(cfg, T.m, T.g, T.batch, &task, resume, result);
     }
     trainer_free(&T);

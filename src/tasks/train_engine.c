@@ -83,25 +83,15 @@ static int save_checkpoint(engine *E, const char *path, int64_t epoch, int64_t s
     state_fill(E, &st, epoch, step);
     st.best_score = best;
     st.best_epoch = best_epoch;
-    /* Routing metrics of the last validation, one row per MoE layer:
-     * [cv_importance, H_s, H_u, load_frac_0 .. load_frac_{N-1}]. */
-    ckpt_array metrics[TRAIN_MAX_MOE];
-    float metric_data[TRAIN_MAX_MOE][3 + MOE_METRICS_MAX_EXPERTS];
+    /* routing metrics of the last validation: <layer>.load_fraction and <layer>.routing */
+    ckpt_array metrics[2 * TRAIN_MAX_MOE];
+    float metric_data[TRAIN_MAX_MOE][CKPT_ROUTING_FLOATS];
     for (int i = 0; i < E->n_moe; i++) {
-        const moe_routing_metrics *r = &E->routing[i];
         model_moe_info info;
         model_moe_get(E->m, i, &info);
-        memset(&metrics[i], 0, sizeof metrics[i]);
-        snprintf(metrics[i].name, CKPT_NAME_MAX, "routing_%s", info.name);
-        metrics[i].ndim = 1;
-        metrics[i].shape[0] = (size_t)(3 + r->n_experts);
-        metric_data[i][0] = (float)r->cv_importance;
-        metric_data[i][1] = (float)r->h_s;
-        metric_data[i][2] = (float)r->h_u;
-        for (int e = 0; e < r->n_experts; e++) metric_data[i][3 + e] = (float)r->load_frac[e];
-        metrics[i].data = metric_data[i];
+        checkpoint_routing_arrays(info.name, &E->routing[i], metric_data[i], metrics + 2 * i);
     }
-    st.n_metrics = E->n_moe;
+    st.n_metrics = 2 * E->n_moe;
     st.metrics = metrics;
     return checkpoint_save(path, E->m, E->cfg, E->g, &st);
 }
@@ -145,8 +135,13 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
         batches++;
         if (n == 0) continue;
         /* the model's own routing metrics know each MoE layer's grid and gate kind */
-        for (int i = 0; i < E->n_moe && !moe_done; i++)
-            if ((st = model_moe_routing_metrics(E->m, i, NULL, 0, &E->routing[i]))) return st;
+        for (int i = 0; i < E->n_moe && !moe_done; i++) {
+            model_moe_info info;
+            model_moe_get(E->m, i, &info);
+            const int32_t *labels = T->routing_labels && info.h == T->routing_labels_h &&
+                                    info.w == T->routing_labels_w ? T->routing_labels : NULL;
+            if ((st = model_moe_routing_metrics(E->m, i, labels, 0, &E->routing[i]))) return st;
+        }
         moe_done = 1;
     }
     model_set_batch(E->m, E->batch);
@@ -177,8 +172,11 @@ static void write_metrics(engine *E, int64_t epoch, int64_t step, double train_l
         model_moe_info info;
         model_moe_get(E->m, i, &info);
         const moe_routing_metrics *r = &E->routing[i];
-        fprintf(f, "%s{\"layer\": \"%s\", \"cv_importance\": %.6g, \"H_s\": %.6g, \"H_u\": %.6g, \"load\": [", i ? ", " : "",
+        fprintf(f, "%s{\"layer\": \"%s\", \"cv_importance\": %.6g, \"H_s\": %.6g, \"H_u\": %.6g, ", i ? ", " : "",
                 info.name, r->cv_importance, r->h_s, r->h_u);
+        if (E->task->routing_labels && info.h == E->task->routing_labels_h && info.w == E->task->routing_labels_w)
+            fprintf(f, "\"MI\": %.6g, \"ARI\": %.6g, ", r->mi, r->ari);
+        fprintf(f, "\"load\": [");
         for (int e = 0; e < r->n_experts; e++) fprintf(f, "%s%.6g", e ? ", " : "", r->load_frac[e]);
         fprintf(f, "]}");
     }

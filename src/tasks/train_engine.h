@@ -51,6 +51,10 @@ typedef struct {
     /* data-parallel runs (core/dist.h, more than one rank): sum the validation accumulators
      * over ranks after every rank has added its share of the validation set (may be NULL) */
     int (*val_reduce)(void *ctx);
+    /* categorical labels (h x w, -1 missing; nullable) for the routing metrics: MI and ARI of
+     * every MoE layer on this grid are computed against them each epoch */
+    const int32_t *routing_labels;
+    int routing_labels_h, routing_labels_w;
 } train_task;
 
 /* Trains model m (built with gradients for `batch` samples) on the task. output.dir is

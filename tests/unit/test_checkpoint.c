@@ -137,6 +137,17 @@ static void test_resume_exact(void **state)
     ckpt_state sb;
     fill_state(&sb, &b);
     assert_int_equal(checkpoint_load(path, b.m, b.cfg, g, &sb), SM_OK);
+    /* the stored grid and channel counts rebuild the model without the dataset */
+    grid *rg = NULL;
+    int c_in = 0, c_out = 0;
+    assert_int_equal(checkpoint_read_grid(path, &rg, &c_in, &c_out), SM_OK);
+    assert_int_equal(rg->nlat, g->nlat);
+    assert_int_equal(rg->nlon, g->nlon);
+    for (int j = 0; j < g->nlat; j++) assert_float_equal(rg->lat[j], g->lat[j], 1e-12);
+    for (int i = 0; i < g->nlon; i++) assert_float_equal(rg->lon[i], g->lon[i], 1e-12);
+    assert_int_equal(c_in, model_c_in(a.m));
+    assert_int_equal(c_out, model_c_out(a.m));
+    grid_free(rg);
     assert_int_equal(sb.step, N);
     assert_int_equal(b.opt->step, N);
     run_steps(&b, N);
@@ -252,6 +263,12 @@ static void test_round_trip(void **state)
     assert_null(sb.norm);
     /* parameters only (no state) also round-trips */
     assert_int_equal(checkpoint_save(path, a.m, a.cfg, NULL, NULL), SM_OK);
+    {
+        grid *none = NULL;
+        int ci, co;
+        assert_int_equal(checkpoint_read_grid(path, &none, &ci, &co), SM_ERR_IO); /* saved without a grid */
+        assert_null(none);
+    }
     assert_int_equal(checkpoint_load(path, b.m, NULL, NULL, NULL), SM_OK);
     run_free(&a);
     run_free(&b);

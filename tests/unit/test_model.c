@@ -92,6 +92,24 @@ static void test_fd_smoe_net(void **state)
     run_fd(&c);
 }
 
+/* the reference block with its shortcut: a 1x1 conv + BN where the width changes (2 -> 3), the
+ * identity where it does not (3 -> 3) */
+static void test_fd_smoe_net_residual(void **state)
+{
+    (void)state;
+    fd_case c = {8, {"model.architecture=smoe_net", "model.channels=[3, 3]", "model.moe.experts=3",
+                     "model.moe.k=1", "model.moe.rc_loss.enabled=false", "model.batchnorm=true",
+                     "model.residual=true", "model.activation=tanh"},
+                 2, 2, 6, 6, 0, 2, 1, NULL, 2e-2, 1e-3f};
+    run_fd(&c);
+    sm_model *m = mt_build(c.n, c.ov, c.c_in, c.c_out, c.h, c.w, c.periodic, c.batch);
+    int shortcut_convs = 0;
+    for (int i = 0; i < model_layer_count(m); i++)
+        shortcut_convs += strstr(model_layer_name(m, i), "_res") != NULL && strstr(model_layer_name(m, i), "_bn") == NULL;
+    assert_int_equal(shortcut_convs, 1);
+    model_free(m);
+}
+
 static void test_fd_cnn_smoe_last_conv_gate(void **state)
 {
     (void)state;
@@ -401,6 +419,8 @@ static void test_build_errors(void **state)
     expect_build_error(2, e, 8, 8, "model.kernel");
     const char *f[] = {"model.architecture=smoe_net", "model.moe.gate=laplace"};
     expect_build_error(2, f, 8, 8, "smoe_net");
+    const char *r[] = {"model.architecture=cnn", "model.residual=true"};
+    expect_build_error(2, r, 8, 8, "model.residual");
     const char *g[] = {"model.architecture=cnn", "model.moe.enabled=true", "model.moe.aux.switch=0.1"};
     expect_build_error(3, g, 8, 8, "point-gated");
 }
@@ -483,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_fd_unet_eval),
         cmocka_unit_test(test_fd_mlp),
         cmocka_unit_test(test_fd_smoe_net),
+        cmocka_unit_test(test_fd_smoe_net_residual),
         cmocka_unit_test(test_fd_cnn_smoe_last_conv_gate),
         cmocka_unit_test(test_fd_cnn_smoe_last_rc),
         cmocka_unit_test(test_fd_cnn_point_moe_softmax),

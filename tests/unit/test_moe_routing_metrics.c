@@ -60,12 +60,53 @@ static void test_metrics(void **st)
     assert_float_equal(r[0], 1.0 / (1.0 + exp(-1.0)), 1e-6);
 }
 
+/* unlabelled points (-1) are left out: a perfect routing on the labelled ones stays ARI 1 */
+static void test_unlabelled_points(void **st)
+{
+    (void)st;
+    moe_layout l = {1, 2, 4};
+    float q[8] = {1, 0, 0, 1,  0, 1, 1, 0}; /* argmax {0, 1, 1, 0} */
+    int32_t lab[4] = {0, 1, -1, -1};
+    moe_routing_metrics m;
+    assert_int_equal(moe_routing_metrics_compute(&l, q, lab, 0, &m), 0);
+    assert_true(m.has_labels);
+    assert_float_equal(m.ari, 1.0, 1e-12);
+    assert_float_equal(m.mi, 1.0, 1e-12);
+    int32_t none[4] = {-1, -1, -1, -1};
+    assert_int_equal(moe_routing_metrics_compute(&l, q, none, 0, &m), 0);
+    assert_false(m.has_labels);
+}
+
+static void test_labels_from_values(void **st)
+{
+    (void)st;
+    float v[6] = {0.25f, 0.0025f, NAN, 0.025f, 0.25f, 0.0025f};
+    int32_t lab[6];
+    assert_int_equal(moe_labels_from_values(v, 6, 8, lab), 3);
+    const int32_t want[6] = {2, 0, -1, 1, 2, 0}; /* numbered by increasing value */
+    for (int i = 0; i < 6; i++) assert_int_equal(lab[i], want[i]);
+    assert_int_equal(moe_labels_from_values(v, 6, 2, lab), -1); /* three values, two allowed */
+    int32_t bands[3 * 2];
+    const double lat[3] = {80.0, 0.0, -89.0};
+    moe_latitude_band_labels(lat, 3, 2, bands);
+    assert_int_equal(bands[0], 5);
+    assert_int_equal(bands[1], 5);
+    assert_int_equal(bands[2], 3);
+    assert_int_equal(bands[4], 0);
+    moe_latitude_band_labels(NULL, 3, 2, bands); /* x/y grid: bands of rows */
+    assert_int_equal(bands[0], 0);
+    assert_int_equal(bands[2], 2);
+    assert_int_equal(bands[4], 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ari_known),
         cmocka_unit_test(test_mi_known),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_unlabelled_points),
+        cmocka_unit_test(test_labels_from_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
