@@ -116,10 +116,13 @@ experiment_ncep_air() {
 # for each seed in PP_SEEDS (default "1 2 3"): `smoecast synth ensemble` (3 years 2000-2002 + 2
 # model-climate years, 10 members), ingest, then raw, EMOS global, EMOS per grid point, U-Net and
 # SMoE (configs/ens_*.yaml, target t2m, train 2000-01..2001-10, validation 2001-11/12, test
-# 2002), PP_EPOCHS (default 30) epochs for the networks. Each method writes scores_<m>.json
-# (test CRPS, spread-skill, coverage, EECRPS); the table is the per-seed and mean scores.
+# 2002), PP_EPOCHS (default 30) epochs for the networks, PP_THREADS (default: smoecast's own
+# default) threads per run. Each method writes scores_<m>.json (test CRPS, spread-skill,
+# coverage, EECRPS); a method whose scores exist is not rerun. The table is the per-seed and mean
+# scores. Reduced run to iterate: PP_SEEDS=1 PP_EPOCHS=5 PP_THREADS=1.
 experiment_postprocess() {
   local d=$work/postprocess seeds=${PP_SEEDS:-"1 2 3"} epochs=${PP_EPOCHS:-30}
+  local threads=${PP_THREADS:+--threads $PP_THREADS}
   mkdir -p "$d"
   for s in $seeds; do
     local e="$d/seed$s"
@@ -134,10 +137,10 @@ experiment_postprocess() {
     for m in raw emos_global emos unet smoe; do
       [ -s "$e/$m/scores_${m%_global}.json" ] && continue
       case $m in
-        raw) "$bin" postprocess fit -c configs/ens_emos.yaml --method raw $common output.dir="$e/$m" ;;
-        emos_global) "$bin" postprocess fit -c configs/ens_emos.yaml postprocess.emos_scope=global $common output.dir="$e/$m" ;;
-        emos) "$bin" postprocess fit -c configs/ens_emos.yaml $common output.dir="$e/$m" ;;
-        *) "$bin" postprocess fit -c "configs/ens_$m.yaml" $common training.epochs="$epochs" output.dir="$e/$m" ;;
+        raw) "$bin" postprocess fit -c configs/ens_emos.yaml --method raw $threads $common output.dir="$e/$m" ;;
+        emos_global) "$bin" postprocess fit -c configs/ens_emos.yaml $threads postprocess.emos_scope=global $common output.dir="$e/$m" ;;
+        emos) "$bin" postprocess fit -c configs/ens_emos.yaml $threads $common output.dir="$e/$m" ;;
+        *) "$bin" postprocess fit -c "configs/ens_$m.yaml" $threads $common training.epochs="$epochs" output.dir="$e/$m" ;;
       esac
     done
   done

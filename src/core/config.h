@@ -82,6 +82,8 @@ typedef struct {
     char placement[CFG_STR];
     int layers;
     char gate[CFG_STR];
+    char outputs[CFG_STR];  /* SMoE gates: "ranked" or "per_channel" */
+    double latent_init_scale; /* latent gate init U(-a s, a s), a = sqrt(3N/k) */
     int experts;
     int k;
     int weighted;

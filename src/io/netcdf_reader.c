@@ -47,6 +47,8 @@ struct nc_var {
     /* time */
     int ntimes;
     double *times;            /* hours since 1970 (or raw, time_is_index) */
+    double *refs, *periods;   /* forecast_reference_time (hours since 1970) and forecast_period
+                                 (hours) per time, NULL when the file has neither */
     int time_is_index;
     int has_time;
     cf_calendar cal;
@@ -236,6 +238,8 @@ void nc_var_close(nc_var *v)
     free(v->level_values);
     free(v->missing);
     free(v->times);
+    free(v->refs);
+    free(v->periods);
     free(v->members);
     geometry_free(v->geom);
     free(v->raw);
@@ -314,6 +318,99 @@ static int setup_time(nc_var *v)
     if (st) return sm_fail(st, "%s: time coordinate '%s': %s", path, tname, sm_last_error());
     v->cal = tu.cal;
     for (size_t i = 0; i < nt; i++) v->times[i] = cf_time_to_hours(&tu, v->times[i]);
+    return SM_OK;
+}
+
+/* A forecast-time variable for v: scalar or 1-D along v's time dimension; the candidates are
+ * the names in v's `coordinates` attribute, then every variable. 1 when found (its id and
+ * whether it is 1-D). */
+static int find_forecast_var(const nc_var *v, const char *stdname, int *vid, int *along_time)
+{
+    int ncid = v->r->ncid, nvars = 0;
+    char coords[1024];
+    att_text(ncid, v->varid, "coordinates", coords, sizeof coords);
+    nc_inq_nvars(ncid, &nvars);
+    char *save = NULL, *tok = strtok_r(coords, " ", &save);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0;; i++) {
+            int cv;
+            if (pass == 0) {
+                if (!tok) break;
+                int found = nc_inq_varid(ncid, tok, &cv) == NC_NOERR;
+                tok = strtok_r(NULL, " ", &save);
+                if (!found) continue;
+            } else {
+                if (i >= nvars) break;
+                cv = i;
+            }
+            char sn[96], name[NC_MAX_NAME + 1];
+            int nd, dim;
+            att_text(ncid, cv, "standard_name", sn, sizeof sn);
+            if (nc_inq_varname(ncid, cv, name) != NC_NOERR) continue;
+            if (strcmp(sn, stdname) && strcmp(name, stdname)) continue;
+            if (nc_inq_varndims(ncid, cv, &nd) != NC_NOERR || nd > 1) continue;
+            if (nd == 1 && (v->dT < 0 || nc_inq_vardimid(ncid, cv, &dim) != NC_NOERR || dim != v->dimids[v->dT])) continue;
+            *vid = cv;
+            *along_time = nd == 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Values of a forecast-time variable per time of v, in hours (since 1970 for the reference
+ * time, in v's calendar when the variable names none). Fill values become NaN. */
+static int read_forecast_var(const nc_var *v, int vid, int along_time, int is_period, double *out)
+{
+    int ncid = v->r->ncid;
+    const char *path = v->r->path;
+    char name[NC_MAX_NAME + 1] = "", units[256], cal[64], tu_text[300];
+    nc_inq_varname(ncid, vid, name);
+    if (nc_get_var_double(ncid, vid, out) != NC_NOERR)
+        return sm_fail(SM_ERR_IO, "%s: variable %s: cannot read its %s coordinate '%s'", path, v->name,
+                       is_period ? "forecast_period" : "forecast_reference_time", name);
+    for (int t = 1; t < v->ntimes; t++) out[t] = along_time ? out[t] : out[0];
+    att_text(ncid, vid, "units", units, sizeof units);
+    att_text(ncid, vid, "calendar", cal, sizeof cal);
+    if (!cal[0]) snprintf(cal, sizeof cal, "%s", cf_calendar_name(v->cal));
+    if (is_period) {
+        snprintf(tu_text, sizeof tu_text, "%s since 1970-01-01", units[0] ? units : "hours");
+    } else {
+        snprintf(tu_text, sizeof tu_text, "%s", units);
+    }
+    cf_time_units tu;
+    if (cf_time_units_parse(tu_text, cal, &tu))
+        return sm_fail(SM_ERR_IO, "%s: variable %s: coordinate '%s' has units '%s'; expected %s", path, v->name, name,
+                       units, is_period ? "a duration unit such as hours" : "'<unit> since <date>'");
+    double fill = 0;
+    int has_fill = att_double(ncid, vid, "_FillValue", &fill);
+    for (int t = 0; t < v->ntimes; t++) {
+        if (!isfinite(out[t]) || (has_fill && out[t] == fill)) out[t] = NAN;
+        else out[t] = is_period ? out[t] * tu.unit_hours : cf_time_to_hours(&tu, out[t]);
+    }
+    return SM_OK;
+}
+
+/* forecast_reference_time / forecast_period of a forecast file (CF standard names, scalar or
+ * along time): when only one of the two is given the other follows from the valid time. */
+static int setup_forecast_times(nc_var *v)
+{
+    if (!v->has_time || v->time_is_index) return SM_OK;
+    int vr = -1, vp = -1, tr = 0, tp = 0;
+    int has_r = find_forecast_var(v, "forecast_reference_time", &vr, &tr);
+    int has_p = find_forecast_var(v, "forecast_period", &vp, &tp);
+    if (!has_r && !has_p) return SM_OK;
+    size_t n = (size_t)v->ntimes;
+    v->refs = malloc(n * sizeof *v->refs);
+    v->periods = malloc(n * sizeof *v->periods);
+    if (!v->refs || !v->periods) return sm_fail(SM_ERR_NUMERIC, "%s: out of memory", v->r->path);
+    int st;
+    if (has_r && (st = read_forecast_var(v, vr, tr, 0, v->refs))) return st;
+    if (has_p && (st = read_forecast_var(v, vp, tp, 1, v->periods))) return st;
+    for (size_t t = 0; t < n; t++) {
+        if (!has_r) v->refs[t] = v->times[t] - v->periods[t];
+        if (!has_p) v->periods[t] = v->times[t] - v->refs[t];
+    }
     return SM_OK;
 }
 
@@ -457,6 +554,7 @@ int nc_var_open(nc_reader *r, const var_selector *sel, nc_var **out)
         v->members[0] = -1;
     }
     if ((st = setup_time(v))) goto fail;
+    if ((st = setup_forecast_times(v))) goto fail;
     if ((st = setup_geometry(v))) goto fail;
     /* packing and masking */
     v->scale = 1.0;
@@ -548,8 +646,8 @@ int nc_var_field_meta(const nc_var *v, int t, int m, field_meta *out)
     out->member = v->members[m];
     out->has_time = v->has_time;
     out->valid_time = v->times[t];
-    out->reference_time = NAN;
-    out->forecast_period = NAN;
+    out->reference_time = v->refs ? v->refs[t] : NAN;
+    out->forecast_period = v->periods ? v->periods[t] : NAN;
     out->time_is_index = v->time_is_index;
     snprintf(out->calendar, sizeof out->calendar, "%s", cf_calendar_name(v->cal));
     snprintf(out->packing, sizeof out->packing, "%s", v->packing);

@@ -102,10 +102,23 @@ static smoe_shape smoe_template(const model_config *mc, int c_out, pad_mode pad)
 
 static int add_smoe_bias(bctx *c, const char *name, int x, int c_out, int bias)
 {
-    smoe_shape t = smoe_template(c->mc, c_out, c->pad);
     const aux_config *a = &c->mc->moe.aux;
     smoe_aux_weights w = {(float)a->importance, (float)a->load, (float)a->spatial_agreement};
-    x = model_add_smoe(c->m, name, x, &t, &w);
+    if (c_out > 1 && strcmp(c->mc->moe.outputs, "per_channel") == 0) {
+        /* one SMoE layer (N = experts, k = 1, own gate) per output channel, concatenated */
+        smoe_shape t = smoe_template(c->mc, 1, c->pad);
+        char cn[128];
+        int y = -1;
+        for (int j = 0; j < c_out; j++) {
+            snprintf(cn, sizeof cn, "%s_ch%d", name, j);
+            int z = model_add_smoe(c->m, cn, x, &t, &w);
+            y = j == 0 ? z : model_add_concat(c->m, y, z);
+        }
+        x = y;
+    } else {
+        smoe_shape t = smoe_template(c->mc, c_out, c->pad);
+        x = model_add_smoe(c->m, name, x, &t, &w);
+    }
     if (bias) {
         char bn[128];
         snprintf(bn, sizeof bn, "%s_bias", name);
@@ -316,6 +329,9 @@ static int check_config(const model_config *mc, int *arch)
         if ((!point_gate || pg != PMOE_HMOE) && (e->k < 1 || e->k > e->experts))
             return sm_fail(SM_ERR_USAGE, "model.moe.k: %d with model.moe.experts = %d; need 1 <= k <= experts",
                            e->k, e->experts);
+        if (smoe_gate && strcmp(e->outputs, "per_channel") == 0 && e->k != 1)
+            return sm_fail(SM_ERR_USAGE, "model.moe.outputs: per_channel gives every output channel its own "
+                           "SMoE layer with one selected expert; set model.moe.k to 1 (got %d)", e->k);
         if (e->expert_kernel < 1 || e->expert_kernel % 2 == 0)
             return sm_fail(SM_ERR_USAGE, "model.moe.expert_kernel: %d must be odd", e->expert_kernel);
     }
@@ -387,6 +403,17 @@ int model_build_dims(const model_config *mc, int c_in, int c_out, int h, int w, 
     rng_t rng;
     rng_seed(&rng, seed, MODEL_RNG_STREAM_INIT);
     model_init_params(c.m, &rng);
+    if (mc->moe.latent_init_scale != 1.0) {
+        /* model.moe.latent_init_scale: shrink (or widen) the latent gates' initial range */
+        param_store *ps = model_params(c.m);
+        for (int i = 0; i < model_moe_count(c.m); i++) {
+            model_moe_info mi;
+            if (model_moe_get(c.m, i, &mi) || mi.kind != LAYER_SMOE || mi.shape.gate != SMOE_GATE_LATENT) continue;
+            float *g = param_data(ps, mi.param_gate);
+            size_t n = param_store_view(ps, mi.param_gate)->numel;
+            for (size_t j = 0; j < n; j++) g[j] = (float)(g[j] * mc->moe.latent_init_scale);
+        }
+    }
     *out = c.m;
     return SM_OK;
 }

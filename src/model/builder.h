@@ -27,7 +27,12 @@
  * N = max(k, round(c_out * model.moe.experts / model.moe.k)) experts (so the configured
  * k : N ratio is kept; the heat recipe's 1-channel last layer gets N = experts, k = k), expert
  * kernel model.moe.expert_kernel, followed by a per-channel bias when model.bias; its
- * auxiliary losses are model.moe.aux.importance / load / spatial_agreement.
+ * auxiliary losses are model.moe.aux.importance / load / spatial_agreement. With
+ * model.moe.outputs = per_channel (needs model.moe.k = 1) a conv with c_out > 1 outputs becomes
+ * instead c_out SMoE layers "<name>_ch<j>" (N = experts, k = 1, each with its own gate) whose
+ * outputs are concatenated, so output channel j always comes from the top-1 expert of its own
+ * gate (e.g. the (o0, o1) head of ensemble post-processing). model.moe.latent_init_scale
+ * multiplies the initial values of every latent gate (default 1: smoe_init's range).
  * A gate in {softmax_topk, laplace, hmoe, attention} makes it a point-gated MoE layer
  * (moe/point_moe.h) with c_out outputs: model.moe.experts experts (hmoe: groups x
  * experts_per_group, k = k_outer x k_inner, levels SS/SL/LL), top model.moe.k, expert blocks

@@ -11,8 +11,11 @@ cd "$TMP"
 "$BIN" ingest --grid native --var t2m --out clim.nc D/ensemble_climate.nc >/dev/null 2>&1 || { fail "ingest climate"; finish; }
 ncdump -h ens.nc | grep -q 'float t2m(time, realization, latitude, longitude)' && ok "ensemble dataset has members" || fail "ens.nc layout"
 
-# The NetCDF ingest keeps no forecast_period: the lead must be given.
-expect_exit 1 "no forecast_period .* --lead" -- "$BIN" evaluate --forecast ens.nc --truth truth.nc
+# The NetCDF ingest keeps forecast_reference_time / forecast_period (CF coordinates of
+# ensemble.nc): no --lead needed. A forecast file without them needs it.
+expect_exit 0 "1 lead" -- "$BIN" evaluate --forecast ens.nc --truth truth.nc --out nolead.nc
+ncdump -v lead_time nolead.nc | grep -q "lead_time = 48 ;" && ok "lead 48 h from the NetCDF forecast times" || fail "nolead.nc lead_time"
+expect_exit 1 "no forecast_period .* --lead" -- "$BIN" evaluate --forecast truth.nc --truth truth.nc
 expect_exit 1 "baselines are deterministic" -- "$BIN" evaluate --forecast ens.nc --truth truth.nc --lead 48h --baselines persistence
 expect_exit 0 "crps_fair" -- "$BIN" evaluate --forecast ens.nc --truth truth.nc --lead 48h --regions global,land --climate clim.nc --out ens_scores.nc
 ncdump -h ens_scores.nc | grep -q 'double score(source, metric, variable, lead_time, region)' && ok "score dims" || fail "score dims"

@@ -52,7 +52,13 @@ expect_exit 0 "EMOS per grid point: 2048 points" -- "$BIN" postprocess fit -c cf
 ncdump -h emos_pp/emos.nc | grep -q "double a(latitude, longitude)" && ok "per-point coefficients on the grid" || fail "per-point layout"
 
 # apply: CF output, quantiles, members
-expect_exit 1 "pass --lead" -- "$BIN" postprocess apply --model emos_t850/emos.nc --forecast ens.nc --out cal.nc
+# The NetCDF ingest keeps forecast_reference_time / forecast_period (CF coordinates of
+# ensemble.nc), so apply needs no --lead here (a file without them does: zero_ds.nc below).
+ncdump -v forecast_period ens.nc | grep -q "forecast_period = 48, 48, 48" && ok "NetCDF ingest keeps forecast_period" \
+  || fail "ens.nc forecast_period: $(ncdump -v forecast_period ens.nc | tail -3)"
+expect_exit 0 "calibrated t850 for 104 forecasts" -- "$BIN" postprocess apply --model emos_t850/emos.nc --forecast ens.nc --out cal0.nc
+ncdump -v forecast_period cal0.nc | grep -q "forecast_period = 48 ;" && ok "lead 48 h from the NetCDF reference times" \
+  || fail "cal0.nc forecast_period: $(ncdump -v forecast_period cal0.nc | tail -2)"
 expect_exit 0 "calibrated t850 for 104 forecasts" -- "$BIN" postprocess apply --model emos_t850/emos.nc --forecast ens.nc --out cal.nc \
   --lead 48h --quantiles 10,50,90 --members 4
 H=$(ncdump -h cal.nc)
@@ -99,8 +105,26 @@ x.units = "K"; x.standard_name = "air_temperature"
 m = np.asarray(src["t850"][:3, 0])
 x[:] = np.repeat(m[:, None], 4, axis=1)
 d.close()
+# the same with only a scalar forecast_period in days (the reference time follows from it)
+d = netCDF4.Dataset("zero.nc", "a")
+fp = d.createVariable("forecast_period", "f8", ()); fp[...] = 2.0; fp.units = "days"; fp.standard_name = "forecast_period"
+d["t850"].coordinates = "forecast_period"
+d.close()
+import shutil; shutil.move("zero.nc", "zero_fp.nc")
+d = netCDF4.Dataset("zero_fp.nc"); e = netCDF4.Dataset("zero.nc", "w")
+for n, dim in d.dimensions.items(): e.createDimension(n, len(dim))
+for n, v in d.variables.items():
+    if n == "forecast_period": continue
+    w = e.createVariable(n, v.dtype, v.dimensions)
+    w.setncatts({k: v.getncattr(k) for k in v.ncattrs() if k != "coordinates"}); w[...] = v[...]
+e.close()
 PY
+"$BIN" ingest --grid native --var t850 --out zero_fp_ds.nc zero_fp.nc >/dev/null 2>&1 || fail "ingest zero_fp.nc"
+expect_exit 0 "calibrated t850 for 3 forecasts" -- "$BIN" postprocess apply --model emos_t850/emos.nc --forecast zero_fp_ds.nc --out z3.nc
+ncdump -v forecast_period z3.nc | grep -q "forecast_period = 48 ;" && ok "scalar forecast_period in days read" \
+  || fail "z3.nc forecast_period: $(ncdump -v forecast_period z3.nc | tail -2)"
 "$BIN" ingest --grid native --var t850 --out zero_ds.nc zero.nc >/dev/null 2>&1 || fail "ingest zero-spread"
+expect_exit 1 "pass --lead" -- "$BIN" postprocess apply --model emos_t850/emos.nc --forecast zero_ds.nc --out z0.nc
 expect_exit 0 "calibrated t850 for 3 forecasts" -- "$BIN" postprocess apply --model emos_t850/emos.nc --forecast zero_ds.nc --out z1.nc --lead 48h
 c=$(ncdump -v c emos_t850/emos.nc | sed -n 's/^ c = \([-0-9.e+]*\) ;/\1/p')
 s1=$(ncdump -v t850_sigma -f c z1.nc | grep -E "// t850_sigma\(1,3,3\)$" | sed 's/^ *\([-0-9.e+]*\).*/\1/')

@@ -61,4 +61,13 @@ expect_exit 0 "smoe on test" -- "$BIN" postprocess fit -c cfg.yaml --method smoe
   model.moe.experts=3 model.moe.gate=latent training.epochs=1 training.steps_per_epoch=2 output.dir=smoe
 grep -q '"routing": \[{"layer"' smoe/metrics.jsonl && ok "SMoE routing metrics logged" || fail "smoe metrics: $(cat smoe/metrics.jsonl)"
 expect_exit 0 "smoe-calibrated t2m" -- "$BIN" postprocess apply --model smoe/best.nc --forecast ens.nc --out smoe.nc --lead 48h
+# the configs/ens_smoe.yaml head: one latent-gated top-1 SMoE layer per output channel
+expect_exit 0 "smoe on test" -- "$BIN" postprocess fit -c cfg.yaml --method smoe model.architecture=cnn model.channels=[8] model.kernel=3 \
+  model.moe.experts=3 model.moe.gate=latent model.moe.outputs=per_channel model.moe.weighted=false model.moe.expert_kernel=1 \
+  training.epochs=1 training.steps_per_epoch=2 output.dir=smoe_pc
+grep -q '"routing": \[{"layer": "conv1_ch0".*{"layer": "conv1_ch1"' smoe_pc/metrics.jsonl && ok "per-channel SMoE head: routing metrics of both gates" \
+  || fail "smoe_pc metrics: $(cat smoe_pc/metrics.jsonl)"
+expect_exit 0 "smoe-calibrated t2m" -- "$BIN" postprocess apply --model smoe_pc/best.nc --forecast ens.nc --out smoe_pc.nc
+expect_exit 1 "model.moe.outputs: per_channel" -- "$BIN" postprocess fit -c cfg.yaml --method smoe model.architecture=cnn model.channels=[8] \
+  model.moe.experts=3 model.moe.k=2 model.moe.outputs=per_channel output.dir=smoe_bad
 finish
