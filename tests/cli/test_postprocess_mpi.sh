@@ -8,37 +8,7 @@ need_tool "$MPIRUN"
 MPI=("$MPIRUN" --oversubscribe)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
 cd "$TMP"
-"$BIN" synth ensemble --out syn --years 1 --clim-years 0 --members 5 --seed 7 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var t850 --var t2m --out ens.nc syn/ensemble.nc >/dev/null 2>&1 || { fail "ingest ensemble"; finish; }
-"$BIN" ingest --grid native --var t850 --var t2m --out truth.nc syn/ensemble_truth.nc >/dev/null 2>&1 || { fail "ingest truth"; finish; }
-cat > cfg.yaml <<'YAML'
-run:
-  threads: 1
-postprocess:
-  method: mlp
-  target: t2m
-  predictors: [t850]
-  latlon_features: true
-  forecast: ens.nc
-  truth: truth.nc
-data:
-  train_end: 2000-09-30
-  val_start: 2000-10-01
-  val_end: 2000-10-31
-  test_start: 2000-11-01
-  test_end: 2000-12-31
-model:
-  channels: [8]
-  kernel: 1
-  activation: relu
-training:
-  epochs: 2
-  batch_size: 4
-  steps_per_epoch: 3
-  lr: 1e-3
-output:
-  dir: mlp
-YAML
+. "$(dirname "$0")/postprocess_lib.sh"
 expect_exit 0 "epoch 2: train .* \(t2m crps" -- "$BIN" postprocess fit -c cfg.yaml output.dir=one
 expect_exit 0 "epoch 2: train .* \(t2m crps" -- "${MPI[@]}" -np 2 "$BIN" postprocess fit -c cfg.yaml output.dir=two
 scores() { grep -o '"val_\(crps\|rmse\|ssr\)": {"t2m": [0-9.e+-]*' "$1" | sed 's/.*: //'; }
