@@ -574,7 +574,11 @@ int plot_field_png(const plot_field *f, const plot_style *style, const char *out
     memset(&r, 0, sizeof r);
     r.f = f;
     const char *tmp = getenv("TMPDIR");
-    snprintf(r.dir, sizeof r.dir, "%s/smoecast-plot.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    /* mkdtemp's template: the name ends in six 'X' that it replaces */
+    char unique[7];
+    memset(unique, 'X', 6);
+    unique[6] = '\0';
+    snprintf(r.dir, sizeof r.dir, "%s/smoecast-plot.%s", tmp && *tmp ? tmp : "/tmp", unique);
     if (!mkdtemp(r.dir)) {
         outfile_abort(&out);
         return sm_fail(SM_ERR_IO, "%s: cannot create a temporary directory %s: %s", out_png, r.dir, strerror(errno));
