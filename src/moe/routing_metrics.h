@@ -49,6 +49,8 @@ double moe_adjusted_rand_index(size_t n, const int32_t *a, int na, const int32_t
  * gives -1 (left out of MI and ARI). Returns K, or -1 when the map has more than
  * max_categories (at most 4 * MOE_METRICS_MAX_EXPERTS) distinct values, i.e. is not categorical. */
 int moe_labels_from_values(const float *values, size_t n, int max_categories, int32_t *labels);
+/* The category limit smoecast applies to reference maps (routing labels, experts --labels). */
+#define MOE_LABEL_MAX_CATEGORIES 64
 
 /* Six 30-degree latitude bands from the south pole (0 .. 5) for an h x w grid; lat NULL (x/y
  * grids): six bands of rows. */

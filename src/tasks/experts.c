@@ -465,7 +465,6 @@ static double weighted_mi(const int32_t *a, int na, const int32_t *b, int nb, in
  * be fractions or categories 0 ocean, 1 land, 2 lake); otherwise each distinct value is one
  * category (integer codes, or class values such as the heat task's diffusivities), numbered in
  * increasing order. `option` names the command-line option in errors. */
-#define MAX_LABEL_CATEGORIES 64
 static int read_label_map(const char *spec, const char *option, const layer_maps *L, int is_latlon, int binary,
                           int32_t *labels, int *n_categories)
 {
@@ -544,9 +543,9 @@ static int read_label_map(const char *spec, const char *option, const layer_maps
     int n = 2;
     if (!st && binary) {
         for (size_t p = 0; p < (size_t)L->h * L->w; p++) labels[p] = isnan(out[p]) ? -1 : out[p] >= 0.5f ? 1 : 0;
-    } else if (!st && (n = moe_labels_from_values(out, (size_t)L->h * L->w, MAX_LABEL_CATEGORIES, labels)) < 0) {
+    } else if (!st && (n = moe_labels_from_values(out, (size_t)L->h * L->w, MOE_LABEL_MAX_CATEGORIES, labels)) < 0) {
         st = sm_fail(SM_ERR_IO, "%s: %s has more than %d distinct values; %s needs a categorical map", file, var,
-                     MAX_LABEL_CATEGORIES, option);
+                     MOE_LABEL_MAX_CATEGORIES, option);
     }
     *n_categories = n;
     free(coord);

@@ -141,9 +141,9 @@ static int load_routing_labels(trainer *T, const char *name)
     float *values = malloc(sizeof(float) * np);
     if (!values) return sm_fail(SM_ERR_NUMERIC, "out of memory for training.routing_labels");
     int st = dataset_read(ds, v, 0, 0, values);
-    if (!st && moe_labels_from_values(values, np, 64, T->routing_labels) < 0)
-        st = sm_fail(SM_ERR_USAGE, "training.routing_labels: %s: '%s' has more than 64 distinct values; give a "
-                     "categorical map", T->cfg->data.dataset, name);
+    if (!st && moe_labels_from_values(values, np, MOE_LABEL_MAX_CATEGORIES, T->routing_labels) < 0)
+        st = sm_fail(SM_ERR_USAGE, "training.routing_labels: %s: '%s' has more than %d distinct values; give a "
+                     "categorical map", T->cfg->data.dataset, name, MOE_LABEL_MAX_CATEGORIES);
     free(values);
     return st;
 }

@@ -178,7 +178,7 @@ static void write_metrics(engine *E, int64_t epoch, int64_t step, double train_l
         const moe_routing_metrics *r = &E->routing[i];
         fprintf(f, "%s{\"layer\": \"%s\", \"cv_importance\": %.6g, \"H_s\": %.6g, \"H_u\": %.6g, ", i ? ", " : "",
                 info.name, r->cv_importance, r->h_s, r->h_u);
-        if (E->task->routing_labels && info.h == E->task->routing_labels_h && info.w == E->task->routing_labels_w)
+        if (r->has_labels) /* the validation computed them against training.routing_labels */
             fprintf(f, "\"MI\": %.6g, \"ARI\": %.6g, ", r->mi, r->ari);
         fprintf(f, "\"load\": [");
         for (int e = 0; e < r->n_experts; e++) fprintf(f, "%s%.6g", e ? ", " : "", r->load_frac[e]);
