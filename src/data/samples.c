@@ -327,8 +327,10 @@ int samples_splits(const sample_layout *L, const data_config *dc, const dataset 
     }
     sample_split *out[3] = {train, val, test};
     for (int k = 0; k < 3; k++) {
-        int st = k == 0 && L->n_leads > 0 ? valid_inits_all_leads(L, ds, s[k], e[k], out[k])
-                                          : samples_valid_inits(L, ds, s[k], e[k], out[k]);
+        /* a multi-lead model is trained and validated on every lead: early stopping and the
+         * best checkpoint then weigh all of them, not only the primary lead */
+        int st = L->n_leads > 0 ? valid_inits_all_leads(L, ds, s[k], e[k], out[k])
+                                : samples_valid_inits(L, ds, s[k], e[k], out[k]);
         if (st) return st;
     }
     if (train->n == 0)

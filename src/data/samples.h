@@ -20,9 +20,10 @@
  * Multi-lead direct models (data.leads, no data.step) learn every listed lead with one network:
  * the step s of a sample is its own lead. Training samples cover every (init, lead) pair and are
  * encoded as idx = t + (j + 1) * ntimes for lead j; a plain time index idx < ntimes means the
- * primary lead (data.lead_time = step_hours). Validation and test splits hold plain indices (the
- * primary lead), so a trainer's per-sample validation metric sees ordinary times. The tendency
- * scale tend_std is the one of the primary lead for every lead. */
+ * primary lead (data.lead_time = step_hours). Validation and test splits hold every (init, lead)
+ * pair too (encoded the same way; samples_decode gives a sample's time and lead), so that early
+ * stopping weighs every lead. The tendency scale tend_std is the one of the primary lead for
+ * every lead. */
 #ifndef SMOECAST_DATA_SAMPLES_H
 #define SMOECAST_DATA_SAMPLES_H
 

@@ -160,7 +160,7 @@ static void test_durations_and_errors(void **state)
 }
 
 /* A direct multi-lead model (data.leads): training samples cover every (init, lead) pair,
- * validation holds the primary lead, and the lead is an input channel. */
+ * validation too, and the lead is an input channel. */
 static void test_multi_lead(void **state)
 {
     (void)state;
@@ -190,10 +190,11 @@ static void test_multi_lead(void **state)
     assert_true(t == 5 && lead == 6.0);
     samples_decode(&L, ds, tr.idx[4], &t, &lead);
     assert_true(t == 2 && lead == 12.0);
-    /* Validation (times 7..11): plain time indices at the primary lead. */
-    assert_int_equal(va.n, 1);
-    assert_int_equal(va.idx[0], 9);
-    samples_decode(&L, ds, va.idx[0], &t, &lead);
+    /* Validation (times 7..11) covers every lead too: +6 h inits 9, 10, +12 h init 9. */
+    assert_int_equal(va.n, 2 + 1);
+    samples_decode(&L, ds, va.idx[1], &t, &lead);
+    assert_true(t == 10 && lead == 6.0);
+    samples_decode(&L, ds, va.idx[2], &t, &lead);
     assert_true(t == 9 && lead == 12.0);
 
     sample_cache *cache;
