@@ -131,6 +131,7 @@ typedef struct {
     int early_stopping_patience;
     char loss[CFG_STR];
     int steps_per_epoch;
+    int rollout;
     int sync_batchnorm;
     char routing_labels[CFG_STR];
 } training_config;

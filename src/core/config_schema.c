@@ -108,6 +108,8 @@ const cfg_key config_schema[] = {
      "Stop after this many epochs without validation improvement; 0 = off."},
     {"training.loss", CFG_T_ENUM, F(training.loss), "lat_mse", "mse|lat_mse|mae|crps", ANY, 0, "Training loss (NaN targets are masked)."},
     {"training.steps_per_epoch", CFG_T_INT, F(training.steps_per_epoch), "0", 0, 0, 1e9, 0, "Cap on steps per epoch; 0 = one full pass."},
+    {"training.rollout", CFG_T_INT, F(training.rollout), "1", 0, 1, 16, 0,
+     "Autoregressive models (data.step): a training batch starts r steps before its initialisation times (r uniform in 0 .. rollout-1) and the model's own no-gradient forecast of those steps is its input (the pushforward trick), so training sees the errors a rollout feeds back; validation stays one step from the analysis. 1 = off."},
     {"training.sync_batchnorm", CFG_T_BOOL, F(training.sync_batchnorm), "true", 0, ANY, 0, "Under MPI, BatchNorm statistics over the global batch."},
     {"training.routing_labels", CFG_T_STRING, F(training.routing_labels), "", 0, ANY, 0, "A categorical map for the routing metrics: the name of a static dataset variable (e.g. region, lsm) or latitude_bands (30-degree bands); every epoch the mutual information and adjusted Rand index of each MoE layer on the output grid against it are logged and stored in the checkpoint. Empty: none."},
 

@@ -48,6 +48,12 @@ typedef struct {
     ckpt_array norm[3];   /* normalisation statistics saved with every checkpoint */
     int32_t *routing_labels;   /* (H, W) training.routing_labels, or NULL */
     double wsum[SAMPLES_MAX_VARS], esum[SAMPLES_MAX_VARS];   /* validation RMSE sums */
+    /* training.rollout (pushforward): */
+    int rollout;
+    rng_t rollout_rng;    /* draws r per training batch (not restored by --resume) */
+    uint8_t *is_train_init;  /* ntimes flags: a time index is a training initialisation time */
+    float *pf_state;      /* (batch, history * n_prog, H, W) raw prognostic histories */
+    const float **pf_hist;
 } trainer;
 
 static void trainer_free(trainer *T)
@@ -66,6 +72,9 @@ static void trainer_free(trainer *T)
     free(T->state0);
     free(T->phys_out);
     free(T->phys_true);
+    free(T->is_train_init);
+    free(T->pf_state);
+    free(T->pf_hist);
 }
 
 int train_grid_from_dataset(const dataset *ds, grid **out)
@@ -233,6 +242,19 @@ static int trainer_setup(trainer *T, const sm_config *cfg, int resume)
         loss_lat_weights(T->wlat, T->ds->lat, T->L.h);
     else
         for (int j = 0; j < T->L.h; j++) T->wlat[j] = 1.0f;
+    T->rollout = cfg->training.rollout;
+    if (T->rollout > 1) {
+        if (!cfg->data.step[0] || T->L.n_leads > 0)
+            return sm_fail(SM_ERR_USAGE, "training.rollout %d needs an autoregressive model (data.step); use 1 for direct models",
+                           T->rollout);
+        size_t hist_n = (size_t)T->L.history * T->L.n_prog;
+        rng_seed(&T->rollout_rng, (uint64_t)cfg->run.seed, TRAIN_RNG_STREAM_ROLLOUT);
+        T->is_train_init = calloc((size_t)T->ds->ntimes, 1);
+        T->pf_state = malloc(sizeof(float) * (size_t)T->batch * hist_n * np);
+        T->pf_hist = malloc(sizeof *T->pf_hist * (size_t)T->batch * hist_n);
+        if (!T->is_train_init || !T->pf_state || !T->pf_hist) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        for (int64_t i = 0; i < T->train.n; i++) T->is_train_init[T->train.idx[i]] = 1;
+    }
     if (!resume && (st = train_compute_stats(T, cfg))) return st;
     stats_to_arrays(&T->L, T->norm);
     return SM_OK;
@@ -258,9 +280,76 @@ static int task_restore(void *ctx, const ckpt_state *st, const char *path)
     return s;
 }
 
+/* training.rollout, the pushforward trick: an autoregressive model trained on one step from
+ * the analysis never sees the smoothed, biased states its rollout feeds back, and its error
+ * grows over the rollout. Here a training batch starts r steps earlier (sample b: r_b <= r, the
+ * most steps whose start is still a training initialisation time), the model forecasts those
+ * steps without gradient, and the last step is trained from that forecast state towards the
+ * true state one step after the initialisation time. The gradient flows through the last step
+ * only (cheap: r extra forward passes). */
+static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *input)
+{
+    const sample_layout *L = &T->L;
+    const dataset *ds = T->ds;
+    size_t np = (size_t)L->h * L->w, hist_n = (size_t)L->history * L->n_prog, in_n = (size_t)L->c_in * np;
+    /* the true targets (and inputs, overwritten below) */
+    int st = samples_assemble(L, T->cache, idx, n, input, T->target);
+    int r = (int)rng_below(&T->rollout_rng, (uint32_t)T->rollout);
+    if (st || r == 0) return st;
+    int rb[SAMPLES_MAX_VARS * 64];
+    if (n > (int)(sizeof rb / sizeof rb[0])) return sm_fail(SM_ERR_USAGE, "training.rollout: batch size at most %d", (int)(sizeof rb / sizeof rb[0]));
+    for (int b = 0; b < n; b++) {
+        double t0 = ds->times[idx[b]];
+        int k = r;
+        for (; k > 0; k--) {
+            int s = dataset_find_time(ds, t0 - k * L->step_hours);
+            if (s >= 0 && T->is_train_init[s]) break;
+        }
+        rb[b] = k;
+        int s = dataset_find_time(ds, t0 - k * L->step_hours);
+        const float *src[SAMPLES_MAX_VARS * 8];
+        if ((st = samples_prognostic_history(L, T->cache, s, src))) return st;
+        for (size_t j = 0; j < hist_n; j++) {
+            memcpy(T->pf_state + ((size_t)b * hist_n + j) * np, src[j], np * sizeof(float));
+            T->pf_hist[(size_t)b * hist_n + j] = T->pf_state + ((size_t)b * hist_n + j) * np;
+        }
+    }
+    for (int step = 0; step < r; step++) {
+        /* sample b runs its steps at step >= r - rb[b]; the others wait (their input is their
+         * start state, the output is discarded) */
+        for (int b = 0; b < n && st == SM_OK; b++) {
+            int done = step - (r - rb[b]); /* steps sample b has already taken */
+            double t = ds->times[idx[b]] - (rb[b] - (done > 0 ? done : 0)) * L->step_hours;
+            st = samples_assemble_state(L, T->cache, t, T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
+        }
+        if (st || (st = model_forward(T->m, 0, NULL))) return st;
+        for (int b = 0; b < n; b++) {
+            if (step < r - rb[b]) continue;
+            float *sb = T->pf_state + (size_t)b * hist_n * np;
+            samples_denormalise(L, model_output(T->m) + (size_t)b * L->c_out * np, sb, T->phys_out);
+            memmove(sb + (size_t)L->n_prog * np, sb, sizeof(float) * (hist_n - (size_t)L->n_prog) * np);
+            memcpy(sb, T->phys_out, sizeof(float) * (size_t)L->n_prog * np);
+        }
+    }
+    for (int b = 0; b < n && st == SM_OK; b++) {
+        st = samples_assemble_state(L, T->cache, ds->times[idx[b]], T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
+        if (st || !L->tendency || rb[b] == 0) continue;
+        /* a tendency target is the change from the state the model starts from */
+        for (int i = 0; i < L->n_prog; i++) {
+            const float *x0 = sample_cache_get(T->cache, L->prog_var[i], (int)idx[b]);
+            const float *x0f = T->pf_state + ((size_t)b * hist_n + i) * np;
+            float *y = T->target + ((size_t)b * L->c_out + i) * np, inv = 1.0f / L->stats.tend_std[i];
+            for (size_t p = 0; p < np; p++) y[p] += (x0[p] - x0f[p]) * inv;
+        }
+    }
+    return st;
+}
+
 static int task_assemble(void *ctx, const int64_t *idx, int n, float *input)
 {
     trainer *T = ctx;
+    /* validation batches (times outside the training period) stay one step from the analysis */
+    if (T->rollout > 1 && n > 0 && T->is_train_init[idx[0]]) return assemble_pushforward(T, idx, n, input);
     return samples_assemble(&T->L, T->cache, idx, n, input, T->target);
 }
 

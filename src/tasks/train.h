@@ -34,5 +34,6 @@ int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const ch
 /* RNG streams of the training engine (core/rng.h: one stream per purpose). */
 #define TRAIN_RNG_STREAM_SHUFFLE 21u
 #define TRAIN_RNG_STREAM_DROPOUT 22u
+#define TRAIN_RNG_STREAM_ROLLOUT 23u
 
 #endif
