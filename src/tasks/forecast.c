@@ -22,6 +22,7 @@
 
 #define FORECAST_MAX_LEADS 64
 #define FORECAST_BATCH 16
+#define FORECAST_MAX_MEMBERS 16
 
 int forecast_parse_leads(const char *text, double *hours, int max, int *n)
 {
@@ -129,7 +130,12 @@ static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const
     cf_grid g = {.is_latlon = ds->is_latlon, .nlat = ds->nlat, .nlon = ds->nlon, .lat = ds->lat, .lon = ds->lon};
     int dims[4], ndims;
     if ((s = cf_global_attributes(f->ncid, "smoecast forecast", history))) return nc_fail(path, "attributes", s);
-    cf_put_text(f->ncid, NC_GLOBAL, "smoecast_checkpoint", checkpoint);
+    /* an ensemble (a comma list): its first member names the training run (evaluate reads the
+     * training period from it), the list is kept beside it */
+    char first[4096];
+    snprintf(first, sizeof first, "%.*s", (int)strcspn(checkpoint, ","), checkpoint);
+    cf_put_text(f->ncid, NC_GLOBAL, "smoecast_checkpoint", first);
+    if (strchr(checkpoint, ',')) cf_put_text(f->ncid, NC_GLOBAL, "smoecast_ensemble_checkpoints", checkpoint);
     cf_put_text(f->ncid, NC_GLOBAL, "smoecast_dataset", ds->path);
     if (split) {
         int dim_t;
@@ -262,18 +268,122 @@ static int write_init(const forecast_opts *o, const dataset *ds, const sample_la
     return st;
 }
 
+/* One member of a forecast ensemble (--checkpoint a.nc,b.nc): its own model, configuration and
+ * normalisation statistics. */
+typedef struct {
+    char path[4096];
+    sm_config *cfg;
+    sample_layout L;
+    sm_model *m;
+    ckpt_state cs;
+} fc_member;
+
+/* The leads of every initialisation of one batch for one member, in physical units, into
+ * out (n, n_leads, C_out, H, W). */
+static int member_run(fc_member *M, const dataset *ds, sample_cache *cache, const int64_t *inits, int n, const double *leads,
+                      int n_leads, int max_steps, float *state, float *phys, const float **hist_ptr, float *out)
+{
+    const sample_layout *L = &M->L;
+    sm_model *m = M->m;
+    size_t np = (size_t)L->h * L->w;
+    size_t hist_n = (size_t)L->history * L->n_prog;
+    int st = SM_OK;
+    model_set_batch(m, n);
+    /* Start from the analysed history (copied: the rollout overwrites it). */
+    for (int b = 0; b < n && st == SM_OK; b++) {
+        const float *src[SAMPLES_MAX_VARS * 8];
+        if ((st = samples_prognostic_history(L, cache, inits[b], src))) return st;
+        for (size_t k = 0; k < hist_n; k++) memcpy(state + ((size_t)b * hist_n + k) * np, src[k], np * sizeof(float));
+    }
+    for (int j = 0; j < n_leads && L->n_leads > 0 && st == SM_OK; j++) {
+        /* Direct multi-lead model: every lead straight from the analysed history. */
+        for (int b = 0; b < n && st == SM_OK; b++) {
+            for (size_t k = 0; k < hist_n; k++) hist_ptr[b * hist_n + k] = state + ((size_t)b * hist_n + k) * np;
+            st = samples_assemble_state_lead(L, cache, ds->times[inits[b]], leads[j], hist_ptr + b * hist_n,
+                                             model_input(m) + (size_t)b * L->c_in * np);
+        }
+        if (st || (st = model_forward(m, 0, NULL))) break;
+        for (int b = 0; b < n; b++)
+            samples_denormalise(L, model_output(m) + (size_t)b * L->c_out * np, state + (size_t)b * hist_n * np,
+                                out + ((size_t)b * n_leads + j) * L->c_out * np);
+    }
+    for (int step = 1; step <= max_steps && L->n_leads == 0 && st == SM_OK; step++) {
+        for (int b = 0; b < n && st == SM_OK; b++) {
+            double t0 = ds->times[inits[b]] + (step - 1) * L->step_hours;
+            for (size_t k = 0; k < hist_n; k++) hist_ptr[b * hist_n + k] = state + ((size_t)b * hist_n + k) * np;
+            st = samples_assemble_state(L, cache, t0, hist_ptr + b * hist_n, model_input(m) + (size_t)b * L->c_in * np);
+        }
+        if (st || (st = model_forward(m, 0, NULL))) break;
+        for (int b = 0; b < n; b++) {
+            float *y = phys + (size_t)b * L->c_out * np;
+            samples_denormalise(L, model_output(m) + (size_t)b * L->c_out * np, state + (size_t)b * hist_n * np, y);
+            /* Shift the history and put the new prognostic state in front. */
+            float *sb = state + (size_t)b * hist_n * np;
+            memmove(sb + (size_t)L->n_prog * np, sb, sizeof(float) * (hist_n - (size_t)L->n_prog) * np);
+            memcpy(sb, y, sizeof(float) * (size_t)L->n_prog * np);
+        }
+        for (int j = 0; j < n_leads; j++) {
+            if ((int)round(leads[j] / L->step_hours) != step) continue;
+            for (int b = 0; b < n; b++)
+                memcpy(out + ((size_t)b * n_leads + j) * L->c_out * np, phys + (size_t)b * L->c_out * np,
+                       sizeof(float) * (size_t)L->c_out * np);
+        }
+    }
+    return st;
+}
+
+/* Loads member i of the ensemble; every member must forecast the same way as the first. */
+static int member_load(fc_member *M, const char *path, const dataset *ds, const grid *g, int batch, const fc_member *first)
+{
+    snprintf(M->path, sizeof M->path, "%s", path);
+    checkpoint_state_init(&M->cs);
+    int st;
+    if ((st = checkpoint_load_config(path, 0, NULL, &M->cfg))) return st;
+    if ((st = samples_layout_init(&M->L, &M->cfg->data, ds))) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sm_last_error());
+        return sm_fail(st, "dataset does not fit checkpoint %s: %s", path, why);
+    }
+    if (first) {
+        const sample_layout *a = &first->L, *b = &M->L;
+        int same = a->c_in == b->c_in && a->c_out == b->c_out && a->history == b->history && a->n_leads == b->n_leads &&
+                   fabs(a->step_hours - b->step_hours) < 1e-9 && fabs(a->dt_hours - b->dt_hours) < 1e-9 &&
+                   a->tendency == b->tendency;
+        for (int j = 0; same && j < a->n_leads; j++) same = fabs(a->leads[j] - b->leads[j]) < 1e-9;
+        for (int c = 0; same && c < a->n_prog; c++) same = a->prog_var[c] == b->prog_var[c];
+        for (int c = 0; same && c < a->n_diag; c++) same = a->diag_var[c] == b->diag_var[c];
+        if (!same)
+            return sm_fail(SM_ERR_USAGE, "--checkpoint: ensemble member %s forecasts other variables, steps, leads or history "
+                           "than %s; an ensemble averages members of one configuration", path, first->path);
+    }
+    if ((st = model_build(&M->cfg->model, M->L.c_in, M->L.c_out, g, batch, 0, (uint64_t)M->cfg->run.seed, &M->m))) return st;
+    char in_vars[1024], out_vars[1024];
+    samples_variable_lists(&M->L, ds, in_vars, sizeof in_vars, out_vars, sizeof out_vars);
+    M->cs.input_variables = in_vars;
+    M->cs.output_variables = out_vars;
+    if ((st = checkpoint_load(path, M->m, M->cfg, g, &M->cs))) return st;
+    M->cs.input_variables = M->cs.output_variables = NULL;
+    return train_stats_from_checkpoint(&M->L, &M->cs, path);
+}
+
+static void member_free(fc_member *M)
+{
+    checkpoint_state_free_arrays(&M->cs);
+    model_free(M->m);
+    samples_layout_free(&M->L);
+    config_free(M->cfg);
+}
+
 int forecast_run(const forecast_opts *o, forecast_result *result)
 {
     memset(result, 0, sizeof *result);
-    sm_config *cfg = NULL;
     dataset *ds = NULL;
     grid *g = NULL;
-    sm_model *m = NULL;
     sample_cache *cache = NULL;
-    sample_layout L;
-    memset(&L, 0, sizeof L);
+    fc_member members[FORECAST_MAX_MEMBERS];
+    int n_members = 0;
     int64_t *inits = NULL;
-    float *state = NULL, *phys = NULL, *lead_buf = NULL;
+    float *state = NULL, *phys = NULL, *lead_buf = NULL, *member_buf = NULL;
     const float **hist_ptr = NULL;
     fc_file file;
     memset(&file, 0, sizeof file);
@@ -281,18 +391,37 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
     snprintf(path, sizeof path, "%s", o->out);
     double leads[FORECAST_MAX_LEADS];
     int n_leads = 0, n_inits = 0, st;
-    ckpt_state cs;
-    checkpoint_state_init(&cs);
+    /* --checkpoint a.nc[,b.nc...]: several checkpoints are an ensemble whose mean is written
+     * (members of one configuration, e.g. trained with different run.seed: averaging them
+     * shrinks the seed-to-seed noise of a model trained on little data). */
+    char ck_list[4096], *ck[FORECAST_MAX_MEMBERS], *save = NULL;
+    snprintf(ck_list, sizeof ck_list, "%s", o->checkpoint);
+    int n_ck = 0;
+    for (char *tok = strtok_r(ck_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n_ck == FORECAST_MAX_MEMBERS) return sm_fail(SM_ERR_USAGE, "--checkpoint: at most %d checkpoints", FORECAST_MAX_MEMBERS);
+        ck[n_ck++] = tok;
+    }
+    if (n_ck == 0) return sm_fail(SM_ERR_USAGE, "--checkpoint: give a checkpoint file");
 
     if (o->threads > 0 || getenv("OMP_NUM_THREADS") == NULL) nn_set_threads(o->threads);
-    if ((st = checkpoint_load_config(o->checkpoint, 0, NULL, &cfg))) goto done;
     if ((st = dataset_open(o->dataset, &ds))) goto done;
-    if ((st = samples_layout_init(&L, &cfg->data, ds))) {
+    if ((st = train_grid_from_dataset(ds, &g))) goto done;
+    /* the first member decides the leads and initialisation times; its batch is planned below */
+    memset(members, 0, sizeof members);
+    sm_config *cfg0 = NULL;
+    sample_layout L;
+    memset(&L, 0, sizeof L);
+    if ((st = checkpoint_load_config(ck[0], 0, NULL, &cfg0))) goto done;
+    st = samples_layout_init(&L, &cfg0->data, ds);
+    config_free(cfg0);
+    if (st) {
         char why[1024];
         snprintf(why, sizeof why, "%s", sm_last_error());
-        sm_fail(st, "dataset does not fit checkpoint %s: %s", o->checkpoint, why);
+        sm_fail(st, "dataset does not fit checkpoint %s: %s", ck[0], why);
+        samples_layout_free(&L);
         goto done;
     }
+    samples_layout_free(&L);
     if ((st = forecast_parse_leads(o->leads, leads, FORECAST_MAX_LEADS, &n_leads))) goto done;
     int max_steps = 0;
     for (int j = 0; j < n_leads; j++) {
@@ -304,47 +433,46 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
                 for (int i = 0; i < L.n_leads; i++)
                     snprintf(list + strlen(list), sizeof list - strlen(list), "%s%gh", i ? ", " : "", L.leads[i]);
                 st = sm_fail(SM_ERR_USAGE, "--lead %gh: %s is a direct multi-lead model trained for the leads %s only", leads[j],
-                             o->checkpoint, list);
+                             ck[0], list);
                 goto done;
             }
             k = 1;
         }
         if (fabs(k - round(k)) > 1e-9) {
-            st = sm_fail(SM_ERR_USAGE, "--lead %gh is not a multiple of the model step %gh of %s", leads[j], L.step_hours,
-                         o->checkpoint);
+            st = sm_fail(SM_ERR_USAGE, "--lead %gh is not a multiple of the model step %gh of %s", leads[j], L.step_hours, ck[0]);
             goto done;
         }
         if ((int)round(k) > max_steps) max_steps = (int)round(k);
     }
     if ((st = parse_inits(ds, &L, o->inits, &inits, &n_inits))) goto done;
-    if ((st = train_grid_from_dataset(ds, &g))) goto done;
     int batch = n_inits < FORECAST_BATCH ? n_inits : FORECAST_BATCH;
-    if ((st = model_build(&cfg->model, L.c_in, L.c_out, g, batch, 0, (uint64_t)cfg->run.seed, &m))) goto done;
-    char in_vars[1024], out_vars[1024];
-    samples_variable_lists(&L, ds, in_vars, sizeof in_vars, out_vars, sizeof out_vars);
-    cs.input_variables = in_vars;
-    cs.output_variables = out_vars;
-    if ((st = checkpoint_load(o->checkpoint, m, cfg, g, &cs))) goto done;
-    if ((st = train_stats_from_checkpoint(&L, &cs, o->checkpoint))) goto done;
+    for (int i = 0; i < n_ck; i++) {
+        n_members++;
+        if ((st = member_load(&members[i], ck[i], ds, g, batch, i ? &members[0] : NULL))) goto done;
+    }
+    const sample_layout *L0 = &members[0].L;
     if ((st = sample_cache_create(ds, &cache))) goto done;
 
-    size_t np = (size_t)L.h * L.w;
-    size_t hist_n = (size_t)L.history * L.n_prog;
+    size_t np = (size_t)L0->h * L0->w;
+    size_t hist_n = (size_t)L0->history * L0->n_prog;
+    size_t lead_n = (size_t)batch * n_leads * L0->c_out * np;
     /* Per batch element: the history of raw prognostic states (ring of `history` slots). */
     state = malloc(sizeof(float) * (size_t)batch * (hist_n > 0 ? hist_n : 1) * np);
-    phys = malloc(sizeof(float) * (size_t)batch * L.c_out * np);
-    lead_buf = malloc(sizeof(float) * (size_t)batch * n_leads * L.c_out * np);
+    phys = malloc(sizeof(float) * (size_t)batch * L0->c_out * np);
+    lead_buf = malloc(sizeof(float) * lead_n);
+    member_buf = n_members > 1 ? malloc(sizeof(float) * lead_n) : lead_buf;
     hist_ptr = malloc(sizeof *hist_ptr * (size_t)batch * (hist_n > 0 ? hist_n : 1));
-    if (!state || !phys || !hist_ptr || !lead_buf) {
+    if (!state || !phys || !hist_ptr || !lead_buf || !member_buf) {
         st = sm_fail(SM_ERR_NUMERIC, "out of memory");
         goto done;
     }
-    const sm_model *experts_of = o->write_experts ? m : NULL;
-    if (o->write_experts && model_moe_count(m) == 0) {
-        st = sm_fail(SM_ERR_USAGE, "--write-experts: %s has no MoE layer", o->checkpoint);
+    /* expert maps are those of the first member */
+    const sm_model *experts_of = o->write_experts ? members[0].m : NULL;
+    if (o->write_experts && model_moe_count(members[0].m) == 0) {
+        st = sm_fail(SM_ERR_USAGE, "--write-experts: %s has no MoE layer", ck[0]);
         goto done;
     }
-    if (!o->split_by_init && (st = fc_file_create(&file, path, ds, &L, n_inits, n_leads, 0, o->checkpoint, o->history, experts_of)))
+    if (!o->split_by_init && (st = fc_file_create(&file, path, ds, L0, n_inits, n_leads, 0, o->checkpoint, o->history, experts_of)))
         goto done;
     if (!o->split_by_init) {
         for (int i = 0; i < n_inits; i++) {
@@ -364,50 +492,19 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
     progress_begin(&bar, "forecast", n_inits);
     for (int first = 0; first < n_inits && st == SM_OK; first += batch) {
         int n = n_inits - first < batch ? n_inits - first : batch;
-        model_set_batch(m, n);
-        /* Start from the analysed history (copied: the rollout overwrites it). */
-        for (int b = 0; b < n && st == SM_OK; b++) {
-            const float *src[SAMPLES_MAX_VARS * 8];
-            if ((st = samples_prognostic_history(&L, cache, inits[first + b], src))) break;
-            for (size_t k = 0; k < hist_n; k++) memcpy(state + ((size_t)b * hist_n + k) * np, src[k], np * sizeof(float));
+        size_t used = (size_t)n * n_leads * L0->c_out * np;
+        for (int i = 0; i < n_members && st == SM_OK; i++) {
+            st = member_run(&members[i], ds, cache, inits + first, n, leads, n_leads, max_steps, state, phys, hist_ptr, member_buf);
+            if (st || n_members == 1) continue;
+            if (i == 0) memcpy(lead_buf, member_buf, used * sizeof(float));
+            else
+                for (size_t k = 0; k < used; k++) lead_buf[k] += member_buf[k];
         }
         if (st) break;
-        for (int j = 0; j < n_leads && L.n_leads > 0 && st == SM_OK; j++) {
-            /* Direct multi-lead model: every lead straight from the analysed history. */
-            for (int b = 0; b < n && st == SM_OK; b++) {
-                for (size_t k = 0; k < hist_n; k++) hist_ptr[b * hist_n + k] = state + ((size_t)b * hist_n + k) * np;
-                st = samples_assemble_state_lead(&L, cache, ds->times[inits[first + b]], leads[j], hist_ptr + b * hist_n,
-                                                 model_input(m) + (size_t)b * L.c_in * np);
-            }
-            if (st || (st = model_forward(m, 0, NULL))) break;
-            for (int b = 0; b < n; b++)
-                samples_denormalise(&L, model_output(m) + (size_t)b * L.c_out * np, state + (size_t)b * hist_n * np,
-                                    lead_buf + ((size_t)b * n_leads + j) * L.c_out * np);
-        }
-        for (int step = 1; step <= max_steps && L.n_leads == 0 && st == SM_OK; step++) {
-            for (int b = 0; b < n && st == SM_OK; b++) {
-                double t0 = ds->times[inits[first + b]] + (step - 1) * L.step_hours;
-                for (size_t k = 0; k < hist_n; k++) hist_ptr[b * hist_n + k] = state + ((size_t)b * hist_n + k) * np;
-                st = samples_assemble_state(&L, cache, t0, hist_ptr + b * hist_n, model_input(m) + (size_t)b * L.c_in * np);
-            }
-            if (st || (st = model_forward(m, 0, NULL))) break;
-            for (int b = 0; b < n; b++) {
-                float *y = phys + (size_t)b * L.c_out * np;
-                samples_denormalise(&L, model_output(m) + (size_t)b * L.c_out * np, state + (size_t)b * hist_n * np, y);
-                /* Shift the history and put the new prognostic state in front. */
-                float *sb = state + (size_t)b * hist_n * np;
-                memmove(sb + (size_t)L.n_prog * np, sb, sizeof(float) * (hist_n - (size_t)L.n_prog) * np);
-                memcpy(sb, y, sizeof(float) * (size_t)L.n_prog * np);
-            }
-            for (int j = 0; j < n_leads; j++) {
-                if ((int)round(leads[j] / L.step_hours) != step) continue;
-                for (int b = 0; b < n; b++)
-                    memcpy(lead_buf + ((size_t)b * n_leads + j) * L.c_out * np, phys + (size_t)b * L.c_out * np,
-                           sizeof(float) * (size_t)L.c_out * np);
-            }
-        }
-        for (int b = 0; b < n && st == SM_OK; b++) st = write_init(o, ds, &L, &file, first + b, inits[first + b], leads, n_leads,
-                                                                  lead_buf + (size_t)b * n_leads * L.c_out * np, path, experts_of);
+        if (n_members > 1)
+            for (size_t k = 0; k < used; k++) lead_buf[k] /= (float)n_members;
+        for (int b = 0; b < n && st == SM_OK; b++) st = write_init(o, ds, L0, &file, first + b, inits[first + b], leads, n_leads,
+                                                                  lead_buf + (size_t)b * n_leads * L0->c_out * np, path, experts_of);
         progress_update(&bar, first + n, NULL);
         if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no forecast file was written");
     }
@@ -424,17 +521,15 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
 
 done:
     if (file.open) fc_file_close(&file, 0, path);
-    checkpoint_state_free_arrays(&cs);
+    for (int i = 0; i < n_members; i++) member_free(&members[i]);
     free(hist_ptr);
     free(phys);
+    if (member_buf != lead_buf) free(member_buf);
     free(lead_buf);
     free(state);
     free(inits);
     sample_cache_free(cache);
-    model_free(m);
     grid_free(g);
-    samples_layout_free(&L);
     if (ds) dataset_close(ds);
-    config_free(cfg);
     return st;
 }
