@@ -133,6 +133,7 @@ typedef struct {
     int steps_per_epoch;
     int sync_batchnorm;
     char routing_labels[CFG_STR];
+    double gate_lr_scale;   /* MoE gate tensors train at lr * gate_lr_scale */
 } training_config;
 
 typedef struct {
