@@ -204,7 +204,8 @@ experiment_toy() {
     for cfg in toy_forecast_smoe toy_forecast_dense; do
       local run=$d/$cfg.seed$s
       if [ "${SMOECAST_EXPERIMENTS_REUSE:-0}" != 1 ] || [ ! -s "$run/best.nc" ]; then
-        "$bin" train -c "configs/$cfg.yaml" run.seed="$s" data.dataset="$ds" output.dir="$run" "${extra[@]}" \
+        /usr/bin/time -f "%U %S %e" -o "$run.time" \
+          "$bin" train -c "configs/$cfg.yaml" run.seed="$s" data.dataset="$ds" output.dir="$run" "${extra[@]}" \
           > "$run.train.log" 2>&1
       fi
       "$bin" --quiet forecast --checkpoint "$run/best.nc" --dataset "$ds" --init 2002-07-01T00/2002-12-30T18 \
@@ -235,6 +236,36 @@ experiment_toy() {
         ratios=$(paste <(echo "$sm") <(echo "$de") | awk '{ printf "%s%.3f", (NR > 1 ? ", " : ""), $1 / $2 }')
         echo "| $v | $lead | $(echo "$sm" | mean_sd) | $(echo "$de" | mean_sd) | $ratios |" \
              "$(paste <(echo "$sm") <(echo "$de") | awk '{ r += $1 / $2; n++ } END { printf "%.3f", r / n }') |"
+      done
+    done
+    echo
+    # the +6 h error floor: the generator adds its stochastic forcing sigma_v * xi (unit variance)
+    # after the deterministic step, so no forecast beats sqrt(lat-weighted mean of sigma_v^2)
+    /usr/bin/python3 - "$d/data/toy-atmosphere.nc" <<'PY'
+import sys, netCDF4, numpy as np
+d = netCDF4.Dataset(sys.argv[1])
+lat = np.asarray(d["latitude"][:], float)
+land = np.asarray(d["lsm"][:], float) > 0.5
+w = np.cos(np.deg2rad(lat)); w = (w / w.mean())[:, None] * np.ones(land.shape)
+storm = np.exp(-((np.abs(lat)[:, None] - 50) / 15) ** 2) * np.ones(land.shape)
+sig = {"z500": 400 * (0.25 + storm) * np.where(land, 0.8, 1.0), "t850": 0.3 * (0.5 + storm),
+       "2t": np.where(land, 0.35, 0.08)}  # docs/synthetic.md, stochastic forcing
+print("Noise floor of a +6 h forecast (the generator's stochastic forcing, docs/synthetic.md): " +
+      ", ".join("%s %.4g" % (v, np.sqrt((w * s ** 2).mean())) for v, s in sig.items()) + ".")
+PY
+    echo
+    echo "| config | seed | trainable parameters | best epoch / epochs | train CPU s | wall s |"
+    echo "|---|---|---|---|---|---|"
+    for cfg in toy_forecast_smoe toy_forecast_dense; do
+      for s in $seeds; do
+        local run=$d/$cfg.seed$s u sy wall params ep
+        params=$(/usr/bin/python3 -c '
+import sys, netCDF4
+print(sum(v.size for v in netCDF4.Dataset(sys.argv[1])["params"].variables.values()))' "$run/best.nc")
+        ep=$(grep -o 'best validation loss [^ ]* at epoch [0-9]*' "$run.train.log" | awk '{ print $NF }')
+        ep="$ep / $(grep -o '^trained [0-9]*' "$run.train.log" | awk '{ print $2 }')"
+        if [ -s "$run.time" ]; then read -r u sy wall < "$run.time"; else u=- sy=0 wall=-; fi
+        echo "| $cfg | $s | $params | $ep | $(awk -v u="$u" -v s="$sy" 'BEGIN { if (u == "-") print "-"; else printf "%.0f", u + s }') | $wall |"
       done
     done
     echo
