@@ -189,7 +189,8 @@ PY
 # TOY_EPOCHS (default: the configs' 20, early stop 6); data `smoecast synth toy-atmosphere --seed 0`
 # (2000-2002) ingested from its GRIB2 file; test inits every 6 h of July-December 2002 at +6 h and
 # +24 h, scored by scripts/score_rmse.py. Target: SMoE RMSE at least 5 % below the dense twin's,
-# mean over the seeds. The seed-1 SMoE's expert map is drawn to docs/img/experts_toy.png.
+# mean over the seeds. The seed-1 SMoE's expert map (of the last output variable, 2t) is drawn to
+# docs/img/experts_toy.png.
 experiment_toy() {
   local d=$work/toy seeds=${TOY_SEEDS:-"1 2 3"} ds=$work/toy/data/toy.nc s cfg
   local extra=()
@@ -215,7 +216,11 @@ experiment_toy() {
   done
   "$bin" --quiet experts --checkpoint "$d/toy_forecast_smoe.seed1/best.nc" --out "$d/experts.nc" \
     --stats "$d/experts.csv" --labels "$ds:lsm" > "$d/experts.txt"
-  "$bin" plot "$d/experts.nc" --var expert_map --title "toy atmosphere: expert in charge (SMoE seed 1, last layer)" \
+  # one SMoE per output variable (outputs: per_channel): draw the last one's map (2t)
+  local map
+  map=$(ncdump -h "$d/experts.nc" | grep -o 'int expert_map[a-z0-9_]*' | tail -n 1 | cut -d' ' -f2)
+  "$bin" plot "$d/experts.nc" --var "${map:-expert_map}" \
+    --title "toy atmosphere: expert in charge, ${map#expert_map_} (SMoE seed 1, last layer)" \
     --out "$root/docs/img/experts_toy.png" > /dev/null 2>&1 || true
   {
     echo "## Toy atmosphere: SMoE against its dense twin (issue 7)"
@@ -272,6 +277,26 @@ print(sum(v.size for v in netCDF4.Dataset(sys.argv[1])["params"].variables.value
     echo "Expert map of the seed-1 SMoE against the land-sea mask (\`smoecast experts --labels toy.nc:lsm\`):"
     echo
     echo '```'; cat "$d/experts.txt"; echo '```'
+    echo
+    echo "The same maps against longitude: mutual information with 8 sectors of 45 deg (3 h of local solar"
+    echo "time, the phase of the 2t diurnal cycle), over all points and over land only:"
+    echo
+    /usr/bin/python3 - "$d/experts.nc" "$d/data/toy-atmosphere.nc" <<'PY'
+import sys, netCDF4, numpy as np
+e, t = netCDF4.Dataset(sys.argv[1]), netCDF4.Dataset(sys.argv[2])
+land = np.asarray(t["lsm"][:], float) > 0.5
+sector = (np.asarray(t["longitude"][:], float)[None, :] // 45).astype(int) * np.ones(land.shape, int)
+def mi(a, b):  # bits
+    m = 0.0
+    for x in np.unique(a):
+        for y in np.unique(b):
+            p = np.mean((a == x) & (b == y))
+            if p > 0: m += p * np.log2(p / np.mean(a == x) / np.mean(b == y))
+    return m
+for v in [v for v in e.variables if v.startswith("expert_map")]:
+    a = np.asarray(e[v][:])
+    print("- %s: %.3f bits (land %.3f bits; 3 bits = one expert per sector)" % (v, mi(a, sector), mi(a[land], sector[land])))
+PY
   } > "$d/section.md"
   replace_section toy "$d/section.md"
 }
