@@ -134,6 +134,7 @@ typedef struct {
     int rollout;
     int sync_batchnorm;
     char routing_labels[CFG_STR];
+    double gate_lr_scale;   /* MoE gate tensors train at lr * gate_lr_scale */
 } training_config;
 
 typedef struct {

@@ -91,6 +91,8 @@ const cfg_key config_schema[] = {
     {"training.epochs", CFG_T_INT, F(training.epochs), "10", 0, 1, 1e7, 0, "Maximum epochs."},
     {"training.batch_size", CFG_T_INT, F(training.batch_size), "32", 0, 1, 1e6, 0, "Global batch size."},
     {"training.lr", CFG_T_FLOAT, F(training.lr), "1e-3", 0, 0, 10, 0, "Learning rate."},
+    {"training.gate_lr_scale", CFG_T_FLOAT, F(training.gate_lr_scale), "1", 0, 0, 1e6, 0,
+     "MoE gate tensors (SMoE latent maps and gate convs, point-gated gate weights) train at training.lr times this (their own optimiser param group; schedules scale both lrs). A latent gate is initialised U(-a, a) with a = sqrt(3N/k) while an Adam step moves a weight by about lr, so at 1 its routing barely moves in a short training."},
     {"training.optimizer", CFG_T_ENUM, F(training.optimizer), "adam", "sgd|adam|adamw", ANY, 0, "Optimiser."},
     {"training.momentum", CFG_T_FLOAT, F(training.momentum), "0.9", 0, 0, 1, 0, "SGD momentum."},
     {"training.weight_decay", CFG_T_FLOAT, F(training.weight_decay), "0", 0, POS, 0, "Weight decay (decoupled for adamw)."},

@@ -240,6 +240,7 @@ static void write_contents(ncf *f, const sm_model *mc, const sm_config *cfg, con
         put_f64(f, og, "beta1", o->cfg.beta1);
         put_f64(f, og, "beta2", o->cfg.beta2);
         put_f64(f, og, "eps", o->cfg.eps);
+        put_f64(f, og, "gate_lr_scale", o->cfg.gate_lr_scale);
         const float *bufs[2] = {o->m, o->v};
         const char *names[2] = {"m", "v"};
         for (int b = 0; b < 2; b++) {

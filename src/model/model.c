@@ -388,8 +388,11 @@ static int declare_moe_tensors(sm_model *m, layer *l)
         for (int j = 0; j < pi->ndim; j++) d[j] = pi->shape[j];
         /* weights decay; gate tensors, biases and latent maps do not */
         int decay = pi->ndim >= 2 && strstr(pi->name, "gate") == NULL;
+        /* every tensor that is not an expert's routes (latent map, gate conv, point-gated gate
+         * and attention weights): it gets the gate learning rate (training.gate_lr_scale) */
+        unsigned gate = strncmp(pi->name, "expert", 6) != 0 ? PARAM_GATE : 0u;
         l->mpid[i] = declare(m, l, pi->name, pi->ndim, d[0], d[1], d[2], d[3],
-                             decay ? PARAM_DEFAULT : PARAM_NO_DECAY);
+                             (decay ? PARAM_DEFAULT : PARAM_NO_DECAY) | gate);
     }
     if (m->error) {
         free(l->minfo);

@@ -21,6 +21,7 @@ optim_config optim_default_config(optim_kind kind)
     c.beta2 = 0.999;
     c.eps = 1e-8;
     c.weight_decay = kind == OPTIM_ADAMW ? 1e-2 : 0.0;
+    c.gate_lr_scale = 1.0;
     return c;
 }
 
@@ -55,6 +56,7 @@ int optim_config_from_training(const training_config *t, optim_config *out)
     c.beta1 = t->beta1;
     c.beta2 = t->beta2;
     c.eps = t->eps;
+    c.gate_lr_scale = t->gate_lr_scale;
     *out = c;
     return SM_OK;
 }
@@ -66,6 +68,9 @@ static int check_config(const optim_config *c)
     const char *name = optim_kind_name(c->kind);
     if (!(c->lr >= 0) || !isfinite(c->lr))
         return sm_fail(SM_ERR_USAGE, "optimizer %s: lr %g must be a finite number >= 0", name, c->lr);
+    if (!(c->gate_lr_scale >= 0) || !isfinite(c->gate_lr_scale))
+        return sm_fail(SM_ERR_USAGE, "optimizer %s: gate_lr_scale %g must be a finite number >= 0",
+                       name, c->gate_lr_scale);
     if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
         return sm_fail(SM_ERR_USAGE, "optimizer %s: weight_decay %g must be >= 0", name,
                        c->weight_decay);
@@ -142,10 +147,10 @@ void optim_reset(optim *opt)
 }
 
 static void sgd_tensor(const optim *o, float *p, const float *g, float *buf, size_t n, float wd,
-                       int first)
+                       int first, double group_lr)
 {
     const optim_config *c = &o->cfg;
-    const float lr = (float)c->lr, mom = (float)c->momentum, damp = (float)(1.0 - c->dampening);
+    const float lr = (float)group_lr, mom = (float)c->momentum, damp = (float)(1.0 - c->dampening);
     const int nesterov = c->nesterov;
 #pragma omp parallel for schedule(static) if (n >= OPTIM_PAR_MIN)
     for (size_t k = 0; k < n; k++) {
@@ -191,17 +196,20 @@ void optim_step(optim *opt)
     opt->step++;
     double t = (double)opt->step;
     double bc1 = 1.0 - pow(c->beta1, t), bc2 = 1.0 - pow(c->beta2, t);
-    float step_size = (float)(c->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float bc2_sqrt = (float)sqrt(bc2);
     for (int id = 0; id < count; id++) {
         const param_view *pv = param_store_view(s, id);
         if (!(pv->flags & PARAM_TRAINABLE)) continue;
         int decay = (pv->flags & PARAM_DECAY) && c->weight_decay != 0;
+        /* the tensor's param group: gates at lr * gate_lr_scale, everything else at lr */
+        double lr = (pv->flags & PARAM_GATE) ? c->lr * c->gate_lr_scale : c->lr;
+        float step_size = (float)(lr / bc1);
         float *p = data + pv->offset;
         const float *g = grad + pv->offset;
         switch (c->kind) {
         case OPTIM_SGD:
             sgd_tensor(opt, p, g, opt->m ? opt->m + pv->offset : NULL, pv->numel,
-                       decay ? (float)c->weight_decay : 0.0f, first);
+                       decay ? (float)c->weight_decay : 0.0f, first, lr);
             break;
         case OPTIM_ADAM:
             adam_tensor(opt, p, g, opt->m + pv->offset, opt->v + pv->offset, pv->numel,
@@ -209,7 +217,7 @@ void optim_step(optim *opt)
             break;
         case OPTIM_ADAMW:
             adam_tensor(opt, p, g, opt->m + pv->offset, opt->v + pv->offset, pv->numel, 0.0f,
-                        decay ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f, step_size,
+                        decay ? (float)(1.0 - lr * c->weight_decay) : 1.0f, step_size,
                         bc2_sqrt);
             break;
         }

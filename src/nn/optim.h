@@ -9,7 +9,11 @@
  *          p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
  *   AdamW  t += 1; p *= 1 - lr * wd (decoupled, PARAM_DECAY tensors only), then Adam with g = grad.
  * Tensors without PARAM_TRAINABLE are never touched (data, state); tensors without PARAM_DECAY
- * get no weight decay (a torch param group with weight_decay = 0).
+ * get no weight decay (a torch param group with weight_decay = 0). Tensors with PARAM_GATE (MoE
+ * gates) form a second param group whose lr is lr * gate_lr_scale: a schedule that scales lr
+ * scales both groups, as torch's schedulers do with per-group lrs. Why: an Adam step moves a
+ * parameter by about lr whatever its gradient, while a latent gate is initialised U(-a, a) with
+ * a = sqrt(3N/k), so at lr 1e-3 the routing barely changes during a short training.
  *
  * Each step is one flat loop per tensor over the store's buffers. Per-element arithmetic is in
  * float with double-precision step scalars (as torch does for float32 tensors). Tensors of
@@ -38,6 +42,7 @@ typedef struct {
     double momentum, dampening;   /* SGD */
     int nesterov;                 /* SGD: requires momentum > 0 and dampening == 0 */
     double beta1, beta2, eps;     /* Adam / AdamW */
+    double gate_lr_scale;         /* PARAM_GATE tensors step at lr * gate_lr_scale (default 1) */
 } optim_config;
 
 typedef struct {
@@ -50,7 +55,8 @@ typedef struct {
 } optim;
 
 /* torch's defaults: SGD lr 1e-3 (torch requires it explicitly), momentum 0; Adam lr 1e-3,
- * betas (0.9, 0.999), eps 1e-8, weight decay 0; AdamW the same with weight decay 1e-2. */
+ * betas (0.9, 0.999), eps 1e-8, weight decay 0; AdamW the same with weight decay 1e-2;
+ * gate_lr_scale 1 (one param group). */
 optim_config optim_default_config(optim_kind kind);
 /* Name "sgd" / "adam" / "adamw" -> kind; SM_OK or SM_ERR_USAGE. */
 int optim_kind_from_name(const char *name, optim_kind *kind);
@@ -58,7 +64,7 @@ const char *optim_kind_name(optim_kind kind);
 
 /* From the `training` config section: optimizer (sgd|adam|adamw), lr, weight_decay (L2 for
  * sgd/adam, decoupled for adamw), momentum (sgd only), beta1, beta2, eps; nesterov and
- * dampening 0. SM_OK or SM_ERR_USAGE (unknown optimizer name). */
+ * dampening 0, gate_lr_scale. SM_OK or SM_ERR_USAGE (unknown optimizer name). */
 int optim_config_from_training(const training_config *t, optim_config *out);
 
 /* Validates the config (torch's checks) and allocates zeroed state for a finalized store.

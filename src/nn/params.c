@@ -57,7 +57,7 @@ int param_store_declare(param_store *store, const char *name, int ndim, const in
                 PARAM_MAX_DIMS);
         return -1;
     }
-    if (flags & ~(unsigned)(PARAM_DECAY | PARAM_TRAINABLE)) {
+    if (flags & ~(unsigned)(PARAM_DECAY | PARAM_TRAINABLE | PARAM_GATE)) {
         sm_fail(SM_ERR_USAGE, "param_store: tensor '%s': unknown flags 0x%x", name, flags);
         return -1;
     }

@@ -16,6 +16,8 @@
  * Flags: PARAM_DECAY     weight decay applies (conv/dense weights; not biases or norm params)
  *        PARAM_TRAINABLE the optimiser updates it (running BatchNorm statistics are declared
  *                        without it: they are saved in checkpoints but never stepped).
+ *        PARAM_GATE      an MoE gate tensor (SMoE latent map or gate conv, point-gated gate
+ *                        weights): its own learning rate, nn/optim.h gate_lr_scale.
  * Optimiser state (Adam m and v, SGD momentum) lives in nn/optim.h in flat buffers of
  * param_store_size() floats with the same offsets. */
 #ifndef SMOECAST_NN_PARAMS_H
@@ -29,7 +31,8 @@
 
 enum {
     PARAM_DECAY = 1u,
-    PARAM_TRAINABLE = 2u
+    PARAM_TRAINABLE = 2u,
+    PARAM_GATE = 4u       /* an MoE gate tensor: the optimiser steps it at lr * gate_lr_scale */
 };
 #define PARAM_DEFAULT (PARAM_DECAY | PARAM_TRAINABLE)   /* weights */
 #define PARAM_NO_DECAY (PARAM_TRAINABLE)                /* biases, norm affine params */

@@ -37,6 +37,13 @@ params() { ncdump -p 9,17 "$1" | sed -n '/group: params/,/group: optim/p'; }
 expect_exit 0 "epoch 1: train" -- "$BIN" train -c cfg.yaml run.threads=1 training.epochs=1 output.dir=split
 expect_exit 0 "resuming from" -- "$BIN" train -c cfg.yaml run.threads=1 output.dir=split --resume
 if [ -n "$(params run/last.nc)" ] && diff <(params run/last.nc) <(params split/last.nc) >/dev/null; then ok "resume is exact"; else fail "resumed weights differ"; fi
+# ... also with an SMoE head whose latent gates form their own optimiser param group
+moe=(model.moe.enabled=true model.moe.outputs=per_channel model.moe.rc_loss.enabled=false training.gate_lr_scale=100)
+expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[@]}" output.dir=moe
+expect_exit 0 "epoch 1: train" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[@]}" training.epochs=1 output.dir=moesplit
+expect_exit 0 "resuming from" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[@]}" output.dir=moesplit --resume
+if [ -n "$(params moe/last.nc)" ] && diff <(params moe/last.nc) <(params moesplit/last.nc) >/dev/null; then ok "resume with a gate lr is exact"; else fail "resumed SMoE weights differ"; fi
+ncdump -h moe/last.nc | grep -q 'gate_lr_scale = 100' && ok "gate_lr_scale in the checkpoint" || fail "no gate_lr_scale in /optim"
 
 # Forecasts: both layouts, CF attributes, lonlat grid for CDO.
 expect_exit 0 "wrote 3 initialisations x 2 leads" -- "$BIN" forecast --checkpoint run/best.nc --dataset ds.nc \

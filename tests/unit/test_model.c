@@ -265,6 +265,15 @@ static void test_moe_insertion(void **state)
     assert_int_equal(info.shape.k, 2);
     assert_int_equal(info.shape.n_experts, 6);
     assert_int_equal(info.shape.pad, PAD_ZERO);
+    /* the gate tensors form the optimiser's gate param group (training.gate_lr_scale); experts
+     * and ordinary convs do not */
+    param_store *ps = model_params(m);
+    int gid = param_store_find(ps, "conv3.gate_latent"), eid = param_store_find(ps, "conv3.expert_weight");
+    int cid = param_store_find(ps, "conv0.weight");
+    assert_true(gid >= 0 && eid >= 0 && cid >= 0);
+    assert_true(param_store_view(ps, gid)->flags & PARAM_GATE);
+    assert_false(param_store_view(ps, eid)->flags & PARAM_GATE);
+    assert_false(param_store_view(ps, cid)->flags & PARAM_GATE);
     model_free(m);
 
     const char *ov3[] = {"model.architecture=resnet", "model.channels=[4]", "model.blocks=1",

@@ -35,12 +35,14 @@ static void assert_close_vec(const float *c, const float *t, size_t n, const cha
         fail_msg("%s: ||c - torch|| = %g, ||torch|| = %g", what, sqrt(num), sqrt(den));
 }
 
-/* The golden tensors in a store, plus the buffer; data = torch's initial values. */
-static param_store *golden_store(void)
+/* The golden tensors in a store, plus the buffer; data = torch's initial values; tensor w1
+ * additionally carries `w1_extra` flags (PARAM_GATE for the param-group test). */
+static param_store *golden_store_flags(unsigned w1_extra)
 {
     param_store *s = param_store_create();
     for (int i = 0; i < NT; i++)
-        assert_int_equal(param_store_declare(s, tnames[i], tndim[i], tshape[i], tflags[i]), i);
+        assert_int_equal(param_store_declare(s, tnames[i], tndim[i], tshape[i],
+                                             tflags[i] | (i == 2 ? w1_extra : 0u)), i);
     int nb = NBUF;
     assert_int_equal(param_store_declare(s, "buf", 1, &nb, PARAM_BUFFER), NT);
     assert_int_equal(param_store_finalize(s), SM_OK);
@@ -56,6 +58,8 @@ static param_store *golden_store(void)
     for (int k = 0; k < NBUF; k++) param_data(s, NT)[k] = 0.5f + k;
     return s;
 }
+
+static param_store *golden_store(void) { return golden_store_flags(0u); }
 
 /* Gradients of step `step` into the store (and garbage into the buffer's gradient). */
 static void set_grads(param_store *s, int step)
@@ -272,6 +276,62 @@ static void test_decay_flags(void **state)
     param_store_free(s);
 }
 
+/* Four golden steps of `cfg` on store s. */
+static void run_steps(param_store *s, const optim_config *cfg)
+{
+    optim *o;
+    assert_int_equal(optim_create(&o, s, cfg), SM_OK);
+    for (int step = 0; step < 4; step++) {
+        set_grads(s, step);
+        optim_step(o);
+    }
+    optim_free(o);
+}
+
+/* PARAM_GATE tensors form a second param group at lr * gate_lr_scale: bit for bit the
+ * trajectory of a plain store at that lr, while the other tensors follow lr (a torch optimiser
+ * with two param groups); scale 1 is the single-group optimiser and scale 0 freezes the gate. */
+static void group_case(const char *name)
+{
+    const double scale = 30.0;
+    optim_config base = config_for(name), gate = base, scaled = base;
+    gate.gate_lr_scale = scale;
+    scaled.lr = base.lr * scale;
+    param_store *g = golden_store_flags(PARAM_GATE), *p = golden_store(), *q = golden_store();
+    run_steps(g, &gate);
+    run_steps(p, &base);
+    run_steps(q, &scaled);
+    for (int i = 0; i < 2; i++)
+        assert_memory_equal(param_data(g, i), param_data(p, i), param_store_view(g, i)->numel * sizeof(float));
+    assert_memory_equal(param_data(g, 2), param_data(q, 2), param_store_view(g, 2)->numel * sizeof(float));
+    assert_memory_not_equal(param_data(g, 2), param_data(p, 2), param_store_view(g, 2)->numel * sizeof(float));
+    assert_buffer_untouched(g);
+    param_store_free(g);
+    /* scale 1: identical to the store without the flag */
+    g = golden_store_flags(PARAM_GATE);
+    run_steps(g, &base);
+    assert_memory_equal(param_store_data_all(g), param_store_data_all(p), param_store_size(p) * sizeof(float));
+    param_store_free(g);
+    /* scale 0: the gate keeps its initial values (no weight decay either) */
+    g = golden_store_flags(PARAM_GATE);
+    param_store *init = golden_store();
+    gate.gate_lr_scale = 0.0;
+    run_steps(g, &gate);
+    assert_memory_equal(param_data(g, 2), param_data(init, 2), param_store_view(g, 2)->numel * sizeof(float));
+    param_store_free(g);
+    param_store_free(init);
+    param_store_free(p);
+    param_store_free(q);
+}
+
+static void test_gate_param_group(void **state)
+{
+    (void)state;
+    group_case("sgd");
+    group_case("adam");
+    group_case("adamw");
+}
+
 static void test_config_errors(void **state)
 {
     (void)state;
@@ -286,6 +346,10 @@ static void test_config_errors(void **state)
     c.beta1 = 1.0;
     assert_int_equal(optim_create(&o, s, &c), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "beta1"));
+    c = optim_default_config(OPTIM_ADAM);
+    c.gate_lr_scale = -2;
+    assert_int_equal(optim_create(&o, s, &c), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "gate_lr_scale"));
     c = optim_default_config(OPTIM_ADAMW);
     c.lr = -1;
     assert_int_equal(optim_create(&o, s, &c), SM_ERR_USAGE);
@@ -464,12 +528,14 @@ static void test_from_training_config(void **state)
     assert_int_equal(optim_config_from_training(&cfg->training, &c), SM_OK);
     assert_int_equal(c.kind, OPTIM_ADAM);
     assert_true(c.lr == cfg->training.lr && c.beta2 == cfg->training.beta2 && c.momentum == 0.0);
+    assert_true(c.gate_lr_scale == 1.0);
     config_free(cfg);
-    char *ov[3] = {"training.optimizer=sgd", "training.momentum=0.8", "training.weight_decay=0.01"};
-    assert_int_equal(config_load(NULL, 3, ov, &cfg), SM_OK);
+    char *ov[4] = {"training.optimizer=sgd", "training.momentum=0.8", "training.weight_decay=0.01",
+                   "training.gate_lr_scale=30"};
+    assert_int_equal(config_load(NULL, 4, ov, &cfg), SM_OK);
     assert_int_equal(optim_config_from_training(&cfg->training, &c), SM_OK);
     assert_int_equal(c.kind, OPTIM_SGD);
-    assert_true(c.momentum == 0.8 && c.weight_decay == 0.01 && c.nesterov == 0);
+    assert_true(c.momentum == 0.8 && c.weight_decay == 0.01 && c.nesterov == 0 && c.gate_lr_scale == 30.0);
     strcpy(cfg->training.optimizer, "lion");
     assert_int_equal(optim_config_from_training(&cfg->training, &c), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "lion"));
@@ -489,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_clip_grad_norm),
         cmocka_unit_test(test_exact_resume),
         cmocka_unit_test(test_decay_flags),
+        cmocka_unit_test(test_gate_param_group),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_large_tensor_threads),
         cmocka_unit_test(test_training_run_matches_torch),
