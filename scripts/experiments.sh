@@ -244,7 +244,7 @@ experiment_toy() {
   # one SMoE per output variable (outputs: per_channel): draw the last one's map (2t)
   local map
   map=$(ncdump -h "$d/experts.nc" | grep -o 'int expert_map[a-z0-9_]*' | tail -n 1 | cut -d' ' -f2)
-  "$bin" plot "$d/experts.nc" --var "${map:-expert_map}" \
+  "$bin" plot "$d/experts.nc" --var "${map:-expert_map}" --no-coastlines \
     --title "toy atmosphere: expert in charge, ${map#expert_map_} (SMoE seed 1, last layer)" \
     --out "$root/docs/img/experts_toy.png" > /dev/null 2>&1 || true
   {

@@ -39,6 +39,7 @@ static void plot_usage(FILE *out)
             "      --title TEXT       title [long_name [units], time, other coordinates]\n"
             "      --cmap NAME        GMT palette (viridis, vik, roma, turbo, categorical, ...)\n"
             "      --symmetric        colour range symmetric about 0\n"
+            "      --no-coastlines    no GSHHG coastlines (e.g. for the synthetic toy atmosphere)\n"
             "      --width CM         page width in cm [16]\n"
             "      --height CM        page height in cm [from the map's aspect ratio]\n"
             "      --dpi N            resolution [150]\n"
@@ -58,7 +59,7 @@ static void plot_usage(FILE *out)
 
 int cmd_plot(int argc, char **argv)
 {
-    enum { O_VAR = 256, O_TIME, O_LEVEL, O_MEMBER, O_LEAD, O_INDEX, O_TRUTH, O_TRUTH_VAR, O_TITLE, O_CMAP, O_SYM, O_WIDTH, O_HEIGHT, O_DPI };
+    enum { O_VAR = 256, O_TIME, O_LEVEL, O_MEMBER, O_LEAD, O_INDEX, O_TRUTH, O_TRUTH_VAR, O_TITLE, O_CMAP, O_SYM, O_NO_COAST, O_WIDTH, O_HEIGHT, O_DPI };
     static const struct option options[] = {
         {"var", required_argument, 0, O_VAR},         {"time", required_argument, 0, O_TIME},
         {"level", required_argument, 0, O_LEVEL},     {"member", required_argument, 0, O_MEMBER},
@@ -66,6 +67,7 @@ int cmd_plot(int argc, char **argv)
         {"diff-truth", required_argument, 0, O_TRUTH}, {"truth-var", required_argument, 0, O_TRUTH_VAR},
         {"title", required_argument, 0, O_TITLE},     {"cmap", required_argument, 0, O_CMAP},
         {"symmetric", no_argument, 0, O_SYM},         {"width", required_argument, 0, O_WIDTH},
+        {"no-coastlines", no_argument, 0, O_NO_COAST},
         {"height", required_argument, 0, O_HEIGHT},   {"dpi", required_argument, 0, O_DPI},
         {"out", required_argument, 0, 'o'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -74,7 +76,7 @@ int cmd_plot(int argc, char **argv)
     const char *var = NULL, *truth = NULL, *truth_var = NULL, *out = "map.png", *title = NULL, *cmap = NULL;
     double width = 16.0, height = 0.0;
     long dpi = 150;
-    int symmetric = 0, opt;
+    int symmetric = 0, no_coastlines = 0, opt;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "o:h", options, NULL)) != -1) {
@@ -94,6 +96,7 @@ int cmd_plot(int argc, char **argv)
         case O_TITLE: title = optarg; break;
         case O_CMAP: cmap = optarg; break;
         case O_SYM: symmetric = 1; break;
+        case O_NO_COAST: no_coastlines = 1; break;
         case O_WIDTH:
         case O_HEIGHT: {
             char *end;
@@ -120,7 +123,7 @@ int cmd_plot(int argc, char **argv)
     if (!var) return sm_fail(SM_ERR_USAGE, "plot: %s: --var NAME is required (which variable to draw)", path);
     if (truth_var && !truth) return sm_fail(SM_ERR_USAGE, "plot: --truth-var needs --diff-truth FILE");
 #ifndef SMOECAST_HAVE_GMT
-    (void)width, (void)height, (void)dpi, (void)symmetric, (void)title, (void)cmap, (void)out, (void)truth_var;
+    (void)width, (void)height, (void)dpi, (void)symmetric, (void)no_coastlines, (void)title, (void)cmap, (void)out, (void)truth_var;
     return sm_fail(SM_ERR_USAGE, "plot: %s: cannot draw variable '%s': this smoecast was built without GMT support "
                    "(install libgmt-dev and rebuild)", path, var);
 #else
@@ -132,6 +135,7 @@ int cmd_plot(int argc, char **argv)
     style.height_cm = height;
     style.dpi = (int)dpi;
     style.symmetric = symmetric;
+    style.no_coastlines = no_coastlines;
     int st = plot_file_png(path, var, &sel, truth, truth_var, &style, out);
     if (st) return st;
     log_info("wrote %s", out);

@@ -473,7 +473,7 @@ static int draw(gmt_run *r, const plot_style *s, const char *title, const char *
     GMT_Destroy_Data(r->api, &G);
     if (st) return st;
 
-    if (f->kind == PLOT_GRID_GEO) {
+    if (f->kind == PLOT_GRID_GEO && !s->no_coastlines) {
         region_arg(r, geo.map);
         proj_arg(r, &geo, map_w);
         arg(r, "-Dl");

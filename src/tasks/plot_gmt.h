@@ -23,6 +23,7 @@ typedef struct {
     double height_cm;   /* page height; 0 = map height from the projection plus margins */
     int dpi;            /* [150] */
     int symmetric;      /* colour range symmetric about 0 (always on for differences) */
+    int no_coastlines;  /* geographic grids without GSHHG coastlines (synthetic worlds have their own continents) */
 } plot_style;
 
 void plot_style_default(plot_style *s);

@@ -7,6 +7,8 @@ usage: plot_png_check.py FILE stats
             pixel (X, Y) (0 = top-left)
        plot_png_check.py FILE has R/G/B ...
          -> exit 1 unless every colour occurs in at least 20 pixels
+       plot_png_check.py FILE dark
+         -> number of pixels darker than grey level 60 (coastlines, frame, text)
 Decodes 8-bit greyscale, RGB, RGBA and palette PNGs (non-interlaced), all five row filters."""
 import struct
 import sys
@@ -105,6 +107,8 @@ def main():
             print("missing colours:", *missing)
             sys.exit(1)
         print("all colours present")
+    elif cmd == "dark":
+        print(sum(1 for y in range(height) for x in range(width) if sum(rgb(x, y)) < 180))
     else:
         raise SystemExit(f"unknown command {cmd}")
 

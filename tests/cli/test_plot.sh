@@ -95,6 +95,12 @@ check_png "$TMP/uk.png" "$WS"
 [ "$ng" -lt 60 ] && [ "$sg" -gt 180 ] && [ "$sb" -lt 100 ] && ok "UK t2m: north-west dark ($nr $ng $nb), south-east yellow ($sr $sg $sb)" \
   || fail "UK t2m colours: north-west $nr $ng $nb, south-east $sr $sg $sb"
 expect_exit 0 "wrote" -- "$BIN" plot "$TMP/uk.nc" --var experts "${S[@]}" --out "$TMP/uk_experts.png"
+# --no-coastlines: same map without GSHHG (the UK coast is a long black line at this scale)
+expect_exit 0 "wrote" -- "$BIN" plot "$TMP/uk.nc" --var experts --no-coastlines "${S[@]}" --out "$TMP/uk_experts_nocoast.png"
+check_png "$TMP/uk_experts_nocoast.png" "$WS"
+dark_coast=$($PY "$CHECK" "$TMP/uk_experts.png" dark); dark_plain=$($PY "$CHECK" "$TMP/uk_experts_nocoast.png" dark)
+[ "$dark_plain" -lt $((dark_coast * 3 / 4)) ] && ok "--no-coastlines drops the coastline ($dark_coast -> $dark_plain dark pixels)" \
+  || fail "--no-coastlines: $dark_coast dark pixels with coastlines, $dark_plain without"
 check_png "$TMP/uk_experts.png" "$WS"
 $PY "$CHECK" "$TMP/uk_experts.png" has 31/119/180 255/127/14 44/160/44 214/39/40 148/103/189 140/86/75 227/119/194 \
   127/127/127 188/189/34 23/190/207 174/199/232 255/187/120 >/dev/null \
