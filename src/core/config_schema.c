@@ -17,7 +17,7 @@ const cfg_key config_schema[] = {
     {"data.dataset", CFG_T_PATH, F(data.dataset), "???", 0, ANY, CFG_F_REQUIRED, "Dataset file written by `smoecast ingest` (or `synth`)."},
     {"data.grid", CFG_T_STRING, F(data.grid), "", 0, ANY, 0, "Expected grid name; empty = the dataset's own grid."},
     {"data.prognostic", CFG_T_STRLIST, F(data.prognostic), "[]", 0, ANY, 0, "Variables that are both input and output (anemoi role 'prognostic')."},
-    {"data.forcing", CFG_T_STRLIST, F(data.forcing), "[]", 0, ANY, 0, "Input-only variables: dataset fields or computed hour_of_day, day_of_year, lsm."},
+    {"data.forcing", CFG_T_STRLIST, F(data.forcing), "[]", 0, ANY, 0, "Input-only variables: dataset fields (e.g. lsm) or computed hour_of_day, day_of_year (sin, cos at init and valid time), latitude (sin), longitude (sin, cos; lat-lon grids)."},
     {"data.diagnostic", CFG_T_STRLIST, F(data.diagnostic), "[]", 0, ANY, 0, "Output-only variables."},
     {"data.train_start", CFG_T_STRING, F(data.train_start), "", 0, ANY, 0, "First training time (ISO 8601, e.g. 2019-03-01T00); empty = start of data."},
     {"data.train_end", CFG_T_STRING, F(data.train_end), "", 0, ANY, 0, "Last training time (inclusive)."},

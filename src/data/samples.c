@@ -129,7 +129,7 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
         if (v < 0) return -1 - v;
         L->diag_var[L->n_diag++] = v;
     }
-    int n_computed = 0;
+    int n_computed = 0, n_coord = 0;
     for (int i = 0; i < dc->forcing.n; i++) {
         const char *name = dc->forcing.items[i];
         int f = L->n_forc++;
@@ -140,6 +140,11 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
         } else if (!strcmp(name, "day_of_year")) {
             L->forc_kind[f] = FORCING_DAY_OF_YEAR;
             n_computed++;
+        } else if (!strcmp(name, "latitude") || !strcmp(name, "longitude")) {
+            if (!ds->is_latlon)
+                return sm_fail(SM_ERR_USAGE, "data.forcing: '%s' needs a lat-lon grid; %s is on an x/y grid", name, ds->path);
+            L->forc_kind[f] = name[1] == 'a' ? FORCING_LATITUDE : FORCING_LONGITUDE;
+            n_coord += name[1] == 'a' ? 1 : 2;
         } else {
             int v = find_var(ds, name, "data.forcing");
             if (v < 0) return -1 - v;
@@ -182,8 +187,26 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     L->tendency = dc->tendency;
     L->h = ds->nlat;
     L->w = ds->nlon;
-    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed) + 4 * n_computed + (L->n_leads > 0);
+    int n_coord_forc = 0;
+    for (int i = 0; i < L->n_forc; i++) n_coord_forc += L->forc_kind[i] == FORCING_LATITUDE || L->forc_kind[i] == FORCING_LONGITUDE;
+    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed - n_coord_forc) + 4 * n_computed + n_coord + (L->n_leads > 0);
     L->c_out = L->n_prog + L->n_diag;
+    if (n_coord > 0) {
+        /* sin(lat) spans the grid's latitudes; longitude as sin and cos stays continuous
+         * across the date line and the 0/360 seam. */
+        size_t np = (size_t)L->h * L->w;
+        float *c = L->coords = malloc(sizeof(float) * (size_t)n_coord * np);
+        if (!c) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        static const double deg = TWO_PI / 360.0;
+        for (int i = 0; i < L->n_forc; i++) {
+            if (L->forc_kind[i] == FORCING_LATITUDE) {
+                for (size_t p = 0; p < np; p++) *c++ = (float)sin(ds->lat[p / L->w] * deg);
+            } else if (L->forc_kind[i] == FORCING_LONGITUDE) {
+                for (size_t p = 0; p < np; p++) *c++ = (float)sin(ds->lon[p % L->w] * deg);
+                for (size_t p = 0; p < np; p++) *c++ = (float)cos(ds->lon[p % L->w] * deg);
+            }
+        }
+    }
 
     norm_stats *S = &L->stats;
     for (int i = 0; i < L->n_prog; i++) snprintf(S->names[S->nvars++], 80, "%s", ds->vars[L->prog_var[i]].name);
@@ -216,6 +239,8 @@ static double max_lead(const sample_layout *L)
 
 void samples_layout_free(sample_layout *L)
 {
+    free(L->coords);
+    L->coords = NULL;
     free(L->stats.mean);
     free(L->stats.std);
     L->stats.mean = L->stats.std = NULL;
@@ -614,13 +639,20 @@ static void fill_forcings(const sample_layout *L, const char *calendar, const sa
     double hp0, dp0, hp1, dp1;
     samples_time_features(F->t0, calendar, &hp0, &dp0);
     samples_time_features(F->t1, calendar, &hp1, &dp1);
+    int n_coord = 0;
     for (int i = 0; i < L->n_forc; i++) {
-        if (L->forc_kind[i] == FORCING_FIELD) continue;
+        if (L->forc_kind[i] == FORCING_LATITUDE || L->forc_kind[i] == FORCING_LONGITUDE)
+            n_coord += L->forc_kind[i] == FORCING_LATITUDE ? 1 : 2;
+        if (L->forc_kind[i] != FORCING_HOUR_OF_DAY && L->forc_kind[i] != FORCING_DAY_OF_YEAR) continue;
         double a0 = L->forc_kind[i] == FORCING_HOUR_OF_DAY ? hp0 : dp0;
         double a1 = L->forc_kind[i] == FORCING_HOUR_OF_DAY ? hp1 : dp1;
         float v[4] = {(float)sin(a0), (float)cos(a0), (float)sin(a1), (float)cos(a1)};
         for (int c = 0; c < 4; c++, out += np)
             for (size_t p = 0; p < np; p++) out[p] = v[c];
+    }
+    if (n_coord > 0) {
+        memcpy(out, L->coords, sizeof(float) * (size_t)n_coord * np);
+        out += (size_t)n_coord * np;
     }
     if (L->n_leads > 0) {
         float v = (float)(F->lead / max_lead(L));
@@ -725,8 +757,11 @@ void samples_variable_lists(const sample_layout *L, const dataset *ds, char *inp
         strncat(inputs, ds->vars[v].name, in_len - strlen(inputs) - 1);
     }
     for (int i = 0; i < L->n_forc; i++) {
-        const char *name = L->forc_kind[i] == FORCING_FIELD ? ds->vars[L->forc_var[i]].name
-                           : L->forc_kind[i] == FORCING_HOUR_OF_DAY ? "hour_of_day" : "day_of_year";
+        forcing_kind k = L->forc_kind[i];
+        const char *name = k == FORCING_FIELD ? ds->vars[L->forc_var[i]].name
+                           : k == FORCING_HOUR_OF_DAY ? "hour_of_day"
+                           : k == FORCING_DAY_OF_YEAR ? "day_of_year"
+                           : k == FORCING_LATITUDE ? "latitude" : "longitude";
         if (inputs[0]) strncat(inputs, ",", in_len - strlen(inputs) - 1);
         strncat(inputs, name, in_len - strlen(inputs) - 1);
     }

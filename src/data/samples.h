@@ -8,6 +8,9 @@
  *                           autoregressive models, data.step)
  *   every forcing field from the dataset (time-dependent at t + s, static as is)
  *   computed forcings: hour_of_day -> sin, cos at t and at t + s; day_of_year -> the same
+ *   computed static maps of a lat-lon grid (after the phases, in config order), which let a
+ *   translation-invariant convolution tell places apart: latitude -> sin(lat);
+ *   longitude -> sin(lon), cos(lon)
  *   multi-lead direct models (data.leads): one more channel, the lead divided by the longest lead
  * Targets (C_out): prognostic variables at t + s, then diagnostic variables at t + s.
  *   With data.tendency, a prognostic target is (x(t+s) - x(t)) / tend_std (the forecast adds
@@ -35,7 +38,7 @@
 #define SAMPLES_MAX_VARS 32
 #define SAMPLES_MAX_LEADS 16
 
-typedef enum { FORCING_FIELD = 0, FORCING_HOUR_OF_DAY, FORCING_DAY_OF_YEAR } forcing_kind;
+typedef enum { FORCING_FIELD = 0, FORCING_HOUR_OF_DAY, FORCING_DAY_OF_YEAR, FORCING_LATITUDE, FORCING_LONGITUDE } forcing_kind;
 
 /* Per-variable normalisation statistics, stored in checkpoints by variable name. */
 typedef struct {
@@ -62,6 +65,7 @@ typedef struct {
     int n_leads;                         /* multi-lead direct model: number of leads (0 = off) */
     double leads[SAMPLES_MAX_LEADS];     /* its leads in hours (one of them is lead_hours) */
     int c_in, c_out, h, w;
+    float *coords;                       /* latitude / longitude channels in forcing order */
     norm_stats stats;                    /* names: prognostic, diagnostic, forcing fields */
 } sample_layout;
 
