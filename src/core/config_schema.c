@@ -36,6 +36,8 @@ const cfg_key config_schema[] = {
      "Statistics over the training period: per variable (global), per grid point, or none (raw fields, as the SMoE heat recipe)."},
     {"data.tendency", CFG_T_BOOL, F(data.tendency), "true", 0, ANY, 0,
      "Prognostic targets are the normalised change over one step (forecast = input + change)."},
+    {"data.lead_tendency_scale", CFG_T_BOOL, F(data.lead_tendency_scale), "false", 0, ANY, 0,
+     "Multi-lead models (data.leads): scale each lead's tendency target by the std of that lead's own change, so that every lead weighs alike in the loss (false: the primary lead's scale for all, so long leads dominate)."},
 
     {"model.architecture", CFG_T_ENUM, F(model.architecture), "cnn", "cnn|resnet|unet|smoe_net|mlp", ANY, 0,
      "Network: WeatherBench CNN, Rasp-Thuerey ResNet, ENS-10 U-Net, SMoE stack, per-point MLP."},

@@ -185,6 +185,7 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     }
     L->history = dc->history;
     L->tendency = dc->tendency;
+    L->lead_tendency = dc->lead_tendency_scale && L->n_leads > 0;
     L->h = ds->nlat;
     L->w = ds->nlon;
     int n_coord_forc = 0;
@@ -483,8 +484,9 @@ static int field_stats(const sample_layout *L, sample_cache *cache, int var, con
     return st;
 }
 
-/* Standard deviation of x(t + step) - x(t) over the training initialisation times. */
-static int tendency_std(const sample_layout *L, sample_cache *cache, int var, const sample_split *train, float *out)
+/* Standard deviation of x(t + lead) - x(t) over the training samples at that lead. */
+static int tendency_std_at(const sample_layout *L, sample_cache *cache, int var, const sample_split *train, double step,
+                           float *out)
 {
     const dataset *ds = cache->ds;
     size_t np = (size_t)L->h * L->w;
@@ -493,8 +495,8 @@ static int tendency_std(const sample_layout *L, sample_cache *cache, int var, co
         int64_t t0;
         double lead;
         samples_decode(L, ds, train->idx[i], &t0, &lead);
-        if (fabs(lead - L->step_hours) > 1e-6) continue;
-        int64_t t1 = find_time(ds, ds->times[t0] + L->step_hours);
+        if (fabs(lead - step) > 1e-6) continue;
+        int64_t t1 = find_time(ds, ds->times[t0] + step);
         const float *a = sample_cache_get(cache, var, (int)t0);
         const float *b = a ? sample_cache_get(cache, var, (int)t1) : NULL;
         if (!b) return SM_ERR_IO;
@@ -509,6 +511,23 @@ static int tendency_std(const sample_layout *L, sample_cache *cache, int var, co
     double sd = cnt > 0 ? sqrt(fmax(sq / cnt - (sum / cnt) * (sum / cnt), 0)) : 0;
     *out = (float)(sd > 0 ? sd : 1);
     return SM_OK;
+}
+
+/* The model step's tendency std, and with data.lead_tendency_scale every lead's own. */
+static int tendency_std(sample_layout *L, sample_cache *cache, int var, const sample_split *train, float *out)
+{
+    int st = tendency_std_at(L, cache, var, train, L->step_hours, out);
+    int i = 0;
+    while (i < L->n_prog && L->prog_var[i] != var) i++;
+    for (int j = 0; st == SM_OK && L->lead_tendency && j < L->n_leads; j++)
+        st = tendency_std_at(L, cache, var, train, L->leads[j], &L->stats.tend_std_lead[j * L->n_prog + i]);
+    return st;
+}
+
+float samples_tendency_scale(const sample_layout *L, int i, double lead_hours)
+{
+    int j = L->lead_tendency ? samples_lead_index(L, lead_hours) : -1;
+    return j >= 0 ? L->stats.tend_std_lead[j * L->n_prog + i] : L->stats.tend_std[i];
 }
 
 int samples_compute_stats(sample_layout *L, sample_cache *cache, const sample_split *train, int per_point)
@@ -686,7 +705,7 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
             const float *x1 = F[b].target_prog[i];
             if (L->tendency) {
                 const float *x0 = F[b].prog_hist[i];
-                float inv = 1.0f / L->stats.tend_std[i];
+                float inv = 1.0f / samples_tendency_scale(L, i, F[b].lead);
                 for (size_t p = 0; p < np; p++) out[p] = (x1[p] - x0[p]) * inv;
             } else {
                 normalise_into(&L->stats, stat_prog(L, i), x1, out, np);
@@ -769,6 +788,12 @@ void samples_variable_lists(const sample_layout *L, const dataset *ds, char *inp
 
 void samples_denormalise(const sample_layout *L, const float *output, const float *state0, float *physical)
 {
+    samples_denormalise_lead(L, output, state0, L->step_hours, physical);
+}
+
+void samples_denormalise_lead(const sample_layout *L, const float *output, const float *state0, double lead_hours,
+                              float *physical)
+{
     size_t np = (size_t)L->h * L->w;
     const norm_stats *S = &L->stats;
     for (int c = 0; c < L->c_out; c++) {
@@ -776,7 +801,8 @@ void samples_denormalise(const sample_layout *L, const float *output, const floa
         float *y = physical + (size_t)c * np;
         if (c < L->n_prog && L->tendency) {
             const float *x0 = state0 + (size_t)c * np;
-            for (size_t p = 0; p < np; p++) y[p] = x0[p] + o[p] * S->tend_std[c];
+            float scale = samples_tendency_scale(L, c, lead_hours);
+            for (size_t p = 0; p < np; p++) y[p] = x0[p] + o[p] * scale;
             continue;
         }
         int row = c < L->n_prog ? stat_prog(L, c) : stat_diag(L, c - L->n_prog);

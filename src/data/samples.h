@@ -25,7 +25,8 @@
  * encoded as idx = t + (j + 1) * ntimes for lead j; a plain time index idx < ntimes means the
  * primary lead (data.lead_time = step_hours). Validation and test splits hold plain indices (the
  * primary lead), so a trainer's per-sample validation metric sees ordinary times. The tendency
- * scale tend_std is the one of the primary lead for every lead. */
+ * scale tend_std is the one of the primary lead for every lead, unless data.lead_tendency_scale
+ * gives each lead its own (tend_std_lead; samples_tendency_scale picks the one of a sample). */
 #ifndef SMOECAST_DATA_SAMPLES_H
 #define SMOECAST_DATA_SAMPLES_H
 
@@ -48,6 +49,9 @@ typedef struct {
     float *mean;                         /* nvars * npts */
     float *std;                          /* nvars * npts */
     float tend_std[SAMPLES_MAX_VARS];    /* std of the one-step change (prognostic variables) */
+    /* data.lead_tendency_scale: std of the change over lead j of prognostic i at
+     * [j * n_prog + i] (contiguous n_leads x n_prog, as stored in checkpoints) */
+    float tend_std_lead[SAMPLES_MAX_LEADS * SAMPLES_MAX_VARS];
 } norm_stats;
 
 typedef struct {
@@ -62,6 +66,7 @@ typedef struct {
     double dt_hours;                     /* spacing of history inputs: the dataset time step for
                                             direct models, the model step for autoregressive ones */
     int tendency;
+    int lead_tendency;                   /* data.lead_tendency_scale (multi-lead models only) */
     int n_leads;                         /* multi-lead direct model: number of leads (0 = off) */
     double leads[SAMPLES_MAX_LEADS];     /* its leads in hours (one of them is lead_hours) */
     int c_in, c_out, h, w;
@@ -134,6 +139,11 @@ void samples_time_features(double hours, const char *calendar, double *hour_phas
 /* Converts normalised model outputs of one sample (C_out, H, W) into physical fields, given the
  * raw prognostic state at the initialisation time (n_prog, H, W) for tendencies. */
 void samples_denormalise(const sample_layout *L, const float *output, const float *state0, float *physical);
+/* The same for a sample at lead `lead_hours` (multi-lead models with per-lead tendency scales). */
+void samples_denormalise_lead(const sample_layout *L, const float *output, const float *state0, double lead_hours,
+                              float *physical);
+/* Tendency scale of prognostic variable i for a sample at lead `lead_hours`. */
+float samples_tendency_scale(const sample_layout *L, int i, double lead_hours);
 /* Normalises physical prognostic fields (n_prog, H, W) into the first input channels (used by
  * autoregressive rollout to feed a forecast back). */
 void samples_normalise_prognostic(const sample_layout *L, const float *physical, float *channels);

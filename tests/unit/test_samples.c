@@ -231,6 +231,41 @@ static void test_multi_lead(void **state)
     samples_layout_free(&L);
     config_free(cfg);
 
+    /* data.lead_tendency_scale: each lead's target is scaled by its own tendency std, and
+     * denormalising at that lead restores the physical field. */
+    char *ov2[] = {ds_key, "data.prognostic=[a]", "data.lead_time=12h", "data.leads=[6h, 12h]",
+                   "data.train_end=2000-01-02T12", "data.lead_tendency_scale=true"};
+    cfg = load(6, ov2);
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
+    assert_int_equal(L.lead_tendency, 1);
+    assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
+    assert_int_equal(sample_cache_create(ds, &cache), SM_OK);
+    assert_int_equal(samples_compute_stats(&L, cache, &tr, 0), SM_OK);
+    /* The changes are constant (std 0 -> 1); set distinct scales to see which one is used. */
+    L.stats.tend_std_lead[0] = 4.0f;  /* 6 h */
+    L.stats.tend_std_lead[1] = 8.0f;  /* 12 h */
+    assert_true(samples_tendency_scale(&L, 0, 6.0) == 4.0f && samples_tendency_scale(&L, 0, 12.0) == 8.0f);
+    float in3[2 * 6 * NY * NX], target3[2 * NY * NX];
+    int64_t s3[2] = {tr.idx[0], tr.idx[tr.n - 1]}; /* the first +6 h and the last +12 h sample */
+    int64_t t6, t12;
+    double l6, l12;
+    samples_decode(&L, ds, s3[0], &t6, &l6);
+    samples_decode(&L, ds, s3[1], &t12, &l12);
+    assert_true(l6 == 6.0 && l12 == 12.0);
+    assert_int_equal(samples_assemble(&L, cache, s3, 2, in3, target3), SM_OK);
+    assert_true(fabs(target3[0] - 1.0f / 4.0f) < 1e-6);   /* change 1 over 6 h */
+    assert_true(fabs(target3[np] - 2.0f / 8.0f) < 1e-6);  /* change 2 over 12 h */
+    float st0[NY * NX], ph[NY * NX];
+    for (int p = 0; p < NY * NX; p++) st0[p] = value_a((int)t12, p);
+    samples_denormalise_lead(&L, target3 + np, st0, 12.0, ph);
+    for (int p = 0; p < NY * NX; p++) assert_true(fabs(ph[p] - value_a((int)t12 + 2, p)) < 1e-5);
+    sample_cache_free(cache);
+    samples_split_free(&tr);
+    samples_split_free(&va);
+    samples_split_free(&te);
+    samples_layout_free(&L);
+    config_free(cfg);
+
     /* data.leads needs lead_time among them and no autoregressive step. */
     char *bad1[] = {ds_key, "data.prognostic=[a]", "data.lead_time=18h", "data.leads=[6h, 12h]"};
     cfg = load(4, bad1);
