@@ -45,6 +45,7 @@ typedef struct {
     char history_step[CFG_STR];
     char normalisation[CFG_STR];
     int tendency;
+    int lead_tendency_scale;
 } data_config;
 
 typedef struct {

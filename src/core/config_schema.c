@@ -17,7 +17,7 @@ const cfg_key config_schema[] = {
     {"data.dataset", CFG_T_PATH, F(data.dataset), "???", 0, ANY, CFG_F_REQUIRED, "Dataset file written by `smoecast ingest` (or `synth`)."},
     {"data.grid", CFG_T_STRING, F(data.grid), "", 0, ANY, 0, "Expected grid name; empty = the dataset's own grid."},
     {"data.prognostic", CFG_T_STRLIST, F(data.prognostic), "[]", 0, ANY, 0, "Variables that are both input and output (anemoi role 'prognostic')."},
-    {"data.forcing", CFG_T_STRLIST, F(data.forcing), "[]", 0, ANY, 0, "Input-only variables: dataset fields or computed hour_of_day, day_of_year, lsm."},
+    {"data.forcing", CFG_T_STRLIST, F(data.forcing), "[]", 0, ANY, 0, "Input-only variables: dataset fields (e.g. lsm) or computed hour_of_day, day_of_year (sin, cos at init and valid time), latitude (sin), longitude (sin, cos; lat-lon grids)."},
     {"data.diagnostic", CFG_T_STRLIST, F(data.diagnostic), "[]", 0, ANY, 0, "Output-only variables."},
     {"data.train_start", CFG_T_STRING, F(data.train_start), "", 0, ANY, 0, "First training time (ISO 8601, e.g. 2019-03-01T00); empty = start of data."},
     {"data.train_end", CFG_T_STRING, F(data.train_end), "", 0, ANY, 0, "Last training time (inclusive)."},
@@ -36,6 +36,8 @@ const cfg_key config_schema[] = {
      "Statistics over the training period: per variable (global), per grid point, or none (raw fields, as the SMoE heat recipe)."},
     {"data.tendency", CFG_T_BOOL, F(data.tendency), "true", 0, ANY, 0,
      "Prognostic targets are the normalised change over one step (forecast = input + change)."},
+    {"data.lead_tendency_scale", CFG_T_BOOL, F(data.lead_tendency_scale), "false", 0, ANY, 0,
+     "Multi-lead models (data.leads): scale each lead's tendency target by the std of that lead's own change, so that every lead weighs alike in the loss (false: the primary lead's scale for all, so long leads dominate)."},
 
     {"model.architecture", CFG_T_ENUM, F(model.architecture), "cnn", "cnn|resnet|unet|smoe_net|mlp", ANY, 0,
      "Network: WeatherBench CNN, Rasp-Thuerey ResNet, ENS-10 U-Net, SMoE stack, per-point MLP."},

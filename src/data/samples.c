@@ -129,7 +129,7 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
         if (v < 0) return -1 - v;
         L->diag_var[L->n_diag++] = v;
     }
-    int n_computed = 0;
+    int n_computed = 0, n_coord = 0;
     for (int i = 0; i < dc->forcing.n; i++) {
         const char *name = dc->forcing.items[i];
         int f = L->n_forc++;
@@ -140,6 +140,11 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
         } else if (!strcmp(name, "day_of_year")) {
             L->forc_kind[f] = FORCING_DAY_OF_YEAR;
             n_computed++;
+        } else if (!strcmp(name, "latitude") || !strcmp(name, "longitude")) {
+            if (!ds->is_latlon)
+                return sm_fail(SM_ERR_USAGE, "data.forcing: '%s' needs a lat-lon grid; %s is on an x/y grid", name, ds->path);
+            L->forc_kind[f] = name[1] == 'a' ? FORCING_LATITUDE : FORCING_LONGITUDE;
+            n_coord += name[1] == 'a' ? 1 : 2;
         } else {
             int v = find_var(ds, name, "data.forcing");
             if (v < 0) return -1 - v;
@@ -180,10 +185,29 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     }
     L->history = dc->history;
     L->tendency = dc->tendency;
+    L->lead_tendency = dc->lead_tendency_scale && L->n_leads > 0;
     L->h = ds->nlat;
     L->w = ds->nlon;
-    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed) + 4 * n_computed + (L->n_leads > 0);
+    int n_coord_forc = 0;
+    for (int i = 0; i < L->n_forc; i++) n_coord_forc += L->forc_kind[i] == FORCING_LATITUDE || L->forc_kind[i] == FORCING_LONGITUDE;
+    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed - n_coord_forc) + 4 * n_computed + n_coord + (L->n_leads > 0);
     L->c_out = L->n_prog + L->n_diag;
+    if (n_coord > 0) {
+        /* sin(lat) spans the grid's latitudes; longitude as sin and cos stays continuous
+         * across the date line and the 0/360 seam. */
+        size_t np = (size_t)L->h * L->w;
+        float *c = L->coords = malloc(sizeof(float) * (size_t)n_coord * np);
+        if (!c) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        static const double deg = TWO_PI / 360.0;
+        for (int i = 0; i < L->n_forc; i++) {
+            if (L->forc_kind[i] == FORCING_LATITUDE) {
+                for (size_t p = 0; p < np; p++) *c++ = (float)sin(ds->lat[p / L->w] * deg);
+            } else if (L->forc_kind[i] == FORCING_LONGITUDE) {
+                for (size_t p = 0; p < np; p++) *c++ = (float)sin(ds->lon[p % L->w] * deg);
+                for (size_t p = 0; p < np; p++) *c++ = (float)cos(ds->lon[p % L->w] * deg);
+            }
+        }
+    }
 
     norm_stats *S = &L->stats;
     for (int i = 0; i < L->n_prog; i++) snprintf(S->names[S->nvars++], 80, "%s", ds->vars[L->prog_var[i]].name);
@@ -216,6 +240,8 @@ static double max_lead(const sample_layout *L)
 
 void samples_layout_free(sample_layout *L)
 {
+    free(L->coords);
+    L->coords = NULL;
     free(L->stats.mean);
     free(L->stats.std);
     L->stats.mean = L->stats.std = NULL;
@@ -460,8 +486,9 @@ static int field_stats(const sample_layout *L, sample_cache *cache, int var, con
     return st;
 }
 
-/* Standard deviation of x(t + step) - x(t) over the training initialisation times. */
-static int tendency_std(const sample_layout *L, sample_cache *cache, int var, const sample_split *train, float *out)
+/* Standard deviation of x(t + lead) - x(t) over the training samples at that lead. */
+static int tendency_std_at(const sample_layout *L, sample_cache *cache, int var, const sample_split *train, double step,
+                           float *out)
 {
     const dataset *ds = cache->ds;
     size_t np = (size_t)L->h * L->w;
@@ -470,8 +497,8 @@ static int tendency_std(const sample_layout *L, sample_cache *cache, int var, co
         int64_t t0;
         double lead;
         samples_decode(L, ds, train->idx[i], &t0, &lead);
-        if (fabs(lead - L->step_hours) > 1e-6) continue;
-        int64_t t1 = find_time(ds, ds->times[t0] + L->step_hours);
+        if (fabs(lead - step) > 1e-6) continue;
+        int64_t t1 = find_time(ds, ds->times[t0] + step);
         const float *a = sample_cache_get(cache, var, (int)t0);
         const float *b = a ? sample_cache_get(cache, var, (int)t1) : NULL;
         if (!b) return SM_ERR_IO;
@@ -486,6 +513,23 @@ static int tendency_std(const sample_layout *L, sample_cache *cache, int var, co
     double sd = cnt > 0 ? sqrt(fmax(sq / cnt - (sum / cnt) * (sum / cnt), 0)) : 0;
     *out = (float)(sd > 0 ? sd : 1);
     return SM_OK;
+}
+
+/* The model step's tendency std, and with data.lead_tendency_scale every lead's own. */
+static int tendency_std(sample_layout *L, sample_cache *cache, int var, const sample_split *train, float *out)
+{
+    int st = tendency_std_at(L, cache, var, train, L->step_hours, out);
+    int i = 0;
+    while (i < L->n_prog && L->prog_var[i] != var) i++;
+    for (int j = 0; st == SM_OK && L->lead_tendency && j < L->n_leads; j++)
+        st = tendency_std_at(L, cache, var, train, L->leads[j], &L->stats.tend_std_lead[j * L->n_prog + i]);
+    return st;
+}
+
+float samples_tendency_scale(const sample_layout *L, int i, double lead_hours)
+{
+    int j = L->lead_tendency ? samples_lead_index(L, lead_hours) : -1;
+    return j >= 0 ? L->stats.tend_std_lead[j * L->n_prog + i] : L->stats.tend_std[i];
 }
 
 int samples_compute_stats(sample_layout *L, sample_cache *cache, const sample_split *train, int per_point)
@@ -616,13 +660,20 @@ static void fill_forcings(const sample_layout *L, const char *calendar, const sa
     double hp0, dp0, hp1, dp1;
     samples_time_features(F->t0, calendar, &hp0, &dp0);
     samples_time_features(F->t1, calendar, &hp1, &dp1);
+    int n_coord = 0;
     for (int i = 0; i < L->n_forc; i++) {
-        if (L->forc_kind[i] == FORCING_FIELD) continue;
+        if (L->forc_kind[i] == FORCING_LATITUDE || L->forc_kind[i] == FORCING_LONGITUDE)
+            n_coord += L->forc_kind[i] == FORCING_LATITUDE ? 1 : 2;
+        if (L->forc_kind[i] != FORCING_HOUR_OF_DAY && L->forc_kind[i] != FORCING_DAY_OF_YEAR) continue;
         double a0 = L->forc_kind[i] == FORCING_HOUR_OF_DAY ? hp0 : dp0;
         double a1 = L->forc_kind[i] == FORCING_HOUR_OF_DAY ? hp1 : dp1;
         float v[4] = {(float)sin(a0), (float)cos(a0), (float)sin(a1), (float)cos(a1)};
         for (int c = 0; c < 4; c++, out += np)
             for (size_t p = 0; p < np; p++) out[p] = v[c];
+    }
+    if (n_coord > 0) {
+        memcpy(out, L->coords, sizeof(float) * (size_t)n_coord * np);
+        out += (size_t)n_coord * np;
     }
     if (L->n_leads > 0) {
         float v = (float)(F->lead / max_lead(L));
@@ -656,7 +707,7 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
             const float *x1 = F[b].target_prog[i];
             if (L->tendency) {
                 const float *x0 = F[b].prog_hist[i];
-                float inv = 1.0f / L->stats.tend_std[i];
+                float inv = 1.0f / samples_tendency_scale(L, i, F[b].lead);
                 for (size_t p = 0; p < np; p++) out[p] = (x1[p] - x0[p]) * inv;
             } else {
                 normalise_into(&L->stats, stat_prog(L, i), x1, out, np);
@@ -727,14 +778,23 @@ void samples_variable_lists(const sample_layout *L, const dataset *ds, char *inp
         strncat(inputs, ds->vars[v].name, in_len - strlen(inputs) - 1);
     }
     for (int i = 0; i < L->n_forc; i++) {
-        const char *name = L->forc_kind[i] == FORCING_FIELD ? ds->vars[L->forc_var[i]].name
-                           : L->forc_kind[i] == FORCING_HOUR_OF_DAY ? "hour_of_day" : "day_of_year";
+        forcing_kind k = L->forc_kind[i];
+        const char *name = k == FORCING_FIELD ? ds->vars[L->forc_var[i]].name
+                           : k == FORCING_HOUR_OF_DAY ? "hour_of_day"
+                           : k == FORCING_DAY_OF_YEAR ? "day_of_year"
+                           : k == FORCING_LATITUDE ? "latitude" : "longitude";
         if (inputs[0]) strncat(inputs, ",", in_len - strlen(inputs) - 1);
         strncat(inputs, name, in_len - strlen(inputs) - 1);
     }
 }
 
 void samples_denormalise(const sample_layout *L, const float *output, const float *state0, float *physical)
+{
+    samples_denormalise_lead(L, output, state0, L->step_hours, physical);
+}
+
+void samples_denormalise_lead(const sample_layout *L, const float *output, const float *state0, double lead_hours,
+                              float *physical)
 {
     size_t np = (size_t)L->h * L->w;
     const norm_stats *S = &L->stats;
@@ -743,7 +803,8 @@ void samples_denormalise(const sample_layout *L, const float *output, const floa
         float *y = physical + (size_t)c * np;
         if (c < L->n_prog && L->tendency) {
             const float *x0 = state0 + (size_t)c * np;
-            for (size_t p = 0; p < np; p++) y[p] = x0[p] + o[p] * S->tend_std[c];
+            float scale = samples_tendency_scale(L, c, lead_hours);
+            for (size_t p = 0; p < np; p++) y[p] = x0[p] + o[p] * scale;
             continue;
         }
         int row = c < L->n_prog ? stat_prog(L, c) : stat_diag(L, c - L->n_prog);

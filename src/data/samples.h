@@ -8,6 +8,9 @@
  *                           autoregressive models, data.step)
  *   every forcing field from the dataset (time-dependent at t + s, static as is)
  *   computed forcings: hour_of_day -> sin, cos at t and at t + s; day_of_year -> the same
+ *   computed static maps of a lat-lon grid (after the phases, in config order), which let a
+ *   translation-invariant convolution tell places apart: latitude -> sin(lat);
+ *   longitude -> sin(lon), cos(lon)
  *   multi-lead direct models (data.leads): one more channel, the lead divided by the longest lead
  * Targets (C_out): prognostic variables at t + s, then diagnostic variables at t + s.
  *   With data.tendency, a prognostic target is (x(t+s) - x(t)) / tend_std (the forecast adds
@@ -23,7 +26,8 @@
  * primary lead (data.lead_time = step_hours). Validation and test splits hold every (init, lead)
  * pair too (encoded the same way; samples_decode gives a sample's time and lead), so that early
  * stopping weighs every lead. The tendency scale tend_std is the one of the primary lead for
- * every lead. */
+ * every lead, unless data.lead_tendency_scale gives each lead its own (tend_std_lead;
+ * samples_tendency_scale picks the one of a sample). */
 #ifndef SMOECAST_DATA_SAMPLES_H
 #define SMOECAST_DATA_SAMPLES_H
 
@@ -36,7 +40,7 @@
 #define SAMPLES_MAX_VARS 32
 #define SAMPLES_MAX_LEADS 16
 
-typedef enum { FORCING_FIELD = 0, FORCING_HOUR_OF_DAY, FORCING_DAY_OF_YEAR } forcing_kind;
+typedef enum { FORCING_FIELD = 0, FORCING_HOUR_OF_DAY, FORCING_DAY_OF_YEAR, FORCING_LATITUDE, FORCING_LONGITUDE } forcing_kind;
 
 /* Per-variable normalisation statistics, stored in checkpoints by variable name. */
 typedef struct {
@@ -46,6 +50,9 @@ typedef struct {
     float *mean;                         /* nvars * npts */
     float *std;                          /* nvars * npts */
     float tend_std[SAMPLES_MAX_VARS];    /* std of the one-step change (prognostic variables) */
+    /* data.lead_tendency_scale: std of the change over lead j of prognostic i at
+     * [j * n_prog + i] (contiguous n_leads x n_prog, as stored in checkpoints) */
+    float tend_std_lead[SAMPLES_MAX_LEADS * SAMPLES_MAX_VARS];
 } norm_stats;
 
 typedef struct {
@@ -60,9 +67,11 @@ typedef struct {
     double dt_hours;                     /* spacing of history inputs: the dataset time step for
                                             direct models, the model step for autoregressive ones */
     int tendency;
+    int lead_tendency;                   /* data.lead_tendency_scale (multi-lead models only) */
     int n_leads;                         /* multi-lead direct model: number of leads (0 = off) */
     double leads[SAMPLES_MAX_LEADS];     /* its leads in hours (one of them is lead_hours) */
     int c_in, c_out, h, w;
+    float *coords;                       /* latitude / longitude channels in forcing order */
     norm_stats stats;                    /* names: prognostic, diagnostic, forcing fields */
 } sample_layout;
 
@@ -131,6 +140,11 @@ void samples_time_features(double hours, const char *calendar, double *hour_phas
 /* Converts normalised model outputs of one sample (C_out, H, W) into physical fields, given the
  * raw prognostic state at the initialisation time (n_prog, H, W) for tendencies. */
 void samples_denormalise(const sample_layout *L, const float *output, const float *state0, float *physical);
+/* The same for a sample at lead `lead_hours` (multi-lead models with per-lead tendency scales). */
+void samples_denormalise_lead(const sample_layout *L, const float *output, const float *state0, double lead_hours,
+                              float *physical);
+/* Tendency scale of prognostic variable i for a sample at lead `lead_hours`. */
+float samples_tendency_scale(const sample_layout *L, int i, double lead_hours);
 /* Normalises physical prognostic fields (n_prog, H, W) into the first input channels (used by
  * autoregressive rollout to feed a forecast back). */
 void samples_normalise_prognostic(const sample_layout *L, const float *physical, float *channels);

@@ -304,8 +304,8 @@ static int member_run(fc_member *M, const dataset *ds, sample_cache *cache, cons
         }
         if (st || (st = model_forward(m, 0, NULL))) break;
         for (int b = 0; b < n; b++)
-            samples_denormalise(L, model_output(m) + (size_t)b * L->c_out * np, state + (size_t)b * hist_n * np,
-                                out + ((size_t)b * n_leads + j) * L->c_out * np);
+            samples_denormalise_lead(L, model_output(m) + (size_t)b * L->c_out * np, state + (size_t)b * hist_n * np,
+                                     leads[j], out + ((size_t)b * n_leads + j) * L->c_out * np);
     }
     for (int step = 1; step <= max_steps && L->n_leads == 0 && st == SM_OK; step++) {
         for (int b = 0; b < n && st == SM_OK; b++) {

@@ -45,7 +45,8 @@ typedef struct {
     float *phys_out, *phys_true;
     int batch;
     char input_vars[1024], output_vars[1024];
-    ckpt_array norm[3];   /* normalisation statistics saved with every checkpoint */
+    ckpt_array norm[4];   /* normalisation statistics saved with every checkpoint */
+    int n_norm;
     int32_t *routing_labels;   /* (H, W) training.routing_labels, or NULL */
     double wsum[SAMPLES_MAX_VARS], esum[SAMPLES_MAX_VARS];   /* validation RMSE sums */
     /* training.rollout (pushforward): */
@@ -84,11 +85,12 @@ int train_grid_from_dataset(const dataset *ds, grid **out)
     return grid_create_xy(name, ds->nlat, ds->lat, ds->nlon, ds->lon, out);
 }
 
-/* Normalisation statistics <-> checkpoint arrays ("mean", "std", "tend_std"). */
-static void stats_to_arrays(const sample_layout *L, ckpt_array arrays[3])
+/* Normalisation statistics <-> checkpoint arrays ("mean", "std", "tend_std", and with
+ * data.lead_tendency_scale "tend_std_lead"). Returns the number of arrays. */
+static int stats_to_arrays(const sample_layout *L, ckpt_array arrays[4])
 {
     const norm_stats *S = &L->stats;
-    memset(arrays, 0, 3 * sizeof *arrays);
+    memset(arrays, 0, 4 * sizeof *arrays);
     snprintf(arrays[0].name, CKPT_NAME_MAX, "mean");
     snprintf(arrays[1].name, CKPT_NAME_MAX, "std");
     for (int a = 0; a < 2; a++) {
@@ -102,6 +104,13 @@ static void stats_to_arrays(const sample_layout *L, ckpt_array arrays[3])
     arrays[2].ndim = 1;
     arrays[2].shape[0] = L->n_prog > 0 ? (size_t)L->n_prog : 1;
     arrays[2].data = (float *)S->tend_std;
+    if (!L->lead_tendency) return 3;
+    snprintf(arrays[3].name, CKPT_NAME_MAX, "tend_std_lead");
+    arrays[3].ndim = 2;
+    arrays[3].shape[0] = (size_t)L->n_leads;
+    arrays[3].shape[1] = (size_t)L->n_prog;
+    arrays[3].data = (float *)S->tend_std_lead;
+    return 4;
 }
 
 int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const char *path)
@@ -124,6 +133,12 @@ int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const ch
     memcpy(S->mean, mean->data, sizeof(float) * S->nvars * npts);
     memcpy(S->std, sd->data, sizeof(float) * S->nvars * npts);
     for (int i = 0; i < L->n_prog && (size_t)i < tend->shape[0]; i++) S->tend_std[i] = tend->data[i];
+    if (L->lead_tendency) {
+        const ckpt_array *tl = checkpoint_find_array(st->norm, st->n_norm, "tend_std_lead");
+        if (!tl || tl->ndim != 2 || tl->shape[0] != (size_t)L->n_leads || tl->shape[1] != (size_t)L->n_prog)
+            return sm_fail(SM_ERR_IO, "%s: per-lead tendency scales (data.lead_tendency_scale) missing or for other leads", path);
+        memcpy(S->tend_std_lead, tl->data, sizeof(float) * (size_t)L->n_leads * L->n_prog);
+    }
     return SM_OK;
 }
 
@@ -186,7 +201,8 @@ static int train_compute_stats(trainer *T, const sm_config *cfg)
     }
     size_t n = (size_t)S->nvars * (size_t)npts * sizeof(float);
     if ((rc = dist_broadcast(S->mean, n, 0)) || (rc = dist_broadcast(S->std, n, 0)) ||
-        (rc = dist_broadcast(S->tend_std, sizeof S->tend_std, 0)))
+        (rc = dist_broadcast(S->tend_std, sizeof S->tend_std, 0)) ||
+        (rc = dist_broadcast(S->tend_std_lead, sizeof S->tend_std_lead, 0)))
         return rc;
     log_debug("normalisation statistics: %.3f s on rank 0, broadcast to %d ranks", progress_now_seconds() - t0, dist_size());
     return SM_OK;
@@ -256,7 +272,7 @@ static int trainer_setup(trainer *T, const sm_config *cfg, int resume)
         for (int64_t i = 0; i < T->train.n; i++) T->is_train_init[T->train.idx[i]] = 1;
     }
     if (!resume && (st = train_compute_stats(T, cfg))) return st;
-    stats_to_arrays(&T->L, T->norm);
+    T->n_norm = stats_to_arrays(&T->L, T->norm);
     return SM_OK;
 }
 
@@ -276,7 +292,7 @@ static int task_restore(void *ctx, const ckpt_state *st, const char *path)
 {
     trainer *T = ctx;
     int s = train_stats_from_checkpoint(&T->L, st, path);
-    if (s == SM_OK) stats_to_arrays(&T->L, T->norm); /* the statistics were reallocated */
+    if (s == SM_OK) T->n_norm = stats_to_arrays(&T->L, T->norm); /* the statistics were reallocated */
     return s;
 }
 
@@ -389,7 +405,7 @@ static int task_val_add(void *ctx, const int64_t *idx, int n, const float *out)
         int it1 = dataset_find_time(T->ds, T->ds->times[t0] + lead);
         if (it1 < 0) return sm_fail(SM_ERR_IO, "%s: no verifying time %gh after index %lld", T->ds->path, lead, (long long)t0);
         for (int i = 0; i < T->L.n_prog; i++) memcpy(T->state0 + i * np, sample_cache_get(T->cache, T->L.prog_var[i], t0), np * sizeof(float));
-        samples_denormalise(&T->L, out + (size_t)b * T->L.c_out * np, T->state0, T->phys_out);
+        samples_denormalise_lead(&T->L, out + (size_t)b * T->L.c_out * np, T->state0, lead, T->phys_out);
         for (int c = 0; c < T->L.c_out; c++) {
             int var = c < T->L.n_prog ? T->L.prog_var[c] : T->L.diag_var[c - T->L.n_prog];
             const float *truth = sample_cache_get(T->cache, var, it1);
@@ -467,7 +483,7 @@ int train_run(const sm_config *cfg, int resume, train_result *result)
                            .n_val = T.val.n,
                            .input_vars = T.input_vars,
                            .output_vars = T.output_vars,
-                           .n_arrays = 3,
+                           .n_arrays = T.n_norm,
                            .arrays = T.norm,
                            .resume_command = "smoecast train --resume",
                            .restore = task_restore,

@@ -44,4 +44,18 @@ PY
 expect_exit 1 "trained for the leads 6h, 24h only" -- "$BIN" forecast --checkpoint run/best.nc --dataset ds.nc \
   --init 2000-02-05T00 --lead 12h --out bad.nc
 expect_exit 1 "needs an empty data.step" -- "$BIN" train -c cfg.yaml data.step=6h output.dir=bad
+# data.lead_tendency_scale and the latitude/longitude maps: the per-lead scales travel in the
+# checkpoint (tend_std_lead, one per lead) and the forecast uses them.
+expect_exit 0 "epoch 1: train" -- "$BIN" train -c cfg.yaml run.threads=1 data.lead_tendency_scale=true \
+  "data.forcing=[hour_of_day, latitude, longitude]" output.dir=run_ls
+expect_exit 0 "wrote 2 initialisations x 2 leads" -- "$BIN" forecast --checkpoint run_ls/best.nc --dataset ds.nc \
+  --init 2000-02-05T00/2000-02-05T06 --lead 6h,24h --out fc_ls.nc
+/usr/bin/python3 - <<'PY' && ok "per-lead tendency scales stored and used" || fail "per-lead tendency scales"
+import netCDF4, numpy as np
+ck = netCDF4.Dataset("run_ls/best.nc")
+names = {v for g in [ck] + list(ck.groups.values()) for v in g.variables}
+assert "tend_std_lead" in names, sorted(names)
+a = np.asarray(netCDF4.Dataset("fc_ls.nc")["t2m"][:], float)
+assert np.isfinite(a).all() and a.shape[1] == 2
+PY
 finish

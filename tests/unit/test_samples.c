@@ -232,6 +232,41 @@ static void test_multi_lead(void **state)
     samples_layout_free(&L);
     config_free(cfg);
 
+    /* data.lead_tendency_scale: each lead's target is scaled by its own tendency std, and
+     * denormalising at that lead restores the physical field. */
+    char *ov2[] = {ds_key, "data.prognostic=[a]", "data.lead_time=12h", "data.leads=[6h, 12h]",
+                   "data.train_end=2000-01-02T12", "data.lead_tendency_scale=true"};
+    cfg = load(6, ov2);
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
+    assert_int_equal(L.lead_tendency, 1);
+    assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
+    assert_int_equal(sample_cache_create(ds, &cache), SM_OK);
+    assert_int_equal(samples_compute_stats(&L, cache, &tr, 0), SM_OK);
+    /* The changes are constant (std 0 -> 1); set distinct scales to see which one is used. */
+    L.stats.tend_std_lead[0] = 4.0f;  /* 6 h */
+    L.stats.tend_std_lead[1] = 8.0f;  /* 12 h */
+    assert_true(samples_tendency_scale(&L, 0, 6.0) == 4.0f && samples_tendency_scale(&L, 0, 12.0) == 8.0f);
+    float in3[2 * 6 * NY * NX], target3[2 * NY * NX];
+    int64_t s3[2] = {tr.idx[0], tr.idx[tr.n - 1]}; /* the first +6 h and the last +12 h sample */
+    int64_t t6, t12;
+    double l6, l12;
+    samples_decode(&L, ds, s3[0], &t6, &l6);
+    samples_decode(&L, ds, s3[1], &t12, &l12);
+    assert_true(l6 == 6.0 && l12 == 12.0);
+    assert_int_equal(samples_assemble(&L, cache, s3, 2, in3, target3), SM_OK);
+    assert_true(fabs(target3[0] - 1.0f / 4.0f) < 1e-6);   /* change 1 over 6 h */
+    assert_true(fabs(target3[np] - 2.0f / 8.0f) < 1e-6);  /* change 2 over 12 h */
+    float st0[NY * NX], ph[NY * NX];
+    for (int p = 0; p < NY * NX; p++) st0[p] = value_a((int)t12, p);
+    samples_denormalise_lead(&L, target3 + np, st0, 12.0, ph);
+    for (int p = 0; p < NY * NX; p++) assert_true(fabs(ph[p] - value_a((int)t12 + 2, p)) < 1e-5);
+    sample_cache_free(cache);
+    samples_split_free(&tr);
+    samples_split_free(&va);
+    samples_split_free(&te);
+    samples_layout_free(&L);
+    config_free(cfg);
+
     /* data.leads needs lead_time among them and no autoregressive step. */
     char *bad1[] = {ds_key, "data.prognostic=[a]", "data.lead_time=18h", "data.leads=[6h, 12h]"};
     cfg = load(4, bad1);
@@ -248,9 +283,61 @@ static void test_multi_lead(void **state)
     dataset_close(ds);
 }
 
+/* Computed latitude / longitude maps: sin(lat) and sin, cos of lon after the time phases, the
+ * same in training and forecast assembly, named in the input list. */
+static void test_coordinate_forcings(void **state)
+{
+    (void)state;
+    char ds_key[700];
+    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
+    char *ov[] = {ds_key, "data.prognostic=[a]", "data.forcing=[longitude, hour_of_day, latitude]", "data.lead_time=6h"};
+    sm_config *cfg = load(4, ov);
+    dataset *ds;
+    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sample_layout L;
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
+    assert_int_equal(L.c_in, 1 + 4 + 2 + 1);
+    char inputs[256], outputs[256];
+    samples_variable_lists(&L, ds, inputs, sizeof inputs, outputs, sizeof outputs);
+    assert_string_equal(inputs, "a,longitude,hour_of_day,latitude");
+
+    sample_split tr, va, te;
+    assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
+    sample_cache *cache;
+    assert_int_equal(sample_cache_create(ds, &cache), SM_OK);
+    assert_int_equal(samples_compute_stats(&L, cache, &tr, 0), SM_OK);
+    size_t np = NY * NX;
+    float in[8 * NY * NX];
+    int64_t init = 1;
+    assert_int_equal(samples_assemble(&L, cache, &init, 1, in, NULL), SM_OK);
+    /* Channels: a, hour phases (4), sin lon, cos lon, sin lat; lat {10, 0}, lon {0, 10, 20}. */
+    const double deg = 3.141592653589793 / 180.0;
+    for (int j = 0; j < NY; j++)
+        for (int i = 0; i < NX; i++) {
+            size_t p = (size_t)j * NX + i;
+            double lat = j == 0 ? 10 : 0, lon = 10.0 * i;
+            assert_true(fabs(in[5 * np + p] - sin(lon * deg)) < 1e-6);
+            assert_true(fabs(in[6 * np + p] - cos(lon * deg)) < 1e-6);
+            assert_true(fabs(in[7 * np + p] - sin(lat * deg)) < 1e-6);
+        }
+    const float *hist[1];
+    float in2[8 * NY * NX];
+    assert_int_equal(samples_prognostic_history(&L, cache, init, hist), SM_OK);
+    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], hist, in2), SM_OK);
+    for (size_t k = 0; k < 8 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
+
+    sample_cache_free(cache);
+    samples_split_free(&tr);
+    samples_split_free(&va);
+    samples_split_free(&te);
+    samples_layout_free(&L);
+    config_free(cfg);
+    dataset_close(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_layout_splits_stats), cmocka_unit_test(test_durations_and_errors),
-                                       cmocka_unit_test(test_multi_lead)};
+                                       cmocka_unit_test(test_multi_lead), cmocka_unit_test(test_coordinate_forcings)};
     return cmocka_run_group_tests(tests, setup, NULL);
 }
