@@ -96,6 +96,46 @@ static double window_sum(const double *P, int d, int r)
     return P[hi + 1] - P[lo];
 }
 
+/* Least-squares fit of mean + annual + semi-annual harmonics to per-day sums S and counts C
+ * (NDOY days, each day weighted by its count): coef[0..4] for 1, cos w, sin w, cos 2w, sin 2w
+ * with w = 2 pi d / NDOY. Returns 0 when the normal equations are singular. */
+static int harmonic_fit(const double *S, const double *C, double coef[5])
+{
+    double A[5][6] = {{0}};
+    for (int d = 0; d < NDOY; d++) {
+        if (C[d] <= 0) continue;
+        double w = 2.0 * 3.14159265358979323846 * d / NDOY, f[5] = {1.0, cos(w), sin(w), cos(2 * w), sin(2 * w)};
+        for (int i = 0; i < 5; i++) {
+            for (int j = 0; j < 5; j++) A[i][j] += C[d] * f[i] * f[j];
+            A[i][5] += f[i] * S[d];
+        }
+    }
+    for (int col = 0; col < 5; col++) {
+        int piv = col;
+        for (int r = col + 1; r < 5; r++)
+            if (fabs(A[r][col]) > fabs(A[piv][col])) piv = r;
+        if (fabs(A[piv][col]) < 1e-9 * (A[0][0] > 0 ? A[0][0] : 1.0)) return 0;
+        for (int j = 0; j < 6; j++) {
+            double t = A[col][j];
+            A[col][j] = A[piv][j];
+            A[piv][j] = t;
+        }
+        for (int r = 0; r < 5; r++) {
+            if (r == col) continue;
+            double m = A[r][col] / A[col][col];
+            for (int j = col; j < 6; j++) A[r][j] -= m * A[col][j];
+        }
+    }
+    for (int i = 0; i < 5; i++) coef[i] = A[i][5] / A[i][i];
+    return 1;
+}
+
+static double harmonic_at(const double coef[5], int d)
+{
+    double w = 2.0 * 3.14159265358979323846 * d / NDOY;
+    return coef[0] + coef[1] * cos(w) + coef[2] * sin(w) + coef[3] * cos(2 * w) + coef[4] * sin(2 * w);
+}
+
 static int slot_of(const eval_clim *c, int hour)
 {
     if (!c->opts.by_hour) return 0;
@@ -149,10 +189,17 @@ int eval_clim_fit(const double *times, const float *data, int T, int h, int w,
         return sm_fail(SM_ERR_NUMERIC, "climatology: out of memory for %d x %d x %d x %d",
                        NDOY, nh, h, w);
     }
+    int day_seen[NDOY] = {0}, days_covered = 0;
     for (int t = 0; t < T; t++) {
         tdoy[t] = opts->by_doy ? eval_clim_doy(times[t]) - 1 : 0;
         thour[t] = eval_hour_of_day(times[t]);
+        if (!day_seen[tdoy[t]]++) days_covered++;
     }
+    /* A seasonal gap (e.g. Nov-Dec for a model trained on Jan-Oct) is bridged by the annual and
+     * semi-annual harmonics when the data cover at least half the year; the nearest days alone
+     * would carry October's or January's temperatures into the gap. Shorter periods keep the
+     * nearest days: five harmonic coefficients are not determined by a few weeks. */
+    const int harmonic_gaps = opts->by_doy && days_covered >= NDOY / 2;
     for (size_t p0 = 0; p0 < hw; p0 += pb) {
         size_t np = hw - p0 < pb ? hw - p0 : pb;
         for (int s = 0; s < c->n_hours; s++) {
@@ -169,6 +216,8 @@ int eval_clim_fit(const double *times, const float *data, int T, int h, int w,
             }
             for (size_t q = 0; q < np; q++) {
                 double *Sp = S + q * (NDOY + 1), *Cp = C + q * (NDOY + 1);
+                double coef[5];
+                const int have_harmonic = harmonic_gaps && harmonic_fit(Sp + 1, Cp + 1, coef);
                 for (int d = 0; d < NDOY; d++) {
                     Sp[d + 1] += Sp[d];
                     Cp[d + 1] += Cp[d];
@@ -185,6 +234,10 @@ int eval_clim_fit(const double *times, const float *data, int T, int h, int w,
                     }
                     int r = opts->window_days;
                     double cnt;
+                    if (have_harmonic && window_sum(Cp, d, r) <= 0) {
+                        *dst = (float)harmonic_at(coef, d);
+                        continue;
+                    }
                     while ((cnt = window_sum(Cp, d, r)) <= 0) r++;
                     *dst = (float)(window_sum(Sp, d, r) / cnt);
                 }

@@ -54,8 +54,9 @@ typedef struct {
 /* Fits the climatology on the training arrays (pass the training period only). For each
  * (day bin d, hour slot s, point) the value is the mean of all non-NaN samples whose hour is s
  * and whose day bin lies within +-window_days of d. A bin with no sample in that window takes
- * the nearest samples: the window is widened one day at a time until it holds one (so a
- * climatology fitted on Jan-Oct still gives Nov-Dec values); NaN only if the point has no
+ * the point's annual + semi-annual harmonic fit when the training days cover at least half the
+ * year (so a climatology fitted on Jan-Oct bridges Nov-Dec), otherwise the nearest samples (the
+ * window is widened one day at a time until it holds one); NaN only if the point has no
  * sample at all at that hour. SM_ERR_USAGE on bad shapes / no times, SM_ERR_NUMERIC if out of
  * memory. */
 int eval_clim_fit(const double *times, const float *data, int T, int h, int w,

@@ -102,14 +102,48 @@ static void test_golden_climatology_and_damped(void **state)
     free(times); free(tf); free(data); free(qf); free(cq); free(ag); free(ap);
 }
 
-static void test_clim_widening_and_hour_only(void **state)
+/* January-October (more than half the year): days beyond the window of any sample come from the
+ * annual + semi-annual harmonic fit, which reproduces a signal made of those harmonics exactly;
+ * days within the window of the data keep the window mean. */
+static void test_clim_harmonic_gap(void **state)
 {
     (void)state;
-    /* daily 12Z values on 2013-01-01 .. 2013-10-31, value = day index; one point */
     int T = 0;
     double times[400];
     float x[400];
+    const double two_pi = 2.0 * 3.14159265358979323846;
     for (double t = eval_time_make(2013, 1, 1, 12, 0); t < eval_time_make(2013, 11, 1, 0, 0); t += 24.0) {
+        double w = two_pi * (eval_clim_doy(t) - 1) / 366.0;
+        times[T] = t;
+        x[T] = (float)(280.0 + 10.0 * cos(w) + 3.0 * sin(2.0 * w));
+        T++;
+    }
+    eval_clim_opts o = {.by_doy = 1, .window_days = 15, .by_hour = 1};
+    eval_clim *c;
+    assert_int_equal(eval_clim_fit(times, x, T, 1, 1, &o, &c), SM_OK);
+    float v;
+    for (int day = 1; day <= 11; day += 5) { /* beyond 15 days of Oct 31 and of Jan 1 */
+        double t = eval_time_make(2014, 12, day, 12, 0), w = two_pi * (eval_clim_doy(t) - 1) / 366.0;
+        eval_clim_at(c, t, &v);
+        assert_close(v, 280.0 + 10.0 * cos(w) + 3.0 * sin(2.0 * w), 2e-3, "harmonic in the gap");
+    }
+    /* Nov 10 (leap-aligned doy 315) lies within 15 days of Oct 26-31 (doy 300-305): their mean */
+    eval_clim_at(c, eval_time_make(2014, 11, 10, 12, 0), &v);
+    double m = 0;
+    for (int k = T - 6; k < T; k++) m += x[k];
+    assert_close(v, m / 6, 1e-4, "window mean next to the gap");
+    eval_clim_free(c);
+}
+
+static void test_clim_widening_and_hour_only(void **state)
+{
+    (void)state;
+    /* daily 12Z values on 2013-01-01 .. 2013-04-30 (less than half a year: gaps take the
+     * nearest days), value = day index; one point */
+    int T = 0;
+    double times[400];
+    float x[400];
+    for (double t = eval_time_make(2013, 1, 1, 12, 0); t < eval_time_make(2013, 5, 1, 0, 0); t += 24.0) {
         times[T] = t;
         x[T] = (float)eval_clim_doy(t);
         T++;
@@ -118,17 +152,20 @@ static void test_clim_widening_and_hour_only(void **state)
     eval_clim *c;
     assert_int_equal(eval_clim_fit(times, x, T, 1, 1, &o, &c), SM_OK);
     float v;
-    eval_clim_at(c, eval_time_make(2014, 6, 10, 12, 0), &v); /* doy 161 (leap-aligned 162) */
-    assert_close(v, 162.0, 1e-6, "window mean");
-    /* Nov 3 (clim doy 308): nearest data is Oct 31 (doy 305) at distance 3 > window 2 */
+    eval_clim_at(c, eval_time_make(2014, 2, 10, 12, 0), &v); /* doy 41 */
+    assert_close(v, 41.0, 1e-6, "window mean");
+    /* May 3 (doy 124): nearest data is Apr 30 (doy 121 on the leap-aligned calendar) at distance 3 > window 2 */
+    eval_clim_at(c, eval_time_make(2014, 5, 3, 12, 0), &v);
+    assert_close(v, 121.0, 1e-6, "widened window");
+    /* Nov 3 (doy 308): the nearest data wrap to Jan 1 (59 days ahead; Apr 30 is 187 behind) */
     eval_clim_at(c, eval_time_make(2014, 11, 3, 12, 0), &v);
-    assert_close(v, 305.0, 1e-6, "widened window");
+    assert_close(v, 1.0, 1e-6, "widened circular window");
     /* late December: nearest data wraps to early January (doy 1, distance 1 from 366) */
     eval_clim_at(c, eval_time_make(2014, 12, 31, 12, 0), &v);
     assert_close(v, 1.5, 1e-6, "circular window"); /* days 366-2..366+2 -> {1, 2} present */
     /* an hour absent from the training data uses the nearest slot */
-    eval_clim_at(c, eval_time_make(2014, 6, 10, 3, 0), &v);
-    assert_close(v, 162.0, 1e-6, "single hour slot");
+    eval_clim_at(c, eval_time_make(2014, 2, 10, 3, 0), &v);
+    assert_close(v, 41.0, 1e-6, "single hour slot");
     eval_clim_free(c);
     /* hour-of-day only: mean of all samples at that hour */
     double t2[8];
@@ -254,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_calendar),
         cmocka_unit_test(test_golden_climatology_and_damped),
         cmocka_unit_test(test_clim_widening_and_hour_only),
+        cmocka_unit_test(test_clim_harmonic_gap),
         cmocka_unit_test(test_clim_large_grid_blocks),
         cmocka_unit_test(test_persistence),
         cmocka_unit_test(test_damped_ar1),
