@@ -307,7 +307,7 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
         resumed->rng[0] = &E->rng_dropout;
         resumed->input_variables = E->task->input_vars;
         resumed->output_variables = E->task->output_vars;
-        if (!E->ema && !(raw_only = malloc((n_all ? n_all : 1) * sizeof(float)))) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        if (!E->ema && !(raw_only = calloc(n_all ? n_all : 1, sizeof(float)))) return sm_fail(SM_ERR_NUMERIC, "out of memory");
         resumed->ema_raw = E->ema ? E->ema : raw_only;
         st = checkpoint_load(E->last_path, E->m, cfg, E->g, resumed);
         if (st == SM_OK && E->ema && resumed->has_ema) {
