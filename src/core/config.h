@@ -136,6 +136,7 @@ typedef struct {
     int sync_batchnorm;
     char routing_labels[CFG_STR];
     double gate_lr_scale;   /* MoE gate tensors train at lr * gate_lr_scale */
+    double ema_decay;       /* exponential moving average of the weights; 0 = off */
 } training_config;
 
 typedef struct {

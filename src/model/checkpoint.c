@@ -255,6 +255,17 @@ static void write_contents(ncf *f, const sm_model *mc, const sm_config *cfg, con
             }
         }
     }
+    if (st->ema_raw) {
+        int eg = def_group(f, nc, "ema");
+        put_f64(f, eg, "decay", st->ema_decay);
+        for (int id = 0; id < param_store_count(ps) && !f->rc; id++) {
+            const param_view *v = param_store_view(ps, id);
+            if (!(v->flags & PARAM_TRAINABLE)) continue;
+            size_t shape[CKPT_MAX_DIMS];
+            int nd = view_shape(v, shape);
+            put_array(f, eg, v->name, nd, shape, st->ema_raw + v->offset);
+        }
+    }
     if (st->sched) {
         const lr_schedule *s = st->sched;
         int sg = def_group(f, nc, "schedule");
@@ -587,6 +598,10 @@ static int check_all(ncf *f, sm_model *m, const sm_config *cfg, const grid *g, c
             if (check_tensors(f, vg, "optimiser state", ps, 1)) return f->rc;
         }
     }
+    if (st->ema_raw) {
+        int eg = find_group(f->nc, "ema");
+        if (eg >= 0 && check_tensors(f, eg, "weight average", ps, 1)) return f->rc;
+    }
     if (st->sched && find_group(f->nc, "schedule") < 0)
         return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint has no learning-rate schedule state", f->path);
     if (st->stop && find_group(f->nc, "early_stop") < 0)
@@ -654,6 +669,25 @@ static int load_contents(ncf *f, sm_model *m, ckpt_state *st)
         optim_set_lr(o, d);
         free(mm);
     }
+    int ema_grp = st->ema_raw ? find_group(f->nc, "ema") : -1;
+    double ema_decay = 0;
+    if (ema_grp >= 0) {
+        /* into a copy: a read error leaves the caller's buffer unchanged */
+        size_t n_all = param_store_size(ps);
+        float *raw = malloc((n_all ? n_all : 1) * sizeof(float));
+        if (!raw) {
+            free(tmp);
+            return f->rc = sm_fail(SM_ERR_NUMERIC, "%s: out of memory", f->path);
+        }
+        memcpy(raw, st->ema_raw, n_all * sizeof(float));
+        if (read_tensors(f, ema_grp, ps, raw, 1) || get_f64(f, ema_grp, "decay", &ema_decay)) {
+            free(raw);
+            free(tmp);
+            return f->rc;
+        }
+        memcpy(st->ema_raw, raw, n_all * sizeof(float));
+        free(raw);
+    }
     if (st->sched) {
         lr_schedule s = *st->sched;
         int sg = find_group(f->nc, "schedule");
@@ -714,6 +748,8 @@ static int load_contents(ncf *f, sm_model *m, ckpt_state *st)
     st->metrics = metrics;
     st->n_metrics = n_metrics;
     st->owns_arrays = 1;
+    st->has_ema = ema_grp >= 0;
+    if (ema_grp >= 0) st->ema_decay = ema_decay;
     memcpy(param_store_data_all(ps), tmp, n * sizeof(float));
     free(tmp);
     return 0;

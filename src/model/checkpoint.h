@@ -10,6 +10,10 @@
  *                  (trainable weights and the BatchNorm running statistics)
  *   /optim         attributes kind, lr, step, hyper-parameters; groups m/ and v/ with one
  *                  variable per trainable tensor (Adam moments / SGD momentum)
+ *   /ema           only with an exponential moving average of the weights (training.ema_decay):
+ *                  attribute decay; one variable per trainable tensor holding the raw (optimised)
+ *                  weights, while /params holds the averaged ones, so that a reader of /params
+ *                  (forecast) gets the averaged model and --resume gets both back
  *   /schedule      lr_schedule state (t, lr, best, num_bad, cooldown_counter) and kind
  *   /early_stop    early_stop state (best, best_epoch, epoch, wait, stopped, patience)
  *   /rng           one (state, inc) uint64 pair per named RNG stream
@@ -68,6 +72,13 @@ typedef struct {
     ckpt_array *norm;
     int n_metrics;
     ckpt_array *metrics;
+    /* weight averaging: on save, a non-NULL ema_raw (param_store_size floats at the store's
+     * offsets) writes /ema with ema_decay and its trainable tensors; on load, a non-NULL ema_raw
+     * receives /ema's tensors and has_ema is set when the checkpoint has /ema (left untouched
+     * and 0 otherwise; ema_decay is then the stored decay) */
+    float *ema_raw;
+    double ema_decay;
+    int has_ema;
     int owns_arrays;                /* set by checkpoint_load */
 } ckpt_state;
 

@@ -39,6 +39,7 @@ typedef struct {
     char dir[CFG_PATH], last_path[CFG_PATH + 16], best_path[CFG_PATH + 16], metrics_path[CFG_PATH + 16];
     int n_moe;
     moe_routing_metrics routing[TRAIN_MAX_MOE];
+    float *ema;                    /* weight average (training.ema_decay > 0), else NULL */
 } engine;
 
 int train_engine_make_dir(const char *path)
@@ -53,6 +54,47 @@ int train_engine_make_dir(const char *path)
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
     return SM_OK;
+}
+
+/* Exponential moving average of the trainable weights (training.ema_decay). While training,
+ * the model holds the raw (optimised) weights and E->ema the average at the same offsets;
+ * ema_swap exchanges them (bit-exact, no arithmetic) around validation and checkpoint writes,
+ * so both see the average and a checkpoint can carry the raw weights too. Every rank holds the
+ * same weights, so the average is rank-local and needs no communication. Non-trainable tensors
+ * (BatchNorm running statistics) are not averaged. */
+static void ema_swap(engine *E)
+{
+    param_store *ps = model_params(E->m);
+    float *p = param_store_data_all(ps);
+    for (int id = 0; id < param_store_count(ps); id++) {
+        const param_view *v = param_store_view(ps, id);
+        if (!(v->flags & PARAM_TRAINABLE)) continue;
+        float *a = p + v->offset, *b = E->ema + v->offset;
+        for (size_t k = 0; k < v->numel; k++) {
+            float t = a[k];
+            a[k] = b[k];
+            b[k] = t;
+        }
+    }
+}
+
+/* After an optimiser step preceded by n_before steps: shadow += (1 - d) (param - shadow) with
+ * d = min(decay, (1 + n) / (10 + n)), so that the first steps' average is not dominated by the
+ * random initialisation. */
+static void ema_update(engine *E, int64_t n_before)
+{
+    double d = E->cfg->training.ema_decay, warm = (1.0 + (double)n_before) / (10.0 + (double)n_before);
+    if (warm < d) d = warm;
+    const float a = (float)(1.0 - d);
+    param_store *ps = model_params(E->m);
+    const float *p = param_store_data_all(ps);
+    for (int id = 0; id < param_store_count(ps); id++) {
+        const param_view *v = param_store_view(ps, id);
+        if (!(v->flags & PARAM_TRAINABLE)) continue;
+        const float *x = p + v->offset;
+        float *s = E->ema + v->offset;
+        for (size_t k = 0; k < v->numel; k++) s[k] += a * (x[k] - s[k]);
+    }
 }
 
 /* The part [*lo, *hi) of a global batch of n samples that this rank processes: contiguous,
@@ -97,7 +139,14 @@ static int save_checkpoint(engine *E, const char *path, int64_t epoch, int64_t s
     }
     st.n_metrics = 2 * E->n_moe;
     st.metrics = metrics;
-    return checkpoint_save(path, E->m, E->cfg, E->g, &st);
+    if (!E->ema) return checkpoint_save(path, E->m, E->cfg, E->g, &st);
+    /* /params get the average (what forecast loads), /ema the raw weights */
+    ema_swap(E);
+    st.ema_raw = E->ema;
+    st.ema_decay = E->cfg->training.ema_decay;
+    int rc = checkpoint_save(path, E->m, E->cfg, E->g, &st);
+    ema_swap(E);
+    return rc;
 }
 
 static int report_nonfinite(engine *E, int64_t step, const char *what)
@@ -241,6 +290,13 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
         if ((st = model_set_grad_ready(E->m, dist_grad_sync_ready, &E->gsync))) return st;
         log_info("gradient allreduce overlapped with backward (non-blocking, chunks of at least %d floats)", TRAIN_OVERLAP_CHUNK);
     }
+    size_t n_all = param_store_size(model_params(E->m));
+    if (cfg->training.ema_decay > 0) {
+        E->ema = malloc((n_all ? n_all : 1) * sizeof(float));
+        if (!E->ema) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        memcpy(E->ema, param_store_data_all(model_params(E->m)), n_all * sizeof(float));
+    }
+    float *raw_only = NULL; /* EMA off: the raw weights of a checkpoint that has an average */
     if (resume) {
         checkpoint_state_init(resumed);
         resumed->opt = E->opt;
@@ -251,7 +307,25 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
         resumed->rng[0] = &E->rng_dropout;
         resumed->input_variables = E->task->input_vars;
         resumed->output_variables = E->task->output_vars;
-        if ((st = checkpoint_load(E->last_path, E->m, cfg, E->g, resumed))) return st;
+        if (!E->ema && !(raw_only = calloc(n_all ? n_all : 1, sizeof(float)))) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        resumed->ema_raw = E->ema ? E->ema : raw_only;
+        st = checkpoint_load(E->last_path, E->m, cfg, E->g, resumed);
+        if (st == SM_OK && E->ema && resumed->has_ema) {
+            ema_swap(E); /* the model got the average (/params) and E->ema the raw weights */
+        } else if (st == SM_OK && E->ema) {
+            log_warn("%s has no weight average (trained without training.ema_decay): the average starts from its weights",
+                     E->last_path);
+            memcpy(E->ema, param_store_data_all(model_params(E->m)), n_all * sizeof(float));
+        } else if (st == SM_OK && resumed->has_ema) {
+            log_warn("%s holds a weight average (training.ema_decay %g) but training.ema_decay is 0: training continues "
+                     "from its raw weights and the average is dropped", E->last_path, resumed->ema_decay);
+            E->ema = raw_only;
+            ema_swap(E); /* the raw weights into the model */
+            E->ema = NULL;
+        }
+        resumed->ema_raw = NULL;
+        free(raw_only);
+        if (st) return st;
         if (E->task->restore && (st = E->task->restore(E->task->ctx, resumed, E->last_path))) return st;
         log_info("resuming from %s at epoch %lld, step %lld", E->last_path, (long long)resumed->epoch, (long long)resumed->step);
     }
@@ -358,6 +432,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
                 break;
             }
             optim_step(E.opt);
+            if (E.ema) ema_update(&E, step);
             step++;
             loss_sum += loss;
             aux_sum += red[1];
@@ -378,7 +453,10 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
         double val_loss = NAN;
         int on_train = task->n_val == 0;
         if (on_train && epoch == 0) log_warn("no validation samples: monitoring the training loss instead");
-        if ((st = validate(&E, on_train ? task->train_idx : task->val_idx, on_train ? task->n_train : task->n_val, &val_loss))) break;
+        if (E.ema) ema_swap(&E); /* validate the average */
+        st = validate(&E, on_train ? task->train_idx : task->val_idx, on_train ? task->n_train : task->n_val, &val_loss);
+        if (E.ema) ema_swap(&E);
+        if (st) break;
         if (!isfinite(val_loss)) {
             st = report_nonfinite(&E, step, "the validation loss");
             break;
@@ -425,7 +503,10 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
     result->steps_done = step;
     result->best_val = best;
     result->best_epoch = best_epoch;
+    /* leave the model with the weights last.nc holds for forecasting (the average) */
+    if (E.ema) ema_swap(&E);
     optim_free(E.opt);
     free(E.order);
+    free(E.ema);
     return st;
 }

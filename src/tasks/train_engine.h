@@ -6,6 +6,11 @@
  * arrays, e.g. normalisation statistics), exact --resume, progress bars, metrics.jsonl,
  * the NaN guard and SIGINT handling.
  *
+ * training.ema_decay > 0 keeps an exponential moving average of the trainable weights, updated
+ * after every optimiser step: validation, best-checkpoint selection and the /params of best.nc
+ * and last.nc use the average (so forecast loads it without knowing), the raw weights go to the
+ * checkpoints' /ema group for an exact --resume, and on return the model holds the average.
+ *
  * Data-parallel (under mpirun/srun, core/dist.h): every global batch of training.batch_size
  * samples (which must be a multiple of the number of ranks) is split into contiguous shards,
  * one per rank; each rank assembles only its shard, the gradients are weighted by

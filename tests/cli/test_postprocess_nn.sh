@@ -1,5 +1,5 @@
 # Neural post-processing (mlp, unet, smoe) through the shared training engine: a few CRPS
-# steps, checkpoints, metrics.jsonl, exact --resume, scores, and apply with the checkpoint.
+# steps, checkpoints, metrics.jsonl, exact --resume (also with the weight average), scores, and apply with the checkpoint.
 . "$(dirname "$0")/lib.sh"
 cd "$TMP"
 . "$(dirname "$0")/postprocess_lib.sh"
@@ -16,6 +16,12 @@ params() { ncdump -p 9,17 "$1" | sed -n '/group: params/,/group: optim/p'; }
 expect_exit 0 "epoch 1: train" -- "$BIN" postprocess fit -c cfg.yaml training.epochs=1 output.dir=split
 expect_exit 0 "resuming from" -- "$BIN" postprocess fit -c cfg.yaml output.dir=split --resume
 if [ -n "$(params mlp/last.nc)" ] && diff <(params mlp/last.nc) <(params split/last.nc) >/dev/null; then ok "resume is exact"; else fail "resumed weights differ"; fi
+# ... also with the weight average (training.ema_decay): /params hold the average, /ema the raw weights
+state() { ncdump -p 9,17 "$1" | sed -n '/group: params/,$p'; }
+expect_exit 0 "epoch 2: train" -- "$BIN" postprocess fit -c cfg.yaml training.ema_decay=0.9 output.dir=ema
+expect_exit 0 "epoch 1: train" -- "$BIN" postprocess fit -c cfg.yaml training.ema_decay=0.9 training.epochs=1 output.dir=emasplit
+expect_exit 0 "resuming from" -- "$BIN" postprocess fit -c cfg.yaml training.ema_decay=0.9 output.dir=emasplit --resume
+if ncdump -h ema/last.nc | grep -q "group: ema" && diff <(state ema/last.nc) <(state emasplit/last.nc) >/dev/null; then ok "resume with the weight average is exact"; else fail "resumed EMA post-processing network differs"; fi
 expect_exit 1 "--resume applies to the neural methods" -- "$BIN" postprocess fit -c cfg.yaml --method emos --resume output.dir=e
 
 # apply with the checkpoint

@@ -4,7 +4,7 @@
 # importance and load losses), and on the same CNN with a point-gated softmax_topk last layer
 # (noisy gate, capacity factor 1, importance / load / switch losses and the sample-similarity
 # regulariser; tests/unit/test_dist_mpi.c has both MoE kinds in one model); rank 0 alone writes the run
-# directory; --resume works on every rank; a world size that does not divide the batch fails.
+# directory; --resume works on every rank (also with the weight average); a world size that does not divide the batch fails.
 . "$(dirname "$0")/lib.sh"
 [ "${SMOECAST_HAVE_MPI:-0}" = 1 ] || skip_or_fail "built without MPI"
 MPIRUN=${SMOECAST_MPIRUN:-mpirun}
@@ -56,11 +56,11 @@ n_epochs=$(grep -c '"epoch"' two/metrics.jsonl 2>/dev/null)
 
 # compare every variable of the two checkpoints (Python/netCDF4 as the reference reader)
 compare() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
+  /usr/bin/python3 - "$1" "$2" "${3:-params}" <<'PY'
 import sys, numpy as np, netCDF4
 a, b = netCDF4.Dataset(sys.argv[1]), netCDF4.Dataset(sys.argv[2])
 bad, n = [], 0
-pa, pb = a.groups["params"], b.groups["params"]
+pa, pb = a.groups[sys.argv[3]], b.groups[sys.argv[3]]
 for name, v in pa.variables.items():
     w1 = np.asarray(v[:], dtype=np.float64).ravel()
     w2 = np.asarray(pb.variables[name][:], dtype=np.float64).ravel()
@@ -112,6 +112,16 @@ if out=$(compare s_one/last.nc s_two/last.nc 2>&1); then ok "short last batch wi
 expect_exit 0 "epoch 1: train" -- "${MPI[@]}" -np 2 "$BIN" train -c cfg.yaml run.threads=1 output.dir=split training.epochs=1
 expect_exit 0 "resuming from" -- "${MPI[@]}" -np 2 "$BIN" train -c cfg.yaml run.threads=1 output.dir=split --resume
 if out=$(compare one/last.nc split/last.nc 2>&1); then ok "2 ranks with a resume == 1 rank: $out"; else fail "resumed weights differ: $out"; fi
+
+# the weight average (training.ema_decay) is rank-local: every rank averages the same weights;
+# 2 ranks with a resume == 1 rank for the average (/params) and the raw weights (/ema)
+expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 output.dir=ema_one training.ema_decay=0.5
+expect_exit 0 "epoch 1: train" -- "${MPI[@]}" -np 2 "$BIN" train -c cfg.yaml run.threads=1 output.dir=ema_two training.epochs=1 \
+  training.ema_decay=0.5
+expect_exit 0 "resuming from" -- "${MPI[@]}" -np 2 "$BIN" train -c cfg.yaml run.threads=1 output.dir=ema_two training.ema_decay=0.5 --resume
+if out=$(compare ema_one/last.nc ema_two/last.nc 2>&1) && out2=$(compare ema_one/last.nc ema_two/last.nc ema 2>&1); then
+  ok "weight average: 2 ranks with a resume == 1 rank: $out, raw $out2"
+else fail "weight average differs on 2 ranks: $out ${out2:-}"; fi
 
 # a failure on one rank mid-run (a NaN in one sample of the dataset, met by the rank whose
 # shard holds it) ends every rank with a rank-tagged message and keeps last.nc intact
