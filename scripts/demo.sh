@@ -38,7 +38,11 @@ step "6. expert-location maps and per-expert statistics"
 $bin experts --checkpoint "$out/run/best.nc" --out "$out/experts.nc" --stats "$out/experts.csv" \
     --forecast "$out/forecast.nc" --truth "$out/data/toy.nc"
 if $bin plot --help >/dev/null 2>&1; then
-  $bin plot "$out/experts.nc" --var expert_map --out "$out/experts.png" || true
+  # one map per SMoE layer (the toy config has one SMoE per output variable: expert_map_<layer>);
+  # the toy's continents are its own, so no Earth coastlines
+  for map in $(ncdump -h "$out/experts.nc" | grep -o 'int expert_map[A-Za-z0-9_]*' | cut -d' ' -f2); do
+    $bin plot "$out/experts.nc" --var "$map" --no-coastlines --out "$out/${map/expert_map/experts}.png"
+  done
 fi
 
 echo
