@@ -129,7 +129,8 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
         if (v < 0) return -1 - v;
         L->diag_var[L->n_diag++] = v;
     }
-    int n_computed = 0, n_coord = 0;
+    int n_computed = 0, n_coord_forc = 0;
+    L->n_coord = 0;
     for (int i = 0; i < dc->forcing.n; i++) {
         const char *name = dc->forcing.items[i];
         int f = L->n_forc++;
@@ -144,7 +145,8 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
             if (!ds->is_latlon)
                 return sm_fail(SM_ERR_USAGE, "data.forcing: '%s' needs a lat-lon grid; %s is on an x/y grid", name, ds->path);
             L->forc_kind[f] = name[1] == 'a' ? FORCING_LATITUDE : FORCING_LONGITUDE;
-            n_coord += name[1] == 'a' ? 1 : 2;
+            L->n_coord += name[1] == 'a' ? 1 : 2;
+            n_coord_forc++;
         } else {
             int v = find_var(ds, name, "data.forcing");
             if (v < 0) return -1 - v;
@@ -188,15 +190,13 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     L->lead_tendency = dc->lead_tendency_scale && L->n_leads > 0;
     L->h = ds->nlat;
     L->w = ds->nlon;
-    int n_coord_forc = 0;
-    for (int i = 0; i < L->n_forc; i++) n_coord_forc += L->forc_kind[i] == FORCING_LATITUDE || L->forc_kind[i] == FORCING_LONGITUDE;
-    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed - n_coord_forc) + 4 * n_computed + n_coord + (L->n_leads > 0);
+    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed - n_coord_forc) + 4 * n_computed + L->n_coord + (L->n_leads > 0);
     L->c_out = L->n_prog + L->n_diag;
-    if (n_coord > 0) {
+    if (L->n_coord > 0) {
         /* sin(lat) spans the grid's latitudes; longitude as sin and cos stays continuous
          * across the date line and the 0/360 seam. */
         size_t np = (size_t)L->h * L->w;
-        float *c = L->coords = malloc(sizeof(float) * (size_t)n_coord * np);
+        float *c = L->coords = malloc(sizeof(float) * (size_t)L->n_coord * np);
         if (!c) return sm_fail(SM_ERR_NUMERIC, "out of memory");
         static const double deg = TWO_PI / 360.0;
         for (int i = 0; i < L->n_forc; i++) {
@@ -660,10 +660,7 @@ static void fill_forcings(const sample_layout *L, const char *calendar, const sa
     double hp0, dp0, hp1, dp1;
     samples_time_features(F->t0, calendar, &hp0, &dp0);
     samples_time_features(F->t1, calendar, &hp1, &dp1);
-    int n_coord = 0;
     for (int i = 0; i < L->n_forc; i++) {
-        if (L->forc_kind[i] == FORCING_LATITUDE || L->forc_kind[i] == FORCING_LONGITUDE)
-            n_coord += L->forc_kind[i] == FORCING_LATITUDE ? 1 : 2;
         if (L->forc_kind[i] != FORCING_HOUR_OF_DAY && L->forc_kind[i] != FORCING_DAY_OF_YEAR) continue;
         double a0 = L->forc_kind[i] == FORCING_HOUR_OF_DAY ? hp0 : dp0;
         double a1 = L->forc_kind[i] == FORCING_HOUR_OF_DAY ? hp1 : dp1;
@@ -671,9 +668,9 @@ static void fill_forcings(const sample_layout *L, const char *calendar, const sa
         for (int c = 0; c < 4; c++, out += np)
             for (size_t p = 0; p < np; p++) out[p] = v[c];
     }
-    if (n_coord > 0) {
-        memcpy(out, L->coords, sizeof(float) * (size_t)n_coord * np);
-        out += (size_t)n_coord * np;
+    if (L->n_coord > 0) {
+        memcpy(out, L->coords, sizeof(float) * (size_t)L->n_coord * np);
+        out += (size_t)L->n_coord * np;
     }
     if (L->n_leads > 0) {
         float v = (float)(F->lead / max_lead(L));
@@ -786,6 +783,13 @@ void samples_variable_lists(const sample_layout *L, const dataset *ds, char *inp
         if (inputs[0]) strncat(inputs, ",", in_len - strlen(inputs) - 1);
         strncat(inputs, name, in_len - strlen(inputs) - 1);
     }
+}
+
+void samples_push_state(const sample_layout *L, float *history, const float *state)
+{
+    size_t np = (size_t)L->h * L->w, n_new = (size_t)L->n_prog * np;
+    memmove(history + n_new, history, sizeof(float) * ((size_t)L->history - 1) * n_new);
+    memcpy(history, state, sizeof(float) * n_new);
 }
 
 void samples_denormalise(const sample_layout *L, const float *output, const float *state0, float *physical)

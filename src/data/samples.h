@@ -71,6 +71,7 @@ typedef struct {
     int n_leads;                         /* multi-lead direct model: number of leads (0 = off) */
     double leads[SAMPLES_MAX_LEADS];     /* its leads in hours (one of them is lead_hours) */
     int c_in, c_out, h, w;
+    int n_coord;                         /* channels of coords: 1 per latitude, 2 per longitude forcing */
     float *coords;                       /* latitude / longitude channels in forcing order */
     norm_stats stats;                    /* names: prognostic, diagnostic, forcing fields */
 } sample_layout;
@@ -145,6 +146,9 @@ void samples_denormalise_lead(const sample_layout *L, const float *output, const
                               float *physical);
 /* Tendency scale of prognostic variable i for a sample at lead `lead_hours`. */
 float samples_tendency_scale(const sample_layout *L, int i, double lead_hours);
+/* Autoregressive rollout: shifts a raw prognostic history (history x n_prog fields, newest
+ * first) back by one step and puts the new state (n_prog, H, W) in front. */
+void samples_push_state(const sample_layout *L, float *history, const float *state);
 /* Normalises physical prognostic fields (n_prog, H, W) into the first input channels (used by
  * autoregressive rollout to feed a forecast back). */
 void samples_normalise_prognostic(const sample_layout *L, const float *physical, float *channels);

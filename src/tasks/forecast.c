@@ -317,10 +317,7 @@ static int member_run(fc_member *M, const dataset *ds, sample_cache *cache, cons
         for (int b = 0; b < n; b++) {
             float *y = phys + (size_t)b * L->c_out * np;
             samples_denormalise(L, model_output(m) + (size_t)b * L->c_out * np, state + (size_t)b * hist_n * np, y);
-            /* Shift the history and put the new prognostic state in front. */
-            float *sb = state + (size_t)b * hist_n * np;
-            memmove(sb + (size_t)L->n_prog * np, sb, sizeof(float) * (hist_n - (size_t)L->n_prog) * np);
-            memcpy(sb, y, sizeof(float) * (size_t)L->n_prog * np);
+            samples_push_state(L, state + (size_t)b * hist_n * np, y);
         }
         for (int j = 0; j < n_leads; j++) {
             if ((int)round(leads[j] / L->step_hours) != step) continue;
@@ -332,8 +329,9 @@ static int member_run(fc_member *M, const dataset *ds, sample_cache *cache, cons
     return st;
 }
 
-/* Loads member i of the ensemble; every member must forecast the same way as the first. */
-static int member_load(fc_member *M, const char *path, const dataset *ds, const grid *g, int batch, const fc_member *first)
+/* Reads a member's configuration and sample layout; every member must forecast the same way as
+ * the first. */
+static int member_open(fc_member *M, const char *path, const dataset *ds, const fc_member *first)
 {
     snprintf(M->path, sizeof M->path, "%s", path);
     checkpoint_state_init(&M->cs);
@@ -356,6 +354,15 @@ static int member_load(fc_member *M, const char *path, const dataset *ds, const 
             return sm_fail(SM_ERR_USAGE, "--checkpoint: ensemble member %s forecasts other variables, steps, leads or history "
                            "than %s; an ensemble averages members of one configuration", path, first->path);
     }
+    return SM_OK;
+}
+
+/* Builds an opened member's model for `batch` initialisations and loads its weights and
+ * normalisation statistics. */
+static int member_build(fc_member *M, const dataset *ds, const grid *g, int batch)
+{
+    const char *path = M->path;
+    int st;
     if ((st = model_build(&M->cfg->model, M->L.c_in, M->L.c_out, g, batch, 0, (uint64_t)M->cfg->run.seed, &M->m))) return st;
     char in_vars[1024], out_vars[1024];
     samples_variable_lists(&M->L, ds, in_vars, sizeof in_vars, out_vars, sizeof out_vars);
@@ -406,32 +413,23 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
     if (o->threads > 0 || getenv("OMP_NUM_THREADS") == NULL) nn_set_threads(o->threads);
     if ((st = dataset_open(o->dataset, &ds))) goto done;
     if ((st = train_grid_from_dataset(ds, &g))) goto done;
-    /* the first member decides the leads and initialisation times; its batch is planned below */
     memset(members, 0, sizeof members);
-    sm_config *cfg0 = NULL;
-    sample_layout L;
-    memset(&L, 0, sizeof L);
-    if ((st = checkpoint_load_config(ck[0], 0, NULL, &cfg0))) goto done;
-    st = samples_layout_init(&L, &cfg0->data, ds);
-    config_free(cfg0);
-    if (st) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", sm_last_error());
-        sm_fail(st, "dataset does not fit checkpoint %s: %s", ck[0], why);
-        samples_layout_free(&L);
-        goto done;
+    for (int i = 0; i < n_ck; i++) {
+        n_members++;
+        if ((st = member_open(&members[i], ck[i], ds, i ? &members[0] : NULL))) goto done;
     }
-    samples_layout_free(&L);
+    /* the first member decides the leads and initialisation times (the others forecast alike) */
+    const sample_layout *L0 = &members[0].L;
     if ((st = forecast_parse_leads(o->leads, leads, FORECAST_MAX_LEADS, &n_leads))) goto done;
     int max_steps = 0;
     for (int j = 0; j < n_leads; j++) {
-        double k = leads[j] / L.step_hours;
-        if (L.n_leads > 0) {
+        double k = leads[j] / L0->step_hours;
+        if (L0->n_leads > 0) {
             /* A direct multi-lead model predicts each of its trained leads in one step. */
-            if (samples_lead_index(&L, leads[j]) < 0) {
+            if (samples_lead_index(L0, leads[j]) < 0) {
                 char list[256] = "";
-                for (int i = 0; i < L.n_leads; i++)
-                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%gh", i ? ", " : "", L.leads[i]);
+                for (int i = 0; i < L0->n_leads; i++)
+                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%gh", i ? ", " : "", L0->leads[i]);
                 st = sm_fail(SM_ERR_USAGE, "--lead %gh: %s is a direct multi-lead model trained for the leads %s only", leads[j],
                              ck[0], list);
                 goto done;
@@ -439,18 +437,15 @@ int forecast_run(const forecast_opts *o, forecast_result *result)
             k = 1;
         }
         if (fabs(k - round(k)) > 1e-9) {
-            st = sm_fail(SM_ERR_USAGE, "--lead %gh is not a multiple of the model step %gh of %s", leads[j], L.step_hours, ck[0]);
+            st = sm_fail(SM_ERR_USAGE, "--lead %gh is not a multiple of the model step %gh of %s", leads[j], L0->step_hours, ck[0]);
             goto done;
         }
         if ((int)round(k) > max_steps) max_steps = (int)round(k);
     }
-    if ((st = parse_inits(ds, &L, o->inits, &inits, &n_inits))) goto done;
+    if ((st = parse_inits(ds, L0, o->inits, &inits, &n_inits))) goto done;
     int batch = n_inits < FORECAST_BATCH ? n_inits : FORECAST_BATCH;
-    for (int i = 0; i < n_ck; i++) {
-        n_members++;
-        if ((st = member_load(&members[i], ck[i], ds, g, batch, i ? &members[0] : NULL))) goto done;
-    }
-    const sample_layout *L0 = &members[0].L;
+    for (int i = 0; i < n_members; i++)
+        if ((st = member_build(&members[i], ds, g, batch))) goto done;
     if ((st = sample_cache_create(ds, &cache))) goto done;
 
     size_t np = (size_t)L0->h * L0->w;

@@ -316,13 +316,15 @@ static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *in
     if (n > (int)(sizeof rb / sizeof rb[0])) return sm_fail(SM_ERR_USAGE, "training.rollout: batch size at most %d", (int)(sizeof rb / sizeof rb[0]));
     for (int b = 0; b < n; b++) {
         double t0 = ds->times[idx[b]];
-        int k = r;
+        int k = r, s = (int)idx[b];
         for (; k > 0; k--) {
-            int s = dataset_find_time(ds, t0 - k * L->step_hours);
-            if (s >= 0 && T->is_train_init[s]) break;
+            int sk = dataset_find_time(ds, t0 - k * L->step_hours);
+            if (sk >= 0 && T->is_train_init[sk]) {
+                s = sk;
+                break;
+            }
         }
         rb[b] = k;
-        int s = dataset_find_time(ds, t0 - k * L->step_hours);
         const float *src[SAMPLES_MAX_VARS * 8];
         if ((st = samples_prognostic_history(L, T->cache, s, src))) return st;
         for (size_t j = 0; j < hist_n; j++) {
@@ -343,8 +345,7 @@ static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *in
             if (step < r - rb[b]) continue;
             float *sb = T->pf_state + (size_t)b * hist_n * np;
             samples_denormalise(L, model_output(T->m) + (size_t)b * L->c_out * np, sb, T->phys_out);
-            memmove(sb + (size_t)L->n_prog * np, sb, sizeof(float) * (hist_n - (size_t)L->n_prog) * np);
-            memcpy(sb, T->phys_out, sizeof(float) * (size_t)L->n_prog * np);
+            samples_push_state(L, sb, T->phys_out);
         }
     }
     for (int b = 0; b < n && st == SM_OK; b++) {
