@@ -33,3 +33,11 @@ finish() {
   [ "$FAILS" -eq 0 ]
   exit $?
 }
+
+# toy_dataset SEED: one year of the synthetic toy atmosphere (seed SEED) ingested into ./ds.nc
+# (z500, t2m and the categorical lsm), the dataset most pipeline tests train on.
+toy_dataset() {
+  "$BIN" synth toy-atmosphere --out data --years 1 --seed "$1" >/dev/null 2>&1 || { fail "synth"; finish; }
+  "$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 \
+    || { fail "ingest"; finish; }
+}

@@ -4,9 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 /usr/bin/python3 -c "import netCDF4, numpy" 2>/dev/null || skip_or_fail "python3 netCDF4/numpy missing"
 cd "$TMP"
-"$BIN" synth toy-atmosphere --out data --years 1 --seed 3 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 \
-  || { fail "ingest"; finish; }
+toy_dataset 3
 # plain SGD, constant lr, one step per epoch: epochs=k from scratch gives the raw weights after k
 # steps (lr=0 the initial ones); a constant schedule keeps the EMA's validation out of the trajectory
 cat > cfg.yaml <<'YAML'

@@ -5,9 +5,7 @@
 PY=/usr/bin/python3
 $PY -c "import netCDF4, numpy" 2>/dev/null || skip_or_fail "python3 netCDF4/numpy missing"
 cd "$TMP"
-"$BIN" synth toy-atmosphere --out data --years 1 --seed 5 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 \
-  || { fail "ingest"; finish; }
+toy_dataset 5
 cat > cfg.yaml <<'YAML'
 data:
   dataset: ds.nc

@@ -2,8 +2,7 @@
 # --write-experts, and the bad-input cases.
 . "$(dirname "$0")/lib.sh"
 cd "$TMP"
-"$BIN" synth toy-atmosphere --out data --years 1 --seed 5 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 || { fail "ingest"; finish; }
+toy_dataset 5
 cat > cfg.yaml <<'YAML'
 data: {dataset: ds.nc, prognostic: [t2m], forcing: [lsm], lead_time: 6h, train_end: 2000-09-30T18, val_start: 2000-10-01, val_end: 2000-11-15}
 model: {architecture: cnn, channels: [8], kernel: 3, moe: {enabled: true, gate: latent, experts: 3, k: 1}}

@@ -2,9 +2,7 @@
 # exact resume, SIGINT, and the bad-input cases of train and forecast.
 . "$(dirname "$0")/lib.sh"
 cd "$TMP"
-"$BIN" synth toy-atmosphere --out data --years 1 --seed 3 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 \
-  || { fail "ingest"; finish; }
+toy_dataset 3
 cat > cfg.yaml <<'YAML'
 data:
   dataset: ds.nc

@@ -12,9 +12,7 @@ need_tool "$MPIRUN"
 MPI=("$MPIRUN" --oversubscribe)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
 cd "$TMP"
-"$BIN" synth toy-atmosphere --out data --years 1 --seed 3 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 \
-  || { fail "ingest"; finish; }
+toy_dataset 3
 cat > cfg.yaml <<'YAML'
 data:
   dataset: ds.nc
