@@ -186,6 +186,12 @@ def golden_schedule():
     cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=16, eta_min=1e-3)
     seq = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cos], milestones=[4])
     w.put("cosine_lr", lr_sequence(seq, opt, 20))
+    # OneCycleLR: peak 0.1, 20 steps, 30 % rising, div 25, final div 1e4 (t = 0..19; torch
+    # raises after the last step, smoecast holds the final lr)
+    opt = dummy_opt(0.1)
+    w.put("onecycle_lr", lr_sequence(torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.1, total_steps=20, pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
+        cycle_momentum=False), opt, 19))
     # ReduceLROnPlateau on a metric sequence with improvements, plateaus and sub-threshold gains
     metrics = np.array([1.0, 0.9, 0.8, 0.8, 0.79995, 0.8, 0.7, 0.7, 0.71, 0.72, 0.6999, 0.69,
                         0.686, 0.688, 0.687, 0.686, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,

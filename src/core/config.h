@@ -127,6 +127,7 @@ typedef struct {
     int step_size;
     double gamma;
     int warmup_epochs;
+    double onecycle_pct_start, onecycle_div_factor, onecycle_final_div_factor;
     double plateau_factor;
     int plateau_patience;
     int early_stopping_patience;

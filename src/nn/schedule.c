@@ -1,4 +1,5 @@
-/* Learning-rate schedules (constant, step, cosine with warm-up, plateau) and early stopping. */
+/* Learning-rate schedules (constant, step, cosine with warm-up, plateau, one-cycle) and early
+ * stopping. */
 #include "nn/schedule.h"
 
 #include "core/log.h"
@@ -20,29 +21,34 @@ lr_schedule_config lr_schedule_default_config(lr_kind kind, double base_lr)
     c.factor = 0.1;
     c.patience = 10;
     c.threshold = 1e-4;
+    c.pct_start = 0.3;
+    c.div_factor = 25.0;
+    c.final_div_factor = 1e4;
     return c;
 }
 
-static const char *const lr_names[] = {"constant", "step", "cosine", "plateau"};
+static const char *const lr_names[] = {"constant", "step", "cosine", "plateau", "onecycle"};
+#define LR_KINDS ((int)(sizeof lr_names / sizeof lr_names[0]))
 
 int lr_kind_from_name(const char *name, lr_kind *kind)
 {
-    for (int k = 0; name && k < 4; k++) {
+    for (int k = 0; name && k < LR_KINDS; k++) {
         if (strcmp(name, lr_names[k]) == 0) {
             *kind = (lr_kind)k;
             return SM_OK;
         }
     }
-    return sm_fail(SM_ERR_USAGE, "lr schedule '%s': unknown; use constant, step, cosine or "
-                   "plateau", name ? name : "(null)");
+    return sm_fail(SM_ERR_USAGE, "lr schedule '%s': unknown; use constant, step, cosine, "
+                   "plateau or onecycle", name ? name : "(null)");
 }
 
 const char *lr_kind_name(lr_kind kind)
 {
-    return (unsigned)kind < 4 ? lr_names[kind] : "unknown";
+    return (int)kind >= 0 && (int)kind < LR_KINDS ? lr_names[kind] : "unknown";
 }
 
-int lr_schedule_config_from_training(const training_config *t, lr_schedule_config *out)
+int lr_schedule_config_from_training(const training_config *t, int64_t steps_per_epoch,
+                                     lr_schedule_config *out)
 {
     lr_kind kind = LR_CONSTANT;
     int st = lr_kind_from_name(t->lr_scheduler, &kind);
@@ -57,13 +63,20 @@ int lr_schedule_config_from_training(const training_config *t, lr_schedule_confi
     c.min_lr = 0.0;
     c.factor = t->plateau_factor;
     c.patience = t->plateau_patience;
+    if (kind == LR_ONECYCLE) {
+        c.unit = LR_UNIT_STEP;
+        c.total = (int64_t)t->epochs * steps_per_epoch;
+        c.pct_start = t->onecycle_pct_start;
+        c.div_factor = t->onecycle_div_factor;
+        c.final_div_factor = t->onecycle_final_div_factor;
+    }
     *out = c;
     return SM_OK;
 }
 
 static int check(const lr_schedule_config *c)
 {
-    if ((unsigned)c->kind > LR_PLATEAU)
+    if ((int)c->kind < 0 || (int)c->kind >= LR_KINDS)
         return sm_fail(SM_ERR_USAGE, "lr schedule: unknown kind %d", (int)c->kind);
     const char *n = lr_kind_name(c->kind);
     if (!(c->base_lr >= 0) || !isfinite(c->base_lr))
@@ -90,6 +103,20 @@ static int check(const lr_schedule_config *c)
         if (!(c->min_lr >= 0 && c->min_lr <= c->base_lr))
             return sm_fail(SM_ERR_USAGE, "lr schedule cosine: min_lr %g must be in [0, base lr "
                            "%g]", c->min_lr, c->base_lr);
+        break;
+    case LR_ONECYCLE:
+        if (!(c->pct_start > 0 && c->pct_start < 1))
+            return sm_fail(SM_ERR_USAGE, "lr schedule onecycle: pct_start %g must be in (0, 1)",
+                           c->pct_start);
+        if (!(c->div_factor >= 1) || !isfinite(c->div_factor) || !(c->final_div_factor >= 1) ||
+            !isfinite(c->final_div_factor))
+            return sm_fail(SM_ERR_USAGE, "lr schedule onecycle: div_factor %g and final_div_factor "
+                           "%g must be >= 1", c->div_factor, c->final_div_factor);
+        /* both phases need at least one step: E = pct T - 1 >= 1 and T - 1 > E */
+        if (c->pct_start * (double)c->total - 1.0 < 1.0 || (double)c->total - 1.0 <= c->pct_start * (double)c->total - 1.0)
+            return sm_fail(SM_ERR_USAGE, "lr schedule onecycle: %lld steps are too few for pct_start %g "
+                           "(each phase needs at least one step); train more epochs or steps",
+                           (long long)c->total, c->pct_start);
         break;
     case LR_PLATEAU:
         if (c->unit != LR_UNIT_EPOCH)
@@ -126,6 +153,12 @@ double lr_schedule_lr(const lr_schedule *s)
     return s->lr;
 }
 
+/* from a to b as x goes 0 -> 1 (torch's _annealing_cos) */
+static double cos_anneal(double a, double b, double x)
+{
+    return b + (a - b) * (1.0 + cos(PI_D * x)) / 2.0;
+}
+
 double lr_schedule_at(const lr_schedule *s, int64_t t)
 {
     const lr_schedule_config *c = &s->cfg;
@@ -143,6 +176,14 @@ double lr_schedule_at(const lr_schedule *s, int64_t t)
         if (t >= c->total) return c->min_lr;
         return c->min_lr + (c->base_lr - c->min_lr) *
                (1.0 + cos(PI_D * (double)(t - c->warmup) / (double)(c->total - c->warmup))) / 2.0;
+    case LR_ONECYCLE: {
+        double top = c->base_lr, start = top / c->div_factor, end = start / c->final_div_factor;
+        double rise_end = c->pct_start * (double)c->total - 1.0, last = (double)(c->total - 1);
+        double x = (double)t;
+        if (x <= rise_end) return cos_anneal(start, top, x / rise_end);
+        if (x >= last) return end;
+        return cos_anneal(top, end, (x - rise_end) / (last - rise_end));
+    }
     case LR_PLATEAU:
         return s->lr;
     }

@@ -17,6 +17,13 @@
  *                  t >= T:     min_lr (torch's CosineAnnealingLR would rise again; we hold)
  *                equals torch SequentialLR([LinearLR(f0, total_iters=W),
  *                CosineAnnealingLR(T_max=T-W, eta_min=min_lr)], milestones=[W]) for t <= T.
+ *   LR_ONECYCLE  torch OneCycleLR(max_lr = base_lr, total_steps = T, pct_start = p,
+ *                anneal_strategy='cos', div_factor = d, final_div_factor = D, three_phase=False):
+ *                cosine rise from base_lr / d to base_lr over the first p T steps, then cosine
+ *                fall to base_lr / (d D) at step T - 1; held there afterwards (torch raises).
+ *                With cos_anneal(a, b, x) = b + (a - b) (1 + cos(pi x)) / 2 and E = p T - 1:
+ *                  t <= E:  cos_anneal(base_lr / d, base_lr, t / E)
+ *                  t >  E:  cos_anneal(base_lr, base_lr / (d D), (t - E) / (T - 1 - E))
  *   LR_PLATEAU   torch ReduceLROnPlateau(mode='min'): a metric is better when
  *                metric < best * (1 - threshold) (threshold_mode rel; abs: best - threshold);
  *                after more than `patience` bad epochs lr = max(lr * factor, min_lr) (only if
@@ -29,7 +36,7 @@
 
 #include <stdint.h>
 
-typedef enum { LR_CONSTANT = 0, LR_STEP = 1, LR_COSINE = 2, LR_PLATEAU = 3 } lr_kind;
+typedef enum { LR_CONSTANT = 0, LR_STEP = 1, LR_COSINE = 2, LR_PLATEAU = 3, LR_ONECYCLE = 4 } lr_kind;
 typedef enum { LR_UNIT_STEP = 0, LR_UNIT_EPOCH = 1 } lr_unit;
 
 typedef struct {
@@ -39,10 +46,14 @@ typedef struct {
     /* LR_STEP */
     int64_t step_size;
     double gamma;
-    /* LR_COSINE */
+    /* LR_COSINE (and LR_ONECYCLE: total) */
     int64_t warmup, total;
     double warmup_start_factor;     /* f0 in [0, 1] */
     double min_lr;                  /* LR_COSINE floor and LR_PLATEAU min_lr */
+    /* LR_ONECYCLE */
+    double pct_start;               /* fraction of total spent rising, (0, 1) */
+    double div_factor;              /* start lr = base_lr / div_factor */
+    double final_div_factor;        /* end lr = start lr / final_div_factor */
     /* LR_PLATEAU */
     double factor;                  /* in [0, 1) */
     int patience, cooldown;
@@ -61,18 +72,22 @@ typedef struct {
 } lr_schedule;
 
 /* Defaults (torch's): unit per step (LR_PLATEAU: per epoch), gamma 0.1, factor 0.1,
- * patience 10, threshold 1e-4 relative; warmup_start_factor 0, everything else 0 (LR_STEP
- * needs step_size, LR_COSINE total set by the caller). */
+ * patience 10, threshold 1e-4 relative, pct_start 0.3, div_factor 25, final_div_factor 1e4;
+ * warmup_start_factor 0, everything else 0 (LR_STEP needs step_size, LR_COSINE and
+ * LR_ONECYCLE total set by the caller). */
 lr_schedule_config lr_schedule_default_config(lr_kind kind, double base_lr);
-/* Name "constant" / "step" / "cosine" / "plateau" -> kind; SM_OK or SM_ERR_USAGE. */
+/* Name "constant" / "step" / "cosine" / "plateau" / "onecycle" -> kind; SM_OK or SM_ERR_USAGE. */
 int lr_kind_from_name(const char *name, lr_kind *kind);
 const char *lr_kind_name(lr_kind kind);
 
-/* From the `training` config section (all per epoch): lr_scheduler, lr, step_size, gamma;
- * cosine: warmup = warmup_epochs, total = epochs, warmup_start_factor = 1/(warmup + 1) (so the
- * warm-up lrs are base * (t + 1)/(warmup + 1), never 0), min_lr 0; plateau: plateau_factor,
- * plateau_patience, threshold 1e-4 (rel), cooldown 0, min_lr 0. SM_OK or SM_ERR_USAGE. */
-int lr_schedule_config_from_training(const training_config *t, lr_schedule_config *out);
+/* From the `training` config section (per epoch except onecycle): lr_scheduler, lr, step_size,
+ * gamma; cosine: warmup = warmup_epochs, total = epochs, warmup_start_factor = 1/(warmup + 1)
+ * (so the warm-up lrs are base * (t + 1)/(warmup + 1), never 0), min_lr 0; plateau:
+ * plateau_factor, plateau_patience, threshold 1e-4 (rel), cooldown 0, min_lr 0; onecycle: per
+ * optimiser step, total = epochs * steps_per_epoch, onecycle_pct_start, onecycle_div_factor,
+ * onecycle_final_div_factor. SM_OK or SM_ERR_USAGE. */
+int lr_schedule_config_from_training(const training_config *t, int64_t steps_per_epoch,
+                                     lr_schedule_config *out);
 
 /* Validate the config and start at t = 0. SM_OK or SM_ERR_USAGE (with the field named). */
 int lr_schedule_init(lr_schedule *s, const lr_schedule_config *cfg);

@@ -243,6 +243,14 @@ static int bn_allreduce(double *buf, size_t n, void *arg)
     return dist_allreduce_sum_d(buf, n);
 }
 
+/* optimiser steps in one epoch: one pass over the training samples, capped by steps_per_epoch */
+static int64_t steps_per_epoch(const engine *E)
+{
+    int64_t nb = (E->task->n_train + E->batch - 1) / (E->batch > 0 ? E->batch : 1);
+    int cap = E->cfg->training.steps_per_epoch;
+    return cap > 0 && cap < nb ? cap : nb;
+}
+
 static int engine_setup(engine *E, int resume, ckpt_state *resumed)
 {
     const sm_config *cfg = E->cfg;
@@ -253,7 +261,7 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
     lr_schedule_config sc;
     if ((st = optim_config_from_training(&cfg->training, &oc))) return st;
     if ((st = optim_create(&E->opt, model_params(E->m), &oc))) return st;
-    if ((st = lr_schedule_config_from_training(&cfg->training, &sc))) return st;
+    if ((st = lr_schedule_config_from_training(&cfg->training, steps_per_epoch(E), &sc))) return st;
     if ((st = lr_schedule_init(&E->sched, &sc))) return st;
     E->use_early_stop = cfg->training.early_stopping_patience > 0;
     if (E->use_early_stop && (st = early_stop_init(&E->stop, cfg->training.early_stopping_patience, 0.0))) return st;
@@ -356,8 +364,8 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
     int64_t best_epoch = resume && st == SM_OK ? resumed.best_epoch : -1;
     checkpoint_state_free_arrays(&resumed);
 
-    int64_t nb = (task->n_train + E.batch - 1) / (E.batch > 0 ? E.batch : 1);
-    if (cfg->training.steps_per_epoch > 0 && cfg->training.steps_per_epoch < nb) nb = cfg->training.steps_per_epoch;
+    int64_t nb = steps_per_epoch(&E);
+    int lr_per_step = E.sched.cfg.unit == LR_UNIT_STEP;
     size_t grad_n = param_store_size(model_params(m));
     float *grad_all = param_store_grad_all(model_params(m));
     int64_t skip = step - epoch * nb; /* batches already done inside an interrupted epoch */
@@ -434,6 +442,7 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             optim_step(E.opt);
             if (E.ema) ema_update(&E, step);
             step++;
+            if (lr_per_step) optim_set_lr(E.opt, lr_schedule_step(&E.sched, NAN));
             loss_sum += loss;
             aux_sum += red[1];
             loss_n++;
@@ -470,8 +479,9 @@ int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch
             best = val_loss;
             best_epoch = epoch;
         }
-        double lr_used = optim_get_lr(E.opt);
-        lr_schedule_step(&E.sched, val_loss);
+        /* the lr of this epoch's last step (a per-step schedule has already moved on) */
+        double lr_used = lr_per_step ? lr_schedule_at(&E.sched, E.sched.t - 1) : optim_get_lr(E.opt);
+        if (!lr_per_step) lr_schedule_step(&E.sched, val_loss);
         double train_loss = loss_n ? loss_sum / loss_n : NAN;
         write_metrics(&E, epoch + 1, step, train_loss, loss_n ? aux_sum / loss_n : 0, val_loss, lr_used,
                       progress_now_seconds() - t_start, improved);

@@ -41,6 +41,14 @@ expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[
 expect_exit 0 "epoch 1: train" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[@]}" training.epochs=1 output.dir=moesplit
 expect_exit 0 "resuming from" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[@]}" output.dir=moesplit --resume
 if [ -n "$(params moe/last.nc)" ] && diff <(params moe/last.nc) <(params moesplit/last.nc) >/dev/null; then ok "resume with a gate lr is exact"; else fail "resumed SMoE weights differ"; fi
+# one-cycle schedule per optimiser step: 12 steps; epoch 1 ends on the falling cosine, epoch 2 at
+# lr / 25 / 1e4 (torch OneCycleLR's final lr)
+expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 training.lr_scheduler=onecycle output.dir=onecycle
+lrs=$(sed 's/.*"lr": \([^,]*\),.*/\1/' onecycle/metrics.jsonl | paste -sd' ')
+awk -v l="$lrs" 'BEGIN { split(l, a, " "); t = 5; e = 0.3 * 12 - 1; x = (t - e) / (11 - e); top = 1e-3; end = top / 25 / 1e4
+  want = end + (top - end) * (1 + cos(3.141592653589793 * x)) / 2
+  exit !(a[1] / want - 1 < 1e-5 && a[1] / want - 1 > -1e-5 && a[2] / end - 1 < 1e-5 && a[2] / end - 1 > -1e-5) }' \
+  && ok "one-cycle lr per step ($lrs)" || fail "one-cycle lrs: $lrs"
 ncdump -h moe/last.nc | grep -q 'gate_lr_scale = 100' && ok "gate_lr_scale in the checkpoint" || fail "no gate_lr_scale in /optim"
 
 # Forecasts: both layouts, CF attributes, lonlat grid for CDO.

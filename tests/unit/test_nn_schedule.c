@@ -64,6 +64,26 @@ static void test_cosine_warmup(void **state)
     free(ref);
 }
 
+static void test_onecycle(void **state)
+{
+    (void)state;
+    size_t n;
+    float *ref = testutil_golden_load(GOLD, "onecycle_lr", &n, NULL, NULL);
+    assert_int_equal(n, 20);
+    lr_schedule_config c = lr_schedule_default_config(LR_ONECYCLE, 0.1);
+    assert_true(c.pct_start == 0.3 && c.div_factor == 25.0 && c.final_div_factor == 1e4);
+    assert_int_equal(c.unit, LR_UNIT_STEP);
+    c.total = 20;
+    lr_schedule s;
+    assert_int_equal(lr_schedule_init(&s, &c), SM_OK);
+    assert_seq(&s, ref, n, NULL, "onecycle");
+    /* the peak is reached exactly at step pct T - 1; after the last step the final lr holds */
+    assert_true(fabs(lr_schedule_at(&s, 5) - 0.1) < 1e-15);
+    assert_true(fabs(lr_schedule_at(&s, 19) - 0.1 / 25.0 / 1e4) < 1e-18);
+    assert_true(lr_schedule_at(&s, 25) == lr_schedule_at(&s, 19));
+    free(ref);
+}
+
 static void test_plateau(void **state)
 {
     (void)state;
@@ -153,8 +173,21 @@ static void test_config_errors(void **state)
     assert_int_equal(k, LR_COSINE);
     assert_int_equal(lr_kind_from_name("plateau", &k), SM_OK);
     assert_int_equal(k, LR_PLATEAU);
-    assert_int_equal(lr_kind_from_name("onecycle", &k), SM_ERR_USAGE);
+    assert_int_equal(lr_kind_from_name("onecycle", &k), SM_OK);
+    assert_int_equal(k, LR_ONECYCLE);
+    assert_int_equal(lr_kind_from_name("one_cycle", &k), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "onecycle"));
+    assert_string_equal(lr_kind_name((lr_kind)5), "unknown");
+    c = lr_schedule_default_config(LR_ONECYCLE, 0.1);
+    c.total = 6; /* pct_start 0.3: E = 0.8, no rising step */
+    assert_int_equal(lr_schedule_init(&s, &c), SM_ERR_USAGE);
+    assert_non_null(strstr(sm_last_error(), "too few"));
+    c.total = 100;
+    c.pct_start = 1.0;
+    assert_int_equal(lr_schedule_init(&s, &c), SM_ERR_USAGE);
+    c.pct_start = 0.3;
+    c.div_factor = 0.5;
+    assert_int_equal(lr_schedule_init(&s, &c), SM_ERR_USAGE);
     assert_string_equal(lr_kind_name(LR_STEP), "step");
     c = lr_schedule_default_config(LR_PLATEAU, 0.1);
     assert_true(c.threshold == 1e-4 && c.patience == 10 && c.unit == LR_UNIT_EPOCH);
@@ -202,7 +235,7 @@ static void test_from_training_config(void **state)
     sm_config *cfg;
     assert_int_equal(config_load(NULL, 0, NULL, &cfg), SM_OK);
     lr_schedule_config c;
-    assert_int_equal(lr_schedule_config_from_training(&cfg->training, &c), SM_OK);
+    assert_int_equal(lr_schedule_config_from_training(&cfg->training, 7, &c), SM_OK);
     assert_int_equal(c.kind, LR_PLATEAU);
     assert_int_equal(c.unit, LR_UNIT_EPOCH);
     assert_true(c.factor == cfg->training.plateau_factor);
@@ -214,7 +247,7 @@ static void test_from_training_config(void **state)
     char *ov[4] = {"training.lr_scheduler=cosine", "training.warmup_epochs=3", "training.epochs=11",
                    "training.lr=0.4"};
     assert_int_equal(config_load(NULL, 4, ov, &cfg), SM_OK);
-    assert_int_equal(lr_schedule_config_from_training(&cfg->training, &c), SM_OK);
+    assert_int_equal(lr_schedule_config_from_training(&cfg->training, 7, &c), SM_OK);
     assert_int_equal(lr_schedule_init(&s, &c), SM_OK);
     for (int t = 0; t < 3; t++) {
         assert_true(fabs(lr_schedule_lr(&s) - 0.4 * (t + 1) / 4.0) < 1e-15);
@@ -223,8 +256,20 @@ static void test_from_training_config(void **state)
     assert_true(fabs(lr_schedule_lr(&s) - 0.4) < 1e-15);
     for (int t = 3; t < 11; t++) lr_schedule_step(&s, NAN);
     assert_true(lr_schedule_lr(&s) == 0.0);
-    strcpy(cfg->training.lr_scheduler, "onecycle");
-    assert_int_equal(lr_schedule_config_from_training(&cfg->training, &c), SM_ERR_USAGE);
+    config_free(cfg);
+
+    /* onecycle runs per optimiser step over epochs * steps_per_epoch */
+    char *ov1[3] = {"training.lr_scheduler=onecycle", "training.epochs=4", "training.onecycle_pct_start=0.25"};
+    assert_int_equal(config_load(NULL, 3, ov1, &cfg), SM_OK);
+    assert_int_equal(lr_schedule_config_from_training(&cfg->training, 7, &c), SM_OK);
+    assert_int_equal(c.kind, LR_ONECYCLE);
+    assert_int_equal(c.unit, LR_UNIT_STEP);
+    assert_int_equal(c.total, 28);
+    assert_true(c.pct_start == 0.25 && c.div_factor == 25.0 && c.final_div_factor == 1e4);
+    assert_int_equal(lr_schedule_init(&s, &c), SM_OK);
+    assert_true(fabs(lr_schedule_at(&s, 6) - cfg->training.lr) < 1e-15);
+    strcpy(cfg->training.lr_scheduler, "exponential");
+    assert_int_equal(lr_schedule_config_from_training(&cfg->training, 7, &c), SM_ERR_USAGE);
     config_free(cfg);
 }
 
@@ -233,6 +278,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_lr),
         cmocka_unit_test(test_cosine_warmup),
+        cmocka_unit_test(test_onecycle),
         cmocka_unit_test(test_plateau),
         cmocka_unit_test(test_constant_and_restore),
         cmocka_unit_test(test_config_errors),
