@@ -748,8 +748,8 @@ int model_set_dist(sm_model *m, norm_reduce_fn reduce, void *arg, int rank, int 
     size_t need = 1;
     for (int i = 0; i < m->n_layers; i++) {
         if (m->layers[i].kind != LAYER_PMOE) continue;
-        /* the selection works on the local batch: sized by the planned (local) maximum */
-        size_t n = pmoe_dist_scratch_doubles(&m->layers[i].pmoe, m->max_batch > 0 ? m->max_batch : 1);
+        /* the sample-similarity regulariser reduces its pair statistics here */
+        size_t n = pmoe_dist_scratch_doubles(&m->layers[i].pmoe);
         if (n > need) need = n;
     }
     m->dist_scratch = malloc(need * sizeof(double));

@@ -7,16 +7,15 @@
 
 #include "core/log.h"
 
-#define GATE_MAX_EXPERTS 256
 
 int moe_gate_check(const moe_gate_shape *s)
 {
     if (s->batch < 1 || s->c_in < 1 || s->hw < 1)
         return sm_fail(SM_ERR_USAGE, "moe gate: batch %d, c_in %d, pixels %d must be >= 1",
                        s->batch, s->c_in, s->hw);
-    if (s->n < 1 || s->n > GATE_MAX_EXPERTS || s->k < 1 || s->k > s->n)
+    if (s->n < 1 || s->n > MOE_GATE_MAX_EXPERTS || s->k < 1 || s->k > s->n)
         return sm_fail(SM_ERR_USAGE, "model.moe: k = %d with %d experts; need 1 <= k <= experts <= %d",
-                       s->k, s->n, GATE_MAX_EXPERTS);
+                       s->k, s->n, MOE_GATE_MAX_EXPERTS);
     if (s->kind != MOE_GATE_SOFTMAX && s->kind != MOE_GATE_LAPLACE)
         return sm_fail(SM_ERR_USAGE, "model.moe.gate: unknown token gate kind %d", (int)s->kind);
     return SM_OK;
@@ -101,6 +100,43 @@ static int best_free(const moe_gate_shape *s, const float *h, const float *kept,
     return best;
 }
 
+void moe_gate_select_pass(const moe_gate_shape *s, int cap, const float *logits, float *kept, int *count,
+                          double *dropped, double *rerouted)
+{
+    const int N = s->n, P = s->hw;
+    for (int b = 0; b < s->batch; b++)
+        for (int p = 0; p < P; p++) {
+            size_t q = (size_t)b * N * P + p;
+            int e = best_free(s, logits, kept, q, count, cap);
+            if (cap > 0 && e != best_free(s, logits, kept, q, count, 0)) *rerouted += 1;
+            if (e < 0) {
+                *dropped += 1;
+                continue;
+            }
+            kept[q + (size_t)e * P] = 1.0f;
+            count[e]++;
+        }
+}
+
+void moe_gate_kept_softmax(const moe_gate_shape *s, const float *logits, const float *kept, float *g)
+{
+    const int N = s->n, P = s->hw;
+    for (int b = 0; b < s->batch; b++)
+        for (int p = 0; p < P; p++) {
+            size_t q = (size_t)b * N * P + p;
+            float m = -INFINITY;
+            for (int n = 0; n < N; n++)
+                if (kept[q + (size_t)n * P] != 0.0f) m = fmaxf(m, logits[q + (size_t)n * P]);
+            double sum = 0;
+            for (int n = 0; n < N; n++)
+                if (kept[q + (size_t)n * P] != 0.0f) sum += exp((double)logits[q + (size_t)n * P] - m);
+            for (int n = 0; n < N; n++) {
+                size_t i = q + (size_t)n * P;
+                g[i] = kept[i] != 0.0f ? (float)(exp((double)logits[i] - m) / sum) : 0.0f;
+            }
+        }
+}
+
 void moe_gate_forward(const moe_gate_shape *s, const float *x, const float *params, float *state,
                       int training, rng_t *rng)
 {
@@ -155,43 +191,13 @@ void moe_gate_forward(const moe_gate_shape *s, const float *x, const float *para
         }
     /* selection */
     memset(v.kept, 0, bnp(s) * sizeof(float));
-    int count[GATE_MAX_EXPERTS] = {0};
+    int count[MOE_GATE_MAX_EXPERTS] = {0};
     const int cap = training ? moe_gate_capacity(s) : 0;
-    size_t dropped = 0, rerouted = 0;
-    for (int j = 0; j < s->k; j++) {
-        for (int b = 0; b < B; b++)
-            for (int p = 0; p < P; p++) {
-                size_t q = (size_t)b * N * P + p;
-                int e = best_free(s, v.noisy, v.kept, q, count, cap);
-                if (cap > 0) {
-                    int want = best_free(s, v.noisy, v.kept, q, count, 0);
-                    if (e != want) rerouted++;
-                }
-                if (e < 0) {
-                    dropped++;
-                    continue;
-                }
-                v.kept[q + (size_t)e * P] = 1.0f;
-                count[e]++;
-            }
-    }
+    double dropped = 0, rerouted = 0;
+    for (int j = 0; j < s->k; j++) moe_gate_select_pass(s, cap, v.noisy, v.kept, count, &dropped, &rerouted);
     v.stats[0] = (float)dropped;
     v.stats[1] = (float)rerouted;
-    /* softmax over the kept experts */
-    for (int b = 0; b < B; b++)
-        for (int p = 0; p < P; p++) {
-            size_t q = (size_t)b * N * P + p;
-            float m = -INFINITY;
-            for (int n = 0; n < N; n++)
-                if (v.kept[q + (size_t)n * P] != 0.0f) m = fmaxf(m, v.noisy[q + (size_t)n * P]);
-            double sum = 0;
-            for (int n = 0; n < N; n++)
-                if (v.kept[q + (size_t)n * P] != 0.0f) sum += exp((double)v.noisy[q + (size_t)n * P] - m);
-            for (int n = 0; n < N; n++) {
-                size_t i = q + (size_t)n * P;
-                v.g[i] = v.kept[i] != 0.0f ? (float)(exp((double)v.noisy[i] - m) / sum) : 0.0f;
-            }
-        }
+    moe_gate_kept_softmax(s, v.noisy, v.kept, v.g);
 }
 
 void moe_gate_backward(const moe_gate_shape *s, float *d_x, float *d_params, const float *d_g,

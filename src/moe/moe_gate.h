@@ -62,6 +62,19 @@ moe_gate_view moe_gate_state(const moe_gate_shape *s, float *state);
 void moe_gate_forward(const moe_gate_shape *s, const float *x, const float *params, float *state,
                       int training, rng_t *rng);
 
+/* The pieces of the forward's selection, for callers that choose the tokens' experts over a
+ * batch split across processes (point_moe.c's data-parallel gate).
+ * moe_gate_select_pass: the j-th choice of every token of the (batch, n, hw) layout, in (b, p)
+ * order: each token keeps its highest-logit expert among those it has not kept yet and, with
+ * cap > 0, that hold fewer than cap tokens (ties to the lower index); count[n] is the number of
+ * tokens of expert n so far (updated; MOE_GATE_MAX_EXPERTS entries at most). A token left with
+ * no expert adds 1 to *dropped, one sent elsewhere than its uncapped choice 1 to *rerouted.
+ * moe_gate_kept_softmax: g = softmax of the logits over each token's kept experts, 0 elsewhere. */
+#define MOE_GATE_MAX_EXPERTS 256
+void moe_gate_select_pass(const moe_gate_shape *s, int cap, const float *logits, float *kept, int *count,
+                          double *dropped, double *rerouted);
+void moe_gate_kept_softmax(const moe_gate_shape *s, const float *logits, const float *kept, float *g);
+
 /* d_g: gradient w.r.t. G (nullable); d_pfull w.r.t. pfull (nullable); d_clean / d_std: extra
  * gradients w.r.t. the clean logits / noise std (nullable, e.g. from the load loss). Only kept
  * experts pass the gradient of G on. workspace: moe_gate_workspace_floats. */

@@ -312,54 +312,12 @@ static void softmax_all(int N, size_t P, const float *a, float *out)
 
 /* ---- data-parallel gates ---- */
 
-#define DIST_MAX_EXPERTS 256
 #define DIST_LEVEL_STRIDE 0x9E3779B97F4A7C15ull
 #define DIST_PAIR_STREAM 0x51u
 
-size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int batch)
+size_t pmoe_dist_scratch_doubles(const pmoe_shape *s)
 {
-    const size_t P = (size_t)P_of(s);
-    size_t sel = 2 * (size_t)batch * s->n_experts * P;   /* local noisy logits, kept flags */
-    size_t sim = moe_similarity_scratch_doubles(s->c_in, s->n_experts, s->sim_pairs);
-    return (sel > sim ? sel : sim) + 1;
-}
-
-/* Best expert of token q among those not kept and not full (moe_gate.c's rule, ties to the
- * lower index). */
-static int dist_best_free(int N, size_t P, const double *h, const double *kept, size_t q,
-                          const int *count, int cap)
-{
-    int best = -1;
-    double bv = 0;
-    for (int n = 0; n < N; n++) {
-        size_t i = q + (size_t)n * P;
-        if (kept[i] != 0.0) continue;
-        if (cap > 0 && count[n] >= cap) continue;
-        if (best < 0 || h[i] > bv) {
-            best = n;
-            bv = h[i];
-        }
-    }
-    return best;
-}
-
-/* One pass (the j-th choice of every token) of moe_gate.h's selection over the tokens of the
- * layout (batch, N, P) in (b, p) order; count: tokens per expert so far (updated). */
-static void select_pass(int batch, int N, size_t P, int cap, const double *h, double *kept, int *count,
-                        double *dropped, double *rerouted)
-{
-    for (int b = 0; b < batch; b++)
-        for (size_t p = 0; p < P; p++) {
-            size_t q = (size_t)b * N * P + p;
-            int e = dist_best_free(N, P, h, kept, q, count, cap);
-            if (cap > 0 && e != dist_best_free(N, P, h, kept, q, count, 0)) *rerouted += 1;
-            if (e < 0) {
-                *dropped += 1;
-                continue;
-            }
-            kept[q + (size_t)e * P] = 1.0;
-            count[e]++;
-        }
+    return moe_similarity_scratch_doubles(s->c_in, s->n_experts, s->sim_pairs) + 1;
 }
 
 /* The selection with a capacity over the global batch, whose tokens are split over the
@@ -369,28 +327,29 @@ static void select_pass(int batch, int N, size_t P, int cap, const double *h, do
  * counts of all earlier tokens: the result is that of one process on the global batch, for
  * k * size reductions of N + 2 doubles (none without a capacity or with one process). A rank
  * without tokens (batch 0) takes part too. */
-static void select_global(int batch, int N, size_t P, int k, int cap, const double *h, double *kept,
-                          pmoe_dist *d, double *dropped, double *rerouted)
+static void select_global(const moe_gate_shape *gs, int cap, const float *logits, float *kept, pmoe_dist *d,
+                          double *dropped, double *rerouted)
 {
-    int count[DIST_MAX_EXPERTS] = {0};
-    double buf[DIST_MAX_EXPERTS + 2];
-    if (batch > 0) memset(kept, 0, (size_t)batch * N * P * sizeof(double));
+    const int B = gs->batch, N = gs->n;
+    int count[MOE_GATE_MAX_EXPERTS] = {0};
+    double buf[MOE_GATE_MAX_EXPERTS + 2];
+    if (B > 0) memset(kept, 0, (size_t)B * N * gs->hw * sizeof(float));
     *dropped = *rerouted = 0;
     if (cap == 0 || d->size == 1) {
         /* no coupling between the ranks' tokens (or one rank): no reductions */
-        for (int j = 0; j < k && batch > 0; j++) select_pass(batch, N, P, cap, h, kept, count, dropped, rerouted);
+        for (int j = 0; j < gs->k && B > 0; j++) moe_gate_select_pass(gs, cap, logits, kept, count, dropped, rerouted);
         return;
     }
-    for (int j = 0; j < k; j++)
+    for (int j = 0; j < gs->k; j++)
         for (int q = 0; q < d->size; q++) {
             memset(buf, 0, sizeof(double) * (size_t)(N + 2));
-            if (q == d->rank && batch > 0) {
-                int work[DIST_MAX_EXPERTS];
+            if (q == d->rank && B > 0) {
+                int work[MOE_GATE_MAX_EXPERTS];
                 memcpy(work, count, sizeof(int) * (size_t)N);
-                select_pass(batch, N, P, cap, h, kept, work, &buf[N], &buf[N + 1]);
+                moe_gate_select_pass(gs, cap, logits, kept, work, &buf[N], &buf[N + 1]);
                 for (int n = 0; n < N; n++) buf[n] = work[n] - count[n];
             }
-            if (d->size > 1) moe_reduce_sum(&d->red, buf, (size_t)(N + 2));
+            moe_reduce_sum(&d->red, buf, (size_t)(N + 2));
             for (int n = 0; n < N; n++) count[n] += (int)lround(buf[n]);
             *dropped += buf[N];
             *rerouted += buf[N + 1];
@@ -410,11 +369,10 @@ static void gate_forward_dist(const moe_gate_shape *gs, const float *x, const fl
     glob.batch = d->global_batch;
     const int cap = moe_gate_capacity(&glob);
     if (!gs->noisy && cap == 0) return; /* plain top-k of the clean logits: nothing is random */
-    const int B = gs->batch, N = gs->n;
-    const size_t P = (size_t)gs->hw, NP = (size_t)N * P;
+    const size_t NP = (size_t)gs->n * gs->hw;
     moe_gate_view v = moe_gate_state(gs, st);
     if (gs->noisy)
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < gs->batch; b++) {
             rng_t r;
             rng_seed(&r, d->key + (uint64_t)level * DIST_LEVEL_STRIDE, (uint64_t)(d->first + b));
             for (size_t i = (size_t)b * NP; i < (size_t)(b + 1) * NP; i++)
@@ -422,28 +380,11 @@ static void gate_forward_dist(const moe_gate_shape *gs, const float *x, const fl
         }
     /* the selection over the local tokens, in turn with the other ranks when a capacity
      * couples them */
-    double *h = d->scratch, *kept = d->scratch + (size_t)B * NP;
-    for (size_t i = 0; i < (size_t)B * NP; i++) h[i] = v.noisy[i];
     double dropped, rerouted;
-    select_global(B, N, P, gs->k, cap, h, kept, d, &dropped, &rerouted);
-    for (size_t i = 0; i < (size_t)B * NP; i++) v.kept[i] = (float)kept[i];
+    select_global(gs, cap, v.noisy, v.kept, d, &dropped, &rerouted);
     v.stats[0] = (float)dropped;
     v.stats[1] = (float)rerouted;
-    /* softmax over the kept experts (as moe_gate_forward) */
-    for (int b = 0; b < B; b++)
-        for (size_t p = 0; p < P; p++) {
-            size_t q = (size_t)b * NP + p;
-            float m = -INFINITY;
-            for (int n = 0; n < N; n++)
-                if (v.kept[q + (size_t)n * P] != 0.0f) m = fmaxf(m, v.noisy[q + (size_t)n * P]);
-            double sum = 0;
-            for (int n = 0; n < N; n++)
-                if (v.kept[q + (size_t)n * P] != 0.0f) sum += exp((double)v.noisy[q + (size_t)n * P] - m);
-            for (int n = 0; n < N; n++) {
-                size_t i = q + (size_t)n * P;
-                v.g[i] = v.kept[i] != 0.0f ? (float)(exp((double)v.noisy[i] - m) / sum) : 0.0f;
-            }
-        }
+    moe_gate_kept_softmax(gs, v.noisy, v.kept, v.g);
 }
 
 static void gate_forward_any(const moe_gate_shape *gs, const float *x, const float *params,
@@ -825,8 +766,10 @@ void pmoe_dist_idle(const pmoe_shape *s, const pmoe_aux_weights *aux, int backwa
         glob.batch = d->global_batch;
         int cap = moe_gate_capacity(&glob);
         if (cap == 0) return;
+        moe_gate_shape idle = single_gate(s);
+        idle.batch = 0;
         double dropped, rerouted;
-        select_global(0, s->n_experts, P, s->k, cap, NULL, NULL, d, &dropped, &rerouted);
+        select_global(&idle, cap, NULL, NULL, d, &dropped, &rerouted);
         return;
     }
     moe_layout lg = {0, s->n_experts, P};

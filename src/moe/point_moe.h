@@ -113,11 +113,11 @@ typedef struct {
     int64_t first;
     int global_batch;
     uint64_t key;            /* this step's key for this layer */
-    double *scratch;         /* pmoe_dist_scratch_doubles(s, batch) doubles */
+    double *scratch;         /* pmoe_dist_scratch_doubles(s) doubles */
 } pmoe_dist;
 
-/* Scratch for up to `batch` local samples. */
-size_t pmoe_dist_scratch_doubles(const pmoe_shape *s, int batch);
+/* Scratch of the sample-similarity regulariser's reductions (any local batch). */
+size_t pmoe_dist_scratch_doubles(const pmoe_shape *s);
 void pmoe_forward_dist(const pmoe_shape *s, float *out, const float *in, const float *params,
                        float *state, float *workspace, int training, pmoe_dist *d);
 void pmoe_backward_dist(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
