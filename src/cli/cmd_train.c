@@ -17,7 +17,8 @@ static void train_usage(FILE *out)
             "written by 'smoecast ingest'. Normalisation statistics come from the training period\n"
             "only. Every epoch is validated; output.dir receives best.nc and last.nc (checkpoints)\n"
             "and metrics.jsonl (train/validation loss, learning rate, RMSE per variable, routing\n"
-            "metrics of every MoE layer). Ctrl-C saves a resumable last.nc.\n"
+            "metrics of every MoE layer). Ctrl-C saves a resumable last.nc. With training.members\n"
+            "N > 1 it trains a seed ensemble into output.dir/member0 .. member<N-1>.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE   YAML experiment config (see docs/config.md)\n"
@@ -69,7 +70,10 @@ int cmd_train(int argc, char **argv)
     if (st) return st;
     train_result res;
     st = train_run(cfg, resume, &res);
-    if (st == SM_OK)
+    if (st == SM_OK && res.members > 1)
+        log_info("trained %d ensemble members in %s/member0 .. member%d; forecast their mean with "
+                 "'smoecast forecast --checkpoint %s ...'", res.members, cfg->output.dir, res.members - 1, cfg->output.dir);
+    else if (st == SM_OK)
         log_info("trained %lld epochs (%lld steps); best validation loss %.5g at epoch %lld; checkpoints in %s",
                  (long long)res.epochs_done, (long long)res.steps_done, res.best_val, (long long)res.best_epoch + 1, cfg->output.dir);
     config_free(cfg);

@@ -138,6 +138,7 @@ typedef struct {
     char routing_labels[CFG_STR];
     double gate_lr_scale;   /* MoE gate tensors train at lr * gate_lr_scale */
     double ema_decay;       /* exponential moving average of the weights; 0 = off */
+    int members;            /* seed ensemble size; > 1: runs in output.dir/member<i> */
 } training_config;
 
 typedef struct {

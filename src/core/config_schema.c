@@ -117,6 +117,8 @@ const cfg_key config_schema[] = {
     {"training.steps_per_epoch", CFG_T_INT, F(training.steps_per_epoch), "0", 0, 0, 1e9, 0, "Cap on steps per epoch; 0 = one full pass."},
     {"training.rollout", CFG_T_INT, F(training.rollout), "1", 0, 1, 16, 0,
      "Autoregressive models (data.step): a training batch starts r steps before its initialisation times (r uniform in 0 .. rollout-1) and the model's own no-gradient forecast of those steps is its input (the pushforward trick), so training sees the errors a rollout feeds back; validation stays one step from the analysis. 1 = off."},
+    {"training.members", CFG_T_INT, F(training.members), "1", 0, 1, 64, 0,
+     "Train a seed ensemble: member i (0 .. members-1) is a whole run with run.seed + i in output.dir/member<i>/ (its own best.nc, last.nc, metrics.jsonl); --resume resumes each member from its last.nc, and `smoecast forecast --checkpoint output.dir` forecasts the members' mean. 1 = one model in output.dir."},
     {"training.sync_batchnorm", CFG_T_BOOL, F(training.sync_batchnorm), "true", 0, ANY, 0, "Under MPI, BatchNorm statistics over the global batch."},
     {"training.ema_decay", CFG_T_FLOAT, F(training.ema_decay), "0", 0, 0, 0.999999, 0,
      "Exponential moving average of the trainable weights, updated after every optimiser step with decay min(d, (1+n)/(10+n)) (n = steps before it: the warm-up reaches 0.99 after 890 steps, 0.999 only after 8990, so on shorter runs a larger d changes nothing); validation, best.nc and last.nc use the averaged weights (forecast loads them as the model's), last.nc also keeps the raw weights for an exact --resume. 0 = off; e.g. 0.999."},

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define FORECAST_MAX_LEADS 64
 #define FORECAST_BATCH 16
@@ -381,9 +383,53 @@ static void member_free(fc_member *M)
     config_free(M->cfg);
 }
 
-int forecast_run(const forecast_opts *o, forecast_result *result)
+/* --checkpoint entries that are run directories of `smoecast train`: a seed ensemble's
+ * (training.members) stands for its members' best.nc, a single run's for its best.nc. */
+static int expand_checkpoints(const char *list, char *out, size_t cap)
+{
+    char buf[4096], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", list);
+    out[0] = '\0';
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        struct stat sb;
+        char item[8192];
+        if (stat(tok, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            snprintf(item, sizeof item, "%s", tok);
+        } else {
+            char member[4096 + 32];
+            item[0] = '\0';
+            for (int i = 0;; i++) {
+                if (train_member_dir(tok, i, member, sizeof member - 8)) return SM_ERR_USAGE;
+                strcat(member, "/best.nc");
+                if (access(member, F_OK) != 0) break;
+                size_t len = strlen(item);
+                snprintf(item + len, sizeof item - len, "%s%s", len ? "," : "", member);
+            }
+            if (!item[0]) {
+                snprintf(member, sizeof member, "%s/best.nc", tok);
+                if (access(member, F_OK) != 0)
+                    return sm_fail(SM_ERR_IO, "--checkpoint %s: a directory without best.nc or member0/best.nc (give a "
+                                   "checkpoint file or the output.dir of 'smoecast train')", tok);
+                snprintf(item, sizeof item, "%s", member);
+            }
+        }
+        size_t len = strlen(out);
+        if (len + strlen(item) + 2 > cap) return sm_fail(SM_ERR_USAGE, "--checkpoint: the list of checkpoints is too long");
+        if (len) out[len++] = ',';
+        memcpy(out + len, item, strlen(item) + 1);
+    }
+    return SM_OK;
+}
+
+int forecast_run(const forecast_opts *opts, forecast_result *result)
 {
     memset(result, 0, sizeof *result);
+    char checkpoints[4096];
+    int rc = expand_checkpoints(opts->checkpoint, checkpoints, sizeof checkpoints);
+    if (rc) return rc;
+    forecast_opts expanded = *opts;
+    expanded.checkpoint = checkpoints;
+    const forecast_opts *o = &expanded;
     dataset *ds = NULL;
     grid *g = NULL;
     sample_cache *cache = NULL;

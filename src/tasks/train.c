@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 
@@ -470,7 +471,7 @@ static void task_val_json(void *ctx, FILE *f)
 
 /* ------------------------------------------------------------------ main */
 
-int train_run(const sm_config *cfg, int resume, train_result *result)
+static int train_one(const sm_config *cfg, int resume, train_result *result)
 {
     trainer T;
     memset(&T, 0, sizeof T);
@@ -503,4 +504,38 @@ int train_run(const sm_config *cfg, int resume, train_result *result)
     }
     trainer_free(&T);
     return st;
+}
+
+int train_member_dir(const char *run_dir, int member, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/member%d", run_dir, member);
+    if (n < 0 || (size_t)n >= cap) return sm_fail(SM_ERR_USAGE, "output.dir '%s': too long for its member directories", run_dir);
+    return SM_OK;
+}
+
+int train_run(const sm_config *cfg, int resume, train_result *result)
+{
+    int n = cfg->training.members;
+    if (n <= 1) {
+        int st = train_one(cfg, resume, result);
+        result->members = 1;
+        return st;
+    }
+    /* Each member is an ordinary run whose stored config names its own seed and directory, so
+     * a member checkpoint is self-contained (forecast, experts and --resume read it alone). */
+    for (int i = 0; i < n; i++) {
+        sm_config member = *cfg;
+        member.run.seed = cfg->run.seed + i;
+        member.training.members = 1;
+        int st = train_member_dir(cfg->output.dir, i, member.output.dir, sizeof member.output.dir);
+        if (st) return st;
+        char last[sizeof member.output.dir + 16];
+        snprintf(last, sizeof last, "%s/last.nc", member.output.dir);
+        int member_resume = resume && access(last, F_OK) == 0;
+        log_info("ensemble member %d of %d: run.seed %ld, %s%s", i + 1, n, member.run.seed, member.output.dir,
+                 member_resume ? " (resumed)" : "");
+        if ((st = train_one(&member, member_resume, result))) return st;
+        result->members = i + 1;
+    }
+    return SM_OK;
 }

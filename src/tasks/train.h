@@ -15,10 +15,13 @@ typedef struct {
     double best_val;        /* best validation loss (normalised units) */
     int64_t best_epoch;
     int stopped_early;
+    int members;            /* seed ensemble: members trained; the fields above are the last one's */
 } train_result;
 
 /* resume: continue from output.dir/last.nc (exact: same weights, optimiser, schedule and data
- * order as an uninterrupted run). Returns SM_OK, SM_ERR_USAGE/IO for bad config or data,
+ * order as an uninterrupted run). With training.members = N > 1, N runs one after another, each
+ * with run.seed + i into output.dir/member<i> (a member without a last.nc starts afresh under
+ * --resume). Returns SM_OK, SM_ERR_USAGE/IO for bad config or data,
  * SM_ERR_NUMERIC when the loss or a gradient becomes NaN/Inf (the last good checkpoint is
  * kept), SM_ERR_INTERRUPTED after SIGINT (last.nc then holds the interrupted state). */
 int train_run(const sm_config *cfg, int resume, train_result *result);
@@ -29,6 +32,8 @@ int train_run(const sm_config *cfg, int resume, train_result *result);
 #include "grid/grid.h"
 #include "model/checkpoint.h"
 int train_grid_from_dataset(const dataset *ds, grid **out);
+/* The member directories of a seed-ensemble run: "<dir>/member<i>" (SM_ERR_USAGE if too long). */
+int train_member_dir(const char *run_dir, int member, char *out, size_t cap);
 int train_stats_from_checkpoint(sample_layout *L, const ckpt_state *st, const char *path);
 
 /* RNG streams of the training engine (core/rng.h: one stream per purpose). */

@@ -44,6 +44,22 @@ assert np.allclose(e, (a + b) / 2, atol=1e-4)
 d = netCDF4.Dataset("fc_ens.nc")
 assert d.smoecast_checkpoint == "a/best.nc" and d.smoecast_ensemble_checkpoints == "a/best.nc,b/best.nc"
 PY
+# training.members: the same two seeds as one run (member0 = seed 0 = a, member1 = seed 1 = b);
+# forecast --checkpoint DIR averages the members; --resume of a finished ensemble trains nothing
+expect_exit 0 "trained 2 ensemble members" -- "$BIN" train -c cfg.yaml run.threads=1 training.members=2 output.dir=ens
+ncdump -h ens/member1/best.nc | grep -q 'seed: 1' && ok "member 1 trained with run.seed 1" || fail "member 1 seed"
+expect_exit 0 "wrote 2 initialisations x 2 leads" -- fc ens fc_dir.nc
+expect_exit 0 "wrote 2 initialisations x 2 leads" -- fc a fc_rundir.nc
+/usr/bin/python3 - <<'PY' && ok "forecast --checkpoint RUN_DIR: the members' mean; a single run's best.nc" || fail "run directory forecast"
+import netCDF4, numpy as np
+r = lambda f: np.asarray(netCDF4.Dataset(f)["t2m"][:], float)
+assert np.array_equal(r("fc_dir.nc"), r("fc_ens.nc")), "members differ from the seed runs"
+assert np.array_equal(r("fc_rundir.nc"), r("fc_a.nc"))
+assert netCDF4.Dataset("fc_dir.nc").smoecast_ensemble_checkpoints == "ens/member0/best.nc,ens/member1/best.nc"
+PY
+expect_exit 0 "resumed" -- "$BIN" train -c cfg.yaml run.threads=1 training.members=2 output.dir=ens --resume
+mkdir -p empty
+expect_exit 2 "empty: a directory without best.nc" -- fc empty bad.nc
 expect_exit 0 "epoch 1: train" -- "$BIN" train -c cfg.yaml run.threads=1 training.rollout=1 training.epochs=1 data.history=3 output.dir=c
 expect_exit 1 "an ensemble averages members of one configuration" -- "$BIN" forecast --checkpoint a/best.nc,c/best.nc \
   --dataset ds.nc --init 2000-01-27T00 --lead 6h --out bad.nc
