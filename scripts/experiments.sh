@@ -31,32 +31,22 @@ PY
 # have_evaluate: true when this build has `smoecast evaluate` (baselines beside the model).
 have_evaluate() { "$bin" evaluate --help >/dev/null 2>&1; }
 
-# train_and_score D CFG DATASET INIT_RANGE LEADS SCORE_START SCORE_END [MEMBERS]: trains configs/CFG.yaml
-# into D/CFG (timed: user+system CPU seconds and wall seconds), forecasts INIT_RANGE at LEADS and
-# scores the 6-hourly inits from SCORE_START whose valid time is at most SCORE_END with
-# scripts/score_rmse.py (latitude-weighted RMSE, time mean before the root, beside persistence).
-# MEMBERS > 1: a seed ensemble of the config, trained with run.seed=0..MEMBERS-1 into
-# D/CFG/seedI (the times summed) and forecast as the members' mean (`forecast --checkpoint a,b,..`).
+# train_and_score D CFG DATASET INIT_RANGE LEADS SCORE_START SCORE_END [OVERRIDES...]: trains
+# configs/CFG.yaml into the run directory D/CFG (timed: user+system CPU seconds and wall seconds),
+# forecasts INIT_RANGE at LEADS and scores the 6-hourly inits from SCORE_START whose valid time is
+# at most SCORE_END with scripts/score_rmse.py (latitude-weighted RMSE, time mean before the root,
+# beside persistence). A config with training.members > 1 trains a seed ensemble in that one run
+# and `forecast --checkpoint D/CFG` forecasts the members' mean.
 train_and_score() {
-  local d=$1 cfg=$2 ds=$3 inits=$4 leads=$5 s0=$6 s1=$7 members=${8:-1}
-  # SMOECAST_EXPERIMENTS_REUSE=1 keeps a finished run of the same config (best.nc and its .time).
-  if [ "${SMOECAST_EXPERIMENTS_REUSE:-0}" != 1 ] || [ ! -s "$d/$cfg.checkpoints" ] || [ ! -s "$d/$cfg.time" ]; then
-    rm -f "$d/$cfg.checkpoints"
-    if [ "$members" -le 1 ]; then
-      /usr/bin/time -f "%U %S %e" -o "$d/$cfg.time" "$bin" train -c "configs/$cfg.yaml" output.dir="$d/$cfg" \
-        > "$d/$cfg.train.log" 2>&1
-    else
-      rm -f "$d/$cfg.time"
-      for ((i = 0; i < members; i++)); do
-        /usr/bin/time -f "%U %S %e" -o "$d/$cfg.seed$i.time" "$bin" train -c "configs/$cfg.yaml" run.seed=$i \
-          output.dir="$d/$cfg/seed$i" > "$d/$cfg.seed$i.train.log" 2>&1
-      done
-      for ((i = 0; i < members; i++)); do cat "$d/$cfg.seed$i.time"; done | awk '{u += $1; s += $2; e += $3} END {printf "%.2f %.2f %.2f\n", u, s, e}' > "$d/$cfg.time"
-    fi
-    if [ "$members" -le 1 ]; then echo "$d/$cfg/best.nc"; else
-      for ((i = 0; i < members; i++)); do echo "$d/$cfg/seed$i/best.nc"; done | paste -sd, -; fi > "$d/$cfg.checkpoints"
+  local d=$1 cfg=$2 ds=$3 inits=$4 leads=$5 s0=$6 s1=$7
+  shift 7
+  # SMOECAST_EXPERIMENTS_REUSE=1 keeps a finished run of the same config (its checkpoints and .time).
+  if [ "${SMOECAST_EXPERIMENTS_REUSE:-0}" != 1 ] || [ ! -s "$d/$cfg.time" ]; then
+    rm -rf "$d/$cfg" "$d/$cfg.time"
+    /usr/bin/time -f "%U %S %e" -o "$d/$cfg.time" "$bin" train -c "configs/$cfg.yaml" output.dir="$d/$cfg" "$@" \
+      > "$d/$cfg.train.log" 2>&1
   fi
-  "$bin" --quiet forecast --checkpoint "$(checkpoints "$d" "$cfg")" --dataset "$ds" --init "$inits" --lead "$leads" --out "$d/$cfg.fc.nc"
+  "$bin" --quiet forecast --checkpoint "$d/$cfg" --dataset "$ds" --init "$inits" --lead "$leads" --out "$d/$cfg.fc.nc"
   /usr/bin/python3 scripts/score_rmse.py "$d/$cfg.fc.nc" "$ds" "$s0" 6 "$s1" > "$d/$cfg.table"
   if have_evaluate; then
     "$bin" evaluate --forecast "$d/$cfg.fc.nc" --truth "$ds" --baselines persistence,climatology,damped-persistence \
@@ -64,19 +54,21 @@ train_and_score() {
   fi
 }
 
-# checkpoints D CFG: the checkpoint of a config trained by train_and_score, or the comma list of
-# its seed ensemble.
-checkpoints() { cat "$1/$2.checkpoints"; }
+# members D CFG: the checkpoints of a run trained by train_and_score (its members' best.nc for a
+# seed ensemble), one a line.
+members() {
+  if [ -s "$1/$2/member0/best.nc" ]; then ls -d "$1/$2"/member*/best.nc | sort -V; else echo "$1/$2/best.nc"; fi
+}
 
 # describe D CFG: the heading line of one trained config (parameters counted in its checkpoint,
 # CPU and wall time of training, of all members for a seed ensemble).
 describe() {
-  local d=$1 cfg=$2 params cpu wall list n
-  list=$(checkpoints "$d" "$cfg")
-  n=$(tr ',' '\n' <<<"$list" | wc -l)
+  local d=$1 cfg=$2 params cpu wall first n
+  first=$(members "$d" "$cfg" | head -1)
+  n=$(members "$d" "$cfg" | wc -l)
   params=$(/usr/bin/python3 -c '
 import sys, netCDF4
-print(sum(v.size for v in netCDF4.Dataset(sys.argv[1])["params"].variables.values()))' "${list%%,*}")
+print(sum(v.size for v in netCDF4.Dataset(sys.argv[1])["params"].variables.values()))' "$first")
   read -r u s wall < "$d/$cfg.time"
   cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.0f", u + s }')
   if [ "$n" -gt 1 ]; then
@@ -91,10 +83,11 @@ experiment_era5_uk() {
   mkdir -p "$d" "$root/data"
   "$bin" --quiet ingest --grid native --var 2t --out "$ds" "$shared/xarray-data__era5-2mt-2019-03-uk.grib"
   for cfg in era5_uk_t2m era5_uk_t2m_dense; do
-    # both configs are shipped as 5-seed ensembles (see their header comments)
-    train_and_score "$d" "$cfg" "$ds" 2019-03-25T00/2019-03-31T12 6h,24h 2019-03-25T00 2019-03-31T23 "${ERA5_MEMBERS:-5}"
+    # both configs are shipped as seed ensembles (training.members; see their header comments)
+    train_and_score "$d" "$cfg" "$ds" 2019-03-25T00/2019-03-31T12 6h,24h 2019-03-25T00 2019-03-31T23 \
+      ${ERA5_MEMBERS:+training.members=$ERA5_MEMBERS}
     # validation (22-24 March), the period the configs were tuned on
-    "$bin" --quiet forecast --checkpoint "$(checkpoints "$d" "$cfg")" --dataset "$ds" --init 2019-03-22T00/2019-03-24T18 \
+    "$bin" --quiet forecast --checkpoint "$d/$cfg" --dataset "$ds" --init 2019-03-22T00/2019-03-24T18 \
       --lead 6h,24h --out "$d/$cfg.val.fc.nc"
     /usr/bin/python3 scripts/score_rmse.py "$d/$cfg.val.fc.nc" "$ds" 2019-03-22T00 6 2019-03-24T23 > "$d/$cfg.val.table"
   done
