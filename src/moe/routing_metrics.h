@@ -11,7 +11,7 @@
 
 #include "moe/moe_balance.h"
 
-#define MOE_METRICS_MAX_EXPERTS 64
+#define MOE_METRICS_MAX_EXPERTS 256 /* SMOE_MAX_EXPERTS: hidden SMoE layers have experts x channels experts */
 
 typedef struct {
     int n_experts;

@@ -41,6 +41,10 @@ expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[
 expect_exit 0 "epoch 1: train" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[@]}" training.epochs=1 output.dir=moesplit
 expect_exit 0 "resuming from" -- "$BIN" train -c cfg.yaml run.threads=1 "${moe[@]}" output.dir=moesplit --resume
 if [ -n "$(params moe/last.nc)" ] && diff <(params moe/last.nc) <(params moesplit/last.nc) >/dev/null; then ok "resume with a gate lr is exact"; else fail "resumed SMoE weights differ"; fi
+# SMoE in the last two layers: the hidden one has 12 x 8 = 96 experts, and the routing metrics
+# of every epoch cover it (they once stopped at 64 experts, after the first epoch)
+expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 model.moe.enabled=true model.moe.rc_loss.enabled=false model.moe.layers=2 model.channels=[12] output.dir=moe2
+grep -q '"layer": "conv0", "cv_importance"' moe2/metrics.jsonl && ok "routing metrics of a 96-expert hidden SMoE layer" || fail "no routing metrics for conv0: $(head -c 300 moe2/metrics.jsonl)"
 # one-cycle schedule per optimiser step: 12 steps; epoch 1 ends on the falling cosine, epoch 2 at
 # lr / 25 / 1e4 (torch OneCycleLR's final lr)
 expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 training.lr_scheduler=onecycle output.dir=onecycle
