@@ -100,7 +100,7 @@ experiment_era5_uk() {
     echo "Train 1-21 March 2019, validate 22-24, test inits every 6 h from 25 March 00Z while the lead"
     echo "stays inside the file; latitude-weighted RMSE, time mean before the root (scripts/score_rmse.py)."
     echo "Targets: +6 h <= 0.58x and +24 h <= 0.95x persistence. CPU seconds are user + system time of"
-    echo "\`smoecast train\` on a shared, heavily loaded machine (the estimate for an idle 2-core machine)."
+    echo "\`smoecast train\` (all members of the seed ensemble), wall seconds its elapsed time on 2 cores."
     have_evaluate || echo "Climatology and damped persistence are added by \`smoecast evaluate\` once this build has it."
     for cfg in era5_uk_t2m era5_uk_t2m_dense; do
       echo; describe "$d" "$cfg"; echo
