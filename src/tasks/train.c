@@ -522,20 +522,23 @@ int train_run(const sm_config *cfg, int resume, train_result *result)
         return st;
     }
     /* Each member is an ordinary run whose stored config names its own seed and directory, so
-     * a member checkpoint is self-contained (forecast, experts and --resume read it alone). */
-    for (int i = 0; i < n; i++) {
-        sm_config member = *cfg;
-        member.run.seed = cfg->run.seed + i;
-        member.training.members = 1;
-        int st = train_member_dir(cfg->output.dir, i, member.output.dir, sizeof member.output.dir);
-        if (st) return st;
-        char last[sizeof member.output.dir + 16];
-        snprintf(last, sizeof last, "%s/last.nc", member.output.dir);
+     * a member checkpoint is self-contained (forecast, experts and --resume read it alone). The
+     * copy lives on the heap: a config is about half a megabyte. */
+    sm_config *member = malloc(sizeof *member);
+    if (!member) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    int st = SM_OK;
+    for (int i = 0; i < n && st == SM_OK; i++) {
+        *member = *cfg;
+        member->run.seed = cfg->run.seed + i;
+        member->training.members = 1;
+        if ((st = train_member_dir(cfg->output.dir, i, member->output.dir, sizeof member->output.dir))) break;
+        char last[sizeof member->output.dir + 16];
+        snprintf(last, sizeof last, "%s/last.nc", member->output.dir);
         int member_resume = resume && access(last, F_OK) == 0;
-        log_info("ensemble member %d of %d: run.seed %ld, %s%s", i + 1, n, member.run.seed, member.output.dir,
+        log_info("ensemble member %d of %d: run.seed %ld, %s%s", i + 1, n, member->run.seed, member->output.dir,
                  member_resume ? " (resumed)" : "");
-        if ((st = train_one(&member, member_resume, result))) return st;
-        result->members = i + 1;
+        if ((st = train_one(member, member_resume, result)) == SM_OK) result->members = i + 1;
     }
-    return SM_OK;
+    free(member);
+    return st;
 }
