@@ -112,8 +112,8 @@ static int check(const lr_schedule_config *c)
             !isfinite(c->final_div_factor))
             return sm_fail(SM_ERR_USAGE, "lr schedule onecycle: div_factor %g and final_div_factor "
                            "%g must be >= 1", c->div_factor, c->final_div_factor);
-        /* both phases need at least one step: E = pct T - 1 >= 1 and T - 1 > E */
-        if (c->pct_start * (double)c->total - 1.0 < 1.0 || (double)c->total - 1.0 <= c->pct_start * (double)c->total - 1.0)
+        /* the rise needs a step, E = pct T - 1 >= 1 (the fall, T - 1 - E = (1 - pct) T, then has one) */
+        if (c->pct_start * (double)c->total - 1.0 < 1.0)
             return sm_fail(SM_ERR_USAGE, "lr schedule onecycle: %lld steps are too few for pct_start %g "
                            "(each phase needs at least one step); train more epochs or steps",
                            (long long)c->total, c->pct_start);
@@ -174,8 +174,7 @@ double lr_schedule_at(const lr_schedule *s, int64_t t)
             return c->base_lr * (f0 + (1.0 - f0) * (double)t / (double)c->warmup);
         }
         if (t >= c->total) return c->min_lr;
-        return c->min_lr + (c->base_lr - c->min_lr) *
-               (1.0 + cos(PI_D * (double)(t - c->warmup) / (double)(c->total - c->warmup))) / 2.0;
+        return cos_anneal(c->base_lr, c->min_lr, (double)(t - c->warmup) / (double)(c->total - c->warmup));
     case LR_ONECYCLE: {
         double top = c->base_lr, start = top / c->div_factor, end = start / c->final_div_factor;
         double rise_end = c->pct_start * (double)c->total - 1.0, last = (double)(c->total - 1);
