@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define OUTFILE_MAX_ACTIVE 64
@@ -61,6 +62,21 @@ int outfile_begin(outfile *out, const char *path)
         return sm_fail(SM_ERR_IO, "%s: output path too long", path);
     registry_add(out->tmp_path);
     out->active = 1;
+    return SM_OK;
+}
+
+int outfile_make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return sm_fail(SM_ERR_IO, "%s: directory name too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
     return SM_OK;
 }
 

@@ -16,6 +16,8 @@ typedef struct {
  * temporary name "<dir>/.<name>.tmp.<pid>.<n>" that the caller writes to. */
 int outfile_begin(outfile *out, const char *path);
 int outfile_commit(outfile *out);  /* rename over the final path */
+/* mkdir -p: creates `path` and its missing parents (mode 0755); SM_ERR_IO naming the part that failed. */
+int outfile_make_dirs(const char *path);
 void outfile_abort(outfile *out);  /* remove the temporary file; safe to call twice */
 
 /* SIGINT/SIGTERM: the first signal sets a flag that long loops poll with sm_interrupted() and

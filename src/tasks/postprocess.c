@@ -19,23 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define PP_TWO_PI 6.283185307179586
-
-int postprocess_make_dir(const char *path)
-{
-    char buf[CFG_PATH];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-    return SM_OK;
-}
 
 /* "<sha256>  <path>" of an input (malloc'd; NULL on error) */
 static char *provenance_of(const char *path)
@@ -355,7 +340,7 @@ int postprocess_fit(const sm_config *cfg, int resume, const char *history, postp
         log_info("%s: %d members, %d x %d grid, %d times (%d with truth); train %s, validation %s, test %s", pc->forecast, E.M, E.H,
                  E.W, E.T, matched, a, b, c);
     }
-    if ((st = postprocess_make_dir(cfg->output.dir))) goto done;
+    if ((st = outfile_make_dirs(cfg->output.dir))) goto done;
     if (pc->climate[0]) {
         if ((st = climate_load(pc->climate, names[0], &E, &clim))) goto done;
         have_clim = 1;

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define TRAIN_MAX_MOE 16
 #define TRAIN_OVERLAP_CHUNK 65536   /* floats per non-blocking gradient allreduce (at least) */
@@ -41,20 +40,6 @@ typedef struct {
     moe_routing_metrics routing[TRAIN_MAX_MOE];
     float *ema;                    /* weight average (training.ema_decay > 0), else NULL */
 } engine;
-
-int train_engine_make_dir(const char *path)
-{
-    char buf[CFG_PATH];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sm_fail(SM_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-    return SM_OK;
-}
 
 /* Exponential moving average of the trainable weights (training.ema_decay). While training,
  * the model holds the raw (optimised) weights and E->ema the average at the same offsets;
@@ -276,7 +261,7 @@ static int engine_setup(engine *E, int resume, ckpt_state *resumed)
         return sm_fail(SM_ERR_USAGE, "training.batch_size %d is not a multiple of the %d MPI ranks; choose a batch size "
                        "divisible by the number of ranks (each rank processes batch_size / ranks samples per step)",
                        E->batch, E->size);
-    if (E->rank == 0 && (st = train_engine_make_dir(E->dir))) return st;
+    if (E->rank == 0 && (st = outfile_make_dirs(E->dir))) return st;
     if ((st = dist_barrier())) return st;
     if (E->size > 1) {
         if (E->task->val_add && !E->task->val_reduce)

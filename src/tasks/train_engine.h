@@ -67,6 +67,4 @@ typedef struct {
 int train_engine_run(const sm_config *cfg, sm_model *m, const grid *g, int batch, train_task *task, int resume,
                      train_result *result);
 
-int train_engine_make_dir(const char *path);
-
 #endif
