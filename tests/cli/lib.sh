@@ -41,3 +41,10 @@ toy_dataset() {
   "$BIN" ingest --grid native --var z500 --var t2m --var lsm --categorical lsm --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 \
     || { fail "ingest"; finish; }
 }
+
+# toy_t2m_dataset DAYS SEED: DAYS days of the toy atmosphere (seed SEED), only t2m ingested into
+# ./ds.nc, for the tests of single-variable forecast models.
+toy_t2m_dataset() {
+  "$BIN" synth toy-atmosphere --out data --days "$1" --seed "$2" >/dev/null 2>&1 || { fail "synth"; finish; }
+  "$BIN" ingest --grid native --var t2m --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 || { fail "ingest"; finish; }
+}

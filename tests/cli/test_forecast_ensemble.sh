@@ -4,8 +4,7 @@
 # (the pushforward trick) trains and refuses direct models.
 . "$(dirname "$0")/lib.sh"
 cd "$TMP"
-"$BIN" synth toy-atmosphere --out data --days 30 --seed 5 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var t2m --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 || { fail "ingest"; finish; }
+toy_t2m_dataset 30 5
 cat > cfg.yaml <<'YAML'
 data:
   dataset: ds.nc

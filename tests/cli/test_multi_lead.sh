@@ -3,8 +3,7 @@
 # analysis (the same result whichever other leads are requested) and refuses untrained leads.
 . "$(dirname "$0")/lib.sh"
 cd "$TMP"
-"$BIN" synth toy-atmosphere --out data --days 40 --seed 4 >/dev/null 2>&1 || { fail "synth"; finish; }
-"$BIN" ingest --grid native --var t2m --out ds.nc data/toy-atmosphere.nc >/dev/null 2>&1 || { fail "ingest"; finish; }
+toy_t2m_dataset 40 4
 cat > cfg.yaml <<'YAML'
 data:
   dataset: ds.nc

@@ -60,16 +60,32 @@ static sm_config *load(int n, char **ov)
     return cfg;
 }
 
+/* The config of the n overrides `ov` on the test dataset (data.dataset). */
+static sm_config *load_for_dataset(int n, char **ov)
+{
+    char ds_key[700], *all[16];
+    assert_true(n + 1 <= 16);
+    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
+    all[0] = ds_key;
+    memcpy(all + 1, ov, (size_t)n * sizeof *ov);
+    return load(n + 1, all);
+}
+
+/* The same, with the test dataset opened into *ds. */
+static sm_config *load_on_dataset(int n, char **ov, dataset **ds)
+{
+    sm_config *cfg = load_for_dataset(n, ov);
+    assert_int_equal(dataset_open(g_path, ds), SM_OK);
+    return cfg;
+}
+
 static void test_layout_splits_stats(void **state)
 {
     (void)state;
-    char ds_key[700];
-    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
-    char *ov[] = {ds_key, "data.prognostic=[a]", "data.forcing=[m, hour_of_day]", "data.lead_time=12h",
+    char *ov[] = {"data.prognostic=[a]", "data.forcing=[m, hour_of_day]", "data.lead_time=12h",
                   "data.train_end=2000-01-02T12", "data.val_start=2000-01-02T18", "data.val_end=2000-01-03T18"};
-    sm_config *cfg = load(7, ov);
     dataset *ds;
-    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sm_config *cfg = load_on_dataset(6, ov, &ds);
     sample_layout L;
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
     assert_int_equal(L.c_in, 1 + 1 + 4);
@@ -139,19 +155,16 @@ static void test_durations_and_errors(void **state)
     assert_int_equal(samples_parse_duration("6w", "data.lead_time", &h), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "data.lead_time"));
 
-    char ds_key[700];
-    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
-    char *ov[] = {ds_key, "data.prognostic=[a]", "data.lead_time=18h", "data.step=12h"};
-    sm_config *cfg = load(4, ov);
+    char *ov[] = {"data.prognostic=[a]", "data.lead_time=18h", "data.step=12h"};
     dataset *ds;
-    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sm_config *cfg = load_on_dataset(3, ov, &ds);
     sample_layout L;
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "not a multiple of data.step"));
     samples_layout_free(&L);
     config_free(cfg);
-    char *ov2[] = {ds_key, "data.prognostic=[m]"};
-    cfg = load(2, ov2);
+    char *ov2[] = {"data.prognostic=[m]"};
+    cfg = load_for_dataset(1, ov2);
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "static"));
     samples_layout_free(&L);
@@ -164,14 +177,11 @@ static void test_durations_and_errors(void **state)
 static void test_multi_lead(void **state)
 {
     (void)state;
-    char ds_key[700];
-    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
-    char *ov[] = {ds_key, "data.prognostic=[a]", "data.forcing=[hour_of_day]", "data.lead_time=12h", "data.leads=[6h, 12h]",
+    char *ov[] = {"data.prognostic=[a]", "data.forcing=[hour_of_day]", "data.lead_time=12h", "data.leads=[6h, 12h]",
                   "data.train_end=2000-01-02T12", "data.val_start=2000-01-02T18", "data.val_end=2000-01-03T18",
                   "data.history=2", "data.history_step=12h"};
-    sm_config *cfg = load(10, ov);
     dataset *ds;
-    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sm_config *cfg = load_on_dataset(9, ov, &ds);
     sample_layout L;
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
     assert_int_equal(L.n_leads, 2);
@@ -234,9 +244,9 @@ static void test_multi_lead(void **state)
 
     /* data.lead_tendency_scale: each lead's target is scaled by its own tendency std, and
      * denormalising at that lead restores the physical field. */
-    char *ov2[] = {ds_key, "data.prognostic=[a]", "data.lead_time=12h", "data.leads=[6h, 12h]",
+    char *ov2[] = {"data.prognostic=[a]", "data.lead_time=12h", "data.leads=[6h, 12h]",
                    "data.train_end=2000-01-02T12", "data.lead_tendency_scale=true"};
-    cfg = load(6, ov2);
+    cfg = load_for_dataset(5, ov2);
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
     assert_int_equal(L.lead_tendency, 1);
     assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
@@ -268,14 +278,14 @@ static void test_multi_lead(void **state)
     config_free(cfg);
 
     /* data.leads needs lead_time among them and no autoregressive step. */
-    char *bad1[] = {ds_key, "data.prognostic=[a]", "data.lead_time=18h", "data.leads=[6h, 12h]"};
-    cfg = load(4, bad1);
+    char *bad1[] = {"data.prognostic=[a]", "data.lead_time=18h", "data.leads=[6h, 12h]"};
+    cfg = load_for_dataset(3, bad1);
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "data.leads must include"));
     samples_layout_free(&L);
     config_free(cfg);
-    char *bad2[] = {ds_key, "data.prognostic=[a]", "data.lead_time=12h", "data.step=6h", "data.leads=[6h, 12h]"};
-    cfg = load(5, bad2);
+    char *bad2[] = {"data.prognostic=[a]", "data.lead_time=12h", "data.step=6h", "data.leads=[6h, 12h]"};
+    cfg = load_for_dataset(4, bad2);
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_ERR_USAGE);
     assert_non_null(strstr(sm_last_error(), "empty data.step"));
     samples_layout_free(&L);
@@ -288,12 +298,9 @@ static void test_multi_lead(void **state)
 static void test_coordinate_forcings(void **state)
 {
     (void)state;
-    char ds_key[700];
-    snprintf(ds_key, sizeof ds_key, "data.dataset=%s", g_path);
-    char *ov[] = {ds_key, "data.prognostic=[a]", "data.forcing=[longitude, hour_of_day, latitude]", "data.lead_time=6h"};
-    sm_config *cfg = load(4, ov);
+    char *ov[] = {"data.prognostic=[a]", "data.forcing=[longitude, hour_of_day, latitude]", "data.lead_time=6h"};
     dataset *ds;
-    assert_int_equal(dataset_open(g_path, &ds), SM_OK);
+    sm_config *cfg = load_on_dataset(3, ov, &ds);
     sample_layout L;
     assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
     assert_int_equal(L.c_in, 1 + 4 + 2 + 1);
