@@ -46,6 +46,7 @@ typedef struct {
     char normalisation[CFG_STR];
     int tendency;
     int lead_tendency_scale;
+    int relative_inputs;
 } data_config;
 
 typedef struct {

@@ -38,6 +38,8 @@ const cfg_key config_schema[] = {
      "Prognostic targets are the normalised change over one step (forecast = input + change)."},
     {"data.lead_tendency_scale", CFG_T_BOOL, F(data.lead_tendency_scale), "false", 0, ANY, 0,
      "Multi-lead models (data.leads): scale each lead's tendency target by the std of that lead's own change, so that every lead weighs alike in the loss (false: the primary lead's scale for all, so long leads dominate)."},
+    {"data.relative_inputs", CFG_T_BOOL, F(data.relative_inputs), "false", 0, ANY, 0,
+     "Prognostic inputs without their absolute level: the current field minus its domain mean, and each earlier history step as its difference from the current field (scaled by the tendency std). The network then cannot pull a forecast towards the training period's mean level, which biases it when the forecast period is warmer or colder than the training period."},
 
     {"model.architecture", CFG_T_ENUM, F(model.architecture), "cnn", "cnn|resnet|unet|smoe_net|mlp", ANY, 0,
      "Network: WeatherBench CNN, Rasp-Thuerey ResNet, ENS-10 U-Net, SMoE stack, per-point MLP."},

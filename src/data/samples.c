@@ -188,6 +188,7 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     L->history = dc->history;
     L->tendency = dc->tendency;
     L->lead_tendency = dc->lead_tendency_scale && L->n_leads > 0;
+    L->relative_inputs = dc->relative_inputs;
     L->h = ds->nlat;
     L->w = ds->nlon;
     L->c_in = L->history * L->n_prog + (L->n_forc - n_computed - n_coord_forc) + 4 * n_computed + L->n_coord + (L->n_leads > 0);
@@ -589,6 +590,32 @@ static void normalise_into(const norm_stats *S, int row, const float *x, float *
     }
 }
 
+/* The prognostic history channels of one input from raw fields prog_hist[h * n_prog + i]. */
+static void fill_prognostic(const sample_layout *L, const float *const *prog_hist, float *in)
+{
+    size_t np = (size_t)L->h * L->w;
+    for (int h = 0; h < L->history; h++)
+        for (int i = 0; i < L->n_prog; i++, in += np) {
+            const float *x = prog_hist[h * L->n_prog + i];
+            if (!L->relative_inputs) {
+                normalise_into(&L->stats, stat_prog(L, i), x, in, np);
+                continue;
+            }
+            const float *x0 = prog_hist[i];
+            if (h > 0) {
+                float inv = 1.0f / L->stats.tend_std[i];
+                for (size_t p = 0; p < np; p++) in[p] = (x[p] - x0[p]) * inv;
+                continue;
+            }
+            double sum = 0;
+            for (size_t p = 0; p < np; p++) sum += x0[p];
+            const norm_stats *S = &L->stats;
+            const float *s = S->std + (size_t)stat_prog(L, i) * S->npts;
+            float mu = (float)(sum / (double)np);
+            for (size_t p = 0; p < np; p++) in[p] = (x0[p] - mu) / s[S->npts == 1 ? 0 : p];
+        }
+}
+
 static int check_finite(const dataset *ds, int var, int t, const float *x, size_t np)
 {
     for (size_t p = 0; p < np; p++) {
@@ -695,9 +722,8 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < n; b++) {
         float *in = input + (size_t)b * L->c_in * np;
-        for (int h = 0; h < L->history; h++)
-            for (int i = 0; i < L->n_prog; i++, in += np) normalise_into(&L->stats, stat_prog(L, i), F[b].prog_hist[h * L->n_prog + i], in, np);
-        fill_forcings(L, ds->calendar, &F[b], in);
+        fill_prognostic(L, F[b].prog_hist, in);
+        fill_forcings(L, ds->calendar, &F[b], in + (size_t)L->history * L->n_prog * np);
         if (!target) continue;
         float *out = target + (size_t)b * L->c_out * np;
         for (int i = 0; i < L->n_prog; i++, out += np) {
@@ -747,10 +773,8 @@ int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, dou
         if (!f || check_finite(ds, v, ds->vars[v].is_static ? 0 : (int)t1, f, np)) return SM_ERR_IO;
         F.forc[i] = f;
     }
-    float *in = input;
-    for (int h = 0; h < L->history; h++)
-        for (int i = 0; i < L->n_prog; i++, in += np) normalise_into(&L->stats, stat_prog(L, i), F.prog_hist[h * L->n_prog + i], in, np);
-    fill_forcings(L, ds->calendar, &F, in);
+    fill_prognostic(L, F.prog_hist, input);
+    fill_forcings(L, ds->calendar, &F, input + (size_t)L->history * L->n_prog * np);
     return SM_OK;
 }
 
@@ -815,10 +839,4 @@ void samples_denormalise_lead(const sample_layout *L, const float *output, const
         const float *m = S->mean + (size_t)row * S->npts, *s = S->std + (size_t)row * S->npts;
         for (size_t p = 0; p < np; p++) y[p] = S->npts == 1 ? o[p] * s[0] + m[0] : o[p] * s[p] + m[p];
     }
-}
-
-void samples_normalise_prognostic(const sample_layout *L, const float *physical, float *channels)
-{
-    size_t np = (size_t)L->h * L->w;
-    for (int i = 0; i < L->n_prog; i++) normalise_into(&L->stats, stat_prog(L, i), physical + (size_t)i * np, channels + (size_t)i * np, np);
 }

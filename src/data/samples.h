@@ -15,7 +15,9 @@
  * Targets (C_out): prognostic variables at t + s, then diagnostic variables at t + s.
  *   With data.tendency, a prognostic target is (x(t+s) - x(t)) / tend_std (the forecast adds
  *   it back); otherwise and for diagnostics (x(t+s) - mean) / std.
- * Inputs are (x - mean) / std with the statistics of the training period: per variable
+ * With data.relative_inputs the prognostic history channels carry no absolute level: h = 0 is
+ *   (x(t) - its domain mean) / std, h > 0 is (x(t - h dt) - x(t)) / tend_std.
+ * Other inputs are (x - mean) / std with the statistics of the training period: per variable
  * (`global`: mean over time and space; std = the time standard deviation averaged over space,
  * as WeatherBench) or per grid point. NaN inputs are an error naming variable and time; NaN
  * targets stay NaN (the losses mask them).
@@ -68,6 +70,7 @@ typedef struct {
                                             direct models, the model step for autoregressive ones */
     int tendency;
     int lead_tendency;                   /* data.lead_tendency_scale (multi-lead models only) */
+    int relative_inputs;                 /* data.relative_inputs: level-free prognostic inputs */
     int n_leads;                         /* multi-lead direct model: number of leads (0 = off) */
     double leads[SAMPLES_MAX_LEADS];     /* its leads in hours (one of them is lead_hours) */
     int c_in, c_out, h, w;
@@ -149,8 +152,5 @@ float samples_tendency_scale(const sample_layout *L, int i, double lead_hours);
 /* Autoregressive rollout: shifts a raw prognostic history (history x n_prog fields, newest
  * first) back by one step and puts the new state (n_prog, H, W) in front. */
 void samples_push_state(const sample_layout *L, float *history, const float *state);
-/* Normalises physical prognostic fields (n_prog, H, W) into the first input channels (used by
- * autoregressive rollout to feed a forecast back). */
-void samples_normalise_prognostic(const sample_layout *L, const float *physical, float *channels);
 
 #endif

@@ -342,9 +342,59 @@ static void test_coordinate_forcings(void **state)
     dataset_close(ds);
 }
 
+/* data.relative_inputs: the current field minus its domain mean, earlier steps as differences
+ * from the current field; the same through samples_assemble_state (the rollout path). */
+static void test_relative_inputs(void **state)
+{
+    (void)state;
+    char *ov[] = {"data.prognostic=[a]", "data.history=3", "data.lead_time=6h", "data.relative_inputs=true"};
+    dataset *ds;
+    sm_config *cfg = load_on_dataset(4, ov, &ds);
+    sample_layout L;
+    assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
+    assert_int_equal(L.c_in, 3);
+    sample_split tr, va, te;
+    assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
+    sample_cache *cache;
+    assert_int_equal(sample_cache_create(ds, &cache), SM_OK);
+    assert_int_equal(samples_compute_stats(&L, cache, &tr, 0), SM_OK);
+    const float sd = L.stats.std[0], tsd = L.stats.tend_std[0];
+    assert_true(sd > 0 && tsd > 0 && isfinite(tsd));
+    const size_t np = NY * NX;
+    float in[3 * NY * NX], in2[3 * NY * NX];
+    int64_t init = 4;
+    assert_int_equal(samples_assemble(&L, cache, &init, 1, in, NULL), SM_OK);
+    const double domain_mean = (NY * NX - 1) / 2.0; /* of the p term of value_a */
+    for (size_t p = 0; p < np; p++) {
+        assert_true(fabs(in[p] - ((double)p - domain_mean) / sd) < 1e-5);
+        assert_true(fabs(in[np + p] - (value_a(3, (int)p) - value_a(4, (int)p)) / tsd) < 1e-5);
+        assert_true(fabs(in[2 * np + p] - (value_a(2, (int)p) - value_a(4, (int)p)) / tsd) < 1e-5);
+    }
+    const float *hist[3];
+    assert_int_equal(samples_prognostic_history(&L, cache, init, hist), SM_OK);
+    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], hist, in2), SM_OK);
+    for (size_t k = 0; k < 3 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
+    /* a warmer or colder copy of the same weather gives the same input */
+    float shifted[3][NY * NX];
+    for (int h = 0; h < 3; h++)
+        for (size_t p = 0; p < np; p++) shifted[h][p] = hist[h][p] + 7.5f;
+    const float *shifted_hist[3] = {shifted[0], shifted[1], shifted[2]};
+    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], shifted_hist, in2), SM_OK);
+    for (size_t k = 0; k < 3 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-5);
+
+    sample_cache_free(cache);
+    samples_split_free(&tr);
+    samples_split_free(&va);
+    samples_split_free(&te);
+    samples_layout_free(&L);
+    config_free(cfg);
+    dataset_close(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_layout_splits_stats), cmocka_unit_test(test_durations_and_errors),
-                                       cmocka_unit_test(test_multi_lead), cmocka_unit_test(test_coordinate_forcings)};
+                                       cmocka_unit_test(test_multi_lead), cmocka_unit_test(test_coordinate_forcings),
+                                       cmocka_unit_test(test_relative_inputs)};
     return cmocka_run_group_tests(tests, setup, NULL);
 }
