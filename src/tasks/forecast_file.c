@@ -112,16 +112,10 @@ static int read_per_record(const char *path, int ncid, const char *name, int dim
     return st;
 }
 
-int forecast_file_open(const char *path, double lead_override, forecast_file *f)
+/* Grid dimensions (latitude/lat/y, longitude/lon/x, optional realization/number/member), their
+ * coordinates and the smoecast_checkpoint attribute. */
+static int read_grid(const char *path, forecast_file *f)
 {
-    memset(f, 0, sizeof *f);
-    f->ncid = -1;
-    snprintf(f->path, sizeof f->path, "%s", path);
-    int s = nc_open(path, NC_NOWRITE, &f->ncid);
-    if (s != NC_NOERR) {
-        f->ncid = -1;
-        return nc_err(path, "cannot open forecast file", s);
-    }
     static const char *const ynames[] = {"latitude", "lat", "y", NULL}, *const xnames[] = {"longitude", "lon", "x", NULL};
     static const char *const mnames[] = {"realization", "number", "member", NULL};
     size_t ny, nx, nm;
@@ -142,38 +136,74 @@ int forecast_file_open(const char *path, double lead_override, forecast_file *f)
     if (nc_inq_varid(f->ncid, yn, &vy) || nc_get_var_double(f->ncid, vy, f->lat) || nc_inq_varid(f->ncid, xn, &vx) ||
         nc_get_var_double(f->ncid, vx, f->lon))
         return sm_fail(SM_ERR_IO, "%s: cannot read the %s/%s coordinates", path, yn, xn);
+    return SM_OK;
+}
 
-    int dr, dp, dt;
-    if (nc_inq_dimid(f->ncid, "forecast_reference_time", &dr) == NC_NOERR &&
-        nc_inq_dimid(f->ncid, "forecast_period", &dp) == NC_NOERR) {
-        f->layout = 0;
-        f->dim_t0 = dr;
-        f->dim_t1 = dp;
-        nc_inq_dimlen(f->ncid, dr, &f->n0);
-        nc_inq_dimlen(f->ncid, dp, &f->n1);
-        f->nrec = f->n0 * f->n1;
-        double *frt = malloc(sizeof(double) * (f->n0 ? f->n0 : 1)), *fp = malloc(sizeof(double) * (f->n1 ? f->n1 : 1));
-        f->init = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
-        f->lead = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
-        int st = SM_OK, vr, vp;
-        if (!frt || !fp || !f->init || !f->lead) st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        else if (nc_inq_varid(f->ncid, "forecast_reference_time", &vr) || nc_inq_varid(f->ncid, "forecast_period", &vp))
-            st = sm_fail(SM_ERR_IO, "%s: forecast_reference_time/forecast_period coordinate variables missing", path);
-        else if (!(st = read_time_var(path, f->ncid, vr, "forecast_reference_time", frt, f->n0)))
-            st = read_period_var(path, f->ncid, vp, "forecast_period", fp);
-        if (st == SM_OK)
-            for (size_t i = 0; i < f->n0; i++)
-                for (size_t j = 0; j < f->n1; j++) {
-                    f->init[i * f->n1 + j] = frt[i];
-                    f->lead[i * f->n1 + j] = fp[j];
-                }
-        free(frt);
-        free(fp);
-        return st;
+/* Layout 0: every (forecast_reference_time, forecast_period) pair is a record. */
+static int read_times_frt_fp(const char *path, forecast_file *f, int dr, int dp)
+{
+    f->layout = 0;
+    f->dim_t0 = dr;
+    f->dim_t1 = dp;
+    nc_inq_dimlen(f->ncid, dr, &f->n0);
+    nc_inq_dimlen(f->ncid, dp, &f->n1);
+    f->nrec = f->n0 * f->n1;
+    double *frt = malloc(sizeof(double) * (f->n0 ? f->n0 : 1)), *fp = malloc(sizeof(double) * (f->n1 ? f->n1 : 1));
+    f->init = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
+    f->lead = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
+    int st = SM_OK, vr, vp;
+    if (!frt || !fp || !f->init || !f->lead) st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+    else if (nc_inq_varid(f->ncid, "forecast_reference_time", &vr) || nc_inq_varid(f->ncid, "forecast_period", &vp))
+        st = sm_fail(SM_ERR_IO, "%s: forecast_reference_time/forecast_period coordinate variables missing", path);
+    else if (!(st = read_time_var(path, f->ncid, vr, "forecast_reference_time", frt, f->n0)))
+        st = read_period_var(path, f->ncid, vp, "forecast_period", fp);
+    if (st == SM_OK)
+        for (size_t i = 0; i < f->n0; i++)
+            for (size_t j = 0; j < f->n1; j++) {
+                f->init[i * f->n1 + j] = frt[i];
+                f->lead[i * f->n1 + j] = fp[j];
+            }
+    free(frt);
+    free(fp);
+    return st;
+}
+
+static int any_value(const double *x, size_t n)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) any |= !isnan(x[i]);
+    return any;
+}
+
+/* Layout 1, after reading what the file has: the lead from forecast_period, lead_override or
+ * valid - init; the init from forecast_reference_time or valid - lead. A forecast_period or
+ * forecast_reference_time that is all NaN (e.g. not known to ingest) counts as absent. */
+static int complete_times(const char *path, forecast_file *f, const double *valid, int has_valid, int has_frt, int has_fp,
+                          double lead_override)
+{
+    int st = SM_OK;
+    has_fp = has_fp && any_value(f->lead, f->nrec);
+    has_frt = has_frt && any_value(f->init, f->nrec);
+    if (!has_fp && lead_override > 0)
+        for (size_t r = 0; r < f->nrec; r++) f->lead[r] = lead_override;
+    else if (!has_fp && has_frt && has_valid)
+        for (size_t r = 0; r < f->nrec; r++) f->lead[r] = valid[r] - f->init[r];
+    else if (!has_fp)
+        st = sm_fail(SM_ERR_USAGE, "%s: no forecast_period (lead time) in the file; give it with --lead (e.g. --lead 48h)", path);
+    if (!st && !has_frt) {
+        if (!has_valid) st = sm_fail(SM_ERR_IO, "%s: neither forecast_reference_time nor time values", path);
+        else
+            for (size_t r = 0; r < f->nrec; r++) f->init[r] = valid[r] - f->lead[r];
     }
-    /* One time axis: `time` (valid time), or forecast_reference_time with a single lead. */
-    if (nc_inq_dimid(f->ncid, "time", &dt) != NC_NOERR && nc_inq_dimid(f->ncid, "forecast_reference_time", &dt) != NC_NOERR)
-        return sm_fail(SM_ERR_IO, "%s: no time axis: expected dimensions (forecast_reference_time, forecast_period) or time", path);
+    for (size_t r = 0; !st && r < f->nrec; r++)
+        if (isnan(f->init[r]) || isnan(f->lead[r]))
+            st = sm_fail(SM_ERR_IO, "%s: time index %zu has no forecast_reference_time/forecast_period", path, r);
+    return st;
+}
+
+/* Layout 1: one time axis `dt`, forecast_reference_time and forecast_period scalar or along it. */
+static int read_times_one_axis(const char *path, forecast_file *f, int dt, double lead_override)
+{
     f->layout = 1;
     f->dim_t0 = dt;
     f->dim_t1 = -1;
@@ -188,35 +218,31 @@ int forecast_file_open(const char *path, double lead_override, forecast_file *f)
     if (!st) st = read_per_record(path, f->ncid, "time", dt, f->nrec, 0, valid, &has_valid);
     if (!st) st = read_per_record(path, f->ncid, "forecast_reference_time", dt, f->nrec, 0, f->init, &has_frt);
     if (!st) st = read_per_record(path, f->ncid, "forecast_period", dt, f->nrec, 1, f->lead, &has_fp);
-    if (!st) {
-        /* A forecast_period that is all NaN (e.g. not known to ingest) counts as absent. */
-        if (has_fp) {
-            int any = 0;
-            for (size_t r = 0; r < f->nrec; r++) any |= !isnan(f->lead[r]);
-            has_fp = any;
-        }
-        if (has_frt) {
-            int any = 0;
-            for (size_t r = 0; r < f->nrec; r++) any |= !isnan(f->init[r]);
-            has_frt = any;
-        }
-        if (!has_fp && lead_override > 0)
-            for (size_t r = 0; r < f->nrec; r++) f->lead[r] = lead_override;
-        else if (!has_fp && has_frt && has_valid)
-            for (size_t r = 0; r < f->nrec; r++) f->lead[r] = valid[r] - f->init[r];
-        else if (!has_fp)
-            st = sm_fail(SM_ERR_USAGE, "%s: no forecast_period (lead time) in the file; give it with --lead (e.g. --lead 48h)", path);
-        if (!st && !has_frt) {
-            if (!has_valid) st = sm_fail(SM_ERR_IO, "%s: neither forecast_reference_time nor time values", path);
-            else
-                for (size_t r = 0; r < f->nrec; r++) f->init[r] = valid[r] - f->lead[r];
-        }
-        for (size_t r = 0; !st && r < f->nrec; r++)
-            if (isnan(f->init[r]) || isnan(f->lead[r]))
-                st = sm_fail(SM_ERR_IO, "%s: time index %zu has no forecast_reference_time/forecast_period", path, r);
-    }
+    if (!st) st = complete_times(path, f, valid, has_valid, has_frt, has_fp, lead_override);
     free(valid);
     return st;
+}
+
+int forecast_file_open(const char *path, double lead_override, forecast_file *f)
+{
+    memset(f, 0, sizeof *f);
+    f->ncid = -1;
+    snprintf(f->path, sizeof f->path, "%s", path);
+    int s = nc_open(path, NC_NOWRITE, &f->ncid);
+    if (s != NC_NOERR) {
+        f->ncid = -1;
+        return nc_err(path, "cannot open forecast file", s);
+    }
+    int st = read_grid(path, f);
+    if (st) return st;
+    int dr, dp, dt;
+    if (nc_inq_dimid(f->ncid, "forecast_reference_time", &dr) == NC_NOERR &&
+        nc_inq_dimid(f->ncid, "forecast_period", &dp) == NC_NOERR)
+        return read_times_frt_fp(path, f, dr, dp);
+    /* One time axis: `time` (valid time), or forecast_reference_time with a single lead. */
+    if (nc_inq_dimid(f->ncid, "time", &dt) != NC_NOERR && nc_inq_dimid(f->ncid, "forecast_reference_time", &dt) != NC_NOERR)
+        return sm_fail(SM_ERR_IO, "%s: no time axis: expected dimensions (forecast_reference_time, forecast_period) or time", path);
+    return read_times_one_axis(path, f, dt, lead_override);
 }
 
 /* Field variables of a file: last two dims (y, x), first dim the time axis (layout 0: the
