@@ -1086,7 +1086,7 @@ static int prob_add_record(ev_run *R, int v, int rv, const forecast_file *f, siz
             eval_prob_add_gauss(pa, R->mean, R->sigma, R->obs, truth->nlat, truth->nlon, R->wlat, mk, efi_p);
         eval_det_add(&R->dacc[l * T->n_reg + g], R->mean, R->obs, NULL, truth->nlat, truth->nlon, R->wlat, mk);
     }
-    R->T.n_fc[(size_t)v * T->n_lead + l]++;
+    T->n_fc[(size_t)v * T->n_lead + l]++;
     R->result->n_scored++;
     if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no scores written");
     return st;
