@@ -1,5 +1,6 @@
-/* `smoecast evaluate` (see evaluate.h): forecast file reader, truth and baselines, the
- * deterministic and probabilistic scoring loops, the printed table and the scores NetCDF. */
+/* `smoecast evaluate` (see evaluate.h): truth and baselines, the deterministic and
+ * probabilistic scoring loops, the printed table and the scores NetCDF; the forecast files are
+ * read by tasks/forecast_file.h. */
 #include "tasks/evaluate.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -13,6 +14,7 @@
 #include "io/cf_output.h"
 #include "io/cf_time.h"
 #include "model/checkpoint.h"
+#include "tasks/forecast_file.h"
 
 #include <limits.h>
 #include <math.h>
@@ -31,290 +33,9 @@
 
 enum { MODE_DET = 0, MODE_GAUSS = 1, MODE_ENS = 2 };
 
-/* ------------------------------------------------------------------ forecast files */
-
-typedef struct {
-    char path[PATH_MAX];
-    int ncid;
-    int layout;          /* 0: (forecast_reference_time, forecast_period, ...), 1: (time, ...) */
-    int dim_t0, dim_t1;  /* layout 0: frt and fp dims; layout 1: time dim and -1 */
-    int dim_y, dim_x, dim_m;
-    size_t n0, n1;       /* layout 0 sizes (n1 = 1 for layout 1) */
-    size_t nrec;
-    double *init, *lead; /* per record, hours since 1970 / hours */
-    int nlat, nlon, nmem;
-    double *lat, *lon;
-    char checkpoint[PATH_MAX];
-} fc_file;
-
 static int nc_err(const char *path, const char *what, int s)
 {
     return sm_fail(SM_ERR_IO, "%s: %s: %s", path, what, nc_strerror(s));
-}
-
-static void fc_close(fc_file *f)
-{
-    if (f->ncid >= 0) nc_close(f->ncid);
-    f->ncid = -1;
-    free(f->init);
-    free(f->lead);
-    free(f->lat);
-    free(f->lon);
-    f->init = f->lead = f->lat = f->lon = NULL;
-}
-
-static int find_dim(int ncid, const char *const *names, int *dim, size_t *len)
-{
-    for (int i = 0; names[i]; i++)
-        if (nc_inq_dimid(ncid, names[i], dim) == NC_NOERR) {
-            nc_inq_dimlen(ncid, *dim, len);
-            return 1;
-        }
-    *dim = -1;
-    *len = 0;
-    return 0;
-}
-
-static void get_text_attr(int ncid, int varid, const char *name, char *buf, size_t len)
-{
-    size_t n = 0;
-    nc_type t;
-    buf[0] = '\0';
-    if (nc_inq_att(ncid, varid, name, &t, &n) != NC_NOERR || t != NC_CHAR || n + 1 > len) return;
-    if (nc_get_att_text(ncid, varid, name, buf) == NC_NOERR) buf[n] = '\0';
-    else buf[0] = '\0';
-}
-
-/* Reads a time-like variable (any "<unit> since <date>") as hours since 1970. */
-static int read_time_var(const char *path, int ncid, int varid, const char *name, double *out, size_t n)
-{
-    char units[256], cal[64];
-    get_text_attr(ncid, varid, "units", units, sizeof units);
-    get_text_attr(ncid, varid, "calendar", cal, sizeof cal);
-    cf_time_units u;
-    if (cf_time_units_parse(units, cal, &u) != SM_OK)
-        return sm_fail(SM_ERR_IO, "%s: variable %s: cannot read time units '%s'", path, name, units);
-    int s = nc_get_var_double(ncid, varid, out);
-    if (s != NC_NOERR) return nc_err(path, name, s);
-    for (size_t i = 0; i < n; i++) out[i] = cf_time_to_hours(&u, out[i]);
-    return SM_OK;
-}
-
-/* Reads a period variable (hours, days, minutes or seconds) as hours. */
-static int read_period_var(const char *path, int ncid, int varid, const char *name, double *out)
-{
-    char units[128];
-    get_text_attr(ncid, varid, "units", units, sizeof units);
-    double f = 1.0;
-    if (!strncmp(units, "hour", 4) || !strcmp(units, "h") || !units[0]) f = 1.0;
-    else if (!strncmp(units, "day", 3) || !strcmp(units, "d")) f = 24.0;
-    else if (!strncmp(units, "minute", 6) || !strcmp(units, "min")) f = 1.0 / 60.0;
-    else if (!strncmp(units, "second", 6) || !strcmp(units, "s")) f = 1.0 / 3600.0;
-    else return sm_fail(SM_ERR_IO, "%s: variable %s: unsupported units '%s' (use hours)", path, name, units);
-    int nd = 0;
-    nc_inq_varndims(ncid, varid, &nd);
-    size_t n = 1;
-    int dims[NC_MAX_VAR_DIMS];
-    nc_inq_vardimid(ncid, varid, dims);
-    for (int k = 0; k < nd; k++) {
-        size_t l;
-        nc_inq_dimlen(ncid, dims[k], &l);
-        n *= l;
-    }
-    int s = nc_get_var_double(ncid, varid, out);
-    if (s != NC_NOERR) return nc_err(path, name, s);
-    for (size_t i = 0; i < n; i++) out[i] *= f;
-    return SM_OK;
-}
-
-/* Reads a 0-d or 1-d (dim) time coordinate into per-record values (nrec). */
-static int read_per_record(const char *path, int ncid, const char *name, int dim, size_t nrec, int is_period,
-                           double *vals, int *found)
-{
-    int varid, nd = 0, d0 = -1;
-    *found = 0;
-    if (nc_inq_varid(ncid, name, &varid) != NC_NOERR) return SM_OK;
-    nc_inq_varndims(ncid, varid, &nd);
-    if (nd == 1) nc_inq_vardimid(ncid, varid, &d0);
-    if (nd > 1 || (nd == 1 && d0 != dim))
-        return sm_fail(SM_ERR_IO, "%s: %s must be a scalar or have the dimension of the time axis", path, name);
-    double *tmp = malloc(sizeof *tmp * (nd ? nrec : 1));
-    if (!tmp) return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    int st = is_period ? read_period_var(path, ncid, varid, name, tmp)
-                       : read_time_var(path, ncid, varid, name, tmp, nd ? nrec : 1);
-    if (st == SM_OK)
-        for (size_t r = 0; r < nrec; r++) vals[r] = nd ? tmp[r] : tmp[0];
-    free(tmp);
-    *found = st == SM_OK;
-    return st;
-}
-
-static int fc_open(const char *path, double lead_override, fc_file *f)
-{
-    memset(f, 0, sizeof *f);
-    f->ncid = -1;
-    snprintf(f->path, sizeof f->path, "%s", path);
-    int s = nc_open(path, NC_NOWRITE, &f->ncid);
-    if (s != NC_NOERR) {
-        f->ncid = -1;
-        return nc_err(path, "cannot open forecast file", s);
-    }
-    static const char *const ynames[] = {"latitude", "lat", "y", NULL}, *const xnames[] = {"longitude", "lon", "x", NULL};
-    static const char *const mnames[] = {"realization", "number", "member", NULL};
-    size_t ny, nx, nm;
-    if (!find_dim(f->ncid, ynames, &f->dim_y, &ny) || !find_dim(f->ncid, xnames, &f->dim_x, &nx))
-        return sm_fail(SM_ERR_IO, "%s: no latitude/longitude (or y/x) dimensions", path);
-    find_dim(f->ncid, mnames, &f->dim_m, &nm);
-    f->nlat = (int)ny;
-    f->nlon = (int)nx;
-    f->nmem = (int)nm;
-    get_text_attr(f->ncid, NC_GLOBAL, "smoecast_checkpoint", f->checkpoint, sizeof f->checkpoint);
-    f->lat = malloc(sizeof(double) * ny);
-    f->lon = malloc(sizeof(double) * nx);
-    if (!f->lat || !f->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    int vy, vx;
-    char yn[NC_MAX_NAME + 1], xn[NC_MAX_NAME + 1];
-    nc_inq_dimname(f->ncid, f->dim_y, yn);
-    nc_inq_dimname(f->ncid, f->dim_x, xn);
-    if (nc_inq_varid(f->ncid, yn, &vy) || nc_get_var_double(f->ncid, vy, f->lat) || nc_inq_varid(f->ncid, xn, &vx) ||
-        nc_get_var_double(f->ncid, vx, f->lon))
-        return sm_fail(SM_ERR_IO, "%s: cannot read the %s/%s coordinates", path, yn, xn);
-
-    int dr, dp, dt;
-    if (nc_inq_dimid(f->ncid, "forecast_reference_time", &dr) == NC_NOERR &&
-        nc_inq_dimid(f->ncid, "forecast_period", &dp) == NC_NOERR) {
-        f->layout = 0;
-        f->dim_t0 = dr;
-        f->dim_t1 = dp;
-        nc_inq_dimlen(f->ncid, dr, &f->n0);
-        nc_inq_dimlen(f->ncid, dp, &f->n1);
-        f->nrec = f->n0 * f->n1;
-        double *frt = malloc(sizeof(double) * (f->n0 ? f->n0 : 1)), *fp = malloc(sizeof(double) * (f->n1 ? f->n1 : 1));
-        f->init = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
-        f->lead = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
-        int st = SM_OK, vr, vp;
-        if (!frt || !fp || !f->init || !f->lead) st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        else if (nc_inq_varid(f->ncid, "forecast_reference_time", &vr) || nc_inq_varid(f->ncid, "forecast_period", &vp))
-            st = sm_fail(SM_ERR_IO, "%s: forecast_reference_time/forecast_period coordinate variables missing", path);
-        else if (!(st = read_time_var(path, f->ncid, vr, "forecast_reference_time", frt, f->n0)))
-            st = read_period_var(path, f->ncid, vp, "forecast_period", fp);
-        if (st == SM_OK)
-            for (size_t i = 0; i < f->n0; i++)
-                for (size_t j = 0; j < f->n1; j++) {
-                    f->init[i * f->n1 + j] = frt[i];
-                    f->lead[i * f->n1 + j] = fp[j];
-                }
-        free(frt);
-        free(fp);
-        return st;
-    }
-    /* One time axis: `time` (valid time), or forecast_reference_time with a single lead. */
-    if (nc_inq_dimid(f->ncid, "time", &dt) != NC_NOERR && nc_inq_dimid(f->ncid, "forecast_reference_time", &dt) != NC_NOERR)
-        return sm_fail(SM_ERR_IO, "%s: no time axis: expected dimensions (forecast_reference_time, forecast_period) or time", path);
-    f->layout = 1;
-    f->dim_t0 = dt;
-    f->dim_t1 = -1;
-    nc_inq_dimlen(f->ncid, dt, &f->n0);
-    f->n1 = 1;
-    f->nrec = f->n0;
-    f->init = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
-    f->lead = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
-    double *valid = malloc(sizeof(double) * (f->nrec ? f->nrec : 1));
-    int st = SM_OK, has_frt = 0, has_fp = 0, has_valid = 0;
-    if (!f->init || !f->lead || !valid) st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-    if (!st) st = read_per_record(path, f->ncid, "time", dt, f->nrec, 0, valid, &has_valid);
-    if (!st) st = read_per_record(path, f->ncid, "forecast_reference_time", dt, f->nrec, 0, f->init, &has_frt);
-    if (!st) st = read_per_record(path, f->ncid, "forecast_period", dt, f->nrec, 1, f->lead, &has_fp);
-    if (!st) {
-        /* A forecast_period that is all NaN (e.g. not known to ingest) counts as absent. */
-        if (has_fp) {
-            int any = 0;
-            for (size_t r = 0; r < f->nrec; r++) any |= !isnan(f->lead[r]);
-            has_fp = any;
-        }
-        if (has_frt) {
-            int any = 0;
-            for (size_t r = 0; r < f->nrec; r++) any |= !isnan(f->init[r]);
-            has_frt = any;
-        }
-        if (!has_fp && lead_override > 0)
-            for (size_t r = 0; r < f->nrec; r++) f->lead[r] = lead_override;
-        else if (!has_fp && has_frt && has_valid)
-            for (size_t r = 0; r < f->nrec; r++) f->lead[r] = valid[r] - f->init[r];
-        else if (!has_fp)
-            st = sm_fail(SM_ERR_USAGE, "%s: no forecast_period (lead time) in the file; give it with --lead (e.g. --lead 48h)", path);
-        if (!st && !has_frt) {
-            if (!has_valid) st = sm_fail(SM_ERR_IO, "%s: neither forecast_reference_time nor time values", path);
-            else
-                for (size_t r = 0; r < f->nrec; r++) f->init[r] = valid[r] - f->lead[r];
-        }
-        for (size_t r = 0; !st && r < f->nrec; r++)
-            if (isnan(f->init[r]) || isnan(f->lead[r]))
-                st = sm_fail(SM_ERR_IO, "%s: time index %zu has no forecast_reference_time/forecast_period", path, r);
-    }
-    free(valid);
-    return st;
-}
-
-/* Field variables of a file: last two dims (y, x), first dim the time axis. kind: 0 plain,
- * 1 with members. */
-static int fc_is_field(const fc_file *f, int varid, int *has_members)
-{
-    int nd = 0, dims[NC_MAX_VAR_DIMS];
-    nc_type t;
-    nc_inq_varndims(f->ncid, varid, &nd);
-    nc_inq_vartype(f->ncid, varid, &t);
-    if (nd < 3 || nd > 5 || (t != NC_FLOAT && t != NC_DOUBLE)) return 0;
-    nc_inq_vardimid(f->ncid, varid, dims);
-    if (dims[nd - 2] != f->dim_y || dims[nd - 1] != f->dim_x || dims[0] != f->dim_t0) return 0;
-    int k = 1;
-    if (f->layout == 0) {
-        if (nd < 4 || dims[1] != f->dim_t1) return 0;
-        k = 2;
-    }
-    *has_members = 0;
-    if (nd - 2 == k + 1) {
-        if (dims[k] != f->dim_m || f->dim_m < 0) return 0;
-        *has_members = 1;
-    } else if (nd - 2 != k) {
-        return 0;
-    }
-    return 1;
-}
-
-/* Reads record `rec` of variable `name` (all members when it has them) into out; fill values
- * become NaN. */
-static int fc_read(const fc_file *f, const char *name, size_t rec, float *out)
-{
-    int varid, hm;
-    if (nc_inq_varid(f->ncid, name, &varid) != NC_NOERR || !fc_is_field(f, varid, &hm))
-        return sm_fail(SM_ERR_IO, "%s: variable %s is missing or not a forecast field", f->path, name);
-    size_t start[5] = {0}, count[5];
-    int k = 0;
-    if (f->layout == 0) {
-        start[0] = rec / f->n1;
-        start[1] = rec % f->n1;
-        count[0] = count[1] = 1;
-        k = 2;
-    } else {
-        start[0] = rec;
-        count[0] = 1;
-        k = 1;
-    }
-    if (hm) count[k++] = (size_t)f->nmem;
-    count[k++] = (size_t)f->nlat;
-    count[k++] = (size_t)f->nlon;
-    int s = nc_get_vara_float(f->ncid, varid, start, count, out);
-    if (s != NC_NOERR) return nc_err(f->path, name, s);
-    float fill;
-    size_t n = (size_t)(hm ? f->nmem : 1) * f->nlat * f->nlon;
-    if (nc_get_att_float(f->ncid, varid, "_FillValue", &fill) == NC_NOERR && !isnan(fill))
-        for (size_t p = 0; p < n; p++)
-            if (out[p] == fill) out[p] = NAN;
-    if (nc_get_att_float(f->ncid, varid, "missing_value", &fill) == NC_NOERR && !isnan(fill))
-        for (size_t p = 0; p < n; p++)
-            if (out[p] == fill) out[p] = NAN;
-    return SM_OK;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -338,7 +59,7 @@ static void fmt_time(double h, const char *calendar, char *buf, int len)
 }
 
 /* Training period: --train-period, else the checkpoint named by the first forecast file. */
-static int resolve_train_period(const evaluate_opts *o, const fc_file *f0, const dataset *truth, double *start, double *end,
+static int resolve_train_period(const evaluate_opts *o, const forecast_file *f0, const dataset *truth, double *start, double *end,
                                 char *source, size_t slen)
 {
     if (o->train_period) {
@@ -464,7 +185,7 @@ static int load_lsm(const evaluate_opts *o, const dataset *truth, float *lsm, in
     return st;
 }
 
-static int grids_match(const fc_file *f, const dataset *ds)
+static int grids_match(const forecast_file *f, const dataset *ds)
 {
     if (f->nlat != ds->nlat || f->nlon != ds->nlon) return 0;
     for (int j = 0; j < f->nlat; j++)
@@ -718,7 +439,7 @@ static void print_table(const ev_table *T, const int *src_ids)
     fflush(stdout);
 }
 
-/* ------------------------------------------------------------------ main */
+/* ------------------------------------------------------------------ run state */
 
 static int lead_index(const ev_table *T, double lead)
 {
@@ -733,614 +454,718 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-typedef struct {
-    double init, lead;
-    int file;
-} fc_key;
-
-static int cmp_key(const void *a, const void *b)
+/* Appends item k of a comma-separated list (for the "it has: ..." of error messages). */
+static void list_append(char *list, size_t len, int k, const char *item)
 {
-    const fc_key *x = a, *y = b;
-    if (x->init != y->init) return x->init < y->init ? -1 : 1;
-    if (x->lead != y->lead) return x->lead < y->lead ? -1 : 1;
-    return (x->file > y->file) - (x->file < y->file);
+    strncat(list, k ? ", " : "", len - strlen(list) - 1);
+    strncat(list, item, len - strlen(list) - 1);
 }
 
-/* The same (initialisation, lead) twice, e.g. overlapping files, would be scored twice. */
-static int check_duplicates(const fc_file *files, int n)
+/* Everything one run opens or allocates, filled phase by phase; ev_run_free releases it
+ * whichever phase failed. */
+typedef struct {
+    const evaluate_opts *o;
+    evaluate_result *result;
+    forecast_file *files;
+    int n_open;                /* files to close: every one tried, the one that failed included */
+    const forecast_file *f0;   /* the first file decides the variables and the mode */
+    dataset *truth;
+    size_t np;                 /* truth grid points */
+    int tvar[EV_MAX_VARS];     /* truth variable of each scored variable */
+    double *wlat;              /* latitude weights, NULL on x/y grids */
+    float *lsm;
+    int need_lsm, have_lsm;
+    float *field;              /* one forecast record, all members */
+    ev_table T;
+    int src_ids[EVAL_SRC_COUNT];
+    char train_text[512], clim_text[256];
+    /* deterministic */
+    eval_session *sess;
+    int *sel, n_sel;           /* the truth times read: training period, inits and valid times */
+    double *sel_times, *det_out;
+    float *series;             /* (n_sel, np) truth of one variable */
+    /* probabilistic */
+    dataset *cds, *rds;        /* --climate, --ensemble */
+    clim_cache cc;
+    uint8_t *masks;            /* (region, np) */
+    float *obs, *mean, *sigma, *efi, *rawens;
+    eval_prob_acc *pacc;       /* (lead, region) */
+    eval_det_acc *dacc;
+    int n_pacc;
+} ev_run;
+
+static void ev_run_free(ev_run *R)
 {
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += files[i].nrec;
-    fc_key *k = malloc(sizeof *k * (total ? total : 1));
-    if (!k) return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    size_t c = 0;
-    for (int i = 0; i < n; i++)
-        for (size_t r = 0; r < files[i].nrec; r++) k[c++] = (fc_key){files[i].init[r], files[i].lead[r], i};
-    qsort(k, total, sizeof *k, cmp_key);
+    for (int i = 0; i < R->n_open; i++) forecast_file_close(&R->files[i]);
+    free(R->files);
+    eval_session_free(R->sess);
+    for (int k = 0; k < R->n_pacc && R->pacc; k++) eval_prob_free(&R->pacc[k]);
+    free(R->pacc);
+    free(R->dacc);
+    free(R->cc.q);
+    free(R->cc.sample);
+    if (R->truth) dataset_close(R->truth);
+    if (R->cds) dataset_close(R->cds);
+    if (R->rds) dataset_close(R->rds);
+    free(R->series);
+    free(R->sel);
+    free(R->sel_times);
+    free(R->field);
+    free(R->lsm);
+    free(R->obs);
+    free(R->mean);
+    free(R->sigma);
+    free(R->efi);
+    free(R->rawens);
+    free(R->wlat);
+    free(R->det_out);
+    free(R->masks);
+    free(R->T.score);
+    free(R->T.n_fc);
+    free(R->T.alpha);
+    free(R->T.hist);
+}
+
+/* ------------------------------------------------------------------ phases: forecasts */
+
+static int ev_open_forecasts(ev_run *R)
+{
+    const evaluate_opts *o = R->o;
+    R->files = calloc((size_t)(o->n_forecasts > 0 ? o->n_forecasts : 1), sizeof *R->files);
+    if (!R->files) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    if (o->n_forecasts < 1) return sm_fail(SM_ERR_USAGE, "evaluate: --forecast is required");
+    for (int i = 0; i < o->n_forecasts; i++) R->files[i].ncid = -1;
+    R->f0 = &R->files[0];
     int st = SM_OK;
-    for (size_t j = 1; j < total && !st; j++)
-        if (fabs(k[j].init - k[j - 1].init) < 1e-6 && fabs(k[j].lead - k[j - 1].lead) < 1e-6) {
-            char when[64];
-            fmt_time(k[j].init, "proleptic_gregorian", when, sizeof when);
-            st = sm_fail(SM_ERR_USAGE, "forecast initialised %s with lead %gh appears twice (%s and %s); give each forecast once",
-                         when, k[j].lead, files[k[j - 1].file].path, files[k[j].file].path);
-        }
-    free(k);
+    for (int i = 0; i < o->n_forecasts && !st; i++) {
+        st = forecast_file_open(o->forecasts[i], o->lead_hours, &R->files[i]);
+        R->n_open = i + 1;
+    }
     return st;
+}
+
+/* The forecast fields of a file by kind: with members (ensemble), <var>_mu beside a <var>_sigma
+ * (Gaussian, listed as <var>), anything else deterministic (a _sigma without its _mu too). */
+typedef struct {
+    char det[EV_MAX_VARS][96], gauss[EV_MAX_VARS][96], ens[EV_MAX_VARS][96];
+    int n_det, n_gauss, n_ens;
+} ev_fields;
+
+static void ev_classify_fields(const forecast_file *f0, ev_fields *F)
+{
+    int nv = 0;
+    nc_inq_nvars(f0->ncid, &nv);
+    F->n_det = F->n_gauss = F->n_ens = 0;
+    for (int v = 0; v < nv; v++) {
+        int hm;
+        char name[NC_MAX_NAME + 1];
+        if (!forecast_file_is_field(f0, v, &hm)) continue;
+        nc_inq_varname(f0->ncid, v, name);
+        size_t len = strlen(name);
+        if (hm) {
+            if (F->n_ens < EV_MAX_VARS) snprintf(F->ens[F->n_ens++], 96, "%.95s", name);
+        } else if (len > 3 && !strcmp(name + len - 3, "_mu")) {
+            char sg[NC_MAX_NAME + 8];
+            int hm2;
+            snprintf(sg, sizeof sg, "%.*s_sigma", (int)(len - 3), name);
+            if (forecast_file_has_field(f0, sg, &hm2) && !hm2 && F->n_gauss < EV_MAX_VARS)
+                snprintf(F->gauss[F->n_gauss++], 96, "%.*s", (int)(len - 3), name);
+            else if (F->n_det < EV_MAX_VARS)
+                snprintf(F->det[F->n_det++], 96, "%.95s", name);
+        } else if (len > 6 && !strcmp(name + len - 6, "_sigma")) {
+            char mu[NC_MAX_NAME + 8];
+            int vm;
+            snprintf(mu, sizeof mu, "%.*s_mu", (int)(len - 6), name);
+            if (nc_inq_varid(f0->ncid, mu, &vm) != NC_NOERR && F->n_det < EV_MAX_VARS)
+                snprintf(F->det[F->n_det++], 96, "%.95s", name);
+        } else if (F->n_det < EV_MAX_VARS) {
+            snprintf(F->det[F->n_det++], 96, "%.95s", name);
+        }
+    }
+}
+
+/* Mode from the first file (any ensemble field makes it an ensemble, else any Gaussian pair),
+ * variables from --vars or every field of that kind. */
+static int ev_choose_vars(ev_run *R)
+{
+    ev_table *T = &R->T;
+    ev_fields F;
+    ev_classify_fields(R->f0, &F);
+    char (*avail)[96] = F.det;
+    int n_avail = F.n_det;
+    if (F.n_ens) {
+        T->mode = MODE_ENS;
+        avail = F.ens;
+        n_avail = F.n_ens;
+    } else if (F.n_gauss) {
+        T->mode = MODE_GAUSS;
+        avail = F.gauss;
+        n_avail = F.n_gauss;
+    }
+    if (n_avail == 0)
+        return sm_fail(SM_ERR_IO, "%s: no forecast field (a variable with dims (forecast_reference_time, forecast_period, "
+                       "latitude, longitude) or (time, [realization,] latitude, longitude))", R->f0->path);
+    if (!R->o->vars) {
+        for (int a = 0; a < n_avail; a++) snprintf(T->var_names[T->n_var++], 96, "%.95s", avail[a]);
+        return SM_OK;
+    }
+    char want[EV_MAX_VARS][96];
+    int nw, st = parse_list(R->o->vars, want, EV_MAX_VARS, &nw, "--vars");
+    if (st) return st;
+    for (int k = 0; k < nw; k++) {
+        int found = 0;
+        for (int a = 0; a < n_avail; a++) found |= !strcmp(want[k], avail[a]);
+        if (!found) {
+            char list[2048] = "";
+            for (int a = 0; a < n_avail; a++) list_append(list, sizeof list, a, avail[a]);
+            return sm_fail(SM_ERR_USAGE, "--vars: %s is not a forecast field of %s (it has: %s)", want[k], R->f0->path, list);
+        }
+        snprintf(T->var_names[T->n_var++], 96, "%.95s", want[k]);
+    }
+    return SM_OK;
+}
+
+/* Leads: the sorted union over every file; no (init, lead) twice. */
+static int ev_collect_leads(ev_run *R)
+{
+    ev_table *T = &R->T;
+    for (int i = 0; i < R->o->n_forecasts; i++)
+        for (size_t r = 0; r < R->files[i].nrec; r++) {
+            double L = R->files[i].lead[r];
+            if (lead_index(T, L) >= 0) continue;
+            if (T->n_lead >= EV_MAX_LEADS) return sm_fail(SM_ERR_USAGE, "evaluate: more than %d distinct lead times", EV_MAX_LEADS);
+            T->leads[T->n_lead++] = L;
+        }
+    if (T->n_lead == 0) return sm_fail(SM_ERR_IO, "%s: the forecast files hold no forecast", R->f0->path);
+    qsort(T->leads, (size_t)T->n_lead, sizeof(double), cmp_double);
+    return forecast_file_check_duplicates(R->files, R->o->n_forecasts);
+}
+
+/* ------------------------------------------------------------------ phases: truth, regions, sources */
+
+/* Every file on the truth grid, with the first file's members and variables. */
+static int ev_check_files(const ev_run *R)
+{
+    const ev_table *T = &R->T;
+    const forecast_file *f0 = R->f0;
+    for (int i = 0; i < R->o->n_forecasts; i++) {
+        const forecast_file *f = &R->files[i];
+        if (!grids_match(f, R->truth))
+            return sm_fail(SM_ERR_IO, "%s: grid (%d x %d) differs from the truth %s (%d x %d, latitude north to south); "
+                           "regrid the forecast or ingest the truth on the forecast grid", f->path, f->nlat, f->nlon,
+                           R->o->truth, R->truth->nlat, R->truth->nlon);
+        if (T->mode == MODE_ENS && f->nmem != f0->nmem)
+            return sm_fail(SM_ERR_IO, "%s: %d members, but %s has %d", f->path, f->nmem, f0->path, f0->nmem);
+        for (int v = 0; v < T->n_var; v++) {
+            char nm[128];
+            int hm;
+            snprintf(nm, sizeof nm, T->mode == MODE_GAUSS ? "%s_mu" : "%s", T->var_names[v]);
+            if (!forecast_file_has_field(f, nm, &hm))
+                return sm_fail(SM_ERR_IO, "%s: variable %s missing (present in %s)", f->path, nm, f0->path);
+        }
+    }
+    return SM_OK;
+}
+
+/* The truth variable (time-dependent, without members) and units of every scored variable. */
+static int ev_find_truth_vars(ev_run *R)
+{
+    const dataset *truth = R->truth;
+    for (int v = 0; v < R->T.n_var; v++) {
+        int tv = R->tvar[v] = dataset_find_var(truth, R->T.var_names[v]);
+        if (tv < 0 || truth->vars[tv].is_static || truth->vars[tv].has_members) {
+            char list[2048] = "";
+            for (int k = 0; k < truth->nvars; k++) list_append(list, sizeof list, k, truth->vars[k].name);
+            return sm_fail(SM_ERR_IO, "variable %s of forecast %s is not a time-dependent field of the truth %s (it has: %s)",
+                           R->T.var_names[v], R->f0->path, R->o->truth, list);
+        }
+        snprintf(R->T.var_units[v], sizeof R->T.var_units[v], "%s", truth->vars[tv].units);
+    }
+    return SM_OK;
+}
+
+static int ev_open_truth(ev_run *R)
+{
+    int st = dataset_open(R->o->truth, &R->truth);
+    if (st) return st;
+    R->np = (size_t)R->truth->nlat * R->truth->nlon;
+    if ((st = ev_check_files(R)) || (st = ev_find_truth_vars(R))) return st;
+    if (R->truth->is_latlon) {
+        R->wlat = malloc(sizeof(double) * (size_t)R->truth->nlat);
+        if (!R->wlat) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+        eval_lat_weights(R->truth->lat, R->truth->nlat, R->wlat);
+    }
+    return SM_OK;
+}
+
+/* --regions (each once, in the given order; global only without it) and the land-sea mask the
+ * land/sea regions need or --lsm gives. */
+static int ev_choose_regions(ev_run *R)
+{
+    ev_table *T = &R->T;
+    const evaluate_opts *o = R->o;
+    int st;
+    if (o->regions) {
+        char names[EVAL_REGION_COUNT * 2][96];
+        int nr;
+        if ((st = parse_list(o->regions, names, EVAL_REGION_COUNT * 2, &nr, "--regions"))) return st;
+        for (int k = 0; k < nr; k++) {
+            int id = eval_region_from_name(names[k]);
+            if (id < 0)
+                return sm_fail(SM_ERR_USAGE, "--regions: unknown region '%s' (known: global, tropics, nh_extratropics, "
+                               "sh_extratropics, extratropics, nh_polar, sh_polar, polar, land, sea)", names[k]);
+            int dup = 0;
+            for (int j = 0; j < T->n_reg; j++) dup |= T->regions[j] == (eval_region)id;
+            if (dup) continue;
+            if (T->n_reg >= EVAL_REGION_COUNT) break;
+            T->regions[T->n_reg++] = (eval_region)id;
+            R->need_lsm |= id == EVAL_REGION_LAND || id == EVAL_REGION_SEA;
+        }
+        T->reg_dim = 1;
+    } else {
+        T->regions[0] = EVAL_REGION_GLOBAL;
+        T->n_reg = 1;
+    }
+    R->lsm = malloc(sizeof(float) * R->np);
+    if (!R->lsm) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    if (!R->need_lsm && !o->lsm) return SM_OK;
+    if ((st = load_lsm(o, R->truth, R->lsm, &R->have_lsm))) return st;
+    if (R->need_lsm && !R->have_lsm)
+        return sm_fail(SM_ERR_USAGE, "--regions land/sea need a land-sea mask: the truth %s has no static lsm variable; "
+                       "pass --lsm FILE:VARIABLE", o->truth);
+    return SM_OK;
+}
+
+/* --baselines: sets want[source] for each name. "none" is a name only where accept_none; for a
+ * probabilistic forecast any list but "none" itself is an error anyway. */
+static int parse_baselines(const char *text, int accept_none, int want[EVAL_SRC_COUNT])
+{
+    char names[16][96];
+    int nb, st = parse_list(text, names, 16, &nb, "--baselines");
+    if (st) return st;
+    for (int k = 0; k < nb; k++) {
+        if (!strcmp(names[k], "persistence")) want[EVAL_SRC_PERSISTENCE] = 1;
+        else if (!strcmp(names[k], "climatology")) want[EVAL_SRC_CLIMATOLOGY] = 1;
+        else if (!strcmp(names[k], "damped-persistence") || !strcmp(names[k], "damped_persistence")) want[EVAL_SRC_DAMPED] = 1;
+        else if (!accept_none || strcmp(names[k], "none") != 0)
+            return sm_fail(SM_ERR_USAGE, "--baselines: unknown baseline '%s' (known: persistence, climatology, "
+                           "damped-persistence, none)", names[k]);
+    }
+    return SM_OK;
+}
+
+/* Sources (the model, then the baselines of a deterministic forecast in canonical order) and
+ * metrics; the probabilistic scores have bias and mae of the mean after the EVAL_PM ones. */
+static int ev_choose_sources(ev_run *R)
+{
+    ev_table *T = &R->T;
+    const evaluate_opts *o = R->o;
+    T->src_names[0] = eval_source_name(EVAL_SRC_MODEL);
+    R->src_ids[0] = EVAL_SRC_MODEL;
+    T->n_src = 1;
+    int want[EVAL_SRC_COUNT] = {1, 1, 1, 1}, st;
+    if (T->mode != MODE_DET) {
+        if (o->baselines && strcmp(o->baselines, "none") != 0) {
+            if ((st = parse_baselines(o->baselines, 0, want))) return st;
+            return sm_fail(SM_ERR_USAGE, "--baselines: the baselines are deterministic forecasts; %s is a probabilistic (%s) "
+                           "forecast, scored without baselines (use --baselines none)", R->f0->path,
+                           T->mode == MODE_ENS ? "ensemble" : "gaussian");
+        }
+        T->n_met = EVAL_PM_COUNT + 2;
+        for (int m = 0; m < EVAL_PM_COUNT; m++) T->met_names[m] = eval_prob_metric_name((eval_prob_metric)m);
+        T->met_names[EVAL_PM_COUNT] = "bias";
+        T->met_names[EVAL_PM_COUNT + 1] = "mae";
+        T->n_bins = T->mode == MODE_ENS ? R->f0->nmem + 1 : EV_PIT_BINS;
+        return SM_OK;
+    }
+    if (o->baselines) {
+        want[1] = want[2] = want[3] = 0;
+        if ((st = parse_baselines(o->baselines, 1, want))) return st;
+    }
+    for (int k = 1; k < EVAL_SRC_COUNT; k++)
+        if (want[k]) {
+            R->src_ids[T->n_src] = k;
+            T->src_names[T->n_src++] = eval_source_name((eval_source)k);
+        }
+    T->n_met = EVAL_M_COUNT;
+    for (int m = 0; m < EVAL_M_COUNT; m++) T->met_names[m] = eval_metric_name((eval_metric)m);
+    return SM_OK;
+}
+
+/* The score table (NaN until scored) and the forecast record buffer. */
+static int ev_alloc_table(ev_run *R)
+{
+    ev_table *T = &R->T;
+    size_t n_score = (size_t)T->n_src * T->n_met * T->n_var * T->n_lead * T->n_reg;
+    T->score = malloc(sizeof(double) * n_score);
+    T->n_fc = calloc((size_t)T->n_var * T->n_lead, sizeof(long));
+    T->alpha = malloc(sizeof(double) * (size_t)T->n_var * T->n_lead);
+    if (T->mode != MODE_DET) T->hist = calloc((size_t)T->n_var * T->n_lead * T->n_reg * T->n_bins, sizeof(double));
+    R->field = malloc(sizeof(float) * R->np * (size_t)(R->f0->nmem > 0 ? R->f0->nmem : 1));
+    if (!T->score || !T->n_fc || !T->alpha || !R->field || (T->mode != MODE_DET && !T->hist))
+        return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    for (size_t k = 0; k < n_score; k++) T->score[k] = NAN;
+    for (size_t k = 0; k < (size_t)T->n_var * T->n_lead; k++) T->alpha[k] = NAN;
+    return SM_OK;
+}
+
+/* ------------------------------------------------------------------ phases: deterministic scores */
+
+/* Training period of the baselines (--train-period or the checkpoint's) and the climatology kind
+ * it allows; the truth fields of `tr` common to every variable. */
+static int det_train_period(ev_run *R, eval_truth *tr)
+{
+    const dataset *truth = R->truth;
+    double t0 = 0, t1 = 0;
+    char srcdesc[PATH_MAX + 32];
+    int st = resolve_train_period(R->o, R->f0, truth, &t0, &t1, srcdesc, sizeof srcdesc);
+    if (st) return st;
+    /* clamp to the truth for the climatology option choice */
+    double a = t0 > truth->times[0] ? t0 : truth->times[0];
+    double b = t1 < truth->times[truth->ntimes - 1] ? t1 : truth->times[truth->ntimes - 1];
+    memset(tr, 0, sizeof *tr);
+    tr->clim.by_hour = 1;
+    tr->clim.by_doy = (b - a) >= 90 * 24.0;
+    tr->clim.window_days = tr->clim.by_doy ? EV_CLIM_WINDOW_DAYS : 0;
+    tr->h = truth->nlat;
+    tr->w = truth->nlon;
+    tr->lat = truth->is_latlon ? truth->lat : NULL;
+    tr->wlat = R->wlat;
+    tr->lsm = R->have_lsm ? R->lsm : NULL;
+    tr->train_start = t0;
+    tr->train_end = t1;
+    tr->damped_per_point = 0;
+    char s0[64], s1[64];
+    fmt_time(t0 < -1e299 ? truth->times[0] : t0, truth->calendar, s0, sizeof s0);
+    fmt_time(t1, truth->calendar, s1, sizeof s1);
+    snprintf(R->train_text, sizeof R->train_text, "%s/%s (from %.150s)", s0, s1, srcdesc);
+    snprintf(R->clim_text, sizeof R->clim_text, "%s",
+             tr->clim.by_doy ? "per day of year (+-15 day window) and hour of day, training period only"
+                             : "per hour of day, training period only (training period shorter than 90 days)");
+    log_info("training period for the baselines: %s; climatology %s", R->train_text, R->clim_text);
+    return SM_OK;
+}
+
+/* Only the truth times the scores need: the training period and every initialisation and valid
+ * time of the forecasts (a 40-year truth is not read in full). */
+static int det_select_times(ev_run *R, eval_truth *tr)
+{
+    const dataset *truth = R->truth;
+    R->sel = malloc(sizeof(int) * (size_t)truth->ntimes);
+    R->sel_times = malloc(sizeof(double) * (size_t)truth->ntimes);
+    uint8_t *need = calloc((size_t)truth->ntimes, 1);
+    if (!R->sel || !R->sel_times || !need) {
+        free(need);
+        return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    }
+    int n_train = 0;
+    for (int t = 0; t < truth->ntimes; t++) {
+        need[t] = truth->times[t] >= tr->train_start - 1e-3 && truth->times[t] <= tr->train_end + 1e-3;
+        n_train += need[t];
+    }
+    if (n_train == 0) {
+        free(need);
+        return sm_fail(SM_ERR_USAGE, "the truth %s has no time in the training period %s; the climatology and damped "
+                       "persistence need it (pass --train-period, or a truth that covers the training period)", R->o->truth,
+                       R->train_text);
+    }
+    for (int i = 0; i < R->o->n_forecasts; i++)
+        for (size_t r = 0; r < R->files[i].nrec; r++) {
+            const forecast_file *f = &R->files[i];
+            int ki = dataset_find_time(truth, f->init[r]), kv = dataset_find_time(truth, f->init[r] + f->lead[r]);
+            if (ki >= 0) need[ki] = 1;
+            if (kv >= 0) need[kv] = 1;
+        }
+    for (int t = 0; t < truth->ntimes; t++)
+        if (need[t]) {
+            R->sel_times[R->n_sel] = truth->times[t];
+            R->sel[R->n_sel++] = t;
+        }
+    free(need);
+    R->series = malloc(sizeof(float) * R->np * (size_t)(R->n_sel ? R->n_sel : 1));
+    R->det_out = malloc(sizeof(double) * (size_t)EVAL_SRC_COUNT * R->T.n_lead * R->T.n_reg * EVAL_M_COUNT);
+    if (!R->series || !R->det_out) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    tr->times = R->sel_times;
+    tr->data = R->series;
+    tr->T = R->n_sel;
+    return SM_OK;
+}
+
+/* One record of variable v into the session; forecasts whose init or valid time the truth lacks
+ * are counted as skipped (once, for the first variable). */
+static int det_add_record(ev_run *R, int v, const forecast_file *f, size_t r)
+{
+    int l = lead_index(&R->T, f->lead[r]), skipped = 0;
+    int st = forecast_file_read(f, R->T.var_names[v], r, R->field);
+    if (st) return st;
+    st = eval_session_add(R->sess, f->init[r], l, R->field, &skipped);
+    if (skipped && v == 0) R->result->n_skipped++;
+    if (!skipped) R->result->n_scored++;
+    if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no scores written");
+    return st;
+}
+
+/* Variable v: its truth series, an eval_session (climatology and damped persistence fitted on
+ * the training period), every record, the scores of the selected sources. */
+static int det_score_var(ev_run *R, int v, const eval_truth *tr)
+{
+    ev_table *T = &R->T;
+    int st = SM_OK;
+    for (int t = 0; t < R->n_sel && !st; t++) st = dataset_read(R->truth, R->tvar[v], R->sel[t], 0, R->series + (size_t)t * R->np);
+    if (st) return st;
+    if ((st = eval_session_create(tr, T->leads, T->n_lead, T->regions, T->n_reg, &R->sess))) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sm_last_error());
+        return sm_fail(st, "%s (variable %s, truth %s)", why, T->var_names[v], R->o->truth);
+    }
+    for (int i = 0; i < R->o->n_forecasts && !st; i++)
+        for (size_t r = 0; r < R->files[i].nrec && !st; r++) st = det_add_record(R, v, &R->files[i], r);
+    if (st) return st;
+    long nfc[EV_MAX_LEADS];
+    eval_session_finish(R->sess, R->det_out, nfc);
+    for (int l = 0; l < T->n_lead; l++) {
+        T->n_fc[(size_t)v * T->n_lead + l] = nfc[l];
+        T->alpha[(size_t)v * T->n_lead + l] = eval_session_alpha(R->sess, l)[0];
+        for (int k = 0; k < T->n_src; k++)
+            for (int r = 0; r < T->n_reg; r++)
+                for (int m = 0; m < EVAL_M_COUNT; m++)
+                    SCORE(T, k, m, v, l, r) = R->det_out[(((size_t)R->src_ids[k] * T->n_lead + l) * T->n_reg + r) * EVAL_M_COUNT + m];
+    }
+    eval_session_free(R->sess);
+    R->sess = NULL;
+    return SM_OK;
+}
+
+static int score_deterministic(ev_run *R)
+{
+    eval_truth tr;
+    int st = det_train_period(R, &tr);
+    if (!st) st = det_select_times(R, &tr);
+    for (int v = 0; v < R->T.n_var && !st; v++) st = det_score_var(R, v, &tr);
+    return st;
+}
+
+/* ------------------------------------------------------------------ phases: probabilistic scores */
+
+/* Buffers, accumulators and the region masks. */
+static int prob_alloc(ev_run *R)
+{
+    const ev_table *T = &R->T;
+    const dataset *truth = R->truth;
+    size_t np = R->np;
+    R->masks = malloc(np * (size_t)T->n_reg);
+    R->obs = malloc(sizeof(float) * np);
+    R->mean = malloc(sizeof(float) * np);
+    R->sigma = malloc(sizeof(float) * np);
+    R->efi = malloc(sizeof(float) * np);
+    R->n_pacc = T->n_lead * T->n_reg;
+    R->pacc = calloc((size_t)R->n_pacc, sizeof *R->pacc);
+    R->dacc = calloc((size_t)R->n_pacc, sizeof *R->dacc);
+    if (!R->masks || !R->obs || !R->mean || !R->sigma || !R->efi || !R->pacc || !R->dacc)
+        return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    int st = SM_OK;
+    for (int r = 0; r < T->n_reg && !st; r++) {
+        eval_region g = T->regions[r];
+        if (!truth->is_latlon && g != EVAL_REGION_GLOBAL && g != EVAL_REGION_LAND && g != EVAL_REGION_SEA)
+            st = sm_fail(SM_ERR_USAGE, "--regions: region '%s' needs latitudes (x/y grid)", eval_region_name(g));
+        else
+            st = eval_region_mask(g, truth->lat, R->have_lsm ? R->lsm : NULL, truth->nlat, truth->nlon, R->masks + (size_t)r * np);
+    }
+    return st;
+}
+
+/* --climate (model climate of the EFI weights of EECRPS) and, for a Gaussian forecast, the raw
+ * ensemble (--ensemble) the EFI comes from. */
+static int prob_open_climate(ev_run *R)
+{
+    const evaluate_opts *o = R->o;
+    const dataset *truth = R->truth;
+    int st;
+    if (!o->climate) return SM_OK;
+    if ((st = dataset_open(o->climate, &R->cds))) return st;
+    if (R->cds->nlat != truth->nlat || R->cds->nlon != truth->nlon)
+        return sm_fail(SM_ERR_IO, "%s: model-climate grid differs from the truth %s", o->climate, o->truth);
+    R->cc.ds = R->cds;
+    R->cc.npts = R->np;
+    R->cc.q = malloc(sizeof(float) * EVAL_EFI_NQ * R->np);
+    if (!R->cc.q) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    if (R->T.mode != MODE_GAUSS) return SM_OK;
+    if (!o->ensemble)
+        return sm_fail(SM_ERR_USAGE, "--climate: the EFI weights of EECRPS come from the raw ensemble; for the "
+                       "Gaussian forecast %s pass the raw ensemble with --ensemble RAW.nc", R->f0->path);
+    if ((st = dataset_open(o->ensemble, &R->rds))) return st;
+    if (R->rds->nmembers < 1 || R->rds->nlat != truth->nlat || R->rds->nlon != truth->nlon)
+        return sm_fail(SM_ERR_IO, "%s: not an ensemble dataset on the truth grid (--ensemble)", o->ensemble);
+    R->rawens = malloc(sizeof(float) * R->np * (size_t)R->rds->nmembers);
+    if (!R->rawens) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    return SM_OK;
+}
+
+/* Variable v: its model-climate and raw-ensemble variables (*rv) and fresh accumulators. */
+static int prob_var_begin(ev_run *R, int v, int *rv)
+{
+    const char *name = R->T.var_names[v];
+    *rv = -1;
+    if (R->cds) {
+        R->cc.var = dataset_find_var(R->cds, name);
+        R->cc.doy = -1;
+        if (R->cc.var < 0 || R->cds->vars[R->cc.var].is_static)
+            return sm_fail(SM_ERR_IO, "%s: no time-dependent variable %s (--climate)", R->o->climate, name);
+        if (R->rds && ((*rv = dataset_find_var(R->rds, name)) < 0 || !R->rds->vars[*rv].has_members))
+            return sm_fail(SM_ERR_IO, "%s: no ensemble variable %s (--ensemble)", R->o->ensemble, name);
+    }
+    int st = SM_OK;
+    for (int k = 0; k < R->n_pacc && !st; k++) {
+        eval_prob_free(&R->pacc[k]);
+        st = R->T.mode == MODE_ENS ? eval_prob_init_ens(&R->pacc[k], R->f0->nmem) : eval_prob_init_gauss(&R->pacc[k], EV_PIT_BINS);
+        eval_det_init(&R->dacc[k]);
+    }
+    return st;
+}
+
+/* The forecast of record r as R->field (members) and R->mean, or R->mean and R->sigma, and its
+ * EFI where a model climate is given (*efi_p, else NULL). */
+static int prob_read_forecast(ev_run *R, int v, int rv, const forecast_file *f, size_t r, double valid, const float **efi_p)
+{
+    size_t np = R->np;
+    const float *q;
+    int st;
+    *efi_p = NULL;
+    if (R->T.mode == MODE_ENS) {
+        int m = R->f0->nmem;
+        if ((st = forecast_file_read(f, R->T.var_names[v], r, R->field))) return st;
+        for (size_t p = 0; p < np; p++) {
+            double s = 0;
+            for (int k = 0; k < m; k++) s += R->field[(size_t)k * np + p];
+            R->mean[p] = (float)(s / m);
+        }
+        if (!R->cds) return SM_OK;
+        if ((st = clim_quantiles(&R->cc, valid, &q))) return st;
+        eval_efi_field(R->field, m, q, np, R->efi);
+        *efi_p = R->efi;
+        return SM_OK;
+    }
+    char nm[128];
+    snprintf(nm, sizeof nm, "%s_mu", R->T.var_names[v]);
+    if ((st = forecast_file_read(f, nm, r, R->mean))) return st;
+    snprintf(nm, sizeof nm, "%s_sigma", R->T.var_names[v]);
+    if ((st = forecast_file_read(f, nm, r, R->sigma))) return st;
+    int kr = R->rds ? dataset_find_time(R->rds, valid) : -1;
+    if (kr < 0) return SM_OK;
+    for (int k = 0; k < R->rds->nmembers && !st; k++) st = dataset_read(R->rds, rv, kr, k, R->rawens + (size_t)k * np);
+    if (st) return st;
+    if ((st = clim_quantiles(&R->cc, valid, &q))) return st;
+    eval_efi_field(R->rawens, R->rds->nmembers, q, np, R->efi);
+    *efi_p = R->efi;
+    return SM_OK;
+}
+
+/* One record of variable v into the accumulators of its lead and every region; forecasts whose
+ * valid time the truth lacks are counted as skipped (once, for the first variable). */
+static int prob_add_record(ev_run *R, int v, int rv, const forecast_file *f, size_t r, rng_t *rng)
+{
+    const ev_table *T = &R->T;
+    const dataset *truth = R->truth;
+    int l = lead_index(T, f->lead[r]);
+    double valid = f->init[r] + f->lead[r];
+    int kv = dataset_find_time(truth, valid);
+    if (kv < 0) {
+        if (v == 0) R->result->n_skipped++;
+        return SM_OK;
+    }
+    int st = dataset_read(truth, R->tvar[v], kv, 0, R->obs);
+    const float *efi_p = NULL;
+    if (!st) st = prob_read_forecast(R, v, rv, f, r, valid, &efi_p);
+    if (st) return st;
+    for (int g = 0; g < T->n_reg && !st; g++) {
+        eval_prob_acc *pa = &R->pacc[l * T->n_reg + g];
+        const uint8_t *mk = R->masks + (size_t)g * R->np;
+        if (T->mode == MODE_ENS)
+            st = eval_prob_add_ens(pa, R->field, R->obs, truth->nlat, truth->nlon, R->wlat, mk, rng, efi_p);
+        else
+            eval_prob_add_gauss(pa, R->mean, R->sigma, R->obs, truth->nlat, truth->nlon, R->wlat, mk, efi_p);
+        eval_det_add(&R->dacc[l * T->n_reg + g], R->mean, R->obs, NULL, truth->nlat, truth->nlon, R->wlat, mk);
+    }
+    T->n_fc[(size_t)v * T->n_lead + l]++;
+    R->result->n_scored++;
+    if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no scores written");
+    return st;
+}
+
+/* Scores and histograms of variable v from its accumulators. */
+static void prob_var_finish(ev_run *R, int v)
+{
+    ev_table *T = &R->T;
+    for (int l = 0; l < T->n_lead; l++)
+        for (int g = 0; g < T->n_reg; g++) {
+            const eval_prob_acc *pa = &R->pacc[l * T->n_reg + g];
+            eval_prob_result pr;
+            eval_det_result dr;
+            eval_prob_finish(pa, &pr);
+            eval_det_finish(&R->dacc[l * T->n_reg + g], &dr);
+            double vals[EVAL_PM_COUNT];
+            eval_prob_result_values(&pr, vals);
+            for (int k = 0; k < EVAL_PM_COUNT; k++) SCORE(T, 0, k, v, l, g) = vals[k];
+            SCORE(T, 0, EVAL_PM_COUNT, v, l, g) = dr.bias;
+            SCORE(T, 0, EVAL_PM_COUNT + 1, v, l, g) = dr.mae;
+            double *h = T->hist + (((size_t)v * T->n_lead + l) * T->n_reg + g) * T->n_bins;
+            for (int k = 0; k < T->n_bins; k++) h[k] = pa->hist[k];
+        }
+}
+
+static int score_probabilistic(ev_run *R)
+{
+    int st = prob_alloc(R);
+    if (!st) st = prob_open_climate(R);
+    for (int v = 0; v < R->T.n_var && !st; v++) {
+        int rv;
+        if ((st = prob_var_begin(R, v, &rv))) break;
+        rng_t rng;
+        rng_seed(&rng, 20240601u, EV_RNG_STREAM + (uint64_t)v);
+        for (int i = 0; i < R->o->n_forecasts && !st; i++)
+            for (size_t r = 0; r < R->files[i].nrec && !st; r++) st = prob_add_record(R, v, rv, &R->files[i], r, &rng);
+        if (!st) prob_var_finish(R, v);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------ run */
+
+static int ev_report(ev_run *R)
+{
+    const evaluate_opts *o = R->o;
+    evaluate_result *result = R->result;
+    result->n_vars = R->T.n_var;
+    result->n_leads = R->T.n_lead;
+    result->n_regions = R->T.n_reg;
+    print_table(&R->T, R->src_ids);
+    if (result->n_skipped)
+        printf("\nskipped %ld forecast%s whose initialisation or valid time is not in the truth %s\n", result->n_skipped,
+               result->n_skipped == 1 ? "" : "s", o->truth);
+    return o->out ? write_scores(o, &R->T, R->train_text, R->clim_text, result->n_skipped) : SM_OK;
 }
 
 int evaluate_run(const evaluate_opts *o, evaluate_result *result)
 {
     memset(result, 0, sizeof *result);
-    int st = SM_OK;
-    fc_file *files = calloc((size_t)(o->n_forecasts > 0 ? o->n_forecasts : 1), sizeof *files);
-    int n_open = 0;
-    dataset *truth = NULL, *cds = NULL, *rds = NULL;
-    float *series = NULL, *field = NULL, *lsm = NULL, *obs = NULL, *mean = NULL, *efi = NULL, *sigma = NULL, *rawens = NULL;
-    double *wlat = NULL, *det_out = NULL, *sel_times = NULL;
-    int *sel = NULL, n_sel = 0;
-    uint8_t *masks = NULL;
-    eval_session *sess = NULL;
-    eval_prob_acc *pacc = NULL;
-    eval_det_acc *dacc = NULL;
-    int n_pacc = 0;
-    clim_cache cc = {.doy = -1};
-    ev_table T;
-    memset(&T, 0, sizeof T);
-    char train_text[512] = "", clim_text[256] = "";
-    int src_ids[EVAL_SRC_COUNT];
-    if (!files) return sm_fail(SM_ERR_NUMERIC, "out of memory");
-    if (o->n_forecasts < 1) {
-        free(files);
-        return sm_fail(SM_ERR_USAGE, "evaluate: --forecast is required");
+    ev_run R;
+    memset(&R, 0, sizeof R);
+    R.o = o;
+    R.result = result;
+    R.cc.doy = -1;
+    int st = ev_open_forecasts(&R);
+    if (!st) st = ev_choose_vars(&R);
+    if (!st) {
+        result->probabilistic = R.T.mode;
+        if (R.T.mode == MODE_ENS && R.f0->nmem < 1) st = sm_fail(SM_ERR_IO, "%s: empty realization dimension", R.f0->path);
     }
-    for (int i = 0; i < o->n_forecasts; i++) files[i].ncid = -1;
-
-    /* forecast files */
-    for (int i = 0; i < o->n_forecasts && !st; i++) {
-        st = fc_open(o->forecasts[i], o->lead_hours, &files[i]);
-        n_open = i + 1;
-    }
-    if (st) goto done;
-    /* variables and mode from the first file */
-    fc_file *f0 = &files[0];
-    {
-        int nv = 0;
-        nc_inq_nvars(f0->ncid, &nv);
-        int n_det = 0, n_gauss = 0, n_ens = 0;
-        char det[EV_MAX_VARS][96], gauss[EV_MAX_VARS][96], ens[EV_MAX_VARS][96];
-        for (int v = 0; v < nv; v++) {
-            int hm;
-            char name[NC_MAX_NAME + 1];
-            if (!fc_is_field(f0, v, &hm)) continue;
-            nc_inq_varname(f0->ncid, v, name);
-            size_t len = strlen(name);
-            if (hm) {
-                if (n_ens < EV_MAX_VARS) snprintf(ens[n_ens++], 96, "%.95s", name);
-            } else if (len > 3 && !strcmp(name + len - 3, "_mu")) {
-                char sg[NC_MAX_NAME + 8];
-                int vs, hm2;
-                snprintf(sg, sizeof sg, "%.*s_sigma", (int)(len - 3), name);
-                if (nc_inq_varid(f0->ncid, sg, &vs) == NC_NOERR && fc_is_field(f0, vs, &hm2) && !hm2 && n_gauss < EV_MAX_VARS)
-                    snprintf(gauss[n_gauss++], 96, "%.*s", (int)(len - 3), name);
-                else if (n_det < EV_MAX_VARS)
-                    snprintf(det[n_det++], 96, "%.95s", name);
-            } else if (len > 6 && !strcmp(name + len - 6, "_sigma")) {
-                char mu[NC_MAX_NAME + 8];
-                int vm;
-                snprintf(mu, sizeof mu, "%.*s_mu", (int)(len - 6), name);
-                if (nc_inq_varid(f0->ncid, mu, &vm) != NC_NOERR && n_det < EV_MAX_VARS) snprintf(det[n_det++], 96, "%.95s", name);
-            } else if (n_det < EV_MAX_VARS) {
-                snprintf(det[n_det++], 96, "%.95s", name);
-            }
-        }
-        char (*avail)[96] = det;
-        int n_avail = n_det;
-        if (n_ens) {
-            T.mode = MODE_ENS;
-            avail = ens;
-            n_avail = n_ens;
-        } else if (n_gauss) {
-            T.mode = MODE_GAUSS;
-            avail = gauss;
-            n_avail = n_gauss;
-        }
-        if (n_avail == 0) {
-            st = sm_fail(SM_ERR_IO, "%s: no forecast field (a variable with dims (forecast_reference_time, forecast_period, "
-                         "latitude, longitude) or (time, [realization,] latitude, longitude))", f0->path);
-            goto done;
-        }
-        if (o->vars) {
-            char want[EV_MAX_VARS][96];
-            int nw;
-            if ((st = parse_list(o->vars, want, EV_MAX_VARS, &nw, "--vars"))) goto done;
-            for (int k = 0; k < nw; k++) {
-                int found = 0;
-                for (int a = 0; a < n_avail; a++) found |= !strcmp(want[k], avail[a]);
-                if (!found) {
-                    char list[2048] = "";
-                    for (int a = 0; a < n_avail; a++) {
-                        strncat(list, a ? ", " : "", sizeof list - strlen(list) - 1);
-                        strncat(list, avail[a], sizeof list - strlen(list) - 1);
-                    }
-                    st = sm_fail(SM_ERR_USAGE, "--vars: %s is not a forecast field of %s (it has: %s)", want[k], f0->path, list);
-                    goto done;
-                }
-                snprintf(T.var_names[T.n_var++], 96, "%.95s", want[k]);
-            }
-        } else {
-            for (int a = 0; a < n_avail; a++) snprintf(T.var_names[T.n_var++], 96, "%.95s", avail[a]);
-        }
-    }
-    result->probabilistic = T.mode;
-    if (T.mode == MODE_ENS && f0->nmem < 1) {
-        st = sm_fail(SM_ERR_IO, "%s: empty realization dimension", f0->path);
-        goto done;
-    }
-
-    /* leads: union over every file */
-    for (int i = 0; i < o->n_forecasts; i++)
-        for (size_t r = 0; r < files[i].nrec; r++) {
-            double L = files[i].lead[r];
-            if (lead_index(&T, L) >= 0) continue;
-            if (T.n_lead >= EV_MAX_LEADS) {
-                st = sm_fail(SM_ERR_USAGE, "evaluate: more than %d distinct lead times", EV_MAX_LEADS);
-                goto done;
-            }
-            T.leads[T.n_lead++] = L;
-        }
-    if (T.n_lead == 0) {
-        st = sm_fail(SM_ERR_IO, "%s: the forecast files hold no forecast", f0->path);
-        goto done;
-    }
-    qsort(T.leads, (size_t)T.n_lead, sizeof(double), cmp_double);
-    if ((st = check_duplicates(files, o->n_forecasts))) goto done;
-
-    /* truth */
-    if ((st = dataset_open(o->truth, &truth))) goto done;
-    size_t np = (size_t)truth->nlat * truth->nlon;
-    for (int i = 0; i < o->n_forecasts; i++) {
-        if (!grids_match(&files[i], truth)) {
-            st = sm_fail(SM_ERR_IO, "%s: grid (%d x %d) differs from the truth %s (%d x %d, latitude north to south); "
-                         "regrid the forecast or ingest the truth on the forecast grid", files[i].path, files[i].nlat,
-                         files[i].nlon, o->truth, truth->nlat, truth->nlon);
-            goto done;
-        }
-        if (T.mode == MODE_ENS && files[i].nmem != f0->nmem) {
-            st = sm_fail(SM_ERR_IO, "%s: %d members, but %s has %d", files[i].path, files[i].nmem, f0->path, f0->nmem);
-            goto done;
-        }
-        for (int v = 0; v < T.n_var; v++) {
-            char nm[128];
-            int vid, hm;
-            snprintf(nm, sizeof nm, T.mode == MODE_GAUSS ? "%s_mu" : "%s", T.var_names[v]);
-            if (nc_inq_varid(files[i].ncid, nm, &vid) != NC_NOERR || !fc_is_field(&files[i], vid, &hm)) {
-                st = sm_fail(SM_ERR_IO, "%s: variable %s missing (present in %s)", files[i].path, nm, f0->path);
-                goto done;
-            }
-        }
-    }
-    int tvar[EV_MAX_VARS];
-    for (int v = 0; v < T.n_var; v++) {
-        tvar[v] = dataset_find_var(truth, T.var_names[v]);
-        if (tvar[v] < 0 || truth->vars[tvar[v]].is_static || truth->vars[tvar[v]].has_members) {
-            char list[2048] = "";
-            for (int k = 0; k < truth->nvars; k++) {
-                strncat(list, k ? ", " : "", sizeof list - strlen(list) - 1);
-                strncat(list, truth->vars[k].name, sizeof list - strlen(list) - 1);
-            }
-            st = sm_fail(SM_ERR_IO, "variable %s of forecast %s is not a time-dependent field of the truth %s (it has: %s)",
-                         T.var_names[v], f0->path, o->truth, list);
-            goto done;
-        }
-        snprintf(T.var_units[v], sizeof T.var_units[v], "%s", truth->vars[tvar[v]].units);
-    }
-    if (truth->is_latlon) {
-        wlat = malloc(sizeof(double) * (size_t)truth->nlat);
-        if (!wlat) {
-            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-            goto done;
-        }
-        eval_lat_weights(truth->lat, truth->nlat, wlat);
-    }
-
-    /* regions */
-    int need_lsm = 0;
-    if (o->regions) {
-        char names[EVAL_REGION_COUNT * 2][96];
-        int nr;
-        if ((st = parse_list(o->regions, names, EVAL_REGION_COUNT * 2, &nr, "--regions"))) goto done;
-        for (int k = 0; k < nr; k++) {
-            int id = eval_region_from_name(names[k]);
-            if (id < 0) {
-                st = sm_fail(SM_ERR_USAGE, "--regions: unknown region '%s' (known: global, tropics, nh_extratropics, "
-                             "sh_extratropics, extratropics, nh_polar, sh_polar, polar, land, sea)", names[k]);
-                goto done;
-            }
-            int dup = 0;
-            for (int j = 0; j < T.n_reg; j++) dup |= T.regions[j] == (eval_region)id;
-            if (dup) continue;
-            if (T.n_reg >= EVAL_REGION_COUNT) break;
-            T.regions[T.n_reg++] = (eval_region)id;
-            need_lsm |= id == EVAL_REGION_LAND || id == EVAL_REGION_SEA;
-        }
-        T.reg_dim = 1;
-    } else {
-        T.regions[0] = EVAL_REGION_GLOBAL;
-        T.n_reg = 1;
-    }
-    lsm = malloc(sizeof(float) * np);
-    if (!lsm) {
-        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        goto done;
-    }
-    int have_lsm = 0;
-    if (need_lsm || o->lsm) {
-        if ((st = load_lsm(o, truth, lsm, &have_lsm))) goto done;
-        if (need_lsm && !have_lsm) {
-            st = sm_fail(SM_ERR_USAGE, "--regions land/sea need a land-sea mask: the truth %s has no static lsm variable; "
-                         "pass --lsm FILE:VARIABLE", o->truth);
-            goto done;
-        }
-    }
-
-    /* sources and metrics */
-    T.src_names[0] = eval_source_name(EVAL_SRC_MODEL);
-    src_ids[0] = EVAL_SRC_MODEL;
-    T.n_src = 1;
-    if (T.mode == MODE_DET) {
-        int want[EVAL_SRC_COUNT] = {1, 1, 1, 1};
-        if (o->baselines) {
-            want[1] = want[2] = want[3] = 0;
-            char names[16][96];
-            int nb;
-            if ((st = parse_list(o->baselines, names, 16, &nb, "--baselines"))) goto done;
-            for (int k = 0; k < nb; k++) {
-                if (!strcmp(names[k], "persistence")) want[EVAL_SRC_PERSISTENCE] = 1;
-                else if (!strcmp(names[k], "climatology")) want[EVAL_SRC_CLIMATOLOGY] = 1;
-                else if (!strcmp(names[k], "damped-persistence") || !strcmp(names[k], "damped_persistence")) want[EVAL_SRC_DAMPED] = 1;
-                else if (strcmp(names[k], "none") != 0) {
-                    st = sm_fail(SM_ERR_USAGE, "--baselines: unknown baseline '%s' (known: persistence, climatology, "
-                                 "damped-persistence, none)", names[k]);
-                    goto done;
-                }
-            }
-        }
-        for (int k = 1; k < EVAL_SRC_COUNT; k++)
-            if (want[k]) {
-                src_ids[T.n_src] = k;
-                T.src_names[T.n_src++] = eval_source_name((eval_source)k);
-            }
-        T.n_met = EVAL_M_COUNT;
-        for (int m = 0; m < EVAL_M_COUNT; m++) T.met_names[m] = eval_metric_name((eval_metric)m);
-    } else {
-        if (o->baselines && strcmp(o->baselines, "none") != 0) {
-            char names[16][96];
-            int nb;
-            if ((st = parse_list(o->baselines, names, 16, &nb, "--baselines"))) goto done;
-            for (int k = 0; k < nb; k++)
-                if (strcmp(names[k], "persistence") && strcmp(names[k], "climatology") && strcmp(names[k], "damped-persistence") &&
-                    strcmp(names[k], "damped_persistence")) {
-                    st = sm_fail(SM_ERR_USAGE, "--baselines: unknown baseline '%s' (known: persistence, climatology, "
-                                 "damped-persistence, none)", names[k]);
-                    goto done;
-                }
-            st = sm_fail(SM_ERR_USAGE, "--baselines: the baselines are deterministic forecasts; %s is a probabilistic (%s) "
-                         "forecast, scored without baselines (use --baselines none)", f0->path, T.mode == MODE_ENS ? "ensemble" : "gaussian");
-            goto done;
-        }
-        T.n_met = EVAL_PM_COUNT + 2;
-        for (int m = 0; m < EVAL_PM_COUNT; m++) T.met_names[m] = eval_prob_metric_name((eval_prob_metric)m);
-        T.met_names[EVAL_PM_COUNT] = "bias";
-        T.met_names[EVAL_PM_COUNT + 1] = "mae";
-        T.n_bins = T.mode == MODE_ENS ? f0->nmem + 1 : EV_PIT_BINS;
-    }
-    size_t n_score = (size_t)T.n_src * T.n_met * T.n_var * T.n_lead * T.n_reg;
-    T.score = malloc(sizeof(double) * n_score);
-    T.n_fc = calloc((size_t)T.n_var * T.n_lead, sizeof(long));
-    T.alpha = malloc(sizeof(double) * (size_t)T.n_var * T.n_lead);
-    if (T.mode != MODE_DET) T.hist = calloc((size_t)T.n_var * T.n_lead * T.n_reg * T.n_bins, sizeof(double));
-    field = malloc(sizeof(float) * np * (size_t)(f0->nmem > 0 ? f0->nmem : 1));
-    if (!T.score || !T.n_fc || !T.alpha || !field || (T.mode != MODE_DET && !T.hist)) {
-        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        goto done;
-    }
-    for (size_t k = 0; k < n_score; k++) T.score[k] = NAN;
-    for (size_t k = 0; k < (size_t)T.n_var * T.n_lead; k++) T.alpha[k] = NAN;
-
-    if (T.mode == MODE_DET) {
-        /* ---------------- deterministic: eval_session per variable */
-        double t0 = 0, t1 = 0;
-        char srcdesc[PATH_MAX + 32];
-        if ((st = resolve_train_period(o, f0, truth, &t0, &t1, srcdesc, sizeof srcdesc))) goto done;
-        /* clamp to the truth for the climatology option choice */
-        double a = t0 > truth->times[0] ? t0 : truth->times[0];
-        double b = t1 < truth->times[truth->ntimes - 1] ? t1 : truth->times[truth->ntimes - 1];
-        eval_truth tr;
-        memset(&tr, 0, sizeof tr);
-        tr.clim.by_hour = 1;
-        tr.clim.by_doy = (b - a) >= 90 * 24.0;
-        tr.clim.window_days = tr.clim.by_doy ? EV_CLIM_WINDOW_DAYS : 0;
-        char s0[64], s1[64];
-        fmt_time(t0 < -1e299 ? truth->times[0] : t0, truth->calendar, s0, sizeof s0);
-        fmt_time(t1, truth->calendar, s1, sizeof s1);
-        snprintf(train_text, sizeof train_text, "%s/%s (from %.150s)", s0, s1, srcdesc);
-        snprintf(clim_text, sizeof clim_text, "%s",
-                 tr.clim.by_doy ? "per day of year (+-15 day window) and hour of day, training period only"
-                                : "per hour of day, training period only (training period shorter than 90 days)");
-        log_info("training period for the baselines: %s; climatology %s", train_text, clim_text);
-        /* Only the truth times the scores need: the training period and every initialisation
-         * and valid time of the forecasts (a 40-year truth is not read in full). */
-        sel = malloc(sizeof(int) * (size_t)truth->ntimes);
-        sel_times = malloc(sizeof(double) * (size_t)truth->ntimes);
-        uint8_t *need = calloc((size_t)truth->ntimes, 1);
-        if (!sel || !sel_times || !need) {
-            free(need);
-            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-            goto done;
-        }
-        int n_train = 0;
-        for (int t = 0; t < truth->ntimes; t++) {
-            need[t] = truth->times[t] >= t0 - 1e-3 && truth->times[t] <= t1 + 1e-3;
-            n_train += need[t];
-        }
-        if (n_train == 0) {
-            free(need);
-            st = sm_fail(SM_ERR_USAGE, "the truth %s has no time in the training period %s; the climatology and damped "
-                         "persistence need it (pass --train-period, or a truth that covers the training period)", o->truth, train_text);
-            goto done;
-        }
-        for (int i = 0; i < o->n_forecasts; i++)
-            for (size_t r = 0; r < files[i].nrec; r++) {
-                int ki = dataset_find_time(truth, files[i].init[r]), kv = dataset_find_time(truth, files[i].init[r] + files[i].lead[r]);
-                if (ki >= 0) need[ki] = 1;
-                if (kv >= 0) need[kv] = 1;
-            }
-        for (int t = 0; t < truth->ntimes; t++)
-            if (need[t]) {
-                sel_times[n_sel] = truth->times[t];
-                sel[n_sel++] = t;
-            }
-        free(need);
-        series = malloc(sizeof(float) * np * (size_t)(n_sel ? n_sel : 1));
-        det_out = malloc(sizeof(double) * (size_t)EVAL_SRC_COUNT * T.n_lead * T.n_reg * EVAL_M_COUNT);
-        if (!series || !det_out) {
-            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-            goto done;
-        }
-        eval_region regs[EVAL_REGION_COUNT];
-        memcpy(regs, T.regions, sizeof regs);
-        for (int v = 0; v < T.n_var && !st; v++) {
-            for (int t = 0; t < n_sel && !st; t++) st = dataset_read(truth, tvar[v], sel[t], 0, series + (size_t)t * np);
-            if (st) goto done;
-            tr.times = sel_times;
-            tr.data = series;
-            tr.T = n_sel;
-            tr.h = truth->nlat;
-            tr.w = truth->nlon;
-            tr.lat = truth->is_latlon ? truth->lat : NULL;
-            tr.wlat = wlat;
-            tr.lsm = have_lsm ? lsm : NULL;
-            tr.train_start = t0;
-            tr.train_end = t1;
-            tr.damped_per_point = 0;
-            if ((st = eval_session_create(&tr, T.leads, T.n_lead, regs, T.n_reg, &sess))) {
-                char why[1024];
-                snprintf(why, sizeof why, "%s", sm_last_error());
-                st = sm_fail(st, "%s (variable %s, truth %s)", why, T.var_names[v], o->truth);
-                goto done;
-            }
-            for (int i = 0; i < o->n_forecasts && !st; i++)
-                for (size_t r = 0; r < files[i].nrec && !st; r++) {
-                    int l = lead_index(&T, files[i].lead[r]), skipped = 0;
-                    if ((st = fc_read(&files[i], T.var_names[v], r, field))) break;
-                    st = eval_session_add(sess, files[i].init[r], l, field, &skipped);
-                    if (skipped && v == 0) result->n_skipped++;
-                    if (!skipped) result->n_scored++;
-                    if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no scores written");
-                }
-            if (st) goto done;
-            long nfc[EV_MAX_LEADS];
-            eval_session_finish(sess, det_out, nfc);
-            for (int l = 0; l < T.n_lead; l++) {
-                T.n_fc[(size_t)v * T.n_lead + l] = nfc[l];
-                T.alpha[(size_t)v * T.n_lead + l] = eval_session_alpha(sess, l)[0];
-                for (int k = 0; k < T.n_src; k++)
-                    for (int r = 0; r < T.n_reg; r++)
-                        for (int m = 0; m < EVAL_M_COUNT; m++)
-                            SCORE(&T, k, m, v, l, r) = det_out[(((size_t)src_ids[k] * T.n_lead + l) * T.n_reg + r) * EVAL_M_COUNT + m];
-            }
-            eval_session_free(sess);
-            sess = NULL;
-        }
-    } else {
-        /* ---------------- probabilistic */
-        int m = f0->nmem;
-        masks = malloc(np * (size_t)T.n_reg);
-        obs = malloc(sizeof(float) * np);
-        mean = malloc(sizeof(float) * np);
-        sigma = malloc(sizeof(float) * np);
-        efi = malloc(sizeof(float) * np);
-        n_pacc = T.n_lead * T.n_reg;
-        pacc = calloc((size_t)n_pacc, sizeof *pacc);
-        dacc = calloc((size_t)n_pacc, sizeof *dacc);
-        if (!masks || !obs || !mean || !sigma || !efi || !pacc || !dacc) {
-            st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-            goto done;
-        }
-        for (int r = 0; r < T.n_reg && !st; r++) {
-            if (!truth->is_latlon && T.regions[r] != EVAL_REGION_GLOBAL && T.regions[r] != EVAL_REGION_LAND &&
-                T.regions[r] != EVAL_REGION_SEA)
-                st = sm_fail(SM_ERR_USAGE, "--regions: region '%s' needs latitudes (x/y grid)", eval_region_name(T.regions[r]));
-            else
-                st = eval_region_mask(T.regions[r], truth->lat, have_lsm ? lsm : NULL, truth->nlat, truth->nlon, masks + (size_t)r * np);
-        }
-        if (st) goto done;
-        if (o->climate) {
-            if ((st = dataset_open(o->climate, &cds))) goto done;
-            if (cds->nlat != truth->nlat || cds->nlon != truth->nlon) {
-                st = sm_fail(SM_ERR_IO, "%s: model-climate grid differs from the truth %s", o->climate, o->truth);
-                goto done;
-            }
-            cc.ds = cds;
-            cc.npts = np;
-            cc.q = malloc(sizeof(float) * EVAL_EFI_NQ * np);
-            if (!cc.q) {
-                st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-                goto done;
-            }
-            if (T.mode == MODE_GAUSS) {
-                if (!o->ensemble) {
-                    st = sm_fail(SM_ERR_USAGE, "--climate: the EFI weights of EECRPS come from the raw ensemble; for the "
-                                 "Gaussian forecast %s pass the raw ensemble with --ensemble RAW.nc", f0->path);
-                    goto done;
-                }
-                if ((st = dataset_open(o->ensemble, &rds))) goto done;
-                if (rds->nmembers < 1 || rds->nlat != truth->nlat || rds->nlon != truth->nlon) {
-                    st = sm_fail(SM_ERR_IO, "%s: not an ensemble dataset on the truth grid (--ensemble)", o->ensemble);
-                    goto done;
-                }
-                rawens = malloc(sizeof(float) * np * (size_t)rds->nmembers);
-                if (!rawens) {
-                    st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-                    goto done;
-                }
-            }
-        }
-        for (int v = 0; v < T.n_var && !st; v++) {
-            int rv = -1;
-            if (cds) {
-                cc.var = dataset_find_var(cds, T.var_names[v]);
-                cc.doy = -1;
-                if (cc.var < 0 || cds->vars[cc.var].is_static) {
-                    st = sm_fail(SM_ERR_IO, "%s: no time-dependent variable %s (--climate)", o->climate, T.var_names[v]);
-                    goto done;
-                }
-                if (rds && ((rv = dataset_find_var(rds, T.var_names[v])) < 0 || !rds->vars[rv].has_members)) {
-                    st = sm_fail(SM_ERR_IO, "%s: no ensemble variable %s (--ensemble)", o->ensemble, T.var_names[v]);
-                    goto done;
-                }
-            }
-            for (int k = 0; k < n_pacc && !st; k++) {
-                eval_prob_free(&pacc[k]);
-                st = T.mode == MODE_ENS ? eval_prob_init_ens(&pacc[k], m) : eval_prob_init_gauss(&pacc[k], EV_PIT_BINS);
-                eval_det_init(&dacc[k]);
-            }
-            if (st) goto done;
-            rng_t rng;
-            rng_seed(&rng, 20240601u, EV_RNG_STREAM + (uint64_t)v);
-            for (int i = 0; i < o->n_forecasts && !st; i++)
-                for (size_t r = 0; r < files[i].nrec && !st; r++) {
-                    const fc_file *f = &files[i];
-                    int l = lead_index(&T, f->lead[r]);
-                    double valid = f->init[r] + f->lead[r];
-                    int kv = dataset_find_time(truth, valid);
-                    if (kv < 0) {
-                        if (v == 0) result->n_skipped++;
-                        continue;
-                    }
-                    if ((st = dataset_read(truth, tvar[v], kv, 0, obs))) break;
-                    const float *efi_p = NULL;
-                    if (T.mode == MODE_ENS) {
-                        if ((st = fc_read(f, T.var_names[v], r, field))) break;
-                        for (size_t p = 0; p < np; p++) {
-                            double s = 0;
-                            for (int k = 0; k < m; k++) s += field[(size_t)k * np + p];
-                            mean[p] = (float)(s / m);
-                        }
-                        if (cds) {
-                            const float *q;
-                            if ((st = clim_quantiles(&cc, valid, &q))) break;
-                            eval_efi_field(field, m, q, np, efi);
-                            efi_p = efi;
-                        }
-                    } else {
-                        char nm[128];
-                        snprintf(nm, sizeof nm, "%s_mu", T.var_names[v]);
-                        if ((st = fc_read(f, nm, r, mean))) break;
-                        snprintf(nm, sizeof nm, "%s_sigma", T.var_names[v]);
-                        if ((st = fc_read(f, nm, r, sigma))) break;
-                        if (rds) {
-                            int kr = dataset_find_time(rds, valid);
-                            if (kr >= 0) {
-                                for (int k = 0; k < rds->nmembers && !st; k++)
-                                    st = dataset_read(rds, rv, kr, k, rawens + (size_t)k * np);
-                                if (st) break;
-                                const float *q;
-                                if ((st = clim_quantiles(&cc, valid, &q))) break;
-                                eval_efi_field(rawens, rds->nmembers, q, np, efi);
-                                efi_p = efi;
-                            }
-                        }
-                    }
-                    for (int g = 0; g < T.n_reg && !st; g++) {
-                        eval_prob_acc *pa = &pacc[l * T.n_reg + g];
-                        const uint8_t *mk = masks + (size_t)g * np;
-                        if (T.mode == MODE_ENS)
-                            st = eval_prob_add_ens(pa, field, obs, truth->nlat, truth->nlon, wlat, mk, &rng, efi_p);
-                        else
-                            eval_prob_add_gauss(pa, mean, sigma, obs, truth->nlat, truth->nlon, wlat, mk, efi_p);
-                        eval_det_add(&dacc[l * T.n_reg + g], mean, obs, NULL, truth->nlat, truth->nlon, wlat, mk);
-                    }
-                    T.n_fc[(size_t)v * T.n_lead + l]++;
-                    result->n_scored++;
-                    if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no scores written");
-                }
-            if (st) goto done;
-            for (int l = 0; l < T.n_lead; l++)
-                for (int g = 0; g < T.n_reg; g++) {
-                    eval_prob_result pr;
-                    eval_det_result dr;
-                    eval_prob_finish(&pacc[l * T.n_reg + g], &pr);
-                    eval_det_finish(&dacc[l * T.n_reg + g], &dr);
-                    double vals[EVAL_PM_COUNT];
-                    eval_prob_result_values(&pr, vals);
-                    for (int k = 0; k < EVAL_PM_COUNT; k++) SCORE(&T, 0, k, v, l, g) = vals[k];
-                    SCORE(&T, 0, EVAL_PM_COUNT, v, l, g) = dr.bias;
-                    SCORE(&T, 0, EVAL_PM_COUNT + 1, v, l, g) = dr.mae;
-                    double *h = T.hist + (((size_t)v * T.n_lead + l) * T.n_reg + g) * T.n_bins;
-                    for (int k = 0; k < T.n_bins; k++) h[k] = pacc[l * T.n_reg + g].hist[k];
-                }
-        }
-    }
-
-    result->n_vars = T.n_var;
-    result->n_leads = T.n_lead;
-    result->n_regions = T.n_reg;
-    print_table(&T, src_ids);
-    if (result->n_skipped)
-        printf("\nskipped %ld forecast%s whose initialisation or valid time is not in the truth %s\n", result->n_skipped,
-               result->n_skipped == 1 ? "" : "s", o->truth);
-    if (o->out && (st = write_scores(o, &T, train_text, clim_text, result->n_skipped))) goto done;
-
-done:
-    for (int i = 0; i < n_open; i++) fc_close(&files[i]);
-    free(files);
-    eval_session_free(sess);
-    for (int k = 0; k < n_pacc && pacc; k++) eval_prob_free(&pacc[k]);
-    free(pacc);
-    free(dacc);
-    free(cc.q);
-    free(cc.sample);
-    if (truth) dataset_close(truth);
-    if (cds) dataset_close(cds);
-    if (rds) dataset_close(rds);
-    free(series);
-    free(sel);
-    free(sel_times);
-    free(field);
-    free(lsm);
-    free(obs);
-    free(mean);
-    free(sigma);
-    free(efi);
-    free(rawens);
-    free(wlat);
-    free(det_out);
-    free(masks);
-    free(T.score);
-    free(T.n_fc);
-    free(T.alpha);
-    free(T.hist);
+    if (!st) st = ev_collect_leads(&R);
+    if (!st) st = ev_open_truth(&R);
+    if (!st) st = ev_choose_regions(&R);
+    if (!st) st = ev_choose_sources(&R);
+    if (!st) st = ev_alloc_table(&R);
+    if (!st) st = R.T.mode == MODE_DET ? score_deterministic(&R) : score_probabilistic(&R);
+    if (!st) st = ev_report(&R);
+    ev_run_free(&R);
     return st;
 }
