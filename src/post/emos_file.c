@@ -3,17 +3,13 @@
 #include "core/log.h"
 #include "core/outfile.h"
 #include "io/cf_output.h"
+#include "io/nc_status.h"
 
 #include <math.h>
 #include <netcdf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int emos_nc_fail(const char *path, const char *what, int s)
-{
-    return sm_fail(SM_ERR_IO, "%s: %s: %s", path, what, nc_strerror(s));
-}
 
 int emos_model_write(const char *path, const emos_model *m)
 {
@@ -23,7 +19,7 @@ int emos_model_write(const char *path, const emos_model *m)
     int ncid, s = nc_create(out.tmp_path, NC_NETCDF4 | NC_CLOBBER, &ncid);
     if (s) {
         outfile_abort(&out);
-        return emos_nc_fail(path, "cannot create", s);
+        return nc_status_fail(path, "cannot create", s);
     }
     cf_grid g = {.is_latlon = m->is_latlon, .nlat = m->H, .nlon = m->W, .lat = m->lat, .lon = m->lon, .var_crs = -1};
     int dims[2], vid[4];
@@ -90,13 +86,13 @@ int emos_model_write(const char *path, const emos_model *m)
     if (s) goto nc_fail;
     if ((s = nc_close(ncid))) {
         outfile_abort(&out);
-        return emos_nc_fail(path, "cannot close", s);
+        return nc_status_fail(path, "cannot close", s);
     }
     return outfile_commit(&out);
 nc_fail:
     nc_close(ncid);
     outfile_abort(&out);
-    return emos_nc_fail(path, "cannot write the EMOS model", s);
+    return nc_status_fail(path, "cannot write the EMOS model", s);
 }
 
 static void get_text(int ncid, const char *name, char *buf, size_t len)
@@ -136,7 +132,7 @@ int emos_model_read(const char *path, emos_model *m)
 {
     memset(m, 0, sizeof *m);
     int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
-    if (s) return emos_nc_fail(path, "cannot open", s);
+    if (s) return nc_status_fail(path, "cannot open", s);
     char kind[32], scope[32];
     get_text(ncid, "smoecast_model", kind, sizeof kind);
     int st = SM_OK;
@@ -198,7 +194,7 @@ int emos_model_read(const char *path, emos_model *m)
     }
     for (int k = 0; st == SM_OK && k < 4; k++) {
         if ((s = nc_get_var_double(ncid, vid[k], buf))) {
-            st = emos_nc_fail(path, names[k], s);
+            st = nc_status_fail(path, names[k], s);
             break;
         }
         for (size_t i = 0; i < n; i++) {

@@ -13,6 +13,7 @@
 #include "eval/scores.h"
 #include "io/cf_output.h"
 #include "io/cf_time.h"
+#include "io/nc_status.h"
 #include "model/checkpoint.h"
 #include "tasks/forecast_file.h"
 
@@ -32,11 +33,6 @@
 #define EV_RNG_STREAM 0x5E7A1
 
 enum { MODE_DET = 0, MODE_GAUSS = 1, MODE_ENS = 2 };
-
-static int nc_err(const char *path, const char *what, int s)
-{
-    return sm_fail(SM_ERR_IO, "%s: %s: %s", path, what, nc_strerror(s));
-}
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -152,7 +148,7 @@ static int load_lsm(const evaluate_opts *o, const dataset *truth, float *lsm, in
     *colon = '\0';
     const char *path = buf, *var = colon + 1;
     int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
-    if (s != NC_NOERR) return nc_err(path, "cannot open --lsm file", s);
+    if (s != NC_NOERR) return nc_status_fail(path, "cannot open --lsm file", s);
     int varid, nd = 0, dims[NC_MAX_VAR_DIMS];
     int st = SM_OK;
     if (nc_inq_varid(ncid, var, &varid) != NC_NOERR) {
@@ -173,7 +169,7 @@ static int load_lsm(const evaluate_opts *o, const dataset *truth, float *lsm, in
             count[nd - 2] = ly;
             count[nd - 1] = lx;
             s = nc_get_vara_float(ncid, varid, start, count, lsm);
-            if (s != NC_NOERR) st = nc_err(path, var, s);
+            if (s != NC_NOERR) st = nc_status_fail(path, var, s);
             float fill;
             if (!st && nc_get_att_float(ncid, varid, "_FillValue", &fill) == NC_NOERR && !isnan(fill))
                 for (size_t p = 0; p < np; p++)
@@ -276,7 +272,7 @@ static int write_scores(const evaluate_opts *o, const ev_table *T, const char *t
     int ncid, s = nc_create(of.tmp_path, NC_NETCDF4 | NC_CLOBBER, &ncid);
     if (s != NC_NOERR) {
         outfile_abort(&of);
-        return nc_err(o->out, "cannot create", s);
+        return nc_status_fail(o->out, "cannot create", s);
     }
 #define NCX(call)                                   \
     do {                                            \
@@ -376,13 +372,13 @@ static int write_scores(const evaluate_opts *o, const ev_table *T, const char *t
     s = nc_close(ncid);
     if (s != NC_NOERR) {
         outfile_abort(&of);
-        return nc_err(o->out, "cannot close", s);
+        return nc_status_fail(o->out, "cannot close", s);
     }
     return outfile_commit(&of);
 nc_fail:
     nc_close(ncid);
     outfile_abort(&of);
-    return nc_err(o->out, "cannot write scores", s);
+    return nc_status_fail(o->out, "cannot write scores", s);
 }
 
 static void print_table(const ev_table *T, const int *src_ids)

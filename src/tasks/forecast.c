@@ -8,6 +8,7 @@
 #include "data/samples.h"
 #include "io/cf_output.h"
 #include "io/cf_time.h"
+#include "io/nc_status.h"
 #include "model/builder.h"
 #include "model/checkpoint.h"
 #include "nn/threads.h"
@@ -111,11 +112,6 @@ typedef struct {
     int open;
 } fc_file;
 
-static int nc_fail(const char *path, const char *what, int status)
-{
-    return sm_fail(SM_ERR_IO, "%s: %s: %s", path, what, nc_strerror(status));
-}
-
 /* Defines a forecast file: split == 0: (frt, fp, y, x); split == 1: (time, y, x). */
 static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const sample_layout *L, int n_inits,
                           int n_leads, int split, const char *checkpoint, const char *history, const sm_model *experts_of)
@@ -126,12 +122,12 @@ static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const
     int s = nc_create(f->out.tmp_path, NC_NETCDF4 | NC_CLOBBER, &f->ncid);
     if (s != NC_NOERR) {
         outfile_abort(&f->out);
-        return nc_fail(path, "cannot create", s);
+        return nc_status_fail(path, "cannot create", s);
     }
     f->open = 1;
     cf_grid g = {.is_latlon = ds->is_latlon, .nlat = ds->nlat, .nlon = ds->nlon, .lat = ds->lat, .lon = ds->lon};
     int dims[4], ndims;
-    if ((s = cf_global_attributes(f->ncid, "smoecast forecast", history))) return nc_fail(path, "attributes", s);
+    if ((s = cf_global_attributes(f->ncid, "smoecast forecast", history))) return nc_status_fail(path, "attributes", s);
     /* an ensemble (a comma list): its first member names the training run (evaluate reads the
      * training period from it), the list is kept beside it */
     char first[4096];
@@ -141,33 +137,33 @@ static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const
     cf_put_text(f->ncid, NC_GLOBAL, "smoecast_dataset", ds->path);
     if (split) {
         int dim_t;
-        if ((s = nc_def_dim(f->ncid, "time", (size_t)n_leads, &dim_t))) return nc_fail(path, "define time", s);
+        if ((s = nc_def_dim(f->ncid, "time", (size_t)n_leads, &dim_t))) return nc_status_fail(path, "define time", s);
         if ((s = cf_define_time(f->ncid, "time", "time", "valid time", ds->calendar, 1, &dim_t, &f->var_time)))
-            return nc_fail(path, "define time", s);
+            return nc_status_fail(path, "define time", s);
         cf_put_text(f->ncid, f->var_time, "axis", "T");
         if ((s = cf_define_time(f->ncid, "forecast_reference_time", "forecast_reference_time", "forecast reference time",
                                 ds->calendar, 0, NULL, &f->var_frt)))
-            return nc_fail(path, "define forecast_reference_time", s);
-        if ((s = cf_define_period(f->ncid, "forecast_period", 1, &dim_t, &f->var_fp))) return nc_fail(path, "define forecast_period", s);
+            return nc_status_fail(path, "define forecast_reference_time", s);
+        if ((s = cf_define_period(f->ncid, "forecast_period", 1, &dim_t, &f->var_fp))) return nc_status_fail(path, "define forecast_period", s);
         dims[0] = dim_t;
         ndims = 3;
     } else {
         int dim_r, dim_p;
         if ((s = nc_def_dim(f->ncid, "forecast_reference_time", (size_t)n_inits, &dim_r)) ||
             (s = nc_def_dim(f->ncid, "forecast_period", (size_t)n_leads, &dim_p)))
-            return nc_fail(path, "define dimensions", s);
+            return nc_status_fail(path, "define dimensions", s);
         if ((s = cf_define_time(f->ncid, "forecast_reference_time", "forecast_reference_time", "forecast reference time",
                                 ds->calendar, 1, &dim_r, &f->var_frt)) ||
             (s = cf_define_period(f->ncid, "forecast_period", 1, &dim_p, &f->var_fp)))
-            return nc_fail(path, "define coordinates", s);
+            return nc_status_fail(path, "define coordinates", s);
         int tdims[2] = {dim_r, dim_p};
         if ((s = cf_define_time(f->ncid, "time", "time", "valid time", ds->calendar, 2, tdims, &f->var_time)))
-            return nc_fail(path, "define time", s);
+            return nc_status_fail(path, "define time", s);
         dims[0] = dim_r;
         dims[1] = dim_p;
         ndims = 4;
     }
-    if ((s = cf_define_grid(f->ncid, &g))) return nc_fail(path, "define grid", s);
+    if ((s = cf_define_grid(f->ncid, &g))) return nc_status_fail(path, "define grid", s);
     dims[ndims - 2] = g.dim_y;
     dims[ndims - 1] = g.dim_x;
     const char *coords = split ? "forecast_reference_time forecast_period" : "time";
@@ -176,16 +172,16 @@ static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const
         const dataset_var_info *vi = &ds->vars[v];
         if ((s = cf_define_field(f->ncid, &g, vi->name, ndims, dims, vi->units, vi->standard_name, vi->long_name, coords,
                                  &f->var_field[c])))
-            return nc_fail(path, "define variable", s);
+            return nc_status_fail(path, "define variable", s);
     }
     if (experts_of) {
         /* Adds the expert maps and leaves define mode. */
         int st = experts_append_static(f->ncid, path, experts_of, &g);
         if (st) return st;
     } else if ((s = nc_enddef(f->ncid))) {
-        return nc_fail(path, "end define", s);
+        return nc_status_fail(path, "end define", s);
     }
-    if ((s = cf_put_grid(f->ncid, &g))) return nc_fail(path, "write grid", s);
+    if ((s = cf_put_grid(f->ncid, &g))) return nc_status_fail(path, "write grid", s);
     return SM_OK;
 }
 
@@ -196,7 +192,7 @@ static int fc_file_close(fc_file *f, int commit, const char *path)
     f->open = 0;
     if (!commit || s != NC_NOERR) {
         outfile_abort(&f->out);
-        return s != NC_NOERR ? nc_fail(path, "cannot close", s) : SM_OK;
+        return s != NC_NOERR ? nc_status_fail(path, "cannot close", s) : SM_OK;
     }
     return outfile_commit(&f->out);
 }
@@ -262,7 +258,7 @@ static int write_init(const forecast_opts *o, const dataset *ds, const sample_la
             }
         }
     }
-    if (s != NC_NOERR) st = nc_fail(path, "write forecast", s);
+    if (s != NC_NOERR) st = nc_status_fail(path, "write forecast", s);
     if (o->split_by_init) {
         int cst = fc_file_close(f, st == SM_OK, path);
         if (st == SM_OK) st = cst;

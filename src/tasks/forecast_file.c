@@ -3,17 +3,13 @@
 #include "tasks/forecast_file.h"
 #include "core/log.h"
 #include "io/cf_time.h"
+#include "io/nc_status.h"
 
 #include <math.h>
 #include <netcdf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int nc_err(const char *path, const char *what, int s)
-{
-    return sm_fail(SM_ERR_IO, "%s: %s: %s", path, what, nc_strerror(s));
-}
 
 void forecast_file_close(forecast_file *f)
 {
@@ -58,7 +54,7 @@ static int read_time_var(const char *path, int ncid, int varid, const char *name
     if (cf_time_units_parse(units, cal, &u) != SM_OK)
         return sm_fail(SM_ERR_IO, "%s: variable %s: cannot read time units '%s'", path, name, units);
     int s = nc_get_var_double(ncid, varid, out);
-    if (s != NC_NOERR) return nc_err(path, name, s);
+    if (s != NC_NOERR) return nc_status_fail(path, name, s);
     for (size_t i = 0; i < n; i++) out[i] = cf_time_to_hours(&u, out[i]);
     return SM_OK;
 }
@@ -85,7 +81,7 @@ static int read_period_var(const char *path, int ncid, int varid, const char *na
         n *= l;
     }
     int s = nc_get_var_double(ncid, varid, out);
-    if (s != NC_NOERR) return nc_err(path, name, s);
+    if (s != NC_NOERR) return nc_status_fail(path, name, s);
     for (size_t i = 0; i < n; i++) out[i] *= f;
     return SM_OK;
 }
@@ -231,7 +227,7 @@ int forecast_file_open(const char *path, double lead_override, forecast_file *f)
     int s = nc_open(path, NC_NOWRITE, &f->ncid);
     if (s != NC_NOERR) {
         f->ncid = -1;
-        return nc_err(path, "cannot open forecast file", s);
+        return nc_status_fail(path, "cannot open forecast file", s);
     }
     int st = read_grid(path, f);
     if (st) return st;
@@ -298,7 +294,7 @@ int forecast_file_read(const forecast_file *f, const char *name, size_t rec, flo
     count[k++] = (size_t)f->nlat;
     count[k++] = (size_t)f->nlon;
     int s = nc_get_vara_float(f->ncid, varid, start, count, out);
-    if (s != NC_NOERR) return nc_err(f->path, name, s);
+    if (s != NC_NOERR) return nc_status_fail(f->path, name, s);
     float fill;
     size_t n = (size_t)(hm ? f->nmem : 1) * f->nlat * f->nlon;
     if (nc_get_att_float(f->ncid, varid, "_FillValue", &fill) == NC_NOERR && !isnan(fill))

@@ -2,6 +2,7 @@
 #include "tasks/synth_write.h"
 #include "core/log.h"
 #include "io/cf_time.h"
+#include "io/nc_status.h"
 
 #include <eccodes.h>
 #include <netcdf.h>
@@ -48,7 +49,7 @@ int synth_weekday(int64_t hours)
 int synth_nc_check(const synth_nc *nc, int status, const char *what)
 {
     if (status == NC_NOERR) return SM_OK;
-    return sm_fail(SM_ERR_IO, "%s: %s: %s", nc->out.final_path, what, nc_strerror(status));
+    return nc_status_fail(nc->out.final_path, what, status);
 }
 
 int synth_nc_att_text(synth_nc *nc, int varid, const char *name, const char *text)
