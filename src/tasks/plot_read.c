@@ -432,274 +432,401 @@ static void describe_dims(const dim_info *d, int nd, char *buf, size_t len)
 
 /* ---------------------------------------------------------------- the slice */
 
-static int read_slice(int nc, const char *path, const char *var, const plot_select *sel, plot_field *f)
-{
-    int varid;
-    if (nc_inq_varid(nc, var, &varid) != NC_NOERR) {
-        char vars[700];
-        list_variables(nc, vars, sizeof vars);
-        return sm_fail(SM_ERR_IO, "%s: no variable '%s'; available: %s", path, var, vars[0] ? vars : "(none)");
-    }
-    int nd;
+/* The selectors of plot_select by the dimension kind they choose along. */
+static const dim_kind sel_kind[4] = {D_TIME, D_LEVEL, D_MEMBER, D_LEAD};
+static const char *const sel_opt[4] = {"--time", "--level", "--member", "--lead"};
+
+/* One slice read, filled phase by phase; read_slice frees `raw` whichever phase failed (the
+ * arrays of the field are freed by plot_read_slice). */
+typedef struct {
+    int nc;
+    const char *path, *var;
+    const plot_select *sel;
+    plot_field *f;
+    int varid, nd;
     nc_type type;
-    nc_inq_vartype(nc, varid, &type);
-    nc_inq_varndims(nc, varid, &nd);
-    if (type == NC_CHAR || type == NC_STRING)
-        return sm_fail(SM_ERR_IO, "%s: variable '%s' holds text, not numbers", path, var);
-    int dimid[NC_MAX_VAR_DIMS];
-    nc_inq_vardimid(nc, varid, dimid);
     dim_info dims[NC_MAX_VAR_DIMS];
-    int ix = -1, iy = -1;
-    for (int i = 0; i < nd; i++) {
-        dim_info *d = &dims[i];
-        memset(d, 0, sizeof *d);
-        nc_inq_dim(nc, dimid[i], d->name, &d->len);
+    int ix, iy;                   /* the x and y dimensions */
+    const char *want[4];          /* --time, --level, --member, --lead (as sel_kind) */
+    size_t start[NC_MAX_VAR_DIMS], count[NC_MAX_VAR_DIMS];
+    size_t used_sel;              /* characters of f->selection in use */
+    double init_h, lead_h;        /* forecast_reference_time and lead of the slice (NaN: none) */
+    cf_calendar init_cal;
+    double *raw;                  /* the slice as stored, in file order */
+    int packed;                   /* scale_factor or add_offset present */
+} slice_run;
+
+static int slice_find_var(slice_run *S)
+{
+    if (nc_inq_varid(S->nc, S->var, &S->varid) != NC_NOERR) {
+        char vars[700];
+        list_variables(S->nc, vars, sizeof vars);
+        return sm_fail(SM_ERR_IO, "%s: no variable '%s'; available: %s", S->path, S->var, vars[0] ? vars : "(none)");
+    }
+    nc_inq_vartype(S->nc, S->varid, &S->type);
+    nc_inq_varndims(S->nc, S->varid, &S->nd);
+    if (S->type == NC_CHAR || S->type == NC_STRING)
+        return sm_fail(SM_ERR_IO, "%s: variable '%s' holds text, not numbers", S->path, S->var);
+    return SM_OK;
+}
+
+/* Name, length, coordinate variable and kind of every dimension of the variable. */
+static void slice_read_dims(slice_run *S)
+{
+    int dimid[NC_MAX_VAR_DIMS];
+    nc_inq_vardimid(S->nc, S->varid, dimid);
+    for (int i = 0; i < S->nd; i++) {
+        dim_info *d = &S->dims[i];
+        nc_inq_dim(S->nc, dimid[i], d->name, &d->len);
         d->coord = -1;
         int cid, cnd, cdim;
-        if (nc_inq_varid(nc, d->name, &cid) == NC_NOERR && nc_inq_varndims(nc, cid, &cnd) == NC_NOERR && cnd == 1 &&
-            nc_inq_vardimid(nc, cid, &cdim) == NC_NOERR && cdim == dimid[i]) {
+        if (nc_inq_varid(S->nc, d->name, &cid) == NC_NOERR && nc_inq_varndims(S->nc, cid, &cnd) == NC_NOERR && cnd == 1 &&
+            nc_inq_vardimid(S->nc, cid, &cdim) == NC_NOERR && cdim == dimid[i]) {
             d->coord = cid;
-            att_text(nc, cid, "units", d->units, sizeof d->units);
-            att_text(nc, cid, "calendar", d->calendar, sizeof d->calendar);
+            att_text(S->nc, cid, "units", d->units, sizeof d->units);
+            att_text(S->nc, cid, "calendar", d->calendar, sizeof d->calendar);
         }
-        d->kind = classify(d, nc);
+        d->kind = classify(d, S->nc);
     }
-    /* geographic pair first, else y/x */
+}
+
+/* The map's x and y dimensions: the geographic pair first, else y/x. */
+static int slice_find_grid(slice_run *S)
+{
+    const dim_info *dims = S->dims;
+    int nd = S->nd, ix = -1, iy = -1;
     for (int i = 0; i < nd; i++) {
         if (dims[i].kind == D_LON && ix < 0) ix = i;
         if (dims[i].kind == D_LAT && iy < 0) iy = i;
     }
-    f->kind = PLOT_GRID_GEO;
+    S->f->kind = PLOT_GRID_GEO;
     if (ix < 0 || iy < 0) {
         ix = iy = -1;
         for (int i = 0; i < nd; i++) {
             if ((dims[i].kind == D_X || dims[i].kind == D_LON) && ix < 0) ix = i;
             if ((dims[i].kind == D_Y || dims[i].kind == D_LAT) && iy < 0) iy = i;
         }
-        f->kind = PLOT_GRID_XY;
+        S->f->kind = PLOT_GRID_XY;
     }
+    S->ix = ix;
+    S->iy = iy;
     if (ix < 0 || iy < 0) {
         char dd[300];
         describe_dims(dims, nd, dd, sizeof dd);
         return sm_fail(SM_ERR_IO, "%s: variable '%s' (dimensions: %s) is not on a latitude/longitude or y/x grid; nothing to map",
-                       path, var, nd ? dd : "none, a scalar");
+                       S->path, S->var, nd ? dd : "none, a scalar");
     }
     if (dims[ix].len < 2 || dims[iy].len < 2)
-        return sm_fail(SM_ERR_IO, "%s: variable '%s' has only %zu x %zu points; a map needs at least 2 x 2", path, var, dims[iy].len, dims[ix].len);
+        return sm_fail(SM_ERR_IO, "%s: variable '%s' has only %zu x %zu points; a map needs at least 2 x 2", S->path, S->var,
+                       dims[iy].len, dims[ix].len);
+    return SM_OK;
+}
 
-    /* selections */
-    const char *want[5] = {0};
-    if (sel) {
-        want[0] = sel->time, want[1] = sel->level, want[2] = sel->member, want[3] = sel->lead;
-    }
-    static const dim_kind sel_kind[4] = {D_TIME, D_LEVEL, D_MEMBER, D_LEAD};
-    static const char *const sel_opt[4] = {"--time", "--level", "--member", "--lead"};
+/* Every --time/--level/--member/--lead given names a dimension of the variable (unless lenient). */
+static int slice_check_selectors(slice_run *S)
+{
+    const plot_select *sel = S->sel;
+    if (sel) S->want[0] = sel->time, S->want[1] = sel->level, S->want[2] = sel->member, S->want[3] = sel->lead;
     for (int s = 0; s < 4; s++) {
-        if (!want[s] || (sel && sel->lenient)) continue;
+        if (!S->want[s] || (sel && sel->lenient)) continue;
         int found = 0;
-        for (int i = 0; i < nd; i++) found |= dims[i].kind == sel_kind[s];
+        for (int i = 0; i < S->nd; i++) found |= S->dims[i].kind == sel_kind[s];
         if (!found) {
             char dd[300];
-            describe_dims(dims, nd, dd, sizeof dd);
-            return sm_fail(SM_ERR_USAGE, "%s: variable '%s' has no %s dimension (dimensions: %s); drop %s", path, var,
+            describe_dims(S->dims, S->nd, dd, sizeof dd);
+            return sm_fail(SM_ERR_USAGE, "%s: variable '%s' has no %s dimension (dimensions: %s); drop %s", S->path, S->var,
                            kind_word(sel_kind[s]), dd, sel_opt[s]);
         }
     }
-    size_t start[NC_MAX_VAR_DIMS], count[NC_MAX_VAR_DIMS];
-    f->time_hours = NAN;
-    size_t used_sel = 0;
-    double init_h = NAN, lead_h = NAN;
-    cf_calendar init_cal = CAL_STANDARD;
-    for (int i = 0; i < nd; i++) {
-        dim_info *d = &dims[i];
-        start[i] = 0;
-        count[i] = 1;
-        if (i == ix || i == iy) {
-            count[i] = d->len;
+    return SM_OK;
+}
+
+/* --index DIM=I naming dimension d: *found, and *start set to I when it is in the dimension. */
+static int pick_by_index(const slice_run *S, const dim_info *d, size_t *start, int *found)
+{
+    *found = 0;
+    if (!S->sel) return SM_OK;
+    size_t len = strlen(d->name);
+    for (int k = 0; k < S->sel->n_index; k++) {
+        const char *item = S->sel->index[k], *eq = strchr(item, '=');
+        if (!eq || (size_t)(eq - item) != len || strncmp(item, d->name, len)) continue;
+        if (!is_index_text(eq + 1))
+            return sm_fail(SM_ERR_USAGE, "%s: variable '%s': --index %s: expected DIM=INDEX with a 0-based integer", S->path, S->var, item);
+        long v = strtol(eq + 1, NULL, 10);
+        if (v < 0 || (size_t)v >= d->len)
+            return sm_fail(SM_ERR_IO, "%s: variable '%s': index %ld is not in dimension '%s' (%zu entries, 0..%zu)", S->path, S->var, v,
+                           d->name, d->len, d->len - 1);
+        *start = (size_t)v;
+        *found = 1;
+        return SM_OK;
+    }
+    return SM_OK;
+}
+
+/* The index along non-spatial dimension i: --index, else the selector of its kind, else 0. */
+static int slice_pick(slice_run *S, int i, const time_decode *td)
+{
+    const dim_info *d = &S->dims[i];
+    int found, st = pick_by_index(S, d, &S->start[i], &found);
+    if (st || found) return st;
+    const char *text = NULL;
+    for (int s = 0; s < 4; s++)
+        if (d->kind == sel_kind[s]) text = S->want[s];
+    return select_index(S->nc, S->path, S->var, d, text, td, &S->start[i]);
+}
+
+/* A lead coordinate value in hours (lead_h unchanged for units other than hours, days,
+ * minutes or seconds). */
+static void lead_to_hours(const char *units, double value, double *lead_h)
+{
+    static const char *const lead_units[][2] = {{"hours", "1"}, {"hour", "1"}, {"h", "1"}, {"days", "24"}, {"day", "24"},
+                                                {"minutes", "0.0166666666666667"}, {"seconds", "0.000277777777777778"}};
+    for (size_t u = 0; u < sizeof lead_units / sizeof lead_units[0]; u++)
+        if (!strcasecmp(units, lead_units[u][0])) *lead_h = value * strtod(lead_units[u][1], NULL);
+}
+
+/* The chosen time coordinate: the valid time label, or the initialisation of forecasts with
+ * (forecast_reference_time, forecast_period) dimensions, whose valid time is init + lead. */
+static void slice_note_time(slice_run *S, const dim_info *d, const time_decode *td, double cv)
+{
+    plot_field *f = S->f;
+    char sn[64] = "";
+    if (d->coord >= 0) att_text(S->nc, d->coord, "standard_name", sn, sizeof sn);
+    if (td->is_time && !strcmp(sn, "forecast_reference_time")) {
+        S->init_h = cf_time_to_hours(&td->u, cv);
+        S->init_cal = td->u.cal;
+        return;
+    }
+    if (td->is_time) {
+        f->time_hours = cf_time_to_hours(&td->u, cv);
+        format_minutes(f->time_hours, td->u.cal, f->time_label, sizeof f->time_label);
+    } else {
+        char val[64];
+        fmt_value(cv, val, sizeof val);
+        snprintf(f->time_label, sizeof f->time_label, "%.40s %.20s", d->name, val);
+    }
+}
+
+/* Describes the chosen coordinate of dimension i for the title: time label, lead, or
+ * "name value units" appended to the selection. */
+static int slice_note_choice(slice_run *S, int i, const time_decode *td)
+{
+    const dim_info *d = &S->dims[i];
+    plot_field *f = S->f;
+    double *v = read_coord(S->nc, d);
+    if (!v) return sm_fail(SM_ERR_IO, "%s: out of memory", S->path);
+    double cv = v[S->start[i]];
+    free(v);
+    if (d->kind == D_LEAD) lead_to_hours(d->units, cv, &S->lead_h);
+    if (d->kind == D_TIME) {
+        slice_note_time(S, d, td, cv);
+        return SM_OK;
+    }
+    if (d->len == 1 && d->kind == D_OTHER) return SM_OK;
+    char val[64];
+    fmt_value(cv, val, sizeof val);
+    int show_units = d->units[0] && strcmp(d->units, "1") != 0;
+    int w = snprintf(f->selection + S->used_sel, sizeof f->selection - S->used_sel, "%s%s %s%s%s", S->used_sel ? ", " : "",
+                     d->name, val, show_units ? " " : "", show_units ? d->units : "");
+    if (w > 0) S->used_sel = strlen(f->selection);
+    return SM_OK;
+}
+
+/* start/count of the slice: all of x and y, one chosen index along every other dimension. */
+static int slice_select(slice_run *S)
+{
+    S->f->time_hours = NAN;
+    S->init_h = S->lead_h = NAN;
+    S->init_cal = CAL_STANDARD;
+    for (int i = 0; i < S->nd; i++) {
+        const dim_info *d = &S->dims[i];
+        S->start[i] = 0;
+        S->count[i] = 1;
+        if (i == S->ix || i == S->iy) {
+            S->count[i] = d->len;
             continue;
         }
-        if (d->len == 0) return sm_fail(SM_ERR_IO, "%s: variable '%s': dimension '%s' is empty; nothing to map", path, var, d->name);
+        if (d->len == 0) return sm_fail(SM_ERR_IO, "%s: variable '%s': dimension '%s' is empty; nothing to map", S->path, S->var, d->name);
         time_decode td = {0};
         if (d->kind == D_TIME && d->coord >= 0) td.is_time = time_units(d->units, d->calendar, &td.u);
-        const char *text = NULL;
-        for (int s = 0; s < 4; s++)
-            if (d->kind == sel_kind[s]) text = want[s];
-        if (sel) {
-            for (int k = 0; k < sel->n_index; k++) {
-                const char *eq = strchr(sel->index[k], '=');
-                if (eq && (size_t)(eq - sel->index[k]) == strlen(d->name) && !strncmp(sel->index[k], d->name, strlen(d->name))) {
-                    if (!is_index_text(eq + 1))
-                        return sm_fail(SM_ERR_USAGE, "%s: variable '%s': --index %s: expected DIM=INDEX with a 0-based integer", path, var, sel->index[k]);
-                    long v = strtol(eq + 1, NULL, 10);
-                    if (v < 0 || (size_t)v >= d->len)
-                        return sm_fail(SM_ERR_IO, "%s: variable '%s': index %ld is not in dimension '%s' (%zu entries, 0..%zu)", path, var, v, d->name, d->len, d->len - 1);
-                    start[i] = (size_t)v;
-                    text = NULL;
-                    goto chosen;
-                }
-            }
-        }
-        {
-            int st = select_index(nc, path, var, d, text, &td, &start[i]);
-            if (st) return st;
-        }
-    chosen:;
-        /* describe the chosen coordinate for the title */
-        double *v = read_coord(nc, d);
-        if (!v) return sm_fail(SM_ERR_IO, "%s: out of memory", path);
-        double cv = v[start[i]];
-        free(v);
-        char val[64];
-        if (d->kind == D_LEAD) {
-            static const char *const lead_units[][2] = {{"hours", "1"}, {"hour", "1"}, {"h", "1"}, {"days", "24"}, {"day", "24"},
-                                                        {"minutes", "0.0166666666666667"}, {"seconds", "0.000277777777777778"}};
-            for (size_t u = 0; u < sizeof lead_units / sizeof lead_units[0]; u++)
-                if (!strcasecmp(d->units, lead_units[u][0])) lead_h = cv * strtod(lead_units[u][1], NULL);
-        }
-        if (d->kind == D_TIME) {
-            char sn[64] = "";
-            if (d->coord >= 0) att_text(nc, d->coord, "standard_name", sn, sizeof sn);
-            if (td.is_time && !strcmp(sn, "forecast_reference_time")) {
-                /* forecasts with (forecast_reference_time, forecast_period) dimensions: the
-                 * valid time is init + lead (below) */
-                init_h = cf_time_to_hours(&td.u, cv);
-                init_cal = td.u.cal;
-                continue;
-            }
-            if (td.is_time) {
-                f->time_hours = cf_time_to_hours(&td.u, cv);
-                format_minutes(f->time_hours, td.u.cal, f->time_label, sizeof f->time_label);
-            } else {
-                fmt_value(cv, val, sizeof val);
-                snprintf(f->time_label, sizeof f->time_label, "%.40s %.20s", d->name, val);
-            }
-            continue;
-        }
-        if (d->len == 1 && d->kind == D_OTHER) continue;
-        fmt_value(cv, val, sizeof val);
-        int show_units = d->units[0] && strcmp(d->units, "1") != 0;
-        int w = snprintf(f->selection + used_sel, sizeof f->selection - used_sel, "%s%s %s%s%s", used_sel ? ", " : "",
-                         d->name, val, show_units ? " " : "", show_units ? d->units : "");
-        if (w > 0) used_sel = strlen(f->selection);
+        int st = slice_pick(S, i, &td);
+        if (!st) st = slice_note_choice(S, i, &td);
+        if (st) return st;
     }
-    if (isfinite(init_h)) {
-        char init[32], rest[sizeof f->selection];
-        format_minutes(init_h, init_cal, init, sizeof init);
-        memcpy(rest, f->selection, sizeof rest);
-        int w = snprintf(f->selection, sizeof f->selection, "init %s%s", init, rest[0] ? ", " : "");
-        size_t used = w > 0 ? (size_t)w : 0, k = 0;
-        while (rest[k] && used + 1 < sizeof f->selection) f->selection[used++] = rest[k++];
-        f->selection[used] = 0;
-        if (isfinite(lead_h) && !f->time_label[0]) {
-            f->time_hours = init_h + lead_h;
-            format_minutes(f->time_hours, init_cal, f->time_label, sizeof f->time_label);
-        }
+    return SM_OK;
+}
+
+/* Forecasts: "init <time>" leads the selection, and the valid time is init + lead unless a time
+ * dimension gave it. */
+static void slice_prefix_init(slice_run *S)
+{
+    plot_field *f = S->f;
+    if (!isfinite(S->init_h)) return;
+    char init[32], rest[sizeof f->selection];
+    format_minutes(S->init_h, S->init_cal, init, sizeof init);
+    memcpy(rest, f->selection, sizeof rest);
+    int w = snprintf(f->selection, sizeof f->selection, "init %s%s", init, rest[0] ? ", " : "");
+    size_t used = w > 0 ? (size_t)w : 0, k = 0;
+    while (rest[k] && used + 1 < sizeof f->selection) f->selection[used++] = rest[k++];
+    f->selection[used] = 0;
+    if (isfinite(S->lead_h) && !f->time_label[0]) {
+        f->time_hours = S->init_h + S->lead_h;
+        format_minutes(f->time_hours, S->init_cal, f->time_label, sizeof f->time_label);
     }
-    /* time from a scalar coordinate named in `coordinates` */
-    if (!f->time_label[0]) {
-        char coords[512];
-        if (att_text(nc, varid, "coordinates", coords, sizeof coords)) {
-            char *save = NULL;
-            for (char *tok = strtok_r(coords, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-                int cid, cnd;
-                char units[128], cal[64];
-                cf_time_units tu;
-                double val;
-                if (nc_inq_varid(nc, tok, &cid) != NC_NOERR || nc_inq_varndims(nc, cid, &cnd) != NC_NOERR || cnd != 0) continue;
-                if (!att_text(nc, cid, "units", units, sizeof units) || !strstr(units, " since ")) continue;
-                att_text(nc, cid, "calendar", cal, sizeof cal);
-                if (!time_units(units, cal, &tu) || nc_get_var_double(nc, cid, &val) != NC_NOERR) continue;
-                char sn[64] = "";
-                att_text(nc, cid, "standard_name", sn, sizeof sn);
-                if (!strcmp(sn, "forecast_reference_time")) continue;
-                f->time_hours = cf_time_to_hours(&tu, val);
-                format_minutes(f->time_hours, tu.cal, f->time_label, sizeof f->time_label);
-                break;
-            }
-        }
+}
+
+/* Still no time: the time of a scalar coordinate named in `coordinates` (not a reference time). */
+static void slice_scalar_time(slice_run *S)
+{
+    plot_field *f = S->f;
+    char coords[512];
+    if (f->time_label[0] || !att_text(S->nc, S->varid, "coordinates", coords, sizeof coords)) return;
+    char *save = NULL;
+    for (char *tok = strtok_r(coords, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        int cid, cnd;
+        char units[128], cal[64];
+        cf_time_units tu;
+        double val;
+        if (nc_inq_varid(S->nc, tok, &cid) != NC_NOERR || nc_inq_varndims(S->nc, cid, &cnd) != NC_NOERR || cnd != 0) continue;
+        if (!att_text(S->nc, cid, "units", units, sizeof units) || !strstr(units, " since ")) continue;
+        att_text(S->nc, cid, "calendar", cal, sizeof cal);
+        if (!time_units(units, cal, &tu) || nc_get_var_double(S->nc, cid, &val) != NC_NOERR) continue;
+        char sn[64] = "";
+        att_text(S->nc, cid, "standard_name", sn, sizeof sn);
+        if (!strcmp(sn, "forecast_reference_time")) continue;
+        f->time_hours = cf_time_to_hours(&tu, val);
+        format_minutes(f->time_hours, tu.cal, f->time_label, sizeof f->time_label);
+        return;
     }
-    /* data */
-    size_t nx = dims[ix].len, ny = dims[iy].len, n = nx * ny;
-    double *raw = malloc(sizeof(double) * n);
+}
+
+/* The stored values of the slice and the x/y coordinates. */
+static int slice_read_raw(slice_run *S)
+{
+    plot_field *f = S->f;
+    size_t nx = S->dims[S->ix].len, ny = S->dims[S->iy].len, n = nx * ny;
+    S->raw = malloc(sizeof(double) * n);
     f->data = malloc(sizeof(float) * n);
-    f->x = read_coord(nc, &dims[ix]);
-    f->y = read_coord(nc, &dims[iy]);
-    if (!raw || !f->data || !f->x || !f->y) {
-        free(raw);
-        return sm_fail(SM_ERR_IO, "%s: out of memory reading '%s'", path, var);
-    }
-    int ncst = nc_get_vara_double(nc, varid, start, count, raw);
-    if (ncst != NC_NOERR && ncst != NC_ERANGE) {
-        free(raw);
-        return sm_fail(SM_ERR_IO, "%s: variable '%s': cannot read: %s", path, var, nc_strerror(ncst));
-    }
+    f->x = read_coord(S->nc, &S->dims[S->ix]);
+    f->y = read_coord(S->nc, &S->dims[S->iy]);
+    if (!S->raw || !f->data || !f->x || !f->y) return sm_fail(SM_ERR_IO, "%s: out of memory reading '%s'", S->path, S->var);
+    int ncst = nc_get_vara_double(S->nc, S->varid, S->start, S->count, S->raw);
+    if (ncst != NC_NOERR && ncst != NC_ERANGE)
+        return sm_fail(SM_ERR_IO, "%s: variable '%s': cannot read: %s", S->path, S->var, nc_strerror(ncst));
     f->nx = nx, f->ny = ny;
-    double scale = 1, offset = 0, fill = NAN, missing = NAN, vmin = -INFINITY, vmax = INFINITY;
-    int packed = att_double(nc, varid, "scale_factor", &scale);
-    packed |= att_double(nc, varid, "add_offset", &offset);
-    int has_fill = att_double(nc, varid, "_FillValue", &fill);
-    att_double(nc, varid, "missing_value", &missing);
-    {
-        double vr[2];
-        size_t nvr;
-        nc_type vt;
-        if (nc_inq_att(nc, varid, "valid_range", &vt, &nvr) == NC_NOERR && nvr == 2 && vt != NC_CHAR &&
-            nc_get_att_double(nc, varid, "valid_range", vr) == NC_NOERR) {
-            vmin = vr[0], vmax = vr[1];
-        }
-        att_double(nc, varid, "valid_min", &vmin);
-        att_double(nc, varid, "valid_max", &vmax);
+    return SM_OK;
+}
+
+/* How stored values become physical ones: packing, fill and missing values, valid range. */
+typedef struct {
+    double scale, offset, fill, missing, vmin, vmax;
+    int packed;
+} unpacking;
+
+/* The netCDF default fill value of a type without _FillValue (NaN: no default applies). */
+static double default_fill(nc_type type)
+{
+    switch (type) {
+    case NC_SHORT: return NC_FILL_SHORT;
+    case NC_USHORT: return NC_FILL_USHORT;
+    case NC_INT: return NC_FILL_INT;
+    case NC_UINT: return NC_FILL_UINT;
+    case NC_FLOAT: return NC_FILL_FLOAT;
+    case NC_DOUBLE: return NC_FILL_DOUBLE;
+    default: return NAN;
     }
-    if (!has_fill) {
-        switch (type) {
-        case NC_SHORT: fill = NC_FILL_SHORT; break;
-        case NC_USHORT: fill = NC_FILL_USHORT; break;
-        case NC_INT: fill = NC_FILL_INT; break;
-        case NC_UINT: fill = NC_FILL_UINT; break;
-        case NC_FLOAT: fill = NC_FILL_FLOAT; break;
-        case NC_DOUBLE: fill = NC_FILL_DOUBLE; break;
-        default: break;
-        }
+}
+
+static void read_unpacking(int nc, int varid, nc_type type, unpacking *u)
+{
+    u->scale = 1, u->offset = 0, u->fill = NAN, u->missing = NAN, u->vmin = -INFINITY, u->vmax = INFINITY;
+    u->packed = att_double(nc, varid, "scale_factor", &u->scale);
+    u->packed |= att_double(nc, varid, "add_offset", &u->offset);
+    int has_fill = att_double(nc, varid, "_FillValue", &u->fill);
+    att_double(nc, varid, "missing_value", &u->missing);
+    double vr[2];
+    size_t nvr;
+    nc_type vt;
+    if (nc_inq_att(nc, varid, "valid_range", &vt, &nvr) == NC_NOERR && nvr == 2 && vt != NC_CHAR &&
+        nc_get_att_double(nc, varid, "valid_range", vr) == NC_NOERR) {
+        u->vmin = vr[0], u->vmax = vr[1];
     }
+    att_double(nc, varid, "valid_min", &u->vmin);
+    att_double(nc, varid, "valid_max", &u->vmax);
+    if (!has_fill) u->fill = default_fill(type);
+}
+
+/* Ascending coordinates, and the data unpacked into rows of increasing y (NaN = missing). */
+static int slice_unpack(slice_run *S)
+{
+    plot_field *f = S->f;
+    size_t nx = f->nx, ny = f->ny;
+    unpacking u;
+    read_unpacking(S->nc, S->varid, S->type, &u);
+    S->packed = u.packed;
     int xrev, yrev;
-    int st = tidy_axis(f->x, nx, f->kind == PLOT_GRID_GEO, &xrev, path, var, dims[ix].name);
-    if (!st) st = tidy_axis(f->y, ny, 0, &yrev, path, var, dims[iy].name);
-    if (st) {
-        free(raw);
-        return st;
-    }
-    int y_first = iy < ix;
+    int st = tidy_axis(f->x, nx, f->kind == PLOT_GRID_GEO, &xrev, S->path, S->var, S->dims[S->ix].name);
+    if (!st) st = tidy_axis(f->y, ny, 0, &yrev, S->path, S->var, S->dims[S->iy].name);
+    if (st) return st;
+    int y_first = S->iy < S->ix;
     for (size_t j = 0; j < ny; j++) {
         for (size_t i = 0; i < nx; i++) {
-            double r = y_first ? raw[j * nx + i] : raw[i * ny + j];
+            double r = y_first ? S->raw[j * nx + i] : S->raw[i * ny + j];
             double v;
-            if (isnan(r) || r == fill || r == missing || r < vmin || r > vmax) v = NAN;
-            else v = r * scale + offset;
+            if (isnan(r) || r == u.fill || r == u.missing || r < u.vmin || r > u.vmax) v = NAN;
+            else v = r * u.scale + u.offset;
             size_t jj = yrev ? ny - 1 - j : j, ii = xrev ? nx - 1 - i : i;
             f->data[jj * nx + ii] = (float)v;
         }
     }
-    free(raw);
-
-    att_text(nc, varid, "long_name", f->long_name, sizeof f->long_name);
-    att_text(nc, varid, "units", f->units, sizeof f->units);
-    snprintf(f->x_name, sizeof f->x_name, "%s", dims[ix].name);
-    snprintf(f->y_name, sizeof f->y_name, "%s", dims[iy].name);
-    snprintf(f->x_units, sizeof f->x_units, "%s", dims[ix].units);
-    snprintf(f->y_units, sizeof f->y_units, "%s", dims[iy].units);
-    if (f->kind == PLOT_GRID_GEO) {
-        double dx = (f->x[nx - 1] - f->x[0]) / (double)(nx - 1);
-        if (nx > 2 && fabs(f->x[nx - 1] - f->x[0] - 360.0) < 0.01 * dx) {
-            /* the last column repeats the first (0 .. 360 inclusive): drop it */
-            for (size_t j = 0; j < ny; j++) memmove(f->data + j * (nx - 1), f->data + j * nx, sizeof(float) * (nx - 1));
-            f->nx = --nx;
-            n = nx * ny;
-            dx = (f->x[nx - 1] - f->x[0]) / (double)(nx - 1);
-        }
-        f->periodic_x = fabs(dx * (double)nx - 360.0) < 0.01 * dx;
-    }
-    setup_categories(nc, varid, type, packed, f, n);
     return SM_OK;
+}
+
+/* Names and units for the title and axes; whether longitudes close the circle. */
+static void slice_describe(slice_run *S)
+{
+    plot_field *f = S->f;
+    const dim_info *xd = &S->dims[S->ix], *yd = &S->dims[S->iy];
+    att_text(S->nc, S->varid, "long_name", f->long_name, sizeof f->long_name);
+    att_text(S->nc, S->varid, "units", f->units, sizeof f->units);
+    snprintf(f->x_name, sizeof f->x_name, "%s", xd->name);
+    snprintf(f->y_name, sizeof f->y_name, "%s", yd->name);
+    snprintf(f->x_units, sizeof f->x_units, "%s", xd->units);
+    snprintf(f->y_units, sizeof f->y_units, "%s", yd->units);
+    if (f->kind != PLOT_GRID_GEO) return;
+    size_t nx = f->nx, ny = f->ny;
+    double dx = (f->x[nx - 1] - f->x[0]) / (double)(nx - 1);
+    if (nx > 2 && fabs(f->x[nx - 1] - f->x[0] - 360.0) < 0.01 * dx) {
+        /* the last column repeats the first (0 .. 360 inclusive): drop it */
+        for (size_t j = 0; j < ny; j++) memmove(f->data + j * (nx - 1), f->data + j * nx, sizeof(float) * (nx - 1));
+        f->nx = --nx;
+        dx = (f->x[nx - 1] - f->x[0]) / (double)(nx - 1);
+    }
+    f->periodic_x = fabs(dx * (double)nx - 360.0) < 0.01 * dx;
+}
+
+static int read_slice(int nc, const char *path, const char *var, const plot_select *sel, plot_field *f)
+{
+    slice_run S = {.nc = nc, .path = path, .var = var, .sel = sel, .f = f};
+    int st = slice_find_var(&S);
+    if (!st) {
+        slice_read_dims(&S);
+        st = slice_find_grid(&S);
+    }
+    if (!st) st = slice_check_selectors(&S);
+    if (!st) st = slice_select(&S);
+    if (!st) {
+        slice_prefix_init(&S);
+        slice_scalar_time(&S);
+        st = slice_read_raw(&S);
+    }
+    if (!st) st = slice_unpack(&S);
+    if (!st) {
+        slice_describe(&S);
+        setup_categories(nc, S.varid, S.type, S.packed, f, f->nx * f->ny);
+    }
+    free(S.raw);
+    return st;
 }
 
 int plot_read_slice(const char *path, const char *var, const plot_select *sel, plot_field *out)
