@@ -764,76 +764,79 @@ static void *hash_inputs(void *arg)
     return NULL;
 }
 
-int ingest_run(const ingest_options *opt, ingest_report *rep)
+/* ------------------------------------------------------------------ the run: phases on one
+ * ingest_ctx, released by ctx_free whichever phase failed */
+
+static int check_options(const ingest_options *opt, regrid_method *method)
 {
-    memset(rep, 0, sizeof *rep);
     if (opt->n_inputs < 1) return sm_fail(SM_ERR_USAGE, "ingest: no input files given");
     if (opt->n_variables < 1) return sm_fail(SM_ERR_USAGE, "ingest: no variables selected (use --var NAME[:LEVEL])");
     if (!opt->output || !*opt->output) return sm_fail(SM_ERR_USAGE, "ingest: no output file (use --out FILE)");
     if (!opt->grid || !*opt->grid) return sm_fail(SM_ERR_USAGE, "ingest: no target grid (use --grid NAME or --grid native)");
-    regrid_method method = REGRID_BILINEAR;
-    if (opt->method && regrid_method_parse(opt->method, &method) != SM_OK)
+    *method = REGRID_BILINEAR;
+    if (opt->method && regrid_method_parse(opt->method, method) != SM_OK)
         return sm_fail(SM_ERR_USAGE, "ingest: unknown method '%s' (bilinear, conservative, nearest)", opt->method);
+    return SM_OK;
+}
 
-    ingest_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ingest_ctx *c = &ctx;
-    c->opt = opt;
-    c->rep = rep;
-    c->method = method;
-    c->scratch_fd = -1;
-    int st = SM_OK;
-    if (strcmp(opt->grid, "native") != 0) {
-        if ((st = grid_load(opt->grid, &c->target))) return st;
+/* The selected variables: each output name once; categorical ones marked. */
+static int parse_selectors(ingest_ctx *c)
+{
+    const ingest_options *opt = c->opt;
+    for (int k = 0; k < c->nsel; k++) {
+        selvar *s = &c->sv[k];
+        int st = var_selector_parse(opt->variables[k], &s->sel);
+        if (st) return st;
+        for (int j = 0; j < k; j++)
+            if (!strcmp(c->sv[j].sel.out_name, s->sel.out_name))
+                return sm_fail(SM_ERR_USAGE, "variable %s is selected twice", s->sel.out_name);
+        for (int j = 0; j < opt->n_categorical; j++)
+            if (!strcmp(opt->categorical[j], s->sel.out_name)) s->categorical = 1;
     }
+    return SM_OK;
+}
+
+/* Target grid, a check of the output directory, the selectors and the scratch file. */
+static int ingest_setup(ingest_ctx *c)
+{
+    const ingest_options *opt = c->opt;
+    int st;
+    if (strcmp(opt->grid, "native") != 0 && (st = grid_load(opt->grid, &c->target))) return st;
     /* fail early on an unwritable output directory */
-    {
-        outfile probe;
-        if ((st = outfile_begin(&probe, opt->output))) goto done;
-        outfile_abort(&probe);
-    }
+    outfile probe;
+    if ((st = outfile_begin(&probe, opt->output))) return st;
+    outfile_abort(&probe);
     c->nsel = opt->n_variables;
     c->sv = calloc((size_t)c->nsel, sizeof *c->sv);
     c->fmt = calloc((size_t)opt->n_inputs, sizeof *c->fmt);
     size_t icap = (size_t)opt->n_inputs * 80 + 64;
     for (int f = 0; f < opt->n_inputs; f++) icap += strlen(opt->inputs[f]);
     c->inputs_text = malloc(icap);
-    if (!c->sv || !c->fmt || !c->inputs_text) {
-        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        goto done;
-    }
+    if (!c->sv || !c->fmt || !c->inputs_text) return sm_fail(SM_ERR_NUMERIC, "out of memory");
     c->inputs_text[0] = '\0';
-    for (int k = 0; k < c->nsel; k++) {
-        if ((st = var_selector_parse(opt->variables[k], &c->sv[k].sel))) goto done;
-        for (int j = 0; j < k; j++)
-            if (!strcmp(c->sv[j].sel.out_name, c->sv[k].sel.out_name)) {
-                st = sm_fail(SM_ERR_USAGE, "variable %s is selected twice", c->sv[k].sel.out_name);
-                goto done;
-            }
-        for (int j = 0; j < opt->n_categorical; j++)
-            if (!strcmp(opt->categorical[j], c->sv[k].sel.out_name)) c->sv[k].categorical = 1;
-    }
+    if ((st = parse_selectors(c))) return st;
     if (c->target) {
-        if ((st = build_target_grid(c))) goto done;
+        if ((st = build_target_grid(c))) return st;
         c->have_grid = 1;
     }
-    if ((st = scratch_open(c))) goto done;
+    return scratch_open(c);
+}
 
-    /* ---- the pass over the inputs (and their hashes, alongside) ---- */
+/* The pass over the inputs, their sha256 computed alongside (listed in inputs_text). */
+static int ingest_pass(ingest_ctx *c)
+{
+    const ingest_options *opt = c->opt;
     double t0 = now_seconds();
     input_hasher hs;
     memset(&hs, 0, sizeof hs);
     hs.opt = opt;
     hs.hex = c->hex = calloc((size_t)opt->n_inputs, sizeof *c->hex);
-    if (!c->hex) {
-        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        goto done;
-    }
+    if (!c->hex) return sm_fail(SM_ERR_NUMERIC, "out of memory");
     pthread_t hasher;
     int threaded = pthread_create(&hasher, NULL, hash_inputs, &hs) == 0;
+    int st = SM_OK;
     for (int f = 0; f < opt->n_inputs && !st; f++) {
-        const char *path = opt->inputs[f];
-        c->fmt[f] = nc_file_looks_like_netcdf(path) ? 2 : 1;
+        c->fmt[f] = nc_file_looks_like_netcdf(opt->inputs[f]) ? 2 : 1;
         st = c->fmt[f] == 2 ? pass_netcdf(c, f) : pass_grib(c, f);
     }
     if (threaded) {
@@ -842,37 +845,32 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
     } else if (!st) {
         hash_inputs(&hs);
     }
-    if (st) goto done;
-    if (hs.st) {
-        st = sm_fail(hs.st, "%s", hs.err);
-        goto done;
-    }
+    if (st) return st;
+    if (hs.st) return sm_fail(hs.st, "%s", hs.err);
     for (int f = 0; f < opt->n_inputs; f++)
         c->inputs_len += (size_t)sprintf(c->inputs_text + c->inputs_len, "%s  %s\n", c->hex[f], opt->inputs[f]);
-    rep->seconds_decode = now_seconds() - t0;
-    for (int k = 0; k < c->nsel; k++) {
-        if (c->sv[k].n_entries > 0) continue;
-        if (c->sv[k].absent[0] && opt->n_inputs == 1) {
-            st = sm_fail(SM_ERR_IO, "%s", c->sv[k].absent);
-            goto done;
-        }
-        st = sm_fail(SM_ERR_IO, "variable %s: no field matches %s%s%s in %s%s", c->sv[k].sel.out_name,
-                     c->sv[k].sel.param_id ? "paramId " : "shortName/variable ", c->sv[k].sel.select,
-                     c->sv[k].sel.has_level ? " at the requested level" : "", opt->inputs[0], opt->n_inputs > 1 ? " (or the other inputs)" : "");
-        goto done;
-    }
-    if ((st = build_axes(c))) goto done;
+    c->rep->seconds_decode = now_seconds() - t0;
+    return SM_OK;
+}
 
-    /* ---- the dataset ---- */
-    double tw = now_seconds();
-    dataset_var_info *vi = calloc((size_t)c->nsel, sizeof *vi);
-    char *yaml = opt->config_text ? strdup(opt->config_text) : ingest_options_yaml(opt);
-    if (!vi || !yaml) {
-        free(vi);
-        free(yaml);
-        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        goto done;
+/* Every selected variable has a field (a single NetCDF input says why it has none). */
+static int check_found(const ingest_ctx *c)
+{
+    const ingest_options *opt = c->opt;
+    for (int k = 0; k < c->nsel; k++) {
+        const selvar *s = &c->sv[k];
+        if (s->n_entries > 0) continue;
+        if (s->absent[0] && opt->n_inputs == 1) return sm_fail(SM_ERR_IO, "%s", s->absent);
+        return sm_fail(SM_ERR_IO, "variable %s: no field matches %s%s%s in %s%s", s->sel.out_name,
+                       s->sel.param_id ? "paramId " : "shortName/variable ", s->sel.select, s->sel.has_level ? " at the requested level" : "",
+                       opt->inputs[0], opt->n_inputs > 1 ? " (or the other inputs)" : "");
     }
+    return SM_OK;
+}
+
+/* The dataset variable of each selection, described by its first field. */
+static void fill_var_info(const ingest_ctx *c, dataset_var_info *vi)
+{
     for (int k = 0; k < c->nsel; k++) {
         const selvar *s = &c->sv[k];
         snprintf(vi[k].name, sizeof vi[k].name, "%s", s->sel.out_name);
@@ -887,32 +885,55 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
         vi[k].has_members = s->has_members;
         vi[k].categorical = s->categorical;
     }
-    dataset_layout L;
-    memset(&L, 0, sizeof L);
-    L.is_latlon = c->target ? c->target->kind == GRID_LATLON : 1;
-    snprintf(L.grid_name, sizeof L.grid_name, "%s", c->target ? c->target->name : "native");
-    L.nlat = c->nlat;
-    L.nlon = c->nlon;
-    L.lat = c->lat;
-    L.lon = c->lon;
-    L.ntimes = c->ntimes;
-    L.times = c->times;
-    L.reference_times = c->refs;
-    L.forecast_periods = c->periods;
-    snprintf(L.calendar, sizeof L.calendar, "%.31s", c->calendar[0] ? c->calendar : "standard");
-    L.time_is_index = c->time_is_index;
-    L.nmembers = c->nmembers;
-    L.members = c->members;
-    L.nvars = c->nsel;
-    L.vars = vi;
-    L.config_text = yaml;
-    L.inputs_text = c->inputs_text;
-    L.history = opt->history;
-    st = dataset_writer_create(opt->output, &L, &c->w);
+}
+
+static void fill_layout(const ingest_ctx *c, dataset_var_info *vi, const char *yaml, dataset_layout *L)
+{
+    memset(L, 0, sizeof *L);
+    L->is_latlon = c->target ? c->target->kind == GRID_LATLON : 1;
+    snprintf(L->grid_name, sizeof L->grid_name, "%s", c->target ? c->target->name : "native");
+    L->nlat = c->nlat;
+    L->nlon = c->nlon;
+    L->lat = c->lat;
+    L->lon = c->lon;
+    L->ntimes = c->ntimes;
+    L->times = c->times;
+    L->reference_times = c->refs;
+    L->forecast_periods = c->periods;
+    snprintf(L->calendar, sizeof L->calendar, "%.31s", c->calendar[0] ? c->calendar : "standard");
+    L->time_is_index = c->time_is_index;
+    L->nmembers = c->nmembers;
+    L->members = c->members;
+    L->nvars = c->nsel;
+    L->vars = vi;
+    L->config_text = yaml;
+    L->inputs_text = c->inputs_text;
+    L->history = c->opt->history;
+}
+
+/* Defines the dataset (variables, axes, the configuration and the inputs' hashes). */
+static int create_writer(ingest_ctx *c)
+{
+    const ingest_options *opt = c->opt;
+    dataset_var_info *vi = calloc((size_t)c->nsel, sizeof *vi);
+    char *yaml = opt->config_text ? strdup(opt->config_text) : ingest_options_yaml(opt);
+    int st;
+    if (!vi || !yaml) {
+        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
+    } else {
+        dataset_layout L;
+        fill_var_info(c, vi);
+        fill_layout(c, vi, yaml, &L);
+        st = dataset_writer_create(opt->output, &L, &c->w);
+    }
     free(vi);
     free(yaml);
-    if (st) goto done;
-    if ((st = write_dataset(c))) goto done;
+    return st;
+}
+
+/* Warns about the (time, member) slots no input filled (left NaN) and counts them. */
+static void count_empty_slots(ingest_ctx *c)
+{
     for (int k = 0; k < c->nsel; k++) {
         int nt = c->sv[k].is_static ? 1 : c->ntimes, nm = c->sv[k].has_members ? c->nmembers : 1;
         int slots = nt * nm, filled = 0;
@@ -921,14 +942,43 @@ int ingest_run(const ingest_options *opt, ingest_report *rep)
         if (filled < slots)
             log_warn("variable %s: %d of %d (time, member) fields are absent from the inputs and left missing (NaN)", c->sv[k].sel.out_name,
                      slots - filled, slots);
-        rep->n_empty_slots += slots - filled;
+        c->rep->n_empty_slots += slots - filled;
     }
-    rep->n_times = c->ntimes;
-    rep->n_members = c->nmembers;
+}
+
+/* The dataset: defined, filled in time order from the scratch file, committed. */
+static int ingest_write(ingest_ctx *c)
+{
+    double tw = now_seconds();
+    int st = create_writer(c);
+    if (!st) st = write_dataset(c);
+    if (st) return st;
+    count_empty_slots(c);
+    c->rep->n_times = c->ntimes;
+    c->rep->n_members = c->nmembers;
     st = dataset_writer_commit(c->w);
     c->w = NULL;
-    rep->seconds_write = now_seconds() - tw;
-done:
-    ctx_free(c);
+    c->rep->seconds_write = now_seconds() - tw;
+    return st;
+}
+
+int ingest_run(const ingest_options *opt, ingest_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    regrid_method method;
+    int st = check_options(opt, &method);
+    if (st) return st;
+    ingest_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.opt = opt;
+    ctx.rep = rep;
+    ctx.method = method;
+    ctx.scratch_fd = -1;
+    st = ingest_setup(&ctx);
+    if (!st) st = ingest_pass(&ctx);
+    if (!st) st = check_found(&ctx);
+    if (!st) st = build_axes(&ctx);
+    if (!st) st = ingest_write(&ctx);
+    ctx_free(&ctx);
     return st;
 }
