@@ -417,156 +417,233 @@ static int expand_checkpoints(const char *list, char *out, size_t cap)
     return SM_OK;
 }
 
-int forecast_run(const forecast_opts *opts, forecast_result *result)
-{
-    memset(result, 0, sizeof *result);
-    char checkpoints[4096];
-    int rc = expand_checkpoints(opts->checkpoint, checkpoints, sizeof checkpoints);
-    if (rc) return rc;
-    forecast_opts expanded = *opts;
-    expanded.checkpoint = checkpoints;
-    const forecast_opts *o = &expanded;
-    dataset *ds = NULL;
-    grid *g = NULL;
-    sample_cache *cache = NULL;
+/* Everything one forecast run opens or allocates, filled phase by phase; fc_run_free releases it
+ * whichever phase failed. The first member decides the leads and initialisation times (the
+ * others forecast alike). */
+typedef struct {
+    forecast_opts o;                 /* the options, with --checkpoint expanded */
+    forecast_result *result;
+    char checkpoints[4096];          /* --checkpoint, run directories replaced by their best.nc */
+    char ck_list[4096], *ck[FORECAST_MAX_MEMBERS];
+    int n_ck;
+    char path[4096];                 /* the shared output file */
+    dataset *ds;
+    grid *g;
+    sample_cache *cache;
     fc_member members[FORECAST_MAX_MEMBERS];
-    int n_members = 0;
-    int64_t *inits = NULL;
-    float *state = NULL, *phys = NULL, *lead_buf = NULL, *member_buf = NULL;
-    const float **hist_ptr = NULL;
-    fc_file file;
-    memset(&file, 0, sizeof file);
-    char path[4096];
-    snprintf(path, sizeof path, "%s", o->out);
+    int n_members;                   /* members to free: every one tried, the one that failed included */
     double leads[FORECAST_MAX_LEADS];
-    int n_leads = 0, n_inits = 0, st;
-    /* --checkpoint a.nc[,b.nc...]: several checkpoints are an ensemble whose mean is written
-     * (members of one configuration, e.g. trained with different run.seed: averaging them
-     * shrinks the seed-to-seed noise of a model trained on little data). */
-    char ck_list[4096], *ck[FORECAST_MAX_MEMBERS], *save = NULL;
-    snprintf(ck_list, sizeof ck_list, "%s", o->checkpoint);
-    int n_ck = 0;
-    for (char *tok = strtok_r(ck_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n_ck == FORECAST_MAX_MEMBERS) return sm_fail(SM_ERR_USAGE, "--checkpoint: at most %d checkpoints", FORECAST_MAX_MEMBERS);
-        ck[n_ck++] = tok;
-    }
-    if (n_ck == 0) return sm_fail(SM_ERR_USAGE, "--checkpoint: give a checkpoint file");
+    int n_leads, max_steps;          /* max_steps: model steps of the longest lead */
+    int64_t *inits;
+    int n_inits, batch;
+    float *state, *phys, *lead_buf, *member_buf; /* member_buf is lead_buf for a single member */
+    const float **hist_ptr;
+    const sm_model *experts_of;      /* --write-experts: the first member's model */
+    fc_file file;
+} fc_run;
 
-    if (o->threads > 0 || getenv("OMP_NUM_THREADS") == NULL) nn_set_threads(o->threads);
-    if ((st = dataset_open(o->dataset, &ds))) goto done;
-    if ((st = train_grid_from_dataset(ds, &g))) goto done;
-    memset(members, 0, sizeof members);
-    for (int i = 0; i < n_ck; i++) {
-        n_members++;
-        if ((st = member_open(&members[i], ck[i], ds, i ? &members[0] : NULL))) goto done;
+static void fc_run_free(fc_run *R)
+{
+    if (R->file.open) fc_file_close(&R->file, 0, R->path);
+    for (int i = 0; i < R->n_members; i++) member_free(&R->members[i]);
+    free(R->hist_ptr);
+    free(R->phys);
+    if (R->member_buf != R->lead_buf) free(R->member_buf);
+    free(R->lead_buf);
+    free(R->state);
+    free(R->inits);
+    sample_cache_free(R->cache);
+    grid_free(R->g);
+    if (R->ds) dataset_close(R->ds);
+}
+
+/* --checkpoint a.nc[,b.nc...]: several checkpoints are an ensemble whose mean is written
+ * (members of one configuration, e.g. trained with different run.seed: averaging them shrinks
+ * the seed-to-seed noise of a model trained on little data). */
+static int fc_split_checkpoints(fc_run *R)
+{
+    int rc = expand_checkpoints(R->o.checkpoint, R->checkpoints, sizeof R->checkpoints);
+    if (rc) return rc;
+    R->o.checkpoint = R->checkpoints;
+    snprintf(R->ck_list, sizeof R->ck_list, "%s", R->o.checkpoint);
+    char *save = NULL;
+    for (char *tok = strtok_r(R->ck_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (R->n_ck == FORECAST_MAX_MEMBERS) return sm_fail(SM_ERR_USAGE, "--checkpoint: at most %d checkpoints", FORECAST_MAX_MEMBERS);
+        R->ck[R->n_ck++] = tok;
     }
-    /* the first member decides the leads and initialisation times (the others forecast alike) */
-    const sample_layout *L0 = &members[0].L;
-    if ((st = forecast_parse_leads(o->leads, leads, FORECAST_MAX_LEADS, &n_leads))) goto done;
-    int max_steps = 0;
-    for (int j = 0; j < n_leads; j++) {
-        double k = leads[j] / L0->step_hours;
+    if (R->n_ck == 0) return sm_fail(SM_ERR_USAGE, "--checkpoint: give a checkpoint file");
+    return SM_OK;
+}
+
+/* The dataset, its grid and every member's configuration. */
+static int fc_open_members(fc_run *R)
+{
+    int st;
+    if (R->o.threads > 0 || getenv("OMP_NUM_THREADS") == NULL) nn_set_threads(R->o.threads);
+    if ((st = dataset_open(R->o.dataset, &R->ds)) || (st = train_grid_from_dataset(R->ds, &R->g))) return st;
+    for (int i = 0; i < R->n_ck; i++) {
+        R->n_members++;
+        if ((st = member_open(&R->members[i], R->ck[i], R->ds, i ? &R->members[0] : NULL))) return st;
+    }
+    return SM_OK;
+}
+
+/* --lead: multiples of the model step, or trained leads of a direct multi-lead model (each
+ * predicted in one step). */
+static int fc_parse_leads(fc_run *R)
+{
+    const sample_layout *L0 = &R->members[0].L;
+    int st = forecast_parse_leads(R->o.leads, R->leads, FORECAST_MAX_LEADS, &R->n_leads);
+    if (st) return st;
+    for (int j = 0; j < R->n_leads; j++) {
+        double k = R->leads[j] / L0->step_hours;
         if (L0->n_leads > 0) {
-            /* A direct multi-lead model predicts each of its trained leads in one step. */
-            if (samples_lead_index(L0, leads[j]) < 0) {
+            if (samples_lead_index(L0, R->leads[j]) < 0) {
                 char list[256] = "";
                 for (int i = 0; i < L0->n_leads; i++)
                     snprintf(list + strlen(list), sizeof list - strlen(list), "%s%gh", i ? ", " : "", L0->leads[i]);
-                st = sm_fail(SM_ERR_USAGE, "--lead %gh: %s is a direct multi-lead model trained for the leads %s only", leads[j],
-                             ck[0], list);
-                goto done;
+                return sm_fail(SM_ERR_USAGE, "--lead %gh: %s is a direct multi-lead model trained for the leads %s only", R->leads[j],
+                               R->ck[0], list);
             }
             k = 1;
         }
-        if (fabs(k - round(k)) > 1e-9) {
-            st = sm_fail(SM_ERR_USAGE, "--lead %gh is not a multiple of the model step %gh of %s", leads[j], L0->step_hours, ck[0]);
-            goto done;
-        }
-        if ((int)round(k) > max_steps) max_steps = (int)round(k);
+        if (fabs(k - round(k)) > 1e-9)
+            return sm_fail(SM_ERR_USAGE, "--lead %gh is not a multiple of the model step %gh of %s", R->leads[j], L0->step_hours, R->ck[0]);
+        if ((int)round(k) > R->max_steps) R->max_steps = (int)round(k);
     }
-    if ((st = parse_inits(ds, L0, o->inits, &inits, &n_inits))) goto done;
-    int batch = n_inits < FORECAST_BATCH ? n_inits : FORECAST_BATCH;
-    for (int i = 0; i < n_members; i++)
-        if ((st = member_build(&members[i], ds, g, batch))) goto done;
-    if ((st = sample_cache_create(ds, &cache))) goto done;
+    return SM_OK;
+}
 
+/* Per batch element: the history of raw prognostic states (ring of `history` slots), one step's
+ * physical output, and the forecasts of every lead (of one member and of the mean). */
+static int fc_alloc(fc_run *R)
+{
+    const sample_layout *L0 = &R->members[0].L;
     size_t np = (size_t)L0->h * L0->w;
     size_t hist_n = (size_t)L0->history * L0->n_prog;
-    size_t lead_n = (size_t)batch * n_leads * L0->c_out * np;
-    /* Per batch element: the history of raw prognostic states (ring of `history` slots). */
-    state = malloc(sizeof(float) * (size_t)batch * (hist_n > 0 ? hist_n : 1) * np);
-    phys = malloc(sizeof(float) * (size_t)batch * L0->c_out * np);
-    lead_buf = malloc(sizeof(float) * lead_n);
-    member_buf = n_members > 1 ? malloc(sizeof(float) * lead_n) : lead_buf;
-    hist_ptr = malloc(sizeof *hist_ptr * (size_t)batch * (hist_n > 0 ? hist_n : 1));
-    if (!state || !phys || !hist_ptr || !lead_buf || !member_buf) {
-        st = sm_fail(SM_ERR_NUMERIC, "out of memory");
-        goto done;
-    }
-    /* expert maps are those of the first member */
-    const sm_model *experts_of = o->write_experts ? members[0].m : NULL;
-    if (o->write_experts && model_moe_count(members[0].m) == 0) {
-        st = sm_fail(SM_ERR_USAGE, "--write-experts: %s has no MoE layer", ck[0]);
-        goto done;
-    }
-    if (!o->split_by_init && (st = fc_file_create(&file, path, ds, L0, n_inits, n_leads, 0, o->checkpoint, o->history, experts_of)))
-        goto done;
-    if (!o->split_by_init) {
-        for (int i = 0; i < n_inits; i++) {
-            size_t s0 = (size_t)i;
-            double frt = ds->times[inits[i]];
-            nc_put_var1_double(file.ncid, file.var_frt, &s0, &frt);
-            for (int j = 0; j < n_leads; j++) {
-                size_t idx2[2] = {(size_t)i, (size_t)j};
-                double valid = frt + leads[j];
-                nc_put_var1_double(file.ncid, file.var_time, idx2, &valid);
-            }
-        }
-        nc_put_var_double(file.ncid, file.var_fp, leads);
-    }
+    size_t lead_n = (size_t)R->batch * R->n_leads * L0->c_out * np;
+    R->state = malloc(sizeof(float) * (size_t)R->batch * (hist_n > 0 ? hist_n : 1) * np);
+    R->phys = malloc(sizeof(float) * (size_t)R->batch * L0->c_out * np);
+    R->lead_buf = malloc(sizeof(float) * lead_n);
+    R->member_buf = R->n_members > 1 ? malloc(sizeof(float) * lead_n) : R->lead_buf;
+    R->hist_ptr = malloc(sizeof *R->hist_ptr * (size_t)R->batch * (hist_n > 0 ? hist_n : 1));
+    if (!R->state || !R->phys || !R->hist_ptr || !R->lead_buf || !R->member_buf) return sm_fail(SM_ERR_NUMERIC, "out of memory");
+    return SM_OK;
+}
 
-    progress bar;
-    progress_begin(&bar, "forecast", n_inits);
-    for (int first = 0; first < n_inits && st == SM_OK; first += batch) {
-        int n = n_inits - first < batch ? n_inits - first : batch;
-        size_t used = (size_t)n * n_leads * L0->c_out * np;
-        for (int i = 0; i < n_members && st == SM_OK; i++) {
-            st = member_run(&members[i], ds, cache, inits + first, n, leads, n_leads, max_steps, state, phys, hist_ptr, member_buf);
-            if (st || n_members == 1) continue;
-            if (i == 0) memcpy(lead_buf, member_buf, used * sizeof(float));
-            else
-                for (size_t k = 0; k < used; k++) lead_buf[k] += member_buf[k];
+/* Initialisation times, the members' models and weights for one batch, the sample cache and
+ * the buffers. */
+static int fc_prepare(fc_run *R)
+{
+    int st = parse_inits(R->ds, &R->members[0].L, R->o.inits, &R->inits, &R->n_inits);
+    if (st) return st;
+    R->batch = R->n_inits < FORECAST_BATCH ? R->n_inits : FORECAST_BATCH;
+    for (int i = 0; i < R->n_members; i++)
+        if ((st = member_build(&R->members[i], R->ds, R->g, R->batch))) return st;
+    if ((st = sample_cache_create(R->ds, &R->cache))) return st;
+    return fc_alloc(R);
+}
+
+/* The shared file with its time coordinates (--split-by init: write_init makes one file per
+ * initialisation); the expert maps are those of the first member. */
+static int fc_open_output(fc_run *R)
+{
+    const forecast_opts *o = &R->o;
+    R->experts_of = o->write_experts ? R->members[0].m : NULL;
+    if (o->write_experts && model_moe_count(R->members[0].m) == 0)
+        return sm_fail(SM_ERR_USAGE, "--write-experts: %s has no MoE layer", R->ck[0]);
+    if (o->split_by_init) return SM_OK;
+    fc_file *file = &R->file;
+    int st = fc_file_create(file, R->path, R->ds, &R->members[0].L, R->n_inits, R->n_leads, 0, o->checkpoint, o->history, R->experts_of);
+    if (st) return st;
+    for (int i = 0; i < R->n_inits; i++) {
+        size_t s0 = (size_t)i;
+        double frt = R->ds->times[R->inits[i]];
+        nc_put_var1_double(file->ncid, file->var_frt, &s0, &frt);
+        for (int j = 0; j < R->n_leads; j++) {
+            size_t idx2[2] = {(size_t)i, (size_t)j};
+            double valid = frt + R->leads[j];
+            nc_put_var1_double(file->ncid, file->var_time, idx2, &valid);
         }
-        if (st) break;
-        if (n_members > 1)
-            for (size_t k = 0; k < used; k++) lead_buf[k] /= (float)n_members;
-        for (int b = 0; b < n && st == SM_OK; b++) st = write_init(o, ds, L0, &file, first + b, inits[first + b], leads, n_leads,
-                                                                  lead_buf + (size_t)b * n_leads * L0->c_out * np, path, experts_of);
+    }
+    nc_put_var_double(file->ncid, file->var_fp, R->leads);
+    return SM_OK;
+}
+
+/* The n initialisations from `first`: every member's forecast, their mean into lead_buf. */
+static int fc_forecast_batch(fc_run *R, int first, int n)
+{
+    const sample_layout *L0 = &R->members[0].L;
+    size_t np = (size_t)L0->h * L0->w;
+    size_t used = (size_t)n * R->n_leads * L0->c_out * np;
+    int st = SM_OK;
+    for (int i = 0; i < R->n_members && st == SM_OK; i++) {
+        st = member_run(&R->members[i], R->ds, R->cache, R->inits + first, n, R->leads, R->n_leads, R->max_steps, R->state, R->phys,
+                        R->hist_ptr, R->member_buf);
+        if (st || R->n_members == 1) continue;
+        if (i == 0) memcpy(R->lead_buf, R->member_buf, used * sizeof(float));
+        else
+            for (size_t k = 0; k < used; k++) R->lead_buf[k] += R->member_buf[k];
+    }
+    if (st) return st;
+    if (R->n_members > 1)
+        for (size_t k = 0; k < used; k++) R->lead_buf[k] /= (float)R->n_members;
+    return SM_OK;
+}
+
+/* Every initialisation, batch by batch, forecast and written. */
+static int fc_forecast_all(fc_run *R)
+{
+    const sample_layout *L0 = &R->members[0].L;
+    size_t np = (size_t)L0->h * L0->w;
+    int st = SM_OK;
+    progress bar;
+    progress_begin(&bar, "forecast", R->n_inits);
+    for (int first = 0; first < R->n_inits && st == SM_OK; first += R->batch) {
+        int n = R->n_inits - first < R->batch ? R->n_inits - first : R->batch;
+        if ((st = fc_forecast_batch(R, first, n))) break;
+        for (int b = 0; b < n && st == SM_OK; b++)
+            st = write_init(&R->o, R->ds, L0, &R->file, first + b, R->inits[first + b], R->leads, R->n_leads,
+                            R->lead_buf + (size_t)b * R->n_leads * L0->c_out * np, R->path, R->experts_of);
         progress_update(&bar, first + n, NULL);
         if (sm_interrupted()) st = sm_fail(SM_ERR_INTERRUPTED, "interrupted; no forecast file was written");
     }
     if (st == SM_OK) progress_end(&bar);
-    if (!o->split_by_init) {
-        int cst = fc_file_close(&file, st == SM_OK, path);
-        if (st == SM_OK) st = cst;
-        result->n_files = st == SM_OK ? 1 : 0;
-    } else {
-        result->n_files = st == SM_OK ? n_inits : 0;
-    }
-    result->n_inits = n_inits;
-    result->n_leads = n_leads;
+    return st;
+}
 
-done:
-    if (file.open) fc_file_close(&file, 0, path);
-    for (int i = 0; i < n_members; i++) member_free(&members[i]);
-    free(hist_ptr);
-    free(phys);
-    if (member_buf != lead_buf) free(member_buf);
-    free(lead_buf);
-    free(state);
-    free(inits);
-    sample_cache_free(cache);
-    grid_free(g);
-    if (ds) dataset_close(ds);
+/* Commits the shared file (aborts it after a failure, status st) and reports what was written. */
+static int fc_finish(fc_run *R, int st)
+{
+    if (!R->o.split_by_init) {
+        int cst = fc_file_close(&R->file, st == SM_OK, R->path);
+        if (st == SM_OK) st = cst;
+        R->result->n_files = st == SM_OK ? 1 : 0;
+    } else {
+        R->result->n_files = st == SM_OK ? R->n_inits : 0;
+    }
+    R->result->n_inits = R->n_inits;
+    R->result->n_leads = R->n_leads;
+    return st;
+}
+
+int forecast_run(const forecast_opts *opts, forecast_result *result)
+{
+    memset(result, 0, sizeof *result);
+    fc_run R;
+    memset(&R, 0, sizeof R);
+    R.o = *opts;
+    R.result = result;
+    snprintf(R.path, sizeof R.path, "%s", opts->out);
+    int st = fc_split_checkpoints(&R);
+    if (!st) st = fc_open_members(&R);
+    if (!st) st = fc_parse_leads(&R);
+    if (!st) st = fc_prepare(&R);
+    if (!st) st = fc_open_output(&R);
+    if (!st) {
+        st = fc_forecast_all(&R);
+        st = fc_finish(&R, st);
+    }
+    fc_run_free(&R);
     return st;
 }
