@@ -201,10 +201,10 @@ static int find_time(const ingest_ctx *c, double v)
     return -1;
 }
 
-static int build_axes(ingest_ctx *c)
+/* A variable given at one single time while others have several (a land-sea mask or orography
+ * retrieved once) is an invariant: its entries lose their time, it is stored as a static field. */
+static int mark_invariants(ingest_ctx *c)
 {
-    /* a variable given at one single time while others have several (a land-sea mask or
-     * orography retrieved once) is an invariant: stored as a static field */
     double *t_first = malloc((size_t)c->nsel * sizeof *t_first);
     int *multi = calloc((size_t)c->nsel, sizeof *multi), *timed = calloc((size_t)c->nsel, sizeof *timed);
     if (!t_first || !multi || !timed) {
@@ -235,7 +235,13 @@ static int build_axes(ingest_ctx *c)
     free(t_first);
     free(multi);
     free(timed);
-    /* times: sorted unique valid times of the time-dependent entries */
+    return SM_OK;
+}
+
+/* times: sorted unique valid times of the time-dependent entries (one placeholder when every
+ * field is static); their reference times and periods start unknown. */
+static int build_times(ingest_ctx *c)
+{
     size_t nt = 0;
     for (size_t i = 0; i < c->ne; i++) nt += c->e[i].has_time;
     c->times = malloc((nt ? nt : 1) * sizeof *c->times);
@@ -253,7 +259,12 @@ static int build_axes(ingest_ctx *c)
     c->periods = malloc((size_t)u * sizeof *c->periods);
     if (!c->refs || !c->periods) return sm_fail(SM_ERR_NUMERIC, "out of memory");
     for (int t = 0; t < u; t++) c->refs[t] = c->periods[t] = NAN;
-    /* members */
+    return SM_OK;
+}
+
+/* members: sorted unique member numbers; a variable has one on every field or on none. */
+static int build_members(ingest_ctx *c)
+{
     int *mem = malloc((c->ne ? c->ne : 1) * sizeof *mem);
     if (!mem) return sm_fail(SM_ERR_NUMERIC, "out of memory");
     int nm = 0;
@@ -270,7 +281,13 @@ static int build_axes(ingest_ctx *c)
         if (s->has_members && s->any_no_member)
             return sm_fail(SM_ERR_IO, "variable %s: some fields have an ensemble member number and others do not", s->sel.out_name);
     }
-    /* static variables: no entry with a time */
+    return SM_OK;
+}
+
+/* Static variables (no entry with a time), each entry's time and member slot, and the
+ * reference time and period of each valid time (from its first forecast field). */
+static void place_entries(ingest_ctx *c)
+{
     for (int k = 0; k < c->nsel; k++) c->sv[k].is_static = 1;
     for (size_t i = 0; i < c->ne; i++)
         if (c->e[i].has_time) c->sv[c->e[i].sel].is_static = 0;
@@ -292,7 +309,16 @@ static int build_axes(ingest_ctx *c)
             }
         }
     }
-    return SM_OK;
+}
+
+/* The dataset's time and member axes and every entry's place on them. */
+static int build_axes(ingest_ctx *c)
+{
+    int st = mark_invariants(c);
+    if (!st) st = build_times(c);
+    if (!st) st = build_members(c);
+    if (!st) place_entries(c);
+    return st;
 }
 
 static int build_target_grid(ingest_ctx *c)
