@@ -290,66 +290,88 @@ static int label_from_text(const char *text, double value, char *out, size_t len
     return pairs >= 2 && found;
 }
 
+/* Categories from flag_values, labelled by flag_meanings (else the values); 0 when the values
+ * cannot be read. */
+static int categories_from_flags(int nc, int varid, size_t nflags, plot_field *f)
+{
+    if (nc_get_att_double(nc, varid, "flag_values", f->cat_values) != NC_NOERR) return 0;
+    f->n_categories = (int)nflags;
+    char meanings[4096];
+    int nm = 0;
+    if (att_text(nc, varid, "flag_meanings", meanings, sizeof meanings)) {
+        char *save = NULL;
+        for (char *tok = strtok_r(meanings, " \t", &save); tok && nm < f->n_categories; tok = strtok_r(NULL, " \t", &save))
+            snprintf(f->cat_labels[nm++], sizeof f->cat_labels[0], "%s", tok);
+    }
+    for (int c = nm; c < f->n_categories; c++) fmt_value(f->cat_values[c], f->cat_labels[c], sizeof f->cat_labels[0]);
+    return 1;
+}
+
+/* The distinct values of the field in ascending order into cat_values; 0 when there are none
+ * or more than 16 (then it is drawn as a continuous field). */
+static int distinct_values(plot_field *f, size_t n)
+{
+    int nv = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = f->data[i];
+        if (isnan(v)) continue;
+        int seen = 0;
+        for (int c = 0; c < nv && !seen; c++) seen = f->cat_values[c] == v;
+        if (seen) continue;
+        if (nv == 16) return 0;
+        f->cat_values[nv++] = v;
+    }
+    for (int a = 1; a < nv; a++)
+        for (int b = a; b > 0 && f->cat_values[b] < f->cat_values[b - 1]; b--) {
+            double t = f->cat_values[b];
+            f->cat_values[b] = f->cat_values[b - 1];
+            f->cat_values[b - 1] = t;
+        }
+    return nv;
+}
+
+/* Categories of an unpacked integer variable (or a smoecast dataset variable with
+ * smoecast_categorical = 1 holding whole numbers): its distinct values, labelled from "k=Label"
+ * lists in the variable's texts or the global title, else by value; 0 when not categorical. */
+static int categories_from_values(int nc, int varid, nc_type type, int packed, plot_field *f, size_t n)
+{
+    int integer = type == NC_BYTE || type == NC_UBYTE || type == NC_SHORT || type == NC_USHORT || type == NC_INT ||
+                  type == NC_UINT || type == NC_INT64 || type == NC_UINT64;
+    /* smoecast datasets store categorical fields (land-sea masks) as float32 with
+     * smoecast_categorical = 1 */
+    double forced = 0;
+    att_double(nc, varid, "smoecast_categorical", &forced);
+    if (forced != 0) {
+        for (size_t i = 0; i < n; i++)
+            if (!isnan(f->data[i]) && f->data[i] != floorf(f->data[i])) return 0;
+    } else if (!integer || packed) {
+        return 0;
+    }
+    int nv = distinct_values(f, n);
+    if (nv == 0) return 0;
+    f->n_categories = nv;
+    char texts[4][1024];
+    att_text(nc, varid, "long_name", texts[0], sizeof texts[0]);
+    att_text(nc, varid, "description", texts[1], sizeof texts[1]);
+    att_text(nc, varid, "comment", texts[2], sizeof texts[2]);
+    att_text(nc, NC_GLOBAL, "title", texts[3], sizeof texts[3]);
+    for (int c = 0; c < nv; c++) {
+        int ok = 0;
+        for (int t = 0; t < 4 && !ok; t++) ok = label_from_text(texts[t], f->cat_values[c], f->cat_labels[c], sizeof f->cat_labels[0]);
+        if (!ok) fmt_value(f->cat_values[c], f->cat_labels[c], sizeof f->cat_labels[0]);
+    }
+    return 1;
+}
+
+/* A categorical slice: data becomes the category index (NaN for values of no category). */
 static void setup_categories(int nc, int varid, nc_type type, int packed, plot_field *f, size_t n)
 {
     size_t nflags = 0;
     nc_type ft;
     int have_flags = nc_inq_att(nc, varid, "flag_values", &ft, &nflags) == NC_NOERR && nflags >= 1 &&
                      nflags <= PLOT_MAX_CATEGORIES && ft != NC_CHAR && ft != NC_STRING;
-    if (have_flags) {
-        if (nc_get_att_double(nc, varid, "flag_values", f->cat_values) != NC_NOERR) return;
-        f->n_categories = (int)nflags;
-        char meanings[4096];
-        int nm = 0;
-        if (att_text(nc, varid, "flag_meanings", meanings, sizeof meanings)) {
-            char *save = NULL;
-            for (char *tok = strtok_r(meanings, " \t", &save); tok && nm < f->n_categories; tok = strtok_r(NULL, " \t", &save))
-                snprintf(f->cat_labels[nm++], sizeof f->cat_labels[0], "%s", tok);
-        }
-        for (int c = nm; c < f->n_categories; c++) fmt_value(f->cat_values[c], f->cat_labels[c], sizeof f->cat_labels[0]);
-    } else {
-        int integer = type == NC_BYTE || type == NC_UBYTE || type == NC_SHORT || type == NC_USHORT || type == NC_INT ||
-                      type == NC_UINT || type == NC_INT64 || type == NC_UINT64;
-        /* smoecast datasets store categorical fields (land-sea masks) as float32 with
-         * smoecast_categorical = 1 */
-        double forced = 0;
-        att_double(nc, varid, "smoecast_categorical", &forced);
-        if (forced != 0) {
-            for (size_t i = 0; i < n; i++)
-                if (!isnan(f->data[i]) && f->data[i] != floorf(f->data[i])) return;
-        } else if (!integer || packed) {
-            return;
-        }
-        int nc_ = 0;
-        for (size_t i = 0; i < n; i++) {
-            double v = f->data[i];
-            if (isnan(v)) continue;
-            int seen = 0;
-            for (int c = 0; c < nc_ && !seen; c++) seen = f->cat_values[c] == v;
-            if (seen) continue;
-            if (nc_ == 16) return; /* too many distinct values: draw as a continuous field */
-            f->cat_values[nc_++] = v;
-        }
-        if (nc_ == 0) return;
-        /* sort ascending */
-        for (int a = 1; a < nc_; a++)
-            for (int b = a; b > 0 && f->cat_values[b] < f->cat_values[b - 1]; b--) {
-                double t = f->cat_values[b];
-                f->cat_values[b] = f->cat_values[b - 1];
-                f->cat_values[b - 1] = t;
-            }
-        f->n_categories = nc_;
-        char texts[4][1024];
-        att_text(nc, varid, "long_name", texts[0], sizeof texts[0]);
-        att_text(nc, varid, "description", texts[1], sizeof texts[1]);
-        att_text(nc, varid, "comment", texts[2], sizeof texts[2]);
-        att_text(nc, NC_GLOBAL, "title", texts[3], sizeof texts[3]);
-        for (int c = 0; c < nc_; c++) {
-            int ok = 0;
-            for (int t = 0; t < 4 && !ok; t++) ok = label_from_text(texts[t], f->cat_values[c], f->cat_labels[c], sizeof f->cat_labels[0]);
-            if (!ok) fmt_value(f->cat_values[c], f->cat_labels[c], sizeof f->cat_labels[0]);
-        }
-    }
+    int found = have_flags ? categories_from_flags(nc, varid, nflags, f) : categories_from_values(nc, varid, type, packed, f, n);
+    if (!found) return;
     f->categorical = 1;
     for (size_t i = 0; i < n; i++) {
         double v = f->data[i];
