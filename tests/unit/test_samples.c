@@ -79,6 +79,18 @@ static sm_config *load_on_dataset(int n, char **ov, dataset **ds)
     return cfg;
 }
 
+/* Frees what a test set up. */
+static void release(sample_cache *cache, sample_split *tr, sample_split *va, sample_split *te, sample_layout *L,
+                    sm_config *cfg)
+{
+    sample_cache_free(cache);
+    samples_split_free(tr);
+    samples_split_free(va);
+    samples_split_free(te);
+    samples_layout_free(L);
+    config_free(cfg);
+}
+
 static void test_layout_splits_stats(void **state)
 {
     (void)state;
@@ -133,13 +145,8 @@ static void test_layout_splits_stats(void **state)
     samples_denormalise(&L, target, state0, phys);
     for (int p = 0; p < NY * NX; p++) assert_true(fabs(phys[p] - value_a(3, p)) < 1e-5);
 
-    sample_cache_free(cache);
-    samples_split_free(&tr);
-    samples_split_free(&va);
-    samples_split_free(&te);
-    samples_layout_free(&L);
+    release(cache, &tr, &va, &te, &L, cfg);
     dataset_close(ds);
-    config_free(cfg);
 }
 
 static void test_durations_and_errors(void **state)
@@ -235,12 +242,7 @@ static void test_multi_lead(void **state)
     assert_int_equal(samples_assemble_state_lead(&L, cache, ds->times[3], 6.0, hist, in2), SM_OK);
     for (size_t k = 0; k < 7 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
 
-    sample_cache_free(cache);
-    samples_split_free(&tr);
-    samples_split_free(&va);
-    samples_split_free(&te);
-    samples_layout_free(&L);
-    config_free(cfg);
+    release(cache, &tr, &va, &te, &L, cfg);
 
     /* data.lead_tendency_scale: each lead's target is scaled by its own tendency std, and
      * denormalising at that lead restores the physical field. */
@@ -270,12 +272,7 @@ static void test_multi_lead(void **state)
     for (int p = 0; p < NY * NX; p++) st0[p] = value_a((int)t12, p);
     samples_denormalise_lead(&L, target3 + np, st0, 12.0, ph);
     for (int p = 0; p < NY * NX; p++) assert_true(fabs(ph[p] - value_a((int)t12 + 2, p)) < 1e-5);
-    sample_cache_free(cache);
-    samples_split_free(&tr);
-    samples_split_free(&va);
-    samples_split_free(&te);
-    samples_layout_free(&L);
-    config_free(cfg);
+    release(cache, &tr, &va, &te, &L, cfg);
 
     /* data.leads needs lead_time among them and no autoregressive step. */
     char *bad1[] = {"data.prognostic=[a]", "data.lead_time=18h", "data.leads=[6h, 12h]"};
@@ -333,12 +330,7 @@ static void test_coordinate_forcings(void **state)
     assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], hist, in2), SM_OK);
     for (size_t k = 0; k < 8 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
 
-    sample_cache_free(cache);
-    samples_split_free(&tr);
-    samples_split_free(&va);
-    samples_split_free(&te);
-    samples_layout_free(&L);
-    config_free(cfg);
+    release(cache, &tr, &va, &te, &L, cfg);
     dataset_close(ds);
 }
 
@@ -382,12 +374,7 @@ static void test_relative_inputs(void **state)
     assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], shifted_hist, in2), SM_OK);
     for (size_t k = 0; k < 3 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-5);
 
-    sample_cache_free(cache);
-    samples_split_free(&tr);
-    samples_split_free(&va);
-    samples_split_free(&te);
-    samples_layout_free(&L);
-    config_free(cfg);
+    release(cache, &tr, &va, &te, &L, cfg);
     dataset_close(ds);
 }
 
