@@ -110,10 +110,10 @@ typedef struct {
     int var_frt, var_fp, var_time;
     int var_field[SAMPLES_MAX_VARS];
     int open;
-} fc_file;
+} fc_writer; /* an output file being written (temp file until committed) */
 
 /* Defines a forecast file: split == 0: (frt, fp, y, x); split == 1: (time, y, x). */
-static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const sample_layout *L, int n_inits,
+static int fc_writer_create(fc_writer *f, const char *path, const dataset *ds, const sample_layout *L, int n_inits,
                           int n_leads, int split, const char *checkpoint, const char *history, const sm_model *experts_of)
 {
     memset(f, 0, sizeof *f);
@@ -185,7 +185,7 @@ static int fc_file_create(fc_file *f, const char *path, const dataset *ds, const
     return SM_OK;
 }
 
-static int fc_file_close(fc_file *f, int commit, const char *path)
+static int fc_writer_close(fc_writer *f, int commit, const char *path)
 {
     if (!f->open) return SM_OK;
     int s = nc_close(f->ncid);
@@ -223,12 +223,12 @@ static void init_stamp(const dataset *ds, double hours, char *buf, size_t len)
 
 /* Writes every lead of one initialisation: into the shared file at row i, or (split_by_init)
  * into a file of its own. fields: (n_leads, C_out, H, W). */
-static int write_init(const forecast_opts *o, const dataset *ds, const sample_layout *L, fc_file *shared, int i, int64_t init,
+static int write_init(const forecast_opts *o, const dataset *ds, const sample_layout *L, fc_writer *shared, int i, int64_t init,
                       const double *leads, int n_leads, const float *fields, const char *shared_path, const sm_model *experts_of)
 {
     size_t np = (size_t)L->h * L->w;
     double frt = ds->times[init];
-    fc_file own, *f = shared;
+    fc_writer own, *f = shared;
     char path[4096];
     snprintf(path, sizeof path, "%s", shared_path);
     int st = SM_OK, s = NC_NOERR;
@@ -236,7 +236,7 @@ static int write_init(const forecast_opts *o, const dataset *ds, const sample_la
         char stamp[32];
         init_stamp(ds, frt, stamp, sizeof stamp);
         split_path(o->out, stamp, path, sizeof path);
-        if ((st = fc_file_create(&own, path, ds, L, 1, n_leads, 1, o->checkpoint, o->history, experts_of))) return st;
+        if ((st = fc_writer_create(&own, path, ds, L, 1, n_leads, 1, o->checkpoint, o->history, experts_of))) return st;
         f = &own;
         s = nc_put_var_double(f->ncid, f->var_frt, &frt);
         for (int j = 0; j < n_leads && s == NC_NOERR; j++) {
@@ -260,7 +260,7 @@ static int write_init(const forecast_opts *o, const dataset *ds, const sample_la
     }
     if (s != NC_NOERR) st = nc_status_fail(path, "write forecast", s);
     if (o->split_by_init) {
-        int cst = fc_file_close(f, st == SM_OK, path);
+        int cst = fc_writer_close(f, st == SM_OK, path);
         if (st == SM_OK) st = cst;
     }
     return st;
@@ -439,12 +439,12 @@ typedef struct {
     float *state, *phys, *lead_buf, *member_buf; /* member_buf is lead_buf for a single member */
     const float **hist_ptr;
     const sm_model *experts_of;      /* --write-experts: the first member's model */
-    fc_file file;
+    fc_writer file;
 } fc_run;
 
 static void fc_run_free(fc_run *R)
 {
-    if (R->file.open) fc_file_close(&R->file, 0, R->path);
+    if (R->file.open) fc_writer_close(&R->file, 0, R->path);
     for (int i = 0; i < R->n_members; i++) member_free(&R->members[i]);
     free(R->hist_ptr);
     free(R->phys);
@@ -553,8 +553,8 @@ static int fc_open_output(fc_run *R)
     if (o->write_experts && model_moe_count(R->members[0].m) == 0)
         return sm_fail(SM_ERR_USAGE, "--write-experts: %s has no MoE layer", R->ck[0]);
     if (o->split_by_init) return SM_OK;
-    fc_file *file = &R->file;
-    int st = fc_file_create(file, R->path, R->ds, &R->members[0].L, R->n_inits, R->n_leads, 0, o->checkpoint, o->history, R->experts_of);
+    fc_writer *file = &R->file;
+    int st = fc_writer_create(file, R->path, R->ds, &R->members[0].L, R->n_inits, R->n_leads, 0, o->checkpoint, o->history, R->experts_of);
     if (st) return st;
     for (int i = 0; i < R->n_inits; i++) {
         size_t s0 = (size_t)i;
@@ -616,7 +616,7 @@ static int fc_forecast_all(fc_run *R)
 static int fc_finish(fc_run *R, int st)
 {
     if (!R->o.split_by_init) {
-        int cst = fc_file_close(&R->file, st == SM_OK, R->path);
+        int cst = fc_writer_close(&R->file, st == SM_OK, R->path);
         if (st == SM_OK) st = cst;
         R->result->n_files = st == SM_OK ? 1 : 0;
     } else {
