@@ -1,5 +1,6 @@
 /* The dataset file: NetCDF-4 writer (through core/outfile.h) and reader. */
 #include "data/dataset.h"
+#include "io/nc_attr.h"
 #include "core/log.h"
 #include "core/outfile.h"
 #include "io/cf_output.h"
@@ -266,23 +267,11 @@ void dataset_writer_abort(dataset_writer *w)
 
 /* ---------------- reader ---------------- */
 
-static char *att_text_alloc(int ncid, int varid, const char *name)
+/* The attribute's text, "" when it is absent (NULL only when out of memory). */
+static char *att_text_or_empty(int ncid, int varid, const char *name)
 {
-    size_t n = 0;
-    nc_type t;
-    if (nc_inq_att(ncid, varid, name, &t, &n) != NC_NOERR || t != NC_CHAR) return calloc(1, 1);
-    char *s = malloc(n + 1);
-    if (!s) return NULL;
-    if (nc_get_att_text(ncid, varid, name, s) != NC_NOERR) n = 0;
-    s[n] = '\0';
-    return s;
-}
-
-static void att_text_buf(int ncid, int varid, const char *name, char *buf, size_t len)
-{
-    char *s = att_text_alloc(ncid, varid, name);
-    snprintf(buf, len, "%s", s ? s : "");
-    free(s);
+    char *s = nc_attr_text_dup(ncid, varid, name);
+    return s ? s : calloc(1, 1);
 }
 
 void dataset_close(dataset *ds)
@@ -320,10 +309,10 @@ int dataset_open(const char *path, dataset **out)
         st = sm_fail(SM_ERR_IO, "%s: dataset format version %d is newer than this smoecast (%d)", path, ds->format_version, DATASET_FORMAT_VERSION);
         goto fail;
     }
-    att_text_buf(ncid, NC_GLOBAL, "smoecast_grid", ds->grid_name, sizeof ds->grid_name);
-    att_text_buf(ncid, NC_GLOBAL, "smoecast_version", ds->version, sizeof ds->version);
-    ds->config_text = att_text_alloc(ncid, NC_GLOBAL, "smoecast_config");
-    ds->inputs_text = att_text_alloc(ncid, NC_GLOBAL, "smoecast_inputs");
+    nc_attr_text(ncid, NC_GLOBAL, "smoecast_grid", ds->grid_name, sizeof ds->grid_name);
+    nc_attr_text(ncid, NC_GLOBAL, "smoecast_version", ds->version, sizeof ds->version);
+    ds->config_text = att_text_or_empty(ncid, NC_GLOBAL, "smoecast_config");
+    ds->inputs_text = att_text_or_empty(ncid, NC_GLOBAL, "smoecast_inputs");
     nc_get_att_int(ncid, NC_GLOBAL, "smoecast_time_is_index", &ds->time_is_index);
     int dim, vid;
     size_t len;
@@ -358,7 +347,7 @@ int dataset_open(const char *path, dataset **out)
     NCCHK(nc_get_var_double(ncid, vid, ds->lon), "read longitude");
     NCCHK(nc_inq_varid(ncid, "time", &vid), "no time variable");
     NCCHK(nc_get_var_double(ncid, vid, ds->times), "read time");
-    att_text_buf(ncid, vid, "calendar", ds->calendar, sizeof ds->calendar);
+    nc_attr_text(ncid, vid, "calendar", ds->calendar, sizeof ds->calendar);
     if (!ds->calendar[0]) snprintf(ds->calendar, sizeof ds->calendar, "standard");
     for (int t = 0; t < ds->ntimes; t++) ds->reference_times[t] = ds->forecast_periods[t] = NAN;
     if (nc_inq_varid(ncid, "forecast_reference_time", &vid) == NC_NOERR)
@@ -411,11 +400,11 @@ int dataset_open(const char *path, dataset **out)
         }
         if (k != nd - 2) continue;
         nc_inq_varname(ncid, v, vi->name);
-        att_text_buf(ncid, v, "units", vi->units, sizeof vi->units);
-        att_text_buf(ncid, v, "long_name", vi->long_name, sizeof vi->long_name);
-        att_text_buf(ncid, v, "standard_name", vi->standard_name, sizeof vi->standard_name);
-        att_text_buf(ncid, v, "smoecast_short_name", vi->short_name, sizeof vi->short_name);
-        att_text_buf(ncid, v, "smoecast_type_of_level", vi->type_of_level, sizeof vi->type_of_level);
+        nc_attr_text(ncid, v, "units", vi->units, sizeof vi->units);
+        nc_attr_text(ncid, v, "long_name", vi->long_name, sizeof vi->long_name);
+        nc_attr_text(ncid, v, "standard_name", vi->standard_name, sizeof vi->standard_name);
+        nc_attr_text(ncid, v, "smoecast_short_name", vi->short_name, sizeof vi->short_name);
+        nc_attr_text(ncid, v, "smoecast_type_of_level", vi->type_of_level, sizeof vi->type_of_level);
         long long pid = 0;
         nc_get_att_longlong(ncid, v, "smoecast_param_id", &pid);
         vi->param_id = (long)pid;

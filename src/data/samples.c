@@ -1,6 +1,7 @@
 /* Forecast samples: channel layout, splits, normalisation statistics, field cache and batch
  * assembly (see samples.h for the layout). */
 #include "data/samples.h"
+#include "io/nc_attr.h"
 #include "core/log.h"
 #include "io/cf_time.h"
 
@@ -305,11 +306,9 @@ int samples_valid_inits(const sample_layout *L, const dataset *ds, double start,
 
 static int period_attribute(const dataset *ds, const char *name, double *start, double *end)
 {
-    size_t len;
-    if (nc_inq_attlen(ds->ncid, NC_GLOBAL, name, &len) != NC_NOERR || len == 0 || len > 200) return 0;
     char text[256];
-    if (nc_get_att_text(ds->ncid, NC_GLOBAL, name, text) != NC_NOERR) return 0;
-    text[len] = '\0';
+    int len = nc_attr_text(ds->ncid, NC_GLOBAL, name, text, sizeof text);
+    if (len <= 0 || len >= (int)sizeof text) return 0;
     char *slash = strchr(text, '/');
     if (!slash) return 0;
     *slash = '\0';

@@ -1,5 +1,6 @@
 /* NetCDF reader: dimension classification, CF unpacking and masking, time decoding. */
 #include "io/netcdf_reader.h"
+#include "io/nc_attr.h"
 #include "core/log.h"
 #include "io/cf_time.h"
 
@@ -127,16 +128,6 @@ int nc_reader_ncid(const nc_reader *r) { return r->ncid; }
 int nc_reader_nvars(const nc_reader *r) { return r->nvars; }
 const char *nc_reader_var_name(const nc_reader *r, int i) { return r->names[i]; }
 
-static void att_text(int ncid, int varid, const char *name, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    nc_type t;
-    size_t n;
-    if (nc_inq_att(ncid, varid, name, &t, &n) != NC_NOERR || t != NC_CHAR || n >= len) return;
-    if (nc_get_att_text(ncid, varid, name, buf) != NC_NOERR) n = 0;
-    buf[n] = '\0';
-}
-
 static int att_double(int ncid, int varid, const char *name, double *out)
 {
     nc_type t;
@@ -172,10 +163,10 @@ static char classify_dim(int ncid, const char *dimname)
     int vid;
     if (nc_inq_varid(ncid, dimname, &vid) == NC_NOERR) {
         char axis[16], stdn[96], units[96], positive[16];
-        att_text(ncid, vid, "axis", axis, sizeof axis);
-        att_text(ncid, vid, "standard_name", stdn, sizeof stdn);
-        att_text(ncid, vid, "units", units, sizeof units);
-        att_text(ncid, vid, "positive", positive, sizeof positive);
+        nc_attr_text(ncid, vid, "axis", axis, sizeof axis);
+        nc_attr_text(ncid, vid, "standard_name", stdn, sizeof stdn);
+        nc_attr_text(ncid, vid, "units", units, sizeof units);
+        nc_attr_text(ncid, vid, "positive", positive, sizeof positive);
         if (!strcasecmp(stdn, "realization")) return 'R';
         if (!strcasecmp(stdn, "latitude") || in_list(units, lat_units) || !strcasecmp(axis, "Y")) return 'Y';
         if (!strcasecmp(stdn, "longitude") || in_list(units, lon_units) || !strcasecmp(axis, "X")) return 'X';
@@ -261,14 +252,14 @@ static int setup_time(nc_var *v)
         if (nc_inq_varid(ncid, tname, &tvid) != NC_NOERR) tvid = -1;
     } else {
         char coords[1024];
-        att_text(ncid, v->varid, "coordinates", coords, sizeof coords);
+        nc_attr_text(ncid, v->varid, "coordinates", coords, sizeof coords);
         char *save = NULL;
         for (char *tok = strtok_r(coords, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
             int cv, nd;
             if (nc_inq_varid(ncid, tok, &cv) != NC_NOERR || nc_inq_varndims(ncid, cv, &nd) != NC_NOERR || nd != 0) continue;
             char units[128], stdn[64];
-            att_text(ncid, cv, "units", units, sizeof units);
-            att_text(ncid, cv, "standard_name", stdn, sizeof stdn);
+            nc_attr_text(ncid, cv, "units", units, sizeof units);
+            nc_attr_text(ncid, cv, "standard_name", stdn, sizeof stdn);
             if (strstr(units, " since ") || !strcmp(stdn, "time")) {
                 tvid = cv;
                 snprintf(tname, sizeof tname, "%s", tok);
@@ -301,8 +292,8 @@ static int setup_time(nc_var *v)
     if (nc_get_var_double(ncid, tvid, v->times) != NC_NOERR)
         return sm_fail(SM_ERR_IO, "%s: cannot read the time coordinate '%s'", path, tname);
     char units[256], cal[64];
-    att_text(ncid, tvid, "units", units, sizeof units);
-    att_text(ncid, tvid, "calendar", cal, sizeof cal);
+    nc_attr_text(ncid, tvid, "units", units, sizeof units);
+    nc_attr_text(ncid, tvid, "calendar", cal, sizeof cal);
     double tfill = 0;
     int has_tfill = att_double(ncid, tvid, "_FillValue", &tfill);
     for (size_t i = 0; i < nt; i++)
@@ -328,7 +319,7 @@ static int find_forecast_var(const nc_var *v, const char *stdname, int *vid, int
 {
     int ncid = v->r->ncid, nvars = 0;
     char coords[1024];
-    att_text(ncid, v->varid, "coordinates", coords, sizeof coords);
+    nc_attr_text(ncid, v->varid, "coordinates", coords, sizeof coords);
     nc_inq_nvars(ncid, &nvars);
     char *save = NULL, *tok = strtok_r(coords, " ", &save);
     for (int pass = 0; pass < 2; pass++) {
@@ -345,7 +336,7 @@ static int find_forecast_var(const nc_var *v, const char *stdname, int *vid, int
             }
             char sn[96], name[NC_MAX_NAME + 1];
             int nd, dim;
-            att_text(ncid, cv, "standard_name", sn, sizeof sn);
+            nc_attr_text(ncid, cv, "standard_name", sn, sizeof sn);
             if (nc_inq_varname(ncid, cv, name) != NC_NOERR) continue;
             if (strcmp(sn, stdname) && strcmp(name, stdname)) continue;
             if (nc_inq_varndims(ncid, cv, &nd) != NC_NOERR || nd > 1) continue;
@@ -370,8 +361,8 @@ static int read_forecast_var(const nc_var *v, int vid, int along_time, int is_pe
         return sm_fail(SM_ERR_IO, "%s: variable %s: cannot read its %s coordinate '%s'", path, v->name,
                        is_period ? "forecast_period" : "forecast_reference_time", name);
     for (int t = 1; t < v->ntimes; t++) out[t] = along_time ? out[t] : out[0];
-    att_text(ncid, vid, "units", units, sizeof units);
-    att_text(ncid, vid, "calendar", cal, sizeof cal);
+    nc_attr_text(ncid, vid, "units", units, sizeof units);
+    nc_attr_text(ncid, vid, "calendar", cal, sizeof cal);
     if (!cal[0]) snprintf(cal, sizeof cal, "%s", cf_calendar_name(v->cal));
     if (is_period) {
         snprintf(tu_text, sizeof tu_text, "%s since 1970-01-01", units[0] ? units : "hours");
@@ -516,7 +507,7 @@ int nc_var_open(nc_reader *r, const var_selector *sel, nc_var **out)
         if (sel->has_level) {
             char lu[64] = "";
             int lvid;
-            if (nc_inq_varid(ncid, v->level_name, &lvid) == NC_NOERR) att_text(ncid, lvid, "units", lu, sizeof lu);
+            if (nc_inq_varid(ncid, v->level_name, &lvid) == NC_NOERR) nc_attr_text(ncid, lvid, "units", lu, sizeof lu);
             for (int k = 0; k < v->nlevels && v->level_index < 0; k++)
                 if (fabs(v->level_values[k] - sel->level) < 1e-6 * (1 + fabs(sel->level))) v->level_index = k;
             if (v->level_index < 0 && !strcmp(lu, "Pa"))
@@ -595,9 +586,9 @@ int nc_var_open(nc_reader *r, const var_selector *sel, nc_var **out)
             v->default_fill = v->type == NC_FLOAT ? (double)NC_FILL_FLOAT : NC_FILL_DOUBLE;
         }
     }
-    att_text(ncid, varid, "units", v->units, sizeof v->units);
-    att_text(ncid, varid, "long_name", v->long_name, sizeof v->long_name);
-    att_text(ncid, varid, "standard_name", v->standard_name, sizeof v->standard_name);
+    nc_attr_text(ncid, varid, "units", v->units, sizeof v->units);
+    nc_attr_text(ncid, varid, "long_name", v->long_name, sizeof v->long_name);
+    nc_attr_text(ncid, varid, "standard_name", v->standard_name, sizeof v->standard_name);
     {
         static const char *const tn[] = {"", "int8", "char", "int16", "int32", "float32", "float64", "uint8", "uint16", "uint32", "int64", "uint64", "string"};
         const char *tname = v->type < 13 ? tn[v->type] : "?";

@@ -1,5 +1,6 @@
 /* Checkpoint files: NetCDF-4 writer and checked loader (see checkpoint.h). */
 #include "model/checkpoint.h"
+#include "io/nc_attr.h"
 
 #include <math.h>
 #include <netcdf.h>
@@ -325,21 +326,6 @@ int checkpoint_save(const char *path, const sm_model *m, const sm_config *cfg, c
 
 /* ---------------------------------------------------------------------- load ---- */
 
-static char *get_text(int grp, const char *name)
-{
-    size_t len;
-    nc_type t;
-    if (nc_inq_att(grp, NC_GLOBAL, name, &t, &len) != NC_NOERR || t != NC_CHAR) return NULL;
-    char *s = malloc(len + 1);
-    if (!s) return NULL;
-    if (nc_get_att_text(grp, NC_GLOBAL, name, s) != NC_NOERR) {
-        free(s);
-        return NULL;
-    }
-    s[len] = 0;
-    return s;
-}
-
 static int get_i64(ncf *f, int grp, const char *name, int64_t *v)
 {
     long long x;
@@ -445,7 +431,7 @@ static int check_grid(ncf *f, const grid *g)
     if (ck_err(f, nc_inq_dimid(gg, "lat", &dl), "grid/lat") || ck_err(f, nc_inq_dimlen(gg, dl, &nlat), "grid/lat") ||
         ck_err(f, nc_inq_dimid(gg, "lon", &dn), "grid/lon") || ck_err(f, nc_inq_dimlen(gg, dn, &nlon), "grid/lon"))
         return f->rc;
-    char *name = get_text(gg, "name");
+    char *name = nc_attr_text_dup(gg, NC_GLOBAL, "name");
     if (nlat != (size_t)g->nlat || nlon != (size_t)g->nlon) {
         f->rc = sm_fail(SM_ERR_IO, "%s: grid is %zu x %zu (%s) in the checkpoint but %d x %d (%s) for this run",
                         f->path, nlat, nlon, name ? name : "?", g->nlat, g->nlon, g->name);
@@ -477,7 +463,7 @@ static int check_grid(ncf *f, const grid *g)
 
 static int check_text(ncf *f, const char *att, const char *what, const char *want, const char *where)
 {
-    char *got = get_text(f->nc, att);
+    char *got = nc_attr_text_dup(f->nc, NC_GLOBAL, att);
     if (!got) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint does not record %s", f->path, what);
     if (strcmp(got, want) != 0) {
         f->rc = sm_fail(SM_ERR_IO, "%s: %s is %s in the checkpoint but %s %s", f->path, what, got, want, where);
@@ -540,7 +526,7 @@ static int read_arrays(ncf *f, const char *group, ckpt_array **out, int *n_out)
 /* The optimiser kind must match the run's (its moments mean nothing to another optimiser). */
 static int check_text_grp(ncf *f, int og, const optim *o)
 {
-    char *kind = get_text(og, "kind");
+    char *kind = nc_attr_text_dup(og, NC_GLOBAL, "kind");
     if (!kind) return f->rc = sm_fail(SM_ERR_IO, "%s: the checkpoint's optimiser state has no kind", f->path);
     if (strcmp(kind, optim_kind_name(o->cfg.kind)) != 0)
         f->rc = sm_fail(SM_ERR_IO, "%s: the optimiser is %s in the checkpoint but %s in the config",
@@ -552,7 +538,7 @@ static int check_text_grp(ncf *f, int og, const optim *o)
 static int check_all(ncf *f, sm_model *m, const sm_config *cfg, const grid *g, const ckpt_state *st)
 {
     param_store *ps = model_params(m);
-    char *fmt = get_text(f->nc, "format");
+    char *fmt = nc_attr_text_dup(f->nc, NC_GLOBAL, "format");
     int is_ck = fmt && strcmp(fmt, CKPT_FORMAT) == 0;
     free(fmt);
     if (!is_ck)
@@ -776,7 +762,7 @@ int checkpoint_read_config(const char *path, char **yaml)
     if (status != NC_NOERR)
         return sm_fail(SM_ERR_IO, "%s: cannot open the checkpoint (missing, truncated or not NetCDF-4): %s",
                        path, nc_strerror(status));
-    *yaml = get_text(nc, "config");
+    *yaml = nc_attr_text_dup(nc, NC_GLOBAL, "config");
     nc_close(nc);
     if (!*yaml) return sm_fail(SM_ERR_IO, "%s: the checkpoint has no config attribute", path);
     return SM_OK;
@@ -806,7 +792,7 @@ int checkpoint_read_grid(const char *path, grid **g, int *c_in, int *c_out)
     if (s != NC_NOERR) return sm_fail(SM_ERR_IO, "%s: cannot open the checkpoint: %s", path, nc_strerror(s));
     long long cin = 0, cout = 0;
     int gg, dl, dn, vl, vn;
-    size_t nlat = 0, nlon = 0, klen = 0;
+    size_t nlat = 0, nlon = 0;
     char kind[16] = "latlon";
     if ((s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_in", &cin)) || (s = nc_get_att_longlong(ncid, NC_GLOBAL, "c_out", &cout)) ||
         (s = nc_inq_ncid(ncid, "grid", &gg)) || (s = nc_inq_dimid(gg, "lat", &dl)) || (s = nc_inq_dimlen(gg, dl, &nlat)) ||
@@ -815,10 +801,7 @@ int checkpoint_read_grid(const char *path, grid **g, int *c_in, int *c_out)
         return sm_fail(SM_ERR_IO, "%s: not a complete smoecast checkpoint (channels or grid missing): %s", path,
                        nc_strerror(s));
     }
-    if (nc_inq_attlen(gg, NC_GLOBAL, "kind", &klen) == NC_NOERR && klen < sizeof kind) {
-        nc_get_att_text(gg, NC_GLOBAL, "kind", kind);
-        kind[klen] = '\0';
-    }
+    if (nc_attr_text(gg, NC_GLOBAL, "kind", kind, sizeof kind) < 0) strcpy(kind, "latlon");
     double *coord = malloc(sizeof(double) * (nlat + nlon));
     if (!coord) {
         nc_close(ncid);

@@ -4,6 +4,7 @@
 #include "core/outfile.h"
 #include "io/cf_output.h"
 #include "io/nc_status.h"
+#include "io/nc_attr.h"
 
 #include <math.h>
 #include <netcdf.h>
@@ -95,35 +96,12 @@ nc_fail:
     return nc_status_fail(path, "cannot write the EMOS model", s);
 }
 
-static void get_text(int ncid, const char *name, char *buf, size_t len)
-{
-    size_t n;
-    buf[0] = '\0';
-    if (nc_inq_attlen(ncid, NC_GLOBAL, name, &n) || n >= len) return;
-    if (nc_get_att_text(ncid, NC_GLOBAL, name, buf)) buf[0] = '\0';
-    else buf[n] = '\0';
-}
-
-static char *get_text_alloc(int ncid, const char *name)
-{
-    size_t n;
-    if (nc_inq_attlen(ncid, NC_GLOBAL, name, &n)) return NULL;
-    char *b = malloc(n + 1);
-    if (!b) return NULL;
-    if (nc_get_att_text(ncid, NC_GLOBAL, name, b)) {
-        free(b);
-        return NULL;
-    }
-    b[n] = '\0';
-    return b;
-}
-
 int emos_model_is(const char *path)
 {
     int ncid;
     if (nc_open(path, NC_NOWRITE, &ncid)) return 0;
     char kind[32];
-    get_text(ncid, "smoecast_model", kind, sizeof kind);
+    nc_attr_text(ncid, NC_GLOBAL, "smoecast_model", kind, sizeof kind);
     nc_close(ncid);
     return !strcmp(kind, EMOS_FILE_KIND);
 }
@@ -134,22 +112,22 @@ int emos_model_read(const char *path, emos_model *m)
     int ncid, s = nc_open(path, NC_NOWRITE, &ncid);
     if (s) return nc_status_fail(path, "cannot open", s);
     char kind[32], scope[32];
-    get_text(ncid, "smoecast_model", kind, sizeof kind);
+    nc_attr_text(ncid, NC_GLOBAL, "smoecast_model", kind, sizeof kind);
     int st = SM_OK;
     if (strcmp(kind, EMOS_FILE_KIND)) {
         nc_close(ncid);
         return sm_fail(SM_ERR_IO, "%s: not an EMOS model file (global attribute smoecast_model is '%s')", path, kind);
     }
-    get_text(ncid, "emos_scope", scope, sizeof scope);
-    get_text(ncid, "target", m->target, sizeof m->target);
-    get_text(ncid, "target_units", m->units, sizeof m->units);
-    get_text(ncid, "target_standard_name", m->standard_name, sizeof m->standard_name);
-    get_text(ncid, "target_long_name", m->long_name, sizeof m->long_name);
-    get_text(ncid, "training_period", m->training_period, sizeof m->training_period);
-    m->config_yaml = get_text_alloc(ncid, "smoecast_config");
-    m->forecast_src = get_text_alloc(ncid, "smoecast_forecast");
-    m->truth_src = get_text_alloc(ncid, "smoecast_truth");
-    m->history = get_text_alloc(ncid, "history");
+    nc_attr_text(ncid, NC_GLOBAL, "emos_scope", scope, sizeof scope);
+    nc_attr_text(ncid, NC_GLOBAL, "target", m->target, sizeof m->target);
+    nc_attr_text(ncid, NC_GLOBAL, "target_units", m->units, sizeof m->units);
+    nc_attr_text(ncid, NC_GLOBAL, "target_standard_name", m->standard_name, sizeof m->standard_name);
+    nc_attr_text(ncid, NC_GLOBAL, "target_long_name", m->long_name, sizeof m->long_name);
+    nc_attr_text(ncid, NC_GLOBAL, "training_period", m->training_period, sizeof m->training_period);
+    m->config_yaml = nc_attr_text_dup(ncid, NC_GLOBAL, "smoecast_config");
+    m->forecast_src = nc_attr_text_dup(ncid, NC_GLOBAL, "smoecast_forecast");
+    m->truth_src = nc_attr_text_dup(ncid, NC_GLOBAL, "smoecast_truth");
+    m->history = nc_attr_text_dup(ncid, NC_GLOBAL, "history");
     if (nc_get_att_double(ncid, NC_GLOBAL, "sigma_floor", &m->sigma_floor)) m->sigma_floor = EMOS_DEFAULT_SIGMA_FLOOR;
     if (nc_get_att_int(ncid, NC_GLOBAL, "members", &m->members)) m->members = 0;
     if (nc_get_att_double(ncid, NC_GLOBAL, "training_crps", &m->training_crps)) m->training_crps = NAN;

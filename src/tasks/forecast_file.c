@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "io/cf_time.h"
 #include "io/nc_status.h"
+#include "io/nc_attr.h"
 
 #include <math.h>
 #include <netcdf.h>
@@ -34,22 +35,12 @@ static int find_dim(int ncid, const char *const *names, int *dim, size_t *len)
     return 0;
 }
 
-static void get_text_attr(int ncid, int varid, const char *name, char *buf, size_t len)
-{
-    size_t n = 0;
-    nc_type t;
-    buf[0] = '\0';
-    if (nc_inq_att(ncid, varid, name, &t, &n) != NC_NOERR || t != NC_CHAR || n + 1 > len) return;
-    if (nc_get_att_text(ncid, varid, name, buf) == NC_NOERR) buf[n] = '\0';
-    else buf[0] = '\0';
-}
-
 /* Reads a time-like variable (any "<unit> since <date>") as hours since 1970. */
 static int read_time_var(const char *path, int ncid, int varid, const char *name, double *out, size_t n)
 {
     char units[256], cal[64];
-    get_text_attr(ncid, varid, "units", units, sizeof units);
-    get_text_attr(ncid, varid, "calendar", cal, sizeof cal);
+    nc_attr_text(ncid, varid, "units", units, sizeof units);
+    nc_attr_text(ncid, varid, "calendar", cal, sizeof cal);
     cf_time_units u;
     if (cf_time_units_parse(units, cal, &u) != SM_OK)
         return sm_fail(SM_ERR_IO, "%s: variable %s: cannot read time units '%s'", path, name, units);
@@ -63,7 +54,7 @@ static int read_time_var(const char *path, int ncid, int varid, const char *name
 static int read_period_var(const char *path, int ncid, int varid, const char *name, double *out)
 {
     char units[128];
-    get_text_attr(ncid, varid, "units", units, sizeof units);
+    nc_attr_text(ncid, varid, "units", units, sizeof units);
     double f = 1.0;
     if (!strncmp(units, "hour", 4) || !strcmp(units, "h") || !units[0]) f = 1.0;
     else if (!strncmp(units, "day", 3) || !strcmp(units, "d")) f = 24.0;
@@ -121,7 +112,7 @@ static int read_grid(const char *path, forecast_file *f)
     f->nlat = (int)ny;
     f->nlon = (int)nx;
     f->nmem = (int)nm;
-    get_text_attr(f->ncid, NC_GLOBAL, "smoecast_checkpoint", f->checkpoint, sizeof f->checkpoint);
+    nc_attr_text(f->ncid, NC_GLOBAL, "smoecast_checkpoint", f->checkpoint, sizeof f->checkpoint);
     f->lat = malloc(sizeof(double) * ny);
     f->lon = malloc(sizeof(double) * nx);
     if (!f->lat || !f->lon) return sm_fail(SM_ERR_NUMERIC, "out of memory");

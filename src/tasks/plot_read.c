@@ -1,6 +1,7 @@
 /* Reading one 2-D slice of a CF NetCDF variable for plotting: coordinate detection, selection of
  * the other dimensions, unpacking and missing values, categories (see plot_read.h). */
 #include "tasks/plot_read.h"
+#include "io/nc_attr.h"
 #include "core/log.h"
 #include "io/cf_time.h"
 
@@ -30,30 +31,10 @@ static int time_units(const char *units, const char *calendar, cf_time_units *u)
 
 /* ---------------------------------------------------------------- attributes */
 
+/* A text attribute (nc_attr_text) without trailing blanks; returns whether it exists. */
 static int att_text(int nc, int varid, const char *name, char *buf, size_t len)
 {
-    nc_type t;
-    size_t n;
-    buf[0] = 0;
-    if (nc_inq_att(nc, varid, name, &t, &n) != NC_NOERR) return 0;
-    if (t == NC_STRING && n == 1) { /* NetCDF-4 string attribute */
-        char *str[1] = {NULL};
-        if (nc_get_att_string(nc, varid, name, str) != NC_NOERR) return 0;
-        snprintf(buf, len, "%s", str[0] ? str[0] : "");
-        nc_free_string(1, str);
-        return 1;
-    }
-    if (t != NC_CHAR) return 0;
-    char *tmp = malloc(n + 1);
-    if (!tmp) return 0;
-    if (nc_get_att_text(nc, varid, name, tmp) != NC_NOERR) {
-        free(tmp);
-        return 0;
-    }
-    tmp[n] = 0;
-    snprintf(buf, len, "%s", tmp);
-    free(tmp);
-    /* trim trailing NULs/spaces */
+    if (nc_attr_text(nc, varid, name, buf, len) < 0) return 0;
     size_t k = strlen(buf);
     while (k > 0 && isspace((unsigned char)buf[k - 1])) buf[--k] = 0;
     return 1;

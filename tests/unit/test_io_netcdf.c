@@ -1,15 +1,18 @@
 /* NetCDF reader on synthetic files: packing with a negative scale_factor, NaN _FillValue on int16,
  * _FillValue, missing_value, valid_range, dimension order (x before y), descending longitude, ascending
- * latitude, realization, 360_day calendar, scalar and unitless time axes, error cases. */
+ * latitude, realization, 360_day calendar, scalar and unitless time axes, NetCDF-4 string
+ * attributes, error cases. */
 #include "testutil.h"
 
 #include "core/log.h"
 #include "io/cf_time.h"
+#include "io/nc_attr.h"
 #include "io/netcdf_reader.h"
 
 #include <math.h>
 #include <netcdf.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NX 4
@@ -248,8 +251,100 @@ static void test_shared_eraint(void **state)
     nc_reader_close(r);
 }
 
+static void put_string(int nc, int v, const char *name, const char *text)
+{
+    const char *values[1] = {text};
+    assert_int_equal(nc_put_att_string(nc, v, name, 1, values), NC_NOERR);
+}
+
+/* nc_attr_text / nc_attr_text_dup: NC_CHAR, NC_STRING, a counted trailing NUL, truncation,
+ * absent and numeric attributes. */
+static void test_attr_text(void **state)
+{
+    (void)state;
+    int nc, v;
+    assert_int_equal(nc_create("attrs.nc", NC_CLOBBER | NC_NETCDF4, &nc), NC_NOERR);
+    nc_def_var(nc, "v", NC_FLOAT, 0, NULL, &v);
+    put_text(nc, v, "units", "K");
+    put_string(nc, v, "long_name", "air temperature");
+    nc_put_att_text(nc, NC_GLOBAL, "title", 6, "title\0"); /* the terminator counted */
+    double one = 1.0;
+    nc_put_att_double(nc, v, "scale_factor", NC_DOUBLE, 1, &one);
+    nc_enddef(nc);
+    char buf[8];
+    assert_int_equal(nc_attr_text(nc, v, "units", buf, sizeof buf), 1);
+    assert_string_equal(buf, "K");
+    assert_int_equal(nc_attr_text(nc, v, "long_name", buf, sizeof buf), 15); /* truncated */
+    assert_string_equal(buf, "air tem");
+    assert_int_equal(nc_attr_text(nc, NC_GLOBAL, "title", buf, sizeof buf), 5);
+    assert_string_equal(buf, "title");
+    assert_int_equal(nc_attr_text(nc, v, "scale_factor", buf, sizeof buf), -1);
+    assert_string_equal(buf, "");
+    assert_int_equal(nc_attr_text(nc, v, "absent", buf, sizeof buf), -1);
+    char *dup = nc_attr_text_dup(nc, v, "long_name");
+    assert_string_equal(dup, "air temperature");
+    free(dup);
+    assert_null(nc_attr_text_dup(nc, v, "scale_factor"));
+    nc_close(nc);
+    remove("attrs.nc");
+}
+
+/* Coordinates known only by their attributes, all written as NetCDF-4 strings (h5netcdf does
+ * this): time units and a noleap calendar, longitude by standard_name, latitude by units. */
+static void test_string_attributes(void **state)
+{
+    (void)state;
+    int nc, dt, dy, dx, vt, vy, vx, vv;
+    assert_int_equal(nc_create("strattrs.nc", NC_CLOBBER | NC_NETCDF4, &nc), NC_NOERR);
+    nc_def_dim(nc, "t", 2, &dt);
+    nc_def_dim(nc, "yc", NY, &dy);
+    nc_def_dim(nc, "xc", NX, &dx);
+    nc_def_var(nc, "t", NC_DOUBLE, 1, &dt, &vt);
+    put_string(nc, vt, "units", "days since 2001-02-28");
+    put_string(nc, vt, "calendar", "noleap");
+    nc_def_var(nc, "yc", NC_DOUBLE, 1, &dy, &vy);
+    put_string(nc, vy, "units", "degrees_north");
+    nc_def_var(nc, "xc", NC_DOUBLE, 1, &dx, &vx);
+    put_string(nc, vx, "standard_name", "longitude");
+    int dims[3] = {dt, dy, dx};
+    nc_def_var(nc, "tas", NC_FLOAT, 3, dims, &vv);
+    put_string(nc, vv, "units", "K");
+    nc_enddef(nc);
+    double tv[2] = {0, 1}, yv[NY] = {10, 0, -10}, xv[NX] = {0, 10, 20, 30};
+    float data[2 * NY * NX];
+    for (int i = 0; i < 2 * NY * NX; i++) data[i] = 250.0f + (float)i;
+    nc_put_var_double(nc, vt, tv);
+    nc_put_var_double(nc, vy, yv);
+    nc_put_var_double(nc, vx, xv);
+    nc_put_var_float(nc, vv, data);
+    nc_close(nc);
+
+    nc_reader *r;
+    assert_int_equal(nc_reader_open("strattrs.nc", &r), SM_OK);
+    var_selector sel;
+    nc_var *v;
+    field_meta m;
+    var_selector_parse("tas", &sel);
+    assert_int_equal(nc_var_open(r, &sel, &v), SM_OK);
+    assert_int_equal(nc_var_ntimes(v), 2);
+    nc_var_field_meta(v, 1, 0, &m);
+    assert_true(m.has_time);
+    assert_string_equal(m.units, "K");
+    assert_string_equal(m.calendar, "noleap");
+    char buf[40]; /* 2001-02-28 + 1 day */
+    cf_format_hours(m.valid_time, CAL_NOLEAP, buf, sizeof buf);
+    assert_string_equal(buf, "2001-03-01T00:00");
+    const double *x;
+    assert_int_equal(nc_var_read(v, 1, 0, &x), SM_OK);
+    assert_true(x[0] == 250.0 + NY * NX);
+    nc_var_close(v);
+    nc_reader_close(r);
+    remove("strattrs.nc");
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_packed), cmocka_unit_test(test_time_axes), cmocka_unit_test(test_shared_eraint)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_packed), cmocka_unit_test(test_time_axes), cmocka_unit_test(test_shared_eraint),
+                                       cmocka_unit_test(test_attr_text), cmocka_unit_test(test_string_attributes)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
