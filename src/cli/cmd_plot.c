@@ -17,8 +17,8 @@ static void plot_usage(FILE *out)
     fprintf(out,
             "usage: smoecast plot FILE --var NAME [--time T] [--level L] [--member M] [--lead H]\n"
             "                     [--index DIM=I ...] [--diff-truth TRUTH.nc [--truth-var NAME]]\n"
-            "                     [--title TEXT] [--cmap NAME] [--width CM] [--height CM] [--dpi N]\n"
-            "                     [--out map.png]\n"
+            "                     [--title TEXT] [--cmap NAME] [--symmetric] [--no-coastlines]\n"
+            "                     [--width CM] [--height CM] [--dpi N] [--out map.png]\n"
             "\n"
             "Draw a PNG map of one 2-D slice of a variable in a CF NetCDF file (smoecast datasets,\n"
             "forecasts, expert maps or any CF file): coastlines, a lat/lon frame, a colour bar (or a\n"

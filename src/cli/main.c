@@ -25,6 +25,7 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "usage: smoecast [--quiet|--verbose] [--timestamps] <command> [options] [key.sub=value ...]\n"
+            "       smoecast --version | --help\n"
             "\n"
             "Spatial mixture-of-experts weather forecasting and ensemble post-processing.\n"
             "\n"

@@ -1,7 +1,7 @@
 /* smoecast ingest: one streaming pass over the inputs (each message parsed once: select, decode,
  * put on the output grid, append to a scratch file; the inputs' sha256 computed alongside in a
- * second thread), then the dataset is written in time order from the scratch file, with duplicate
- * checks. */
+ * second thread), then the dataset is written from the scratch file in (variable, time, member)
+ * order, with duplicate checks. */
 #include "tasks/ingest.h"
 #include "core/log.h"
 #include "core/outfile.h"
