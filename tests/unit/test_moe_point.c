@@ -156,7 +156,7 @@ static pmoe_shape base(int gate, int k)
     return s;
 }
 
-static const pmoe_aux_weights ALL = {0.5f, 0.3f, 0.2f, 0.4f, 0.7f, 0.6f};
+static const pmoe_aux_weights ALL = {0.5f, 0.3f, 0.2f, 0.4f, 0.7f, 0.6f, 0};
 
 static void test_softmax_topk(void **st)
 {
@@ -184,7 +184,7 @@ static void test_capacity(void **st)
     (void)st;
     pmoe_shape s = base(PMOE_SOFTMAX_TOPK, 2);
     s.capacity_factor = 0.75f;
-    pmoe_aux_weights a = {0.5f, 0.3f, 0, 0, 0, 0};
+    pmoe_aux_weights a = {0.5f, 0.3f, 0, 0, 0, 0, 0};
     run(&s, &a, 4);
     /* invariants at layer level: counts within capacity; zero weights give no expert gradient */
     pfx f;
@@ -208,7 +208,7 @@ static void test_capacity(void **st)
                 if (!zero3) f.gy[((size_t)b * s.c_out + c) * P + p] = 0;
         }
     memset(f.dp, 0, f.np * sizeof(float));
-    pmoe_aux_weights none = {0, 0, 0, 0, 0, 0};
+    pmoe_aux_weights none = {0, 0, 0, 0, 0, 0, 0};
     pmoe_backward(&s, NULL, f.dp, f.gy, &none, f.x, f.p, f.state, f.ws);
     moe_param_info info[8];
     pmoe_params(&s, info);
@@ -223,7 +223,7 @@ static void test_hmoe(void **st)
     const moe_gate_kind kinds[3][2] = {{MOE_GATE_SOFTMAX, MOE_GATE_SOFTMAX},
                                        {MOE_GATE_SOFTMAX, MOE_GATE_LAPLACE},
                                        {MOE_GATE_LAPLACE, MOE_GATE_LAPLACE}};
-    pmoe_aux_weights a = {0.5f, 0.3f, 0.2f, 0.1f, 0, 0};
+    pmoe_aux_weights a = {0.5f, 0.3f, 0.2f, 0.1f, 0, 0, 0};
     for (int t = 0; t < 3; t++) {
         pmoe_shape s = base(PMOE_HMOE, 0);
         s.groups = 2; s.experts_per_group = 3; s.n_experts = 6; s.k_outer = 1; s.k_inner = 2;
@@ -258,7 +258,7 @@ static void test_hmoe(void **st)
 static void test_attention(void **st)
 {
     (void)st;
-    pmoe_aux_weights a = {0.5f, 0, 0.2f, 0.4f, 0.3f, 0.2f};
+    pmoe_aux_weights a = {0.5f, 0, 0.2f, 0.4f, 0.3f, 0.2f, 0};
     pmoe_shape s = base(PMOE_ATTENTION, 4);   /* dense softmax, A = hidden */
     s.attn_hidden = 0;
     s.sim_pairs = 12;
