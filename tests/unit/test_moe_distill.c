@@ -1,8 +1,8 @@
 /* model.moe.attention.distill through the model builder: (3) a short training of a small cnn
- * whose last conv is a distilled attention layer (4 experts, k = 2) raises the student/teacher top-1 agreement
- * far above chance, and evaluation forwards route with the student (the output equals the
- * teacher-routed one exactly where their top-1 experts agree); (4) a checkpoint round trip
- * keeps the student gate; the builder's and model_backward's errors. */
+ * whose last conv is a distilled attention layer (4 experts, k = 2) raises the student/teacher
+ * top-1 agreement far above chance, and evaluation forwards route with the student (k = 1: the
+ * output equals the teacher-routed one exactly where their top-1 experts agree); (4) a
+ * checkpoint round trip keeps the student gate; the builder's and model_backward's errors. */
 #include "model_testlib.h"
 
 #include "model/checkpoint.h"
