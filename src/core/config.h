@@ -77,6 +77,7 @@ typedef struct {
 typedef struct {
     int hidden;
     int distill;
+    double distill_weight;
 } attention_config;
 
 typedef struct {

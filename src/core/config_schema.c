@@ -90,7 +90,10 @@ const cfg_key config_schema[] = {
     {"model.moe.hmoe.k_inner", CFG_T_INT, F(model.moe.hmoe.k_inner), "2", 0, 1, 256, 0, "[hmoe] experts selected per group."},
     {"model.moe.hmoe.levels", CFG_T_ENUM, F(model.moe.hmoe.levels), "LL", "SS|SL|LL", ANY, 0, "[hmoe] softmax (S) or Laplace (L) gate per level (outer, inner)."},
     {"model.moe.attention.hidden", CFG_T_INT, F(model.moe.attention.hidden), "16", 0, 1, 4096, 0, "[attention] hidden size H of W_q, W_k."},
-    {"model.moe.attention.distill", CFG_T_BOOL, F(model.moe.attention.distill), "false", 0, ANY, 0, "[attention] distil into a plain gate."},
+    {"model.moe.attention.distill", CFG_T_BOOL, F(model.moe.attention.distill), "false", 0, ANY, 0,
+     "[attention] distil into a plain gate: the layer also trains an ordinary softmax top-k student gate (same input, own parameters, saved in checkpoints) to imitate the attention gate's routing, while the attention gate and experts train as without it; evaluation (forecast, evaluate, experts, validation) routes with the student's top-k and computes only the selected experts. Needs gate attention."},
+    {"model.moe.attention.distill_weight", CFG_T_FLOAT, F(model.moe.attention.distill_weight), "1", 0, POS, 0,
+     "[attention] weight of the distillation loss (cross-entropy from the attention gate's routing distribution to the student's softmax, mean over grid points); its gradient reaches the student's parameters only."},
 
     {"training.epochs", CFG_T_INT, F(training.epochs), "10", 0, 1, 1e7, 0, "Maximum epochs."},
     {"training.batch_size", CFG_T_INT, F(training.batch_size), "32", 0, 1, 1e6, 0, "Global batch size."},

@@ -59,6 +59,7 @@ static pmoe_shape pmoe_template(const model_config *mc, int c_out, pad_mode pad)
     s.k = e->k;
     s.hidden = e->expert_hidden;
     s.attn_hidden = e->attention.hidden;
+    s.distill = e->attention.distill;
     s.kernel = e->expert_kernel;
     s.pad = pad;
     s.noisy = e->noise;
@@ -133,7 +134,7 @@ static int add_pmoe(bctx *c, const char *name, int x, int c_out)
     const aux_config *a = &c->mc->moe.aux;
     pmoe_aux_weights w = {(float)a->importance, (float)a->load, (float)a->switch_loss,
                           (float)a->entropy, (float)a->similarity.beta_same,
-                          (float)a->similarity.beta_diff};
+                          (float)a->similarity.beta_diff, (float)c->mc->moe.attention.distill_weight};
     return model_add_pmoe(c->m, name, x, &t, &w);
 }
 
@@ -316,9 +317,9 @@ static int check_config(const model_config *mc, int *arch)
             return sm_fail(SM_ERR_USAGE, "model.moe.gate: smoe_net is built from SMoE layers; gate '%s' "
                            "selects the point-gated layer (use latent, conv or conv1x1, or insert it into "
                            "cnn/resnet/unet/mlp with model.moe.enabled)", e->gate);
-        if (point_gate && e->attention.distill && pg == PMOE_ATTENTION)
-            return sm_fail(SM_ERR_USAGE, "model.moe.attention.distill: distillation into a plain gate is "
-                           "not available in the model builder; set it to false");
+        if (e->attention.distill && (!point_gate || pg != PMOE_ATTENTION))
+            return sm_fail(SM_ERR_USAGE, "model.moe.attention.distill: distils the attention gate; needs "
+                           "model.moe.gate attention (got '%s')", e->gate);
         if (smoe_gate && (e->aux.switch_loss != 0 || e->aux.entropy != 0 ||
                           e->aux.similarity.beta_same != 0 || e->aux.similarity.beta_diff != 0))
             return sm_fail(SM_ERR_USAGE, "model.moe.aux: switch, entropy and similarity losses apply to "

@@ -39,7 +39,8 @@
  * conv(expert_kernel) -> expert_hidden -> ReLU -> 1x1, attention dimension
  * model.moe.attention.hidden, learned gate noise when model.moe.noise, capacity
  * model.moe.capacity_factor (null: off), aux importance / load / switch / entropy /
- * similarity (beta_same, beta_diff, pairs). attention.distill is not available here (error).
+ * similarity (beta_same, beta_diff, pairs), and with model.moe.attention.distill a student gate
+ * trained with weight attention.distill_weight (gate attention only; error otherwise).
  * smoe_net takes SMoE gates only; its activation is ReLU while model.activation has its
  * default (elu), otherwise the one given. */
 #ifndef SMOECAST_MODEL_BUILDER_H

@@ -89,6 +89,7 @@ struct sm_model {
     void *grad_ready_arg;
     size_t *grad_lo;
     int profile;                /* accumulate per-layer times */
+    int distill_check;          /* model_set_distill_check */
     double *t_fwd, *t_bwd;      /* n_layers each (allocated by model_set_profile) */
     long n_fwd, n_bwd;
 };
@@ -465,6 +466,15 @@ int model_add_pmoe(sm_model *m, const char *name, int in, const pmoe_shape *tmpl
     return push_layer(m, s.c_out, x.h, x.w);
 }
 
+int model_distills(const sm_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == LAYER_PMOE && m->layers[i].pmoe.distill) return 1;
+    return 0;
+}
+
+void model_set_distill_check(sm_model *m, int on) { m->distill_check = on != 0; }
+
 int model_set_output(sm_model *m, int s)
 {
     if (!check_slot(m, s, "output")) return m->error ? m->error : SM_ERR_USAGE;
@@ -512,6 +522,7 @@ static pmoe_shape pmoe_shape_now(const sm_model *m, const layer *l)
 {
     pmoe_shape s = l->pmoe;
     s.batch = m->batch;
+    s.distill_check = s.distill && m->distill_check;
     return s;
 }
 
@@ -1142,6 +1153,10 @@ int model_backward(sm_model *m)
     int trc = check_threads(m);
     if (trc) return trc;
     const int B = m->batch, training = m->last_training;
+    if (!training && model_distills(m))
+        return sm_fail(SM_ERR_USAGE, "model: model_backward after an evaluation forward: a distilled "
+                       "point-gated layer routes with its student there and computes only its selected "
+                       "experts; backward needs a training forward");
     double t0 = m->profile ? prof_clock() : 0.0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         if (m->profile) {
@@ -1481,6 +1496,12 @@ int model_moe_routing_metrics(const sm_model *m, int i, const int32_t *labels,
     if (r != 0)
         return sm_fail(SM_ERR_USAGE, "model: routing metrics of %s: more than %d experts or a negative "
                        "label", info.name, MOE_METRICS_MAX_EXPERTS);
+    /* a distilled layer's comparison with its teacher, when the last forward ran both gates */
+    if (info.kind == LAYER_PMOE && info.pshape.distill && isfinite(info.stats[PMOE_STAT_AGREE])) {
+        out->has_distill = 1;
+        out->distill_loss = info.stats[PMOE_STAT_DISTILL];
+        out->agreement = info.stats[PMOE_STAT_AGREE];
+    }
     return SM_OK;
 }
 

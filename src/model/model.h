@@ -150,6 +150,15 @@ int model_sync_idle(sm_model *m);
 typedef int (*model_grad_ready_fn)(size_t first, void *arg);
 int model_set_grad_ready(sm_model *m, model_grad_ready_fn fn, void *arg);
 
+/* Point-gated layers with model.moe.attention.distill (moe/point_moe.h): model_distills is 1
+ * when the model has one. Their evaluation forwards route with the student gate and compute
+ * only the selected experts; with model_set_distill_check(m, 1) they also run every expert and
+ * the attention teacher, so that the layer stats hold the distillation loss and the
+ * student/teacher top-1 agreement (routing metrics), at the cost of a dense pass. The outputs
+ * agree with the sparse pass to rounding. Off by default. */
+int model_distills(const sm_model *m);
+void model_set_distill_check(sm_model *m, int on);
+
 /* ---- passes ---- */
 /* Weights: torch-compatible defaults or the layer's init_mode; BatchNorm weight 1, bias 0,
  * running mean 0, running var 1; SMoE layers by smoe_init. Draws from `rng` in layer order. */
@@ -160,11 +169,13 @@ float *model_input(sm_model *m);
  * dL/d(output) before model_backward (the caller writes every element). */
 float *model_output(sm_model *m);
 float *model_output_grad(sm_model *m);
-/* training: BatchNorm batch statistics + running-stat update, dropout, gate noise. `rng`:
- * the dropout / gate-noise stream (may be NULL when not training). */
+/* training: BatchNorm batch statistics + running-stat update, dropout, gate noise; a
+ * distilled point-gated layer routes with its attention teacher in training and with its
+ * student otherwise. `rng`: the dropout / gate-noise stream (may be NULL when not training). */
 int model_forward(sm_model *m, int training, rng_t *rng);
 /* Backward of the last (training) forward from model_output_grad(): accumulates parameter
- * gradients; MoE layers add their auxiliary-loss gradients (RC loss -> gate). */
+ * gradients; MoE layers add their auxiliary-loss gradients (RC loss -> gate, distillation ->
+ * student gate). SM_ERR_USAGE after an evaluation forward of a model that distils. */
 int model_backward(sm_model *m);
 void model_zero_grad(sm_model *m);
 /* Sum of the MoE auxiliary losses of the last backward (RC losses plus the weighted
@@ -235,9 +246,11 @@ typedef struct {
 int model_moe_count(const sm_model *m);
 /* Routing metrics of MoE layer i from the last model_forward (moe/routing_metrics.h) over all
  * (sample, pixel) tokens: SMoE layers use the softmax over the N raw gate values R, point-gated
- * layers their routing distribution. labels (nullable): a class per pixel shared by all samples
- * (labels_per_sample 0, e.g. true regions, land/sea) or per (sample, pixel) (1), for MI and
- * ARI. Allocates a scratch buffer: call once per epoch, not inside a training step.
+ * layers their routing distribution (a distilled layer in evaluation: its student's). labels
+ * (nullable): a class per pixel shared by all samples (labels_per_sample 0, e.g. true regions,
+ * land/sea) or per (sample, pixel) (1), for MI and ARI. A distilled layer whose last forward
+ * ran both gates (training, or evaluation with model_set_distill_check) also gets
+ * has_distill, distill_loss and agreement. Allocates a scratch buffer: call once per epoch, not inside a training step.
  * SM_OK, SM_ERR_USAGE (no forward yet, bad layer/labels) or SM_ERR_NUMERIC (out of memory). */
 int model_moe_routing_metrics(const sm_model *m, int i, const int32_t *labels,
                               int labels_per_sample, moe_routing_metrics *out);

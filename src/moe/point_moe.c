@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "moe/moe_balance.h"
 #include "moe/moe_similarity.h"
+#include "nn/conv2d.h"
 
 void pmoe_shape_defaults(pmoe_shape *s)
 {
@@ -28,6 +29,8 @@ void pmoe_shape_defaults(pmoe_shape *s)
     s->outer_kind = MOE_GATE_LAPLACE;
     s->inner_kind = MOE_GATE_LAPLACE;
     s->sim_pairs = 0;
+    s->distill = 0;
+    s->distill_check = 0;
 }
 
 static int P_of(const pmoe_shape *s) { return s->h * s->w; }
@@ -38,6 +41,15 @@ static moe_gate_shape single_gate(const pmoe_shape *s)
     moe_gate_shape g = {s->batch, s->c_in, P_of(s), s->n_experts, s->k,
                         s->gate == PMOE_LAPLACE ? MOE_GATE_LAPLACE : MOE_GATE_SOFTMAX,
                         s->noisy, s->laplace_bias, s->capacity_factor};
+    return g;
+}
+
+/* The distillation student: an ordinary softmax top-k gate over the layer input. No noise (it
+ * does not route in training, so there is nothing to explore) and no capacity (evaluation
+ * routing is plain top-k anyway). */
+static moe_gate_shape student_gate(const pmoe_shape *s)
+{
+    moe_gate_shape g = {s->batch, s->c_in, P_of(s), s->n_experts, s->k, MOE_GATE_SOFTMAX, 0, 0, 0.0f};
     return g;
 }
 
@@ -71,6 +83,8 @@ int pmoe_check(const pmoe_shape *s)
         return sm_fail(SM_ERR_USAGE, "model.moe.attention.hidden: %d must be >= 1", s->attn_hidden);
     if (s->gate < PMOE_SOFTMAX_TOPK || s->gate > PMOE_ATTENTION)
         return sm_fail(SM_ERR_USAGE, "model.moe.gate: unknown point gate %d", (int)s->gate);
+    if (s->distill && s->gate != PMOE_ATTENTION)
+        return sm_fail(SM_ERR_USAGE, "model.moe.attention.distill: needs model.moe.gate attention");
     conv2d_shape c = conv1(s);
     if (!conv2d_shape_valid(&c))
         return sm_fail(SM_ERR_USAGE, "point moe: expert kernel %d unsupported for a %dx%d grid",
@@ -95,6 +109,10 @@ int pmoe_check(const pmoe_shape *s)
         moe_gate_shape g = single_gate(s);
         return moe_gate_check(&g);
     }
+    if (s->distill) {
+        moe_gate_shape g = student_gate(s);
+        return moe_gate_check(&g);
+    }
     return SM_OK;
 }
 
@@ -104,7 +122,10 @@ int pmoe_param_count(const pmoe_shape *s)
         moe_gate_shape o = outer_gate(s), i = inner_gate(s);
         return 4 + moe_gate_params(&o, NULL) + s->groups * moe_gate_params(&i, NULL);
     }
-    if (s->gate == PMOE_ATTENTION) return 8;
+    if (s->gate == PMOE_ATTENTION) {
+        moe_gate_shape st = student_gate(s);
+        return 8 + (s->distill ? moe_gate_params(&st, NULL) : 0);
+    }
     moe_gate_shape g = single_gate(s);
     return 4 + moe_gate_params(&g, NULL);
 }
@@ -144,6 +165,10 @@ int pmoe_params(const pmoe_shape *s, moe_param_info *info)
         ADD("attn_trunk_b", 1, A, 0, 0, 0);
         ADD("attn_wq", 2, A, A, 0, 0);
         ADD("attn_wk", 2, A, H, 0, 0);
+        if (s->distill) {
+            moe_gate_shape st = student_gate(s);
+            off = add_gate(&st, "student_", info, &n, off);
+        }
     } else if (s->gate == PMOE_HMOE) {
         moe_gate_shape o = outer_gate(s), i = inner_gate(s);
         off = add_gate(&o, "outer_", info, &n, off);
@@ -184,6 +209,10 @@ void pmoe_init(const pmoe_shape *s, float *params, rng_t *rng)
         ufill(params + info[4].offset, info[4].count, sqrt(6.0 / s->c_in), rng);
         ufill(params + info[6].offset, info[6].count, sqrt(3.0 / A_of(s)), rng);
         ufill(params + info[7].offset, info[7].count, sqrt(3.0 / s->hidden), rng);
+        if (s->distill) {
+            moe_gate_shape st = student_gate(s);
+            moe_gate_init(&st, params + info[8].offset, rng);
+        }
     } else if (s->gate == PMOE_HMOE) {
         moe_gate_shape o = outer_gate(s), i = inner_gate(s);
         size_t off = info[4].offset;
@@ -201,9 +230,9 @@ void pmoe_init(const pmoe_shape *s, float *params, rng_t *rng)
 /* ---- state and workspace layout ---- */
 
 typedef struct {
-    size_t h, e, g, rp, gate, pairs, stats, total;          /* state offsets */
+    size_t h, e, g, rp, gate, student, pairs, stats, total; /* state offsets */
     size_t w_conv, w_dh, w_de, w_dg, w_dcl, w_dsd, w_dpf, w_dg1, w_dg2, w_gate, w_dq, w_dk,
-        w_dhg, wtotal;                                         /* workspace offsets */
+        w_dhg, w_sgate, w_dst, w_cols, w_gcol, w_sh, w_so, w_idx, wtotal; /* workspace offsets */
     size_t gate_state, inner_state;                          /* per-gate state sizes */
 } pmoe_layout;
 
@@ -228,12 +257,16 @@ static pmoe_layout lay(const pmoe_shape *s)
         gate_ws = moe_gate_workspace_floats(&g);
     }
     L.gate_state = gate_state;
+    moe_gate_shape st = student_gate(s);
+    const int D = s->distill;
+    const size_t CKK = (size_t)s->c_in * s->kernel * s->kernel;
     size_t o = 0;
     L.h = o; o += B * N * H * P;
     L.e = o; o += B * N * Co * P;
     L.g = o; o += B * N * P;
     L.rp = o; o += B * N * P;
     L.gate = o; o += gate_state;
+    L.student = o; o += D ? moe_gate_state_floats(&st) : 0;
     L.pairs = o; o += 2 * (size_t)(s->sim_pairs > 0 ? s->sim_pairs : 0);
     L.stats = o; o += PMOE_NSTAT;
     L.total = o;
@@ -252,6 +285,16 @@ static pmoe_layout lay(const pmoe_shape *s)
     L.w_dq = o; o += B * A * P;
     L.w_dk = o; o += A * P;
     L.w_dhg = o; o += B * A * P;
+    /* distillation: the student's gate workspace and logit gradient; the sparse evaluation's
+     * im2col of one sample, its gathered columns for one expert, that expert's hidden
+     * features and outputs, and the gathered pixel indices (int32) */
+    L.w_sgate = o; o += D ? moe_gate_workspace_floats(&st) : 0;
+    L.w_dst = o; o += D ? B * N * P : 0;
+    L.w_cols = o; o += D ? CKK * P : 0;
+    L.w_gcol = o; o += D ? CKK * P : 0;
+    L.w_sh = o; o += D ? H * P : 0;
+    L.w_so = o; o += D ? Co * P : 0;
+    L.w_idx = o; o += D ? P : 0;
     L.wtotal = o;
     return L;
 }
@@ -396,9 +439,94 @@ static void gate_forward_any(const moe_gate_shape *gs, const float *x, const flo
         moe_gate_forward(gs, x, params, st, training, rng);
 }
 
+/* Fraction of the B*P tokens whose top-1 expert (ties to the lower index, as the top-k
+ * selections) is the same under logits a and b, both (B, N, P). */
+static double top1_agreement(int B, int N, size_t P, const float *a, const float *b)
+{
+    size_t same = 0;
+    for (int i = 0; i < B; i++)
+        for (size_t p = 0; p < P; p++) {
+            size_t q = (size_t)i * N * P + p;
+            int ba = 0, bb = 0;
+            for (int n = 1; n < N; n++) {
+                if (a[q + (size_t)n * P] > a[q + (size_t)ba * P]) ba = n;
+                if (b[q + (size_t)n * P] > b[q + (size_t)bb * P]) bb = n;
+            }
+            same += ba == bb;
+        }
+    return B > 0 && P > 0 ? (double)same / ((double)B * P) : 0.0;
+}
+
+static size_t student_param_offset(const pmoe_shape *s)
+{
+    moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
+    pmoe_params(s, info);
+    return info[8].offset;
+}
+
+/* Evaluation of a distilled layer: the student routes (top-k of its logits, softmax over the
+ * kept) and only the selected experts are computed at each token, which is what distilling
+ * buys: k of N expert blocks per token instead of all N for the attention teacher. Per sample
+ * and expert: gather the im2col columns of the pixels that selected the expert, two GEMMs
+ * (KxK conv as C*K*K -> hidden, ReLU, 1x1 hidden -> C_out), scatter G * E into the output.
+ * Experts are added in index order, as the dense sum, so both agree to the GEMMs' rounding. */
+static void forward_student_sparse(const pmoe_shape *s, float *out, const float *in, const float *params,
+                                   float *state, float *workspace)
+{
+    const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in, K = s->kernel;
+    const size_t P = (size_t)P_of(s), CKK = (size_t)C * K * K;
+    pmoe_layout L = lay(s);
+    moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
+    pmoe_params(s, info);
+    const float *w1 = params + info[0].offset, *b1 = params + info[1].offset;
+    const float *w2 = params + info[2].offset, *b2 = params + info[3].offset;
+    float *G = state + L.g, *rp = state + L.rp, *stats = state + L.stats;
+    moe_gate_shape ss = student_gate(s);
+    float *sst = state + L.student;
+    moe_gate_forward(&ss, in, params + student_param_offset(s), sst, 0, NULL);
+    moe_gate_view sv = moe_gate_state(&ss, sst);
+    memcpy(G, sv.g, (size_t)B * N * P * sizeof(float));
+    memcpy(rp, sv.pfull, (size_t)B * N * P * sizeof(float));
+    float *cols = workspace + L.w_cols, *gcol = workspace + L.w_gcol;
+    float *sh = workspace + L.w_sh, *so = workspace + L.w_so;
+    int32_t *idx = (int32_t *)(workspace + L.w_idx);
+    memset(out, 0, (size_t)B * Co * P * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        nn_im2col(in + (size_t)b * C * P, C, s->h, s->w, K, 1, K / 2, s->pad, s->h, s->w, cols, P);
+        for (int e = 0; e < N; e++) {
+            const float *kept = sv.kept + ((size_t)b * N + e) * P, *Ge = G + ((size_t)b * N + e) * P;
+            int n = 0;
+            for (size_t p = 0; p < P; p++)
+                if (kept[p] != 0.0f) idx[n++] = (int32_t)p;
+            if (n == 0) continue;
+            for (size_t r = 0; r < CKK; r++)
+                for (int j = 0; j < n; j++) gcol[r * n + j] = cols[r * P + (size_t)idx[j]];
+            for (int c = 0; c < H; c++)
+                for (int j = 0; j < n; j++) sh[(size_t)c * n + j] = b1[(size_t)e * H + c];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, H, n, (int)CKK, 1.0f,
+                        w1 + (size_t)e * H * CKK, (int)CKK, gcol, n, 1.0f, sh, n);
+            for (size_t i = 0; i < (size_t)H * n; i++) sh[i] = sh[i] > 0 ? sh[i] : 0;
+            for (int co = 0; co < Co; co++)
+                for (int j = 0; j < n; j++) so[(size_t)co * n + j] = b2[(size_t)e * Co + co];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, n, H, 1.0f,
+                        w2 + (size_t)e * Co * H, H, sh, n, 1.0f, so, n);
+            for (int co = 0; co < Co; co++) {
+                float *yb = out + ((size_t)b * Co + co) * P;
+                for (int j = 0; j < n; j++) yb[idx[j]] += Ge[idx[j]] * so[(size_t)co * n + j];
+            }
+        }
+    }
+    for (int i = 0; i < PMOE_NSTAT; i++) stats[i] = 0;
+    stats[PMOE_STAT_DISTILL] = stats[PMOE_STAT_AGREE] = NAN; /* no teacher ran */
+}
+
 static void forward_impl(const pmoe_shape *s, float *out, const float *in, const float *params,
                          float *state, float *workspace, int training, rng_t *rng, pmoe_dist *d)
 {
+    if (s->distill && !training && !s->distill_check) {
+        forward_student_sparse(s, out, in, params, state, workspace);
+        return;
+    }
     const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in;
     const size_t P = (size_t)P_of(s);
     pmoe_layout L = lay(s);
@@ -480,6 +608,24 @@ static void forward_impl(const pmoe_shape *s, float *out, const float *in, const
             softmax_all(N, P, a + (size_t)b * N * P, rp + (size_t)b * N * P);
         }
     }
+    double distill_loss = NAN, agree = NAN;
+    if (s->distill) {
+        /* the student sees what the teacher routed: its loss and top-1 agreement for the
+         * stats; in evaluation (distill_check) it routes, as in the sparse evaluation */
+        const int A = A_of(s);
+        const float *a = gst + 2 * (size_t)B * A * P + (size_t)B * N * A * P;
+        moe_gate_shape ss = student_gate(s);
+        float *sst = state + L.student;
+        moe_gate_forward(&ss, in, params + student_param_offset(s), sst, 0, NULL);
+        moe_gate_view sv = moe_gate_state(&ss, sst);
+        moe_layout lg = {B, N, P};
+        distill_loss = moe_distill_loss(&lg, rp, sv.clean, NULL, 0.0f);
+        agree = top1_agreement(B, N, P, a, sv.clean);
+        if (!training) {
+            memcpy(G, sv.g, (size_t)B * N * P * sizeof(float));
+            memcpy(rp, sv.pfull, (size_t)B * N * P * sizeof(float));
+        }
+    }
     /* output */
     for (int b = 0; b < B; b++)
         for (int co = 0; co < Co; co++) {
@@ -492,6 +638,8 @@ static void forward_impl(const pmoe_shape *s, float *out, const float *in, const
             }
         }
     for (int i = 0; i < PMOE_NSTAT; i++) stats[i] = 0;
+    stats[PMOE_STAT_DISTILL] = (float)distill_loss;
+    stats[PMOE_STAT_AGREE] = (float)agree;
     if (s->sim_pairs > 0 && training && d) {
         /* pairs over the global batch's tokens, the same on every process */
         rng_t r;
@@ -554,7 +702,7 @@ static void backward_impl(const pmoe_shape *s, float *d_in, float *d_params, con
                           const pmoe_aux_weights *aux, const float *in, const float *params,
                           float *state, float *workspace, pmoe_dist *d)
 {
-    static const pmoe_aux_weights none = {0, 0, 0, 0, 0, 0};
+    static const pmoe_aux_weights none = {0, 0, 0, 0, 0, 0, 0};
     if (!aux) aux = &none;
     moe_reduce *r = d ? &d->red : NULL;
     const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in;
@@ -598,8 +746,8 @@ static void backward_impl(const pmoe_shape *s, float *d_in, float *d_params, con
                         w2 + (size_t)e * Co * H, H, dE, (int)P, 1.0f, dh + ((size_t)b * N + e) * H * P,
                         (int)P);
         }
-    /* aux losses on G */
-    for (int i = 0; i < PMOE_NSTAT - 1; i++) stats[i] = 0;
+    /* aux losses on G (the forward's distillation stats stay) */
+    for (int i = 0; i <= PMOE_STAT_AUX_TOTAL; i++) stats[i] = 0;
     double total = 0;
     moe_layout lg = {B, N, P};
     if (s->gate != PMOE_HMOE && aux->importance != 0) {
@@ -720,6 +868,22 @@ static void backward_impl(const pmoe_shape *s, float *d_in, float *d_params, con
                             dhgb, (int)P, 1.0f, d_in + (size_t)b * C * P, (int)P);
         }
     }
+    if (s->distill && aux->distill != 0) {
+        /* The student imitates the teacher's routing distribution rp = softmax(a), a constant
+         * here: this loss moves the student's parameters only, not the experts or the teacher
+         * (the method's "freeze the experts"), and passes nothing to d_in, so the layers below
+         * do not learn to make the teacher easy to imitate. In data-parallel mode it is the
+         * local mean, like the main loss (each process's gradient is weighted by its share). */
+        moe_gate_shape ss = student_gate(s);
+        float *sst = state + L.student, *dsl = workspace + L.w_dst;
+        moe_gate_view sv = moe_gate_state(&ss, sst);
+        size_t soff = student_param_offset(s);
+        memset(dsl, 0, BNP * sizeof(float));
+        double v = moe_distill_loss(&lg, rp, sv.clean, dsl, aux->distill);
+        total += aux->distill * v;
+        moe_gate_backward(&ss, NULL, d_params + soff, NULL, NULL, dsl, NULL, in, params + soff, sst,
+                          workspace + L.w_sgate);
+    }
     stats[PMOE_STAT_AUX_TOTAL] = (float)total;
     /* experts' first layer */
     for (size_t i = 0; i < (size_t)B * N * H * P; i++)
@@ -755,7 +919,7 @@ static void level_aux_idle(const moe_gate_shape *gs, const pmoe_aux_weights *aux
 
 void pmoe_dist_idle(const pmoe_shape *s, const pmoe_aux_weights *aux, int backward, pmoe_dist *d)
 {
-    static const pmoe_aux_weights none = {0, 0, 0, 0, 0, 0};
+    static const pmoe_aux_weights none = {0, 0, 0, 0, 0, 0, 0};
     if (!aux) aux = &none;
     const size_t P = (size_t)P_of(s);
     moe_reduce *r = &d->red;

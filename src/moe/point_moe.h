@@ -14,6 +14,15 @@
  *                 features, Q = W_q h_g, K_i = W_k h_i (A x A and A x hidden, no bias),
  *                 a_i = Q . K_i / sqrt(A); G = softmax over the top-k of a (k = N: plain
  *                 softmax). Every expert runs before routing.
+ *                 With `distill` the layer also owns a STUDENT gate: an ordinary softmax
+ *                 top-k gate (moe_gate.h, no noise, no capacity) over the same input x.
+ *                 Training routes with the attention teacher exactly as without it; the
+ *                 student learns to imitate it through moe_distill_loss (cross-entropy to the
+ *                 teacher's softmax(a), teacher detached, weight pmoe_aux_weights.distill),
+ *                 whose gradient reaches the student's parameters only (not the experts, the
+ *                 teacher or x: "freeze the experts, train an ordinary gate to imitate it").
+ *                 Evaluation (training == 0) routes with the student's top-k and computes
+ *                 only the selected experts at each token (sparse), unless `distill_check`.
  * Auxiliary losses (pmoe_aux_weights, each with its own weight; computed in backward, values
  * in the state's stats): importance CV^2 and load CV^2 (HMOE: at both levels), switch and
  * entropy (on the softmax over all experts: the gate's clean logits, HMOE's outer level, the
@@ -54,19 +63,30 @@ typedef struct {
     moe_gate_kind outer_kind, inner_kind;   /* HMOE levels: SS, SL, LL */
     int sim_pairs;             /* pixel pairs for L_s (0: off) */
     int attn_hidden;           /* ATTENTION: dimension A of h_g, Q, K (0: = hidden) */
+    int distill;               /* ATTENTION: student gate (see above) */
+    int distill_check;         /* distill, evaluation: also run every expert and the teacher so
+                                  that the stats hold the distillation loss and the agreement;
+                                  the routing and output stay the student's (dense, slower) */
 } pmoe_shape;
 
 typedef struct {
     float importance, load, switch_loss, entropy, sim_same, sim_diff;
+    float distill;             /* weight of the student's distillation loss (distill only) */
 } pmoe_aux_weights;
 
+/* Stats (pmoe_stats): the aux losses (unweighted) and their weighted total (distillation
+ * included) from the last backward; DISTILL (unweighted cross-entropy, mean over tokens) and
+ * AGREE (fraction of tokens whose student top-1 expert is the teacher's) from the last forward
+ * that ran both gates (distill: training, or evaluation with distill_check), NAN otherwise. */
 enum {
     PMOE_STAT_IMPORTANCE = 0, PMOE_STAT_LOAD, PMOE_STAT_SWITCH, PMOE_STAT_ENTROPY,
-    PMOE_STAT_SIM_SAME, PMOE_STAT_SIM_DIFF, PMOE_STAT_AUX_TOTAL, PMOE_NSTAT = 8
+    PMOE_STAT_SIM_SAME, PMOE_STAT_SIM_DIFF, PMOE_STAT_AUX_TOTAL, PMOE_STAT_DISTILL,
+    PMOE_STAT_AGREE, PMOE_NSTAT = 10
 };
 
 /* Defaults: kernel 3, hidden 16, attn_hidden 16, zero pad, softmax_topk, noisy, no capacity,
- * HMOE 2 x 4 with k 1 / 2 and LL, no similarity pairs. Shape fields are left as given. */
+ * HMOE 2 x 4 with k 1 / 2 and LL, no similarity pairs, no distillation. Shape fields are left
+ * as given. */
 void pmoe_shape_defaults(pmoe_shape *s);
 int pmoe_check(const pmoe_shape *s);
 
@@ -74,7 +94,7 @@ int pmoe_check(const pmoe_shape *s);
  * Names: expert_w1 (N*hidden, C_in, K, K), expert_b1 (N*hidden), expert_w2 (N, C_out, hidden),
  * expert_b2 (N, C_out), then gate_w_gate / gate_w_noise / gate_b_gate (N, C_in | N), or
  * outer_* and inner<g>_* for HMOE, or attn_trunk_w (A, C_in), attn_trunk_b (A),
- * attn_wq (A, A), attn_wk (A, hidden). */
+ * attn_wq (A, A), attn_wk (A, hidden), then with distill student_w_gate (N, C_in). */
 int pmoe_param_count(const pmoe_shape *s);
 int pmoe_params(const pmoe_shape *s, moe_param_info *info);
 size_t pmoe_param_floats(const pmoe_shape *s);
@@ -84,7 +104,9 @@ size_t pmoe_state_floats(const pmoe_shape *s);
 size_t pmoe_workspace_floats(const pmoe_shape *s);
 
 /* training: noise, capacity and similarity pairs; rng: their stream (may be NULL when not
- * training). */
+ * training). With distill and training == 0 (and no distill_check) only the student's selected
+ * experts are computed: the expert views (pmoe_expert_outputs / _hidden) are not filled, and
+ * pmoe_backward needs a training forward. */
 void pmoe_forward(const pmoe_shape *s, float *out, const float *in, const float *params,
                   float *state, float *workspace, int training, rng_t *rng);
 void pmoe_backward(const pmoe_shape *s, float *d_in, float *d_params, const float *d_out,
@@ -131,7 +153,7 @@ void pmoe_dist_idle(const pmoe_shape *s, const pmoe_aux_weights *aux, int backwa
 const float *pmoe_gate_weights(const pmoe_shape *s, const float *state);  /* G (B, N, H, W) */
 /* Routing distribution over all experts for metrics (B, N, H, W): the softmax of the clean
  * logits (single gates), G (HMOE, whose per-level softmaxes do not compose), softmax(a)
- * (attention). */
+ * (attention; with distill in evaluation the student's softmax, since the student routes). */
 const float *pmoe_routing_probs(const pmoe_shape *s, const float *state);
 const float *pmoe_expert_outputs(const pmoe_shape *s, const float *state); /* (B, N, C_out, H, W) */
 float *pmoe_stats(const pmoe_shape *s, float *state);                     /* PMOE_STAT_* */

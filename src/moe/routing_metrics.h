@@ -22,6 +22,11 @@ typedef struct {
     double mi;             /* I(E; Y) in bits; 0 without labels */
     double ari;            /* adjusted Rand index (argmax expert vs labels); 0 without labels */
     int has_labels;
+    /* A distilled router (point_moe.h distill), filled by the caller that ran both gates: the
+     * cross-entropy from the teacher's to the student's routing distribution and the fraction
+     * of tokens whose top-1 expert agrees (0 / 0 with has_distill 0, as compute leaves them). */
+    int has_distill;
+    double distill_loss, agreement;
 } moe_routing_metrics;
 
 /* p: routing probabilities (each token's N entries sum to 1; a softmax of raw gate values for

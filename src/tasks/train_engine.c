@@ -162,7 +162,12 @@ static int validate(engine *E, const int64_t *idx, int64_t n_samples, double *lo
         if (n > 0) {
             model_set_batch(E->m, n);
             if ((st = T->assemble(T->ctx, idx + start + lo, n, model_input(E->m)))) return st;
-            if ((st = model_forward(E->m, 0, NULL))) return st;
+            /* the routing-metrics batch of a distilled model also runs the attention teacher,
+             * to log how well the student (which routes in validation) imitates it */
+            model_set_distill_check(E->m, !moe_done);
+            st = model_forward(E->m, 0, NULL);
+            model_set_distill_check(E->m, 0);
+            if (st) return st;
             const float *out = model_output(E->m);
             part = T->loss(T->ctx, out, n);
             if (n != ng) part = part * n / ng;
@@ -214,6 +219,8 @@ static void write_metrics(engine *E, int64_t epoch, int64_t step, double train_l
                 info.name, r->cv_importance, r->h_s, r->h_u);
         if (r->has_labels) /* the validation computed them against training.routing_labels */
             fprintf(f, "\"MI\": %.6g, \"ARI\": %.6g, ", r->mi, r->ari);
+        if (r->has_distill) /* model.moe.attention.distill: the student against the teacher */
+            fprintf(f, "\"distill_loss\": %.6g, \"agreement\": %.6g, ", r->distill_loss, r->agreement);
         fprintf(f, "\"load\": [");
         for (int e = 0; e < r->n_experts; e++) fprintf(f, "%s%.6g", e ? ", " : "", r->load_frac[e]);
         fprintf(f, "]}");

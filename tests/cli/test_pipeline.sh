@@ -45,6 +45,13 @@ if [ -n "$(params moe/last.nc)" ] && diff <(params moe/last.nc) <(params moespli
 # of every epoch cover it (they once stopped at 64 experts, after the first epoch)
 expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 model.moe.enabled=true model.moe.rc_loss.enabled=false model.moe.layers=2 model.channels=[12] output.dir=moe2
 grep -q '"layer": "conv0", "cv_importance"' moe2/metrics.jsonl && ok "routing metrics of a 96-expert hidden SMoE layer" || fail "no routing metrics for conv0: $(head -c 300 moe2/metrics.jsonl)"
+# attention gate distilled into a softmax top-k student: every epoch logs the student's
+# distillation loss and top-1 agreement with the teacher; forecasts route with the student
+dmoe=(model.moe.enabled=true model.moe.gate=attention model.moe.experts=4 model.moe.k=2 model.moe.expert_hidden=8 model.moe.attention.hidden=8 model.moe.attention.distill=true)
+expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 "${dmoe[@]}" output.dir=distill
+[ "$(grep -c '"distill_loss": [0-9.e+-]*, "agreement": [0-9.e+-]*, "load"' distill/metrics.jsonl)" = 2 ] && ok "distillation loss and agreement in every epoch's routing metrics" || fail "no distillation metrics: $(head -c 400 distill/metrics.jsonl)"
+expect_exit 0 "wrote 1 initialisations x 1 leads" -- "$BIN" forecast --checkpoint distill/best.nc --dataset ds.nc --init 2000-11-20T00 --lead 6h --out fc_distill.nc
+expect_exit 1 "model.moe.attention.distill: distils the attention gate; needs model.moe.gate attention \(got 'softmax_topk'\)" -- "$BIN" train -c cfg.yaml run.threads=1 "${dmoe[@]}" model.moe.gate=softmax_topk output.dir=bad
 # one-cycle schedule per optimiser step: 12 steps; epoch 1 ends on the falling cosine, epoch 2 at
 # lr / 25 / 1e4 (torch OneCycleLR's final lr)
 expect_exit 0 "epoch 2: train" -- "$BIN" train -c cfg.yaml run.threads=1 training.lr_scheduler=onecycle output.dir=onecycle

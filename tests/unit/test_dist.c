@@ -56,7 +56,7 @@ static sm_model *build_cap(int batch, int noisy, int pairs, float capacity)
     ps.noisy = noisy;
     ps.capacity_factor = capacity;
     ps.sim_pairs = pairs;
-    pmoe_aux_weights pa = {0.1f, 0.1f, 0.05f, 0.02f, 0.1f, 0.05f};
+    pmoe_aux_weights pa = {0.1f, 0.1f, 0.05f, 0.02f, 0.1f, 0.05f, 0};
     model_add_pmoe(m, "pmoe", x, &ps, &pa);
     assert_int_equal(model_finalize(m, batch, 1), SM_OK);
     rng_t r;

@@ -98,7 +98,7 @@ static sm_model *build(int batch)
         ps.capacity_factor = 1.0f;
     }
     ps.sim_pairs = 32;
-    pmoe_aux_weights pa = {0.1f, 0.1f, 0.05f, 0.02f, 0.1f, 0.05f};
+    pmoe_aux_weights pa = {0.1f, 0.1f, 0.05f, 0.02f, 0.1f, 0.05f, 0};
     x = model_add_pmoe(m, "pmoe", x, &ps, &pa);
     x = model_add_act(m, x, ACT_RELU, 0.0f);
     smoe_shape ss;

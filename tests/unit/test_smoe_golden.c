@@ -144,7 +144,7 @@ static void run_point(const char *c)
     s.laplace_bias = (int)cfg[11];
     s.noisy = 0;
     s.attn_hidden = 0; /* the reference uses the expert hidden width */
-    pmoe_aux_weights aux = {cfg[12], 0, cfg[13], cfg[14], 0, 0};
+    pmoe_aux_weights aux = {cfg[12], 0, cfg[13], cfg[14], 0, 0, 0};
     float *params = load(F, c, "params", &np_t, NULL), *gy = load(F, c, "gy", &ny, shape);
     s.c_out = (int)shape[1];
     assert_int_equal(pmoe_check(&s), SM_OK);
