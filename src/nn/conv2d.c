@@ -539,31 +539,28 @@ static void im2col_backward_item(const conv2d_shape *s, int b0, int nsamp, float
  * with multi-threaded BLAS (T == 1). Returns the number of threads that ran. */
 typedef void (*item_fn)(const conv2d_shape *s, int item, float *tb, void *ctx);
 
+typedef struct {
+    const conv2d_shape *s;
+    float *thread_ws;
+    size_t per_thread, nw;
+    int zero_dw_off_plus1;
+    item_fn fn;
+    void *ctx;
+} items_run;
+
+static void run_block(int t, int lo, int hi, void *vr)
+{
+    const items_run *r = vr;
+    float *tb = r->thread_ws + (size_t)t * r->per_thread;
+    if (r->zero_dw_off_plus1) memset(tb + r->zero_dw_off_plus1 - 1, 0, r->nw * sizeof(float));
+    for (int i = lo; i < hi; i++) r->fn(r->s, i, tb, r->ctx);
+}
+
 static int run_items(const conv2d_shape *s, float *thread_ws, size_t per_thread, item_fn fn,
                      void *ctx, int zero_dw_off_plus1, size_t nw)
 {
-    const int T = conv_threads(s), items = conv_items(s);
-    int used = 1;
-    if (T == 1) {
-        if (zero_dw_off_plus1) memset(thread_ws + zero_dw_off_plus1 - 1, 0, nw * sizeof(float));
-        for (int i = 0; i < items; i++) fn(s, i, thread_ws, ctx);
-        return 1;
-    }
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-#pragma omp parallel num_threads(T)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-#pragma omp single
-        used = nt;
-        float *tb = thread_ws + (size_t)t * per_thread;
-        if (zero_dw_off_plus1) memset(tb + zero_dw_off_plus1 - 1, 0, nw * sizeof(float));
-        const int g = conv_group(s), groups = items / g;
-        int lo = (int)((long)groups * t / nt) * g, hi = (int)((long)groups * (t + 1) / nt) * g;
-        for (int i = lo; i < hi; i++) fn(s, i, tb, ctx);
-    }
-    openblas_set_num_threads(blas_threads);
-    return used;
+    items_run r = {s, thread_ws, per_thread, nw, zero_dw_off_plus1, fn, ctx};
+    return nn_run_blocks(conv_threads(s), conv_items(s), conv_group(s), run_block, &r);
 }
 
 typedef struct {

@@ -13,7 +13,6 @@
 #include "nn/threads.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <string.h>
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
@@ -76,30 +75,34 @@ typedef struct {
 typedef void (*ct_sample_fn)(const conv_transpose_shape *s, int b, float *col, float *dw,
                              const ct_ctx *c);
 
-/* Runs fn for every sample: in order with multi-threaded BLAS (T == 1), or on T threads with
- * single-threaded BLAS. dw is d_weight itself (T == 1) or the thread's zeroed private buffer
- * (zero_dw set); returns T. */
+typedef struct {
+    const conv_transpose_shape *s;
+    float *ws;
+    ct_sample_fn fn;
+    const ct_ctx *c;
+    int T, zero_dw;
+} ct_run_state;
+
+static void ct_block(int t, int lo, int hi, void *vr)
+{
+    const ct_run_state *r = vr;
+    const conv_transpose_shape *s = r->s;
+    float *col = r->ws + (size_t)t * ct_block_floats(s, r->T), *dw = r->c->d_weight;
+    if (r->T > 1) {
+        dw = col + ct_col_floats(s);
+        if (r->zero_dw) memset(dw, 0, ct_dw_floats(s) * sizeof(float));
+    }
+    for (int b = lo; b < hi; b++) r->fn(s, b, col, dw, r->c);
+}
+
+/* Runs fn for every sample (nn_run_blocks). dw is d_weight itself (one thread) or the thread's
+ * private buffer, zeroed first when zero_dw is set; returns the number of threads that ran
+ * (at most ct_threads, which sets the workspace layout). */
 static int ct_run(const conv_transpose_shape *s, float *ws, ct_sample_fn fn, const ct_ctx *c,
                   int zero_dw)
 {
-    const int T = ct_threads(s);
-    if (T == 1) {
-        for (int b = 0; b < s->batch; b++) fn(s, b, ws, c->d_weight, c);
-        return 1;
-    }
-    const size_t block = ct_block_floats(s, T), ncol = ct_col_floats(s);
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-#pragma omp parallel num_threads(T)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        float *col = ws + (size_t)t * block, *dw = col + ncol;
-        if (zero_dw) memset(dw, 0, ct_dw_floats(s) * sizeof(float));
-        const int lo = (int)((long)s->batch * t / nt), hi = (int)((long)s->batch * (t + 1) / nt);
-        for (int b = lo; b < hi; b++) fn(s, b, col, dw, c);
-    }
-    openblas_set_num_threads(blas_threads);
-    return T;
+    ct_run_state r = {s, ws, fn, c, ct_threads(s), zero_dw};
+    return nn_run_blocks(r.T, s->batch, 1, ct_block, &r);
 }
 
 static void forward_sample(const conv_transpose_shape *s, int b, float *col, float *dw,
@@ -151,13 +154,13 @@ void conv_transpose_backward(const conv_transpose_shape *s, float *d_in, float *
     if (d_bias) nn_bias_backward(s->batch, s->c_out, (size_t)conv_transpose_out_h(s) *
                                  conv_transpose_out_w(s), d_out, d_bias);
     ct_ctx c = {.d_in = d_in, .d_weight = d_weight, .in = in, .weight = weight, .d_out = d_out};
-    int T = ct_run(s, workspace, backward_sample, &c, 1);
-    if (T == 1) return;
+    const int T = ct_threads(s), used = ct_run(s, workspace, backward_sample, &c, 1);
+    if (T == 1) return; /* accumulated into d_weight directly */
     const size_t nw = ct_dw_floats(s), block = ct_block_floats(s, T), ncol = ct_col_floats(s);
-#pragma omp parallel for schedule(static) if((long long)nw * T >= NN_PAR_MIN)
+#pragma omp parallel for schedule(static) if((long long)nw * used >= NN_PAR_MIN)
     for (size_t i = 0; i < nw; i++) {
         float acc = d_weight[i];
-        for (int t = 0; t < T; t++) acc += workspace[(size_t)t * block + ncol + i];
+        for (int t = 0; t < used; t++) acc += workspace[(size_t)t * block + ncol + i];
         d_weight[i] = acc;
     }
 }

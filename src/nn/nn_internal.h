@@ -12,6 +12,15 @@
  * output pixels of d_out (batch, c_out, ohw); per-sample float sums added up in double. */
 void nn_bias_backward(int batch, int c_out, size_t ohw, const float *d_out, float *d_bias);
 
+/* Splits `items` work items over T threads for layers that call sgemm per item. T == 1: one
+ * block [0, items) in order, OpenBLAS keeps its own threads. T > 1: T contiguous blocks of
+ * whole groups of `group` items on T OpenMP threads, with OpenBLAS set to one thread for the
+ * duration (an OpenMP team and a multi-threaded OpenBLAS spinning at once made layers up to
+ * 10x slower on 2 cores). fn(t, lo, hi, ctx) runs items [lo, hi) as thread t. Returns the
+ * number of threads that ran. */
+typedef void (*nn_block_fn)(int t, int lo, int hi, void *ctx);
+int nn_run_blocks(int T, int items, int group, nn_block_fn fn, void *ctx);
+
 /* Loops compiled for AVX-512 and AVX2 as well as the baseline and picked at load time (GCC
  * function multiversioning). Code under it must give bit-identical results in every version
  * (no reassociation; the ISO C mode the project builds in does not contract a * b + c). */
