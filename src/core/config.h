@@ -47,6 +47,7 @@ typedef struct {
     int tendency;
     int lead_tendency_scale;
     int relative_inputs;
+    int recent_days;
 } data_config;
 
 typedef struct {

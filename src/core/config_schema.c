@@ -40,6 +40,8 @@ const cfg_key config_schema[] = {
      "Multi-lead models (data.leads): scale each lead's tendency target by the std of that lead's own change, so that every lead weighs alike in the loss (false: the primary lead's scale for all, so long leads dominate)."},
     {"data.relative_inputs", CFG_T_BOOL, F(data.relative_inputs), "false", 0, ANY, 0,
      "Prognostic inputs without their absolute level: the current field minus its domain mean, and each earlier history step as its difference from the current field (scaled by the tendency std). The network then cannot pull a forecast towards the training period's mean level, which biases it when the forecast period is warmer or colder than the training period."},
+    {"data.recent_days", CFG_T_INT, F(data.recent_days), "0", 0, 0, 14, 0,
+     "Recent diurnal cycle as input: for each prognostic variable, the mean of its last N observed days at the hour of the input time and at the hour of the valid time (0 = off). Only fields at or before the forecast's initial time are used, in training and in every step of a rollout; it tells the network how large the diurnal cycle has been lately, which the training period's climatology may not."},
 
     {"model.architecture", CFG_T_ENUM, F(model.architecture), "cnn", "cnn|resnet|unet|smoe_net|mlp", ANY, 0,
      "Network: WeatherBench CNN, Rasp-Thuerey ResNet, ENS-10 U-Net, SMoE stack, per-point MLP."},

@@ -96,6 +96,9 @@ static int find_var(const dataset *ds, const char *name, const char *key)
                         list);
 }
 
+/* Input channels of the recent-day means: every prognostic at the hours of t and t + s. */
+static int recent_channels(const sample_layout *L) { return L->recent_days > 0 ? 2 * L->n_prog : 0; }
+
 static double median_step(const dataset *ds)
 {
     if (ds->ntimes < 2) return 1;
@@ -190,9 +193,12 @@ int samples_layout_init(sample_layout *L, const data_config *dc, const dataset *
     L->tendency = dc->tendency;
     L->lead_tendency = dc->lead_tendency_scale && L->n_leads > 0;
     L->relative_inputs = dc->relative_inputs;
+    L->recent_days = dc->recent_days;
+    if (L->recent_days > SAMPLES_MAX_RECENT_DAYS)
+        return sm_fail(SM_ERR_USAGE, "data.recent_days is at most %d", SAMPLES_MAX_RECENT_DAYS);
     L->h = ds->nlat;
     L->w = ds->nlon;
-    L->c_in = L->history * L->n_prog + (L->n_forc - n_computed - n_coord_forc) + 4 * n_computed + L->n_coord + (L->n_leads > 0);
+    L->c_in = L->history * L->n_prog + recent_channels(L) + (L->n_forc - n_computed - n_coord_forc) + 4 * n_computed + L->n_coord + (L->n_leads > 0);
     L->c_out = L->n_prog + L->n_diag;
     if (L->n_coord > 0) {
         /* sin(lat) spans the grid's latitudes; longitude as sin and cos stays continuous
@@ -240,6 +246,20 @@ static double max_lead(const sample_layout *L)
     return m;
 }
 
+/* Dataset indices of the data.recent_days most recent times at the hour of day of `hour`, a day
+ * or more before it and not after t_info (newest first); returns how many exist. */
+static int recent_times(const sample_layout *L, const dataset *ds, double hour, double t_info, int64_t *idx)
+{
+    int n = 0;
+    if (ds->ntimes == 0) return 0;
+    for (double t = hour - 24; n < L->recent_days && t >= ds->times[0] - 1e-6; t -= 24) {
+        if (t > t_info + 1e-6) continue;
+        int64_t i = find_time(ds, t);
+        if (i >= 0) idx[n++] = i;
+    }
+    return n;
+}
+
 void samples_layout_free(sample_layout *L)
 {
     free(L->coords);
@@ -272,6 +292,8 @@ static void valid_inits_lead(const sample_layout *L, const dataset *ds, double s
         double t = ds->times[i];
         if (!inside(t, start, end) || !inside(t + lead, start, end)) continue;
         if (find_time(ds, t + lead) < 0) continue;
+        int64_t days[SAMPLES_MAX_RECENT_DAYS];
+        if (L->recent_days > 0 && (!recent_times(L, ds, t, t, days) || !recent_times(L, ds, t + lead, t, days))) continue;
         int ok = 1;
         for (int h = 1; h < L->history && ok; h++) {
             double th = t - h * L->dt_hours;
@@ -634,8 +656,66 @@ typedef struct {
     const float *prog_hist[SAMPLES_MAX_VARS * 8]; /* [h * n_prog + i] */
     const float *forc[SAMPLES_MAX_VARS];
     const float *target_prog[SAMPLES_MAX_VARS], *target_diag[SAMPLES_MAX_VARS];
+    /* data.recent_days: fields of prognostic i at the hour of t0 (side 0) and of t1 (side 1) */
+    const float *recent[2][SAMPLES_MAX_VARS][SAMPLES_MAX_RECENT_DAYS];
+    int n_recent[2];
     double t0, t1, lead;
 } sample_fields;
+
+/* The recent-day fields of F (F->t0 and F->t1 set) seen from information time t_info. */
+static int gather_recent(const sample_layout *L, sample_cache *cache, double t_info, sample_fields *F)
+{
+    const dataset *ds = cache->ds;
+    size_t np = (size_t)L->h * L->w;
+    double hours[2] = {F->t0, F->t1};
+    for (int side = 0; side < 2 && L->recent_days > 0; side++) {
+        int64_t days[SAMPLES_MAX_RECENT_DAYS];
+        int n = F->n_recent[side] = recent_times(L, ds, hours[side], t_info, days);
+        if (n == 0) {
+            char when[64];
+            cf_calendar cal;
+            calendar_of(ds, &cal);
+            cf_format_hours(hours[side], cal, when, sizeof when);
+            return sm_fail(SM_ERR_IO, "%s: data.recent_days needs a field at the hour of %s a day or more earlier; the dataset starts too late",
+                           ds->path, when);
+        }
+        for (int k = 0; k < n; k++)
+            for (int i = 0; i < L->n_prog; i++) {
+                const float *f = sample_cache_get(cache, L->prog_var[i], (int)days[k]);
+                if (!f || check_finite(ds, L->prog_var[i], (int)days[k], f, np)) return SM_ERR_IO;
+                F->recent[side][i][k] = f;
+            }
+    }
+    return SM_OK;
+}
+
+/* The recent-day mean channels (layout in samples.h) at `out`; prog_hist[i] is x(t0). */
+static void fill_recent(const sample_layout *L, const sample_fields *F, const float *const *prog_hist, float *out)
+{
+    size_t np = (size_t)L->h * L->w;
+    for (int side = 0; side < 2 && L->recent_days > 0; side++)
+        for (int i = 0; i < L->n_prog; i++, out += np) {
+            int n = F->n_recent[side];
+            for (size_t p = 0; p < np; p++) {
+                float sum = 0;
+                for (int k = 0; k < n; k++) sum += F->recent[side][i][k][p];
+                out[p] = sum / (float)n;
+            }
+            if (!L->relative_inputs) {
+                normalise_into(&L->stats, stat_prog(L, i), out, out, np);
+                continue;
+            }
+            const float *x0 = prog_hist[i];
+            float inv = 1.0f / L->stats.tend_std[i];
+            for (size_t p = 0; p < np; p++) out[p] = (out[p] - x0[p]) * inv;
+        }
+}
+
+/* Start of the forcing channels in one input. */
+static size_t forcing_offset(const sample_layout *L)
+{
+    return ((size_t)L->history * L->n_prog + (size_t)recent_channels(L)) * L->h * L->w;
+}
 
 static int gather(const sample_layout *L, sample_cache *cache, int64_t sample, int want_target, sample_fields *F)
 {
@@ -656,6 +736,8 @@ static int gather(const sample_layout *L, sample_cache *cache, int64_t sample, i
             F->prog_hist[h * L->n_prog + i] = f;
         }
     }
+    int st = gather_recent(L, cache, F->t0, F);
+    if (st) return st;
     for (int i = 0; i < L->n_forc; i++) {
         if (L->forc_kind[i] != FORCING_FIELD) continue;
         int v = L->forc_var[i];
@@ -722,7 +804,8 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
     for (int b = 0; b < n; b++) {
         float *in = input + (size_t)b * L->c_in * np;
         fill_prognostic(L, F[b].prog_hist, in);
-        fill_forcings(L, ds->calendar, &F[b], in + (size_t)L->history * L->n_prog * np);
+        fill_recent(L, &F[b], F[b].prog_hist, in + (size_t)L->history * L->n_prog * np);
+        fill_forcings(L, ds->calendar, &F[b], in + forcing_offset(L));
         if (!target) continue;
         float *out = target + (size_t)b * L->c_out * np;
         for (int i = 0; i < L->n_prog; i++, out += np) {
@@ -741,13 +824,23 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
     return SM_OK;
 }
 
-int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, const float *const *prog_hist, float *input)
+static int assemble_state(const sample_layout *L, sample_cache *cache, double t0, double lead_hours, double t_info,
+                          const float *const *prog_hist, float *input);
+
+int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, double t_info, const float *const *prog_hist,
+                           float *input)
 {
-    return samples_assemble_state_lead(L, cache, t0, L->step_hours, prog_hist, input);
+    return assemble_state(L, cache, t0, L->step_hours, t_info, prog_hist, input);
 }
 
 int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, double t0, double lead_hours,
                                 const float *const *prog_hist, float *input)
+{
+    return assemble_state(L, cache, t0, lead_hours, t0, prog_hist, input);
+}
+
+static int assemble_state(const sample_layout *L, sample_cache *cache, double t0, double lead_hours, double t_info,
+                          const float *const *prog_hist, float *input)
 {
     const dataset *ds = cache->ds;
     size_t np = (size_t)L->h * L->w;
@@ -772,8 +865,11 @@ int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, dou
         if (!f || check_finite(ds, v, ds->vars[v].is_static ? 0 : (int)t1, f, np)) return SM_ERR_IO;
         F.forc[i] = f;
     }
+    int st = gather_recent(L, cache, t_info, &F);
+    if (st) return st;
     fill_prognostic(L, F.prog_hist, input);
-    fill_forcings(L, ds->calendar, &F, input + (size_t)L->history * L->n_prog * np);
+    fill_recent(L, &F, F.prog_hist, input + (size_t)L->history * L->n_prog * np);
+    fill_forcings(L, ds->calendar, &F, input + forcing_offset(L));
     return SM_OK;
 }
 

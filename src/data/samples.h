@@ -6,6 +6,10 @@
  *   for h = 0 .. history-1: every prognostic variable at t - h * dt   (dt = data.history_step if
  *                           given, else the dataset time step; the model step for
  *                           autoregressive models, data.step)
+ *   data.recent_days = D > 0: every prognostic variable as the mean of its D most recent fields at
+ *                           the hour of day of t, then the same at the hour of t + s, counting only
+ *                           fields at or before the information time (the forecast's initial time;
+ *                           t itself for a training sample) and at least a day before the hour
  *   every forcing field from the dataset (time-dependent at t + s, static as is)
  *   computed forcings: hour_of_day -> sin, cos at t and at t + s; day_of_year -> the same
  *   computed static maps of a lat-lon grid (after the phases, in config order), which let a
@@ -16,7 +20,7 @@
  *   With data.tendency, a prognostic target is (x(t+s) - x(t)) / tend_std (the forecast adds
  *   it back); otherwise and for diagnostics (x(t+s) - mean) / std.
  * With data.relative_inputs the prognostic history channels carry no absolute level: h = 0 is
- *   (x(t) - its domain mean) / std, h > 0 is (x(t - h dt) - x(t)) / tend_std.
+ *   (x(t) - its domain mean) / std, h > 0 and the recent-day means are (x - x(t)) / tend_std.
  * Other inputs are (x - mean) / std with the statistics of the training period: per variable
  * (`global`: mean over time and space; std = the time standard deviation averaged over space,
  * as WeatherBench) or per grid point. NaN inputs are an error naming variable and time; NaN
@@ -41,6 +45,7 @@
 
 #define SAMPLES_MAX_VARS 32
 #define SAMPLES_MAX_LEADS 16
+#define SAMPLES_MAX_RECENT_DAYS 14
 
 typedef enum { FORCING_FIELD = 0, FORCING_HOUR_OF_DAY, FORCING_DAY_OF_YEAR, FORCING_LATITUDE, FORCING_LONGITUDE } forcing_kind;
 
@@ -71,6 +76,7 @@ typedef struct {
     int tendency;
     int lead_tendency;                   /* data.lead_tendency_scale (multi-lead models only) */
     int relative_inputs;                 /* data.relative_inputs: level-free prognostic inputs */
+    int recent_days;                     /* data.recent_days: days in the recent diurnal means (0 = off) */
     int n_leads;                         /* multi-lead direct model: number of leads (0 = off) */
     double leads[SAMPLES_MAX_LEADS];     /* its leads in hours (one of them is lead_hours) */
     int c_in, c_out, h, w;
@@ -118,10 +124,13 @@ const float *sample_cache_get(sample_cache *c, int var, int t);
 int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t *inits, int n, float *input,
                      float *target);
 
-/* One input (C_in, H, W) at initialisation time t0 (hours) from raw prognostic fields given as
- * pointers prog_hist[h * n_prog + i] (history h, variable i), e.g. the previous step of an
- * autoregressive forecast; forcings come from the dataset at t0 + step. */
-int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, const float *const *prog_hist, float *input);
+/* One input (C_in, H, W) at time t0 (hours) from raw prognostic fields given as pointers
+ * prog_hist[h * n_prog + i] (history h, variable i), e.g. the previous step of an autoregressive
+ * forecast; forcings come from the dataset at t0 + step. t_info is the time of the last analysed
+ * state (the rollout's initial time; t0 for the first step): the recent-day means read no field
+ * after it. */
+int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, double t_info, const float *const *prog_hist,
+                           float *input);
 
 /* The same at lead `lead_hours` of a multi-lead direct model (forcings at t0 + lead_hours). */
 int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, double t0, double lead_hours,

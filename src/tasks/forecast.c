@@ -309,7 +309,8 @@ static int member_run(fc_member *M, const dataset *ds, sample_cache *cache, cons
         for (int b = 0; b < n && st == SM_OK; b++) {
             double t0 = ds->times[inits[b]] + (step - 1) * L->step_hours;
             for (size_t k = 0; k < hist_n; k++) hist_ptr[b * hist_n + k] = state + ((size_t)b * hist_n + k) * np;
-            st = samples_assemble_state(L, cache, t0, hist_ptr + b * hist_n, model_input(m) + (size_t)b * L->c_in * np);
+            st = samples_assemble_state(L, cache, t0, ds->times[inits[b]], hist_ptr + b * hist_n,
+                                        model_input(m) + (size_t)b * L->c_in * np);
         }
         if (st || (st = model_forward(m, 0, NULL))) break;
         for (int b = 0; b < n; b++) {

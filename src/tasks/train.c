@@ -339,7 +339,8 @@ static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *in
         for (int b = 0; b < n && st == SM_OK; b++) {
             int done = step - (r - rb[b]); /* steps sample b has already taken */
             double t = ds->times[idx[b]] - (rb[b] - (done > 0 ? done : 0)) * L->step_hours;
-            st = samples_assemble_state(L, T->cache, t, T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
+            double t_start = ds->times[idx[b]] - rb[b] * L->step_hours; /* the rollout's analysed state */
+            st = samples_assemble_state(L, T->cache, t, t_start, T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
         }
         if (st || (st = model_forward(T->m, 0, NULL))) return st;
         for (int b = 0; b < n; b++) {
@@ -350,7 +351,8 @@ static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *in
         }
     }
     for (int b = 0; b < n && st == SM_OK; b++) {
-        st = samples_assemble_state(L, T->cache, ds->times[idx[b]], T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
+        st = samples_assemble_state(L, T->cache, ds->times[idx[b]], ds->times[idx[b]] - rb[b] * L->step_hours,
+                                    T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
         if (st || !L->tendency || rb[b] == 0) continue;
         /* a tendency target is the change from the state the model starts from */
         for (int i = 0; i < L->n_prog; i++) {

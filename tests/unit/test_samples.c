@@ -327,7 +327,7 @@ static void test_coordinate_forcings(void **state)
     const float *hist[1];
     float in2[8 * NY * NX];
     assert_int_equal(samples_prognostic_history(&L, cache, init, hist), SM_OK);
-    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], hist, in2), SM_OK);
+    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], ds->times[init], hist, in2), SM_OK);
     for (size_t k = 0; k < 8 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
 
     release(cache, &tr, &va, &te, &L, cfg);
@@ -364,24 +364,85 @@ static void test_relative_inputs(void **state)
     }
     const float *hist[3];
     assert_int_equal(samples_prognostic_history(&L, cache, init, hist), SM_OK);
-    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], hist, in2), SM_OK);
+    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], ds->times[init], hist, in2), SM_OK);
     for (size_t k = 0; k < 3 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
     /* a warmer or colder copy of the same weather gives the same input */
     float shifted[3][NY * NX];
     for (int h = 0; h < 3; h++)
         for (size_t p = 0; p < np; p++) shifted[h][p] = hist[h][p] + 7.5f;
     const float *shifted_hist[3] = {shifted[0], shifted[1], shifted[2]};
-    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], shifted_hist, in2), SM_OK);
+    assert_int_equal(samples_assemble_state(&L, cache, ds->times[init], ds->times[init], shifted_hist, in2), SM_OK);
     for (size_t k = 0; k < 3 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-5);
 
     release(cache, &tr, &va, &te, &L, cfg);
     dataset_close(ds);
 }
 
+/* data.recent_days: the mean of the last D fields at the hours of t0 and t0 + step, between the
+ * prognostic history and the forcings; a rollout step reads no field after its information time. */
+static void test_recent_days(void **state)
+{
+    (void)state;
+    for (int relative = 0; relative < 2; relative++) {
+        char *ov[] = {"data.prognostic=[a]", "data.forcing=[hour_of_day]", "data.lead_time=6h", "data.recent_days=2",
+                      relative ? "data.relative_inputs=true" : "data.relative_inputs=false"};
+        dataset *ds;
+        sm_config *cfg = load_on_dataset(5, ov, &ds);
+        sample_layout L;
+        assert_int_equal(samples_layout_init(&L, &cfg->data, ds), SM_OK);
+        assert_int_equal(L.c_in, 1 + 2 + 4);
+        /* Time indices are 6 h apart, so a day is 4 indices: an init needs index - 4 (its own
+         * hour) and index - 3 (the hour of the target) to exist. */
+        sample_split all, tr, va, te;
+        assert_int_equal(samples_valid_inits(&L, ds, ds->times[0], ds->times[NT - 1], &all), SM_OK);
+        assert_int_equal(all.n, NT - 1 - 4);
+        assert_int_equal(all.idx[0], 4);
+        assert_int_equal(samples_splits(&L, &cfg->data, ds, &tr, &va, &te), SM_OK);
+        sample_cache *cache;
+        assert_int_equal(sample_cache_create(ds, &cache), SM_OK);
+        assert_int_equal(samples_compute_stats(&L, cache, &tr, 0), SM_OK);
+        const float mu = L.stats.mean[0], sd = L.stats.std[0], tsd = L.stats.tend_std[0];
+        const size_t np = NY * NX;
+        float in[7 * NY * NX], in2[7 * NY * NX];
+        int64_t init = 9;
+        assert_int_equal(samples_assemble(&L, cache, &init, 1, in, NULL), SM_OK);
+        /* hour of t0: indices 5 and 1 (mean 10 + 3 + p); hour of t1: 6 and 2 (10 + 4 + p) */
+        for (size_t p = 0; p < np; p++) {
+            double x0 = value_a(9, (int)p), r0 = 13.0 + (double)p, r1 = 14.0 + (double)p;
+            double want0 = relative ? (r0 - x0) / tsd : (r0 - mu) / sd, want1 = relative ? (r1 - x0) / tsd : (r1 - mu) / sd;
+            assert_true(fabs(in[np + p] - want0) < 1e-5);
+            assert_true(fabs(in[2 * np + p] - want1) < 1e-5);
+        }
+        double hour_phase, doy_phase;
+        samples_time_features(ds->times[9], ds->calendar, &hour_phase, &doy_phase);
+        assert_true(fabs(in[3 * np] - sin(hour_phase)) < 1e-6);
+
+        const float *hist[1];
+        assert_int_equal(samples_prognostic_history(&L, cache, init, hist), SM_OK);
+        assert_int_equal(samples_assemble_state(&L, cache, ds->times[9], ds->times[9], hist, in2), SM_OK);
+        for (size_t k = 0; k < 7 * np; k++) assert_true(fabs(in2[k] - in[k]) < 1e-6);
+        /* As step 5 of a rollout from index 5: index 6 is in the forecast's future, so the hour of
+         * t1 has only index 2 (10 + 2 + p); the hour of t0 keeps 5 and 1. */
+        assert_int_equal(samples_assemble_state(&L, cache, ds->times[9], ds->times[5], hist, in2), SM_OK);
+        for (size_t p = 0; p < np; p++) {
+            double x0 = value_a(9, (int)p), r1 = 12.0 + (double)p;
+            assert_true(fabs(in2[np + p] - in[np + p]) < 1e-6);
+            assert_true(fabs(in2[2 * np + p] - (relative ? (r1 - x0) / tsd : (r1 - mu) / sd)) < 1e-5);
+        }
+        /* from index 1 nothing at the hour of t1 (index 10) is old enough */
+        assert_int_equal(samples_assemble_state(&L, cache, ds->times[9], ds->times[1], hist, in2), SM_ERR_IO);
+        assert_non_null(strstr(sm_last_error(), "data.recent_days"));
+
+        samples_split_free(&all);
+        release(cache, &tr, &va, &te, &L, cfg);
+        dataset_close(ds);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_layout_splits_stats), cmocka_unit_test(test_durations_and_errors),
                                        cmocka_unit_test(test_multi_lead), cmocka_unit_test(test_coordinate_forcings),
-                                       cmocka_unit_test(test_relative_inputs)};
+                                       cmocka_unit_test(test_relative_inputs), cmocka_unit_test(test_recent_days)};
     return cmocka_run_group_tests(tests, setup, NULL);
 }
