@@ -11,6 +11,8 @@
 #include "moe/moe_balance.h"
 #include "moe/moe_similarity.h"
 #include "nn/conv2d.h"
+#include "nn/nn_internal.h"
+#include "nn/threads.h"
 
 void pmoe_shape_defaults(pmoe_shape *s)
 {
@@ -232,7 +234,9 @@ void pmoe_init(const pmoe_shape *s, float *params, rng_t *rng)
 typedef struct {
     size_t h, e, g, rp, gate, student, pairs, stats, total; /* state offsets */
     size_t w_conv, w_dh, w_de, w_dg, w_dcl, w_dsd, w_dpf, w_dg1, w_dg2, w_gate, w_dq, w_dk,
-        w_dhg, w_sgate, w_dst, w_cols, w_gcol, w_sh, w_so, w_idx, wtotal; /* workspace offsets */
+        w_dhg, w_sgate, w_dst, w_sparse, wtotal;                  /* workspace offsets */
+    size_t sparse_per_thread;                                /* sparse evaluation, per thread */
+    int sparse_threads;
     size_t gate_state, inner_state;                          /* per-gate state sizes */
 } pmoe_layout;
 
@@ -285,16 +289,15 @@ static pmoe_layout lay(const pmoe_shape *s)
     L.w_dq = o; o += B * A * P;
     L.w_dk = o; o += A * P;
     L.w_dhg = o; o += B * A * P;
-    /* distillation: the student's gate workspace and logit gradient; the sparse evaluation's
-     * im2col of one sample, its gathered columns for one expert, that expert's hidden
-     * features and outputs, and the gathered pixel indices (int32) */
+    /* distillation: the student's gate workspace and logit gradient; per thread of the sparse
+     * evaluation (sparse_buffers) the im2col of one sample, its gathered columns for one
+     * expert, that expert's hidden features and outputs, and the gathered pixel indices */
     L.w_sgate = o; o += D ? moe_gate_workspace_floats(&st) : 0;
     L.w_dst = o; o += D ? B * N * P : 0;
-    L.w_cols = o; o += D ? CKK * P : 0;
-    L.w_gcol = o; o += D ? CKK * P : 0;
-    L.w_sh = o; o += D ? H * P : 0;
-    L.w_so = o; o += D ? Co * P : 0;
-    L.w_idx = o; o += D ? P : 0;
+    L.sparse_threads = nn_get_threads() < (int)B ? nn_get_threads() : (int)B;
+    if (L.sparse_threads < 1) L.sparse_threads = 1;
+    L.sparse_per_thread = D ? 2 * CKK * P + H * P + Co * P + P : 0;
+    L.w_sparse = o; o += (size_t)L.sparse_threads * L.sparse_per_thread;
     L.wtotal = o;
     return L;
 }
@@ -464,37 +467,34 @@ static size_t student_param_offset(const pmoe_shape *s)
     return info[8].offset;
 }
 
-/* Evaluation of a distilled layer: the student routes (top-k of its logits, softmax over the
- * kept) and only the selected experts are computed at each token, which is what distilling
- * buys: k of N expert blocks per token instead of all N for the attention teacher. Per sample
- * and expert: gather the im2col columns of the pixels that selected the expert, two GEMMs
- * (KxK conv as C*K*K -> hidden, ReLU, 1x1 hidden -> C_out), scatter G * E into the output.
- * Experts are added in index order, as the dense sum, so both agree to the GEMMs' rounding. */
-static void forward_student_sparse(const pmoe_shape *s, float *out, const float *in, const float *params,
-                                   float *state, float *workspace)
+typedef struct {
+    const pmoe_shape *s;
+    float *out;
+    const float *in, *params, *G, *kept;
+    float *workspace;
+    pmoe_layout L;
+} sparse_ctx;
+
+/* Samples [lo, hi) of the sparse evaluation, with thread t's buffers. */
+static void sparse_block(int t, int lo, int hi, void *arg)
 {
-    const int B = s->batch, N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in, K = s->kernel;
+    const sparse_ctx *x = arg;
+    const pmoe_shape *s = x->s;
+    const int N = s->n_experts, H = s->hidden, Co = s->c_out, C = s->c_in, K = s->kernel;
     const size_t P = (size_t)P_of(s), CKK = (size_t)C * K * K;
-    pmoe_layout L = lay(s);
     moe_param_info info[4 + 3 + 3 * PMOE_MAX_GROUPS];
     pmoe_params(s, info);
-    const float *w1 = params + info[0].offset, *b1 = params + info[1].offset;
-    const float *w2 = params + info[2].offset, *b2 = params + info[3].offset;
-    float *G = state + L.g, *rp = state + L.rp, *stats = state + L.stats;
-    moe_gate_shape ss = student_gate(s);
-    float *sst = state + L.student;
-    moe_gate_forward(&ss, in, params + student_param_offset(s), sst, 0, NULL);
-    moe_gate_view sv = moe_gate_state(&ss, sst);
-    memcpy(G, sv.g, (size_t)B * N * P * sizeof(float));
-    memcpy(rp, sv.pfull, (size_t)B * N * P * sizeof(float));
-    float *cols = workspace + L.w_cols, *gcol = workspace + L.w_gcol;
-    float *sh = workspace + L.w_sh, *so = workspace + L.w_so;
-    int32_t *idx = (int32_t *)(workspace + L.w_idx);
-    memset(out, 0, (size_t)B * Co * P * sizeof(float));
-    for (int b = 0; b < B; b++) {
+    const float *w1 = x->params + info[0].offset, *b1 = x->params + info[1].offset;
+    const float *w2 = x->params + info[2].offset, *b2 = x->params + info[3].offset;
+    const float *in = x->in, *G = x->G;
+    float *out = x->out;
+    float *cols = x->workspace + x->L.w_sparse + (size_t)t * x->L.sparse_per_thread, *gcol = cols + CKK * P;
+    float *sh = gcol + CKK * P, *so = sh + (size_t)H * P;
+    int32_t *idx = (int32_t *)(so + (size_t)Co * P);
+    for (int b = lo; b < hi; b++) {
         nn_im2col(in + (size_t)b * C * P, C, s->h, s->w, K, 1, K / 2, s->pad, s->h, s->w, cols, P);
         for (int e = 0; e < N; e++) {
-            const float *kept = sv.kept + ((size_t)b * N + e) * P, *Ge = G + ((size_t)b * N + e) * P;
+            const float *kept = x->kept + ((size_t)b * N + e) * P, *Ge = G + ((size_t)b * N + e) * P;
             int n = 0;
             for (size_t p = 0; p < P; p++)
                 if (kept[p] != 0.0f) idx[n++] = (int32_t)p;
@@ -516,6 +516,31 @@ static void forward_student_sparse(const pmoe_shape *s, float *out, const float 
             }
         }
     }
+}
+
+/* Evaluation of a distilled layer: the student routes (top-k of its logits, softmax over the
+ * kept) and only the selected experts are computed at each token, which is what distilling
+ * buys: k of N expert blocks per token instead of all N for the attention teacher. Per sample
+ * and expert: gather the im2col columns of the pixels that selected the expert, two GEMMs
+ * (KxK conv as C*K*K -> hidden, ReLU, 1x1 hidden -> C_out), scatter G * E into the output.
+ * Experts are added in index order, as the dense sum, so both agree to the GEMMs' rounding.
+ * Samples run on the threads of nn_run_blocks, each with its own buffers. */
+static void forward_student_sparse(const pmoe_shape *s, float *out, const float *in, const float *params,
+                                   float *state, float *workspace)
+{
+    const int B = s->batch, N = s->n_experts, Co = s->c_out;
+    const size_t P = (size_t)P_of(s);
+    pmoe_layout L = lay(s);
+    float *G = state + L.g, *rp = state + L.rp, *stats = state + L.stats;
+    moe_gate_shape ss = student_gate(s);
+    float *sst = state + L.student;
+    moe_gate_forward(&ss, in, params + student_param_offset(s), sst, 0, NULL);
+    moe_gate_view sv = moe_gate_state(&ss, sst);
+    memcpy(G, sv.g, (size_t)B * N * P * sizeof(float));
+    memcpy(rp, sv.pfull, (size_t)B * N * P * sizeof(float));
+    memset(out, 0, (size_t)B * Co * P * sizeof(float));
+    sparse_ctx ctx = {s, out, in, params, G, sv.kept, workspace, L};
+    nn_run_blocks(L.sparse_threads, B, 1, sparse_block, &ctx);
     for (int i = 0; i < PMOE_NSTAT; i++) stats[i] = 0;
     stats[PMOE_STAT_DISTILL] = stats[PMOE_STAT_AGREE] = NAN; /* no teacher ran */
 }

@@ -467,6 +467,14 @@ static void run_distill_eval(int k, uint64_t seed)
                     want[((size_t)b * Co + c) * P + p] += v.g[((size_t)b * N + e) * P + p] *
                                                           E[(((size_t)b * N + e) * Co + c) * P + p];
     assert_true(testutil_rel_l2(ye, want, f.ny) < 1e-5);
+    /* the batch split over 3 threads, each with its own buffers: the same bits */
+    nn_set_threads(3);
+    float *ws3 = malloc(pmoe_workspace_floats(&s) * sizeof(float)), *y3 = malloc(f.ny * sizeof(float));
+    pmoe_forward(&s, y3, f.x, f.p, f.state, ws3, 0, NULL);
+    nn_set_threads(1);
+    assert_memory_equal(y3, ye, f.ny * sizeof(float));
+    free(ws3);
+    free(y3);
     int disagree = 0;
     for (int b = 0; b < B; b++)
         for (size_t p = 0; p < P; p++) {
