@@ -13,6 +13,9 @@ Every model predicts the anomaly from the hour-of-day climatology of the trainin
                 t-24 h, the anomaly of the last 24 h mean and a constant
   spatial r     the same with the anomalies at t, t-6, t-12, t-24 h of the point and of its four
                 neighbours r cells away (edge-replicated), i.e. what a linear 'CNN' could see
+  recent week   the anomaly from the mean of the last 7 days at the same hour instead (only fields
+                at or before the init: what data.recent_days = 7 gives the network), damped by a
+                factor fitted on the training days
 and each regression is fitted twice: on the training days (an honest forecast) and on the test
 inits themselves (an oracle: the best any model of that family could do on this week).
 """
@@ -22,6 +25,21 @@ import netCDF4
 import numpy as np
 
 TRAIN_DAYS, TEST_FIRST_DAY = 21, 25  # 1-21 March train, tests start on 25 March (day index 24)
+
+
+def recent_mean(x, hour, t_info, days=7):
+    """Mean of the last `days` fields at the hour of `hour`, a day or more before it, not after t_info."""
+    picked = [s for s in range(hour - 24, -1, -24) if s <= t_info][:days]
+    return x[picked].mean(0)
+
+
+def recent_week_row(x, train, test, lead, ratio):
+    fit = [t for t in train if t >= 24]
+    a0 = np.stack([x[t] - recent_mean(x, t, t) for t in fit])
+    a1 = np.stack([x[t + lead] - recent_mean(x, t + lead, t) for t in fit])
+    factor = float((a0 * a1).sum() / (a0 * a0).sum())
+    forecast = np.stack([recent_mean(x, t + lead, t) + factor * (x[t] - recent_mean(x, t, t)) for t in test])
+    return ("recent-week hour-of-day mean + damped anomaly (factor %.2f)" % factor, ratio(forecast), None)
 
 
 def main(argv):
@@ -72,6 +90,7 @@ def main(argv):
              ratio(clim[hour[test + lead]] + damping * anomaly[test]), None)]
     local = ((0, 6, 12, 18, 24), [(0, 0)])
     rows.append(("local regression", ratio(regression(*local, train)), ratio(regression(*local, test))))
+    rows.append(recent_week_row(x, train, test, lead, ratio))
     for r in (2, 4, 8):
         spatial = ((0, 6, 12, 24), [(0, 0), (r, 0), (-r, 0), (0, r), (0, -r)])
         rows.append(("spatial regression, neighbours %d cells away" % r,
