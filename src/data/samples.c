@@ -689,8 +689,8 @@ static int gather_recent(const sample_layout *L, sample_cache *cache, double t_i
     return SM_OK;
 }
 
-/* The recent-day mean channels (layout in samples.h) at `out`; prog_hist[i] is x(t0). */
-static void fill_recent(const sample_layout *L, const sample_fields *F, const float *const *prog_hist, float *out)
+/* The recent-day mean channels (layout in samples.h) at `out`. */
+static void fill_recent(const sample_layout *L, const sample_fields *F, float *out)
 {
     size_t np = (size_t)L->h * L->w;
     for (int side = 0; side < 2 && L->recent_days > 0; side++)
@@ -705,7 +705,7 @@ static void fill_recent(const sample_layout *L, const sample_fields *F, const fl
                 normalise_into(&L->stats, stat_prog(L, i), out, out, np);
                 continue;
             }
-            const float *x0 = prog_hist[i];
+            const float *x0 = F->prog_hist[i];
             float inv = 1.0f / L->stats.tend_std[i];
             for (size_t p = 0; p < np; p++) out[p] = (out[p] - x0[p]) * inv;
         }
@@ -804,7 +804,7 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
     for (int b = 0; b < n; b++) {
         float *in = input + (size_t)b * L->c_in * np;
         fill_prognostic(L, F[b].prog_hist, in);
-        fill_recent(L, &F[b], F[b].prog_hist, in + (size_t)L->history * L->n_prog * np);
+        fill_recent(L, &F[b], in + (size_t)L->history * L->n_prog * np);
         fill_forcings(L, ds->calendar, &F[b], in + forcing_offset(L));
         if (!target) continue;
         float *out = target + (size_t)b * L->c_out * np;
@@ -822,21 +822,6 @@ int samples_assemble(const sample_layout *L, sample_cache *cache, const int64_t 
     }
     free(F);
     return SM_OK;
-}
-
-static int assemble_state(const sample_layout *L, sample_cache *cache, double t0, double lead_hours, double t_info,
-                          const float *const *prog_hist, float *input);
-
-int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, double t_info, const float *const *prog_hist,
-                           float *input)
-{
-    return assemble_state(L, cache, t0, L->step_hours, t_info, prog_hist, input);
-}
-
-int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, double t0, double lead_hours,
-                                const float *const *prog_hist, float *input)
-{
-    return assemble_state(L, cache, t0, lead_hours, t0, prog_hist, input);
 }
 
 static int assemble_state(const sample_layout *L, sample_cache *cache, double t0, double lead_hours, double t_info,
@@ -868,9 +853,21 @@ static int assemble_state(const sample_layout *L, sample_cache *cache, double t0
     int st = gather_recent(L, cache, t_info, &F);
     if (st) return st;
     fill_prognostic(L, F.prog_hist, input);
-    fill_recent(L, &F, F.prog_hist, input + (size_t)L->history * L->n_prog * np);
+    fill_recent(L, &F, input + (size_t)L->history * L->n_prog * np);
     fill_forcings(L, ds->calendar, &F, input + forcing_offset(L));
     return SM_OK;
+}
+
+int samples_assemble_state(const sample_layout *L, sample_cache *cache, double t0, double t_info, const float *const *prog_hist,
+                           float *input)
+{
+    return assemble_state(L, cache, t0, L->step_hours, t_info, prog_hist, input);
+}
+
+int samples_assemble_state_lead(const sample_layout *L, sample_cache *cache, double t0, double lead_hours,
+                                const float *const *prog_hist, float *input)
+{
+    return assemble_state(L, cache, t0, lead_hours, t0, prog_hist, input);
 }
 
 int samples_prognostic_history(const sample_layout *L, sample_cache *cache, int64_t init, const float **prog_hist)

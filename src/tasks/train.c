@@ -304,6 +304,13 @@ static int task_restore(void *ctx, const ckpt_state *st, const char *path)
  * steps without gradient, and the last step is trained from that forecast state towards the
  * true state one step after the initialisation time. The gradient flows through the last step
  * only (cheap: r extra forward passes). */
+/* Time of the analysed state a rollout of `steps` steps towards initialisation `init` starts
+ * from: its information time (samples_assemble_state reads no field after it). */
+static double rollout_start(const dataset *ds, const sample_layout *L, int64_t init, int steps)
+{
+    return ds->times[init] - steps * L->step_hours;
+}
+
 static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *input)
 {
     const sample_layout *L = &T->L;
@@ -339,8 +346,8 @@ static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *in
         for (int b = 0; b < n && st == SM_OK; b++) {
             int done = step - (r - rb[b]); /* steps sample b has already taken */
             double t = ds->times[idx[b]] - (rb[b] - (done > 0 ? done : 0)) * L->step_hours;
-            double t_start = ds->times[idx[b]] - rb[b] * L->step_hours; /* the rollout's analysed state */
-            st = samples_assemble_state(L, T->cache, t, t_start, T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
+            st = samples_assemble_state(L, T->cache, t, rollout_start(ds, L, idx[b], rb[b]), T->pf_hist + (size_t)b * hist_n,
+                                        input + (size_t)b * in_n);
         }
         if (st || (st = model_forward(T->m, 0, NULL))) return st;
         for (int b = 0; b < n; b++) {
@@ -351,7 +358,7 @@ static int assemble_pushforward(trainer *T, const int64_t *idx, int n, float *in
         }
     }
     for (int b = 0; b < n && st == SM_OK; b++) {
-        st = samples_assemble_state(L, T->cache, ds->times[idx[b]], ds->times[idx[b]] - rb[b] * L->step_hours,
+        st = samples_assemble_state(L, T->cache, ds->times[idx[b]], rollout_start(ds, L, idx[b], rb[b]),
                                     T->pf_hist + (size_t)b * hist_n, input + (size_t)b * in_n);
         if (st || !L->tendency || rb[b] == 0) continue;
         /* a tendency target is the change from the state the model starts from */
