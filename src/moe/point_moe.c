@@ -290,7 +290,7 @@ static pmoe_layout lay(const pmoe_shape *s)
     L.w_dk = o; o += A * P;
     L.w_dhg = o; o += B * A * P;
     /* distillation: the student's gate workspace and logit gradient; per thread of the sparse
-     * evaluation (sparse_buffers) the im2col of one sample, its gathered columns for one
+     * evaluation (sparse_block) the im2col of one sample, its gathered columns for one
      * expert, that expert's hidden features and outputs, and the gathered pixel indices */
     L.w_sgate = o; o += D ? moe_gate_workspace_floats(&st) : 0;
     L.w_dst = o; o += D ? B * N * P : 0;
@@ -467,6 +467,25 @@ static size_t student_param_offset(const pmoe_shape *s)
     return info[8].offset;
 }
 
+/* Runs the student gate on `in` (its state at L.student). */
+static moe_gate_view student_forward(const pmoe_shape *s, const pmoe_layout *L, const float *in, const float *params,
+                                     float *state)
+{
+    moe_gate_shape ss = student_gate(s);
+    float *sst = state + L->student;
+    moe_gate_forward(&ss, in, params + student_param_offset(s), sst, 0, NULL);
+    return moe_gate_state(&ss, sst);
+}
+
+/* The student's top-k weights and softmax become the layer's routing (G and the routing
+ * probabilities), as in evaluation. */
+static void route_with_student(const pmoe_shape *s, const pmoe_layout *L, const moe_gate_view *sv, float *state)
+{
+    const size_t BNP = (size_t)s->batch * s->n_experts * P_of(s);
+    memcpy(state + L->g, sv->g, BNP * sizeof(float));
+    memcpy(state + L->rp, sv->pfull, BNP * sizeof(float));
+}
+
 typedef struct {
     const pmoe_shape *s;
     float *out;
@@ -528,18 +547,14 @@ static void sparse_block(int t, int lo, int hi, void *arg)
 static void forward_student_sparse(const pmoe_shape *s, float *out, const float *in, const float *params,
                                    float *state, float *workspace)
 {
-    const int B = s->batch, N = s->n_experts, Co = s->c_out;
+    const int B = s->batch, Co = s->c_out;
     const size_t P = (size_t)P_of(s);
     pmoe_layout L = lay(s);
-    float *G = state + L.g, *rp = state + L.rp, *stats = state + L.stats;
-    moe_gate_shape ss = student_gate(s);
-    float *sst = state + L.student;
-    moe_gate_forward(&ss, in, params + student_param_offset(s), sst, 0, NULL);
-    moe_gate_view sv = moe_gate_state(&ss, sst);
-    memcpy(G, sv.g, (size_t)B * N * P * sizeof(float));
-    memcpy(rp, sv.pfull, (size_t)B * N * P * sizeof(float));
+    float *stats = state + L.stats;
+    moe_gate_view sv = student_forward(s, &L, in, params, state);
+    route_with_student(s, &L, &sv, state);
     memset(out, 0, (size_t)B * Co * P * sizeof(float));
-    sparse_ctx ctx = {s, out, in, params, G, sv.kept, workspace, L};
+    sparse_ctx ctx = {s, out, in, params, state + L.g, sv.kept, workspace, L};
     nn_run_blocks(L.sparse_threads, B, 1, sparse_block, &ctx);
     for (int i = 0; i < PMOE_NSTAT; i++) stats[i] = 0;
     stats[PMOE_STAT_DISTILL] = stats[PMOE_STAT_AGREE] = NAN; /* no teacher ran */
@@ -639,17 +654,11 @@ static void forward_impl(const pmoe_shape *s, float *out, const float *in, const
          * stats; in evaluation (distill_check) it routes, as in the sparse evaluation */
         const int A = A_of(s);
         const float *a = gst + 2 * (size_t)B * A * P + (size_t)B * N * A * P;
-        moe_gate_shape ss = student_gate(s);
-        float *sst = state + L.student;
-        moe_gate_forward(&ss, in, params + student_param_offset(s), sst, 0, NULL);
-        moe_gate_view sv = moe_gate_state(&ss, sst);
+        moe_gate_view sv = student_forward(s, &L, in, params, state);
         moe_layout lg = {B, N, P};
         distill_loss = moe_distill_loss(&lg, rp, sv.clean, NULL, 0.0f);
         agree = top1_agreement(B, N, P, a, sv.clean);
-        if (!training) {
-            memcpy(G, sv.g, (size_t)B * N * P * sizeof(float));
-            memcpy(rp, sv.pfull, (size_t)B * N * P * sizeof(float));
-        }
+        if (!training) route_with_student(s, &L, &sv, state);
     }
     /* output */
     for (int b = 0; b < B; b++)
